@@ -1,0 +1,602 @@
+//! The event contract: CloudEvents 1.0 lifecycle events in, typed and validated.
+//!
+//! Parsing runs in two stages so that the published contract and the code cannot drift: the JSON
+//! Schemas in `schemas/` (see [`crate::contract`]) check shape and per-field rules, then typed
+//! parsing adds the cross-field rules a schema cannot say well. Every problem names its JSON path
+//! and the rule broken, and secrets never appear in a problem.
+
+use crate::contract::{self, Schema};
+use crate::secret::SecretString;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::fmt;
+
+pub const DEPLOYED_TYPE: &str = "io.higress.model.deployed.v1";
+pub const RETIRED_TYPE: &str = "io.higress.model.retired.v1";
+pub const RESULT_TYPE: &str = "io.higress.model.route.result.v1";
+
+/// Largest event accepted, in bytes; larger ones are poison.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// One broken rule at one JSON path, e.g. `data.route.upstreams: weights sum to 90, must be 100`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub rule: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, rule: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            rule: rule.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.rule)
+    }
+}
+
+/// Why an input could not become a [`LifecycleEvent`], with whatever could still be read from it so
+/// that a `rejected` result can be published for the right model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidEvent {
+    pub reason: InvalidReason,
+    pub problems: Vec<Problem>,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub model: Option<String>,
+    pub revision: Option<u64>,
+}
+
+/// Coarse kind of an invalid input; the label on metrics and on the dead-letter header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidReason {
+    Oversize,
+    NotJson,
+    NotCloudEvent,
+    UnknownType,
+    SchemaViolation,
+}
+
+impl InvalidReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Oversize => "oversize",
+            Self::NotJson => "not-json",
+            Self::NotCloudEvent => "not-cloudevent",
+            Self::UnknownType => "unknown-type",
+            Self::SchemaViolation => "schema-violation",
+        }
+    }
+}
+
+impl InvalidEvent {
+    fn bare(reason: InvalidReason, problem: Problem) -> Self {
+        Self {
+            reason,
+            problems: vec![problem],
+            event_id: None,
+            event_type: None,
+            model: None,
+            revision: None,
+        }
+    }
+
+    /// All problems on one line, `; `-separated.
+    pub fn message(&self) -> String {
+        self.problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+impl fmt::Display for InvalidEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid event ({}): {}", self.reason.as_str(), self.message())
+    }
+}
+
+impl std::error::Error for InvalidEvent {}
+
+/// CloudEvents context attributes we use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: String,
+    pub source: String,
+    pub event_type: String,
+    pub subject: Option<String>,
+    pub time: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct LifecycleEvent {
+    pub envelope: Envelope,
+    pub body: Lifecycle,
+}
+
+#[derive(Clone, Debug)]
+pub enum Lifecycle {
+    Deployed(ModelDeployed),
+    Retired(ModelRetired),
+}
+
+impl LifecycleEvent {
+    pub fn model(&self) -> &str {
+        match &self.body {
+            Lifecycle::Deployed(d) => &d.model,
+            Lifecycle::Retired(r) => &r.model,
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        match &self.body {
+            Lifecycle::Deployed(d) => d.revision,
+            Lifecycle::Retired(r) => r.revision,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDeployed {
+    pub model: String,
+    pub revision: u64,
+    pub provider: ProviderSpec,
+    #[serde(default)]
+    pub route: RouteSpec,
+    #[serde(default)]
+    pub auth: Option<AuthSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderSpec {
+    /// Defaults to the model name (see [`ModelDeployed::provider_name`]).
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(rename = "type", default = "default_provider_type")]
+    pub provider_type: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub protocol: ProviderProtocol,
+    #[serde(default)]
+    pub api_tokens: Vec<SecretString>,
+    #[serde(default)]
+    pub api_tokens_secret_ref: Option<SecretRef>,
+    /// Extra ai-proxy keys, written verbatim into the provider entry.
+    #[serde(default)]
+    pub config: Map<String, Value>,
+    /// The console's `tokenFailoverConfig`; the console UI always sends `{enabled: false}`.
+    #[serde(default)]
+    pub failover: Option<Map<String, Value>>,
+}
+
+fn default_provider_type() -> String {
+    "openai".to_string()
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderProtocol {
+    #[default]
+    Openai,
+    Original,
+}
+
+/// A key of a Kubernetes Secret in the Higress namespace.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteSpec {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub https: Option<HttpsSpec>,
+    #[serde(default = "default_path")]
+    pub path: String,
+    #[serde(default)]
+    pub model_predicates: Vec<ModelPredicate>,
+    #[serde(default)]
+    pub model_mapping: Map<String, Value>,
+    #[serde(default)]
+    pub upstreams: Option<Vec<UpstreamSpec>>,
+}
+
+impl Default for RouteSpec {
+    fn default() -> Self {
+        Self {
+            domains: Vec::new(),
+            https: None,
+            path: default_path(),
+            model_predicates: Vec::new(),
+            model_mapping: Map::new(),
+            upstreams: None,
+        }
+    }
+}
+
+fn default_path() -> String {
+    "/".to_string()
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct HttpsSpec {
+    pub mode: HttpsMode,
+    #[serde(default)]
+    pub cert: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpsMode {
+    Off,
+    On,
+    Force,
+}
+
+impl HttpsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::On => "on",
+            Self::Force => "force",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPredicate {
+    pub match_type: PredicateMatch,
+    pub match_value: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PredicateMatch {
+    Equal,
+    Pre,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamSpec {
+    pub provider: String,
+    pub weight: u32,
+    #[serde(default)]
+    pub model_mapping: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Defaults to the names of `consumers`.
+    #[serde(default)]
+    pub allowed_consumers: Option<Vec<String>>,
+    #[serde(default)]
+    pub consumers: Vec<ConsumerSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl AuthSpec {
+    pub fn allow_list(&self) -> Vec<String> {
+        match &self.allowed_consumers {
+            Some(names) => names.clone(),
+            None => self.consumers.iter().map(|c| c.name.clone()).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerSpec {
+    pub name: String,
+    pub source: KeySource,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub credentials: Vec<SecretString>,
+    #[serde(default)]
+    pub credentials_secret_ref: Option<SecretRef>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KeySource {
+    Bearer,
+    Header,
+    Query,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRetired {
+    pub model: String,
+    pub revision: u64,
+    /// Delete the route's providers when no remaining AI route uses them.
+    #[serde(default = "yes")]
+    pub delete_provider: bool,
+    /// Delete the consumers the route allowed when no remaining allow list names them.
+    #[serde(default)]
+    pub delete_consumers: bool,
+}
+
+impl ModelDeployed {
+    pub fn provider_name(&self) -> &str {
+        self.provider.name.as_deref().unwrap_or(&self.model)
+    }
+
+    /// The route's upstreams; by default the event's provider with weight 100 and the route's mapping.
+    pub fn upstreams(&self) -> Vec<UpstreamSpec> {
+        match &self.route.upstreams {
+            Some(upstreams) => upstreams.clone(),
+            None => vec![UpstreamSpec {
+                provider: self.provider_name().to_string(),
+                weight: 100,
+                model_mapping: self.route.model_mapping.clone(),
+            }],
+        }
+    }
+}
+
+/// Parses one structured-mode CloudEvent.
+pub fn parse(bytes: &[u8]) -> Result<LifecycleEvent, InvalidEvent> {
+    if bytes.len() > MAX_EVENT_BYTES {
+        return Err(InvalidEvent::bare(
+            InvalidReason::Oversize,
+            Problem::new(
+                "$",
+                format!("event is {} bytes, at most {MAX_EVENT_BYTES} allowed", bytes.len()),
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| InvalidEvent::bare(InvalidReason::NotJson, Problem::new("$", format!("not JSON: {e}"))))?;
+    parse_value(value)
+}
+
+/// Parses a CloudEvent already decoded as JSON.
+pub fn parse_value(value: Value) -> Result<LifecycleEvent, InvalidEvent> {
+    let Some(object) = value.as_object() else {
+        return Err(InvalidEvent::bare(
+            InvalidReason::NotCloudEvent,
+            Problem::new("$", "must be a JSON object (a CloudEvent in structured mode)"),
+        ));
+    };
+    let text = |key: &str| object.get(key).and_then(Value::as_str).map(str::to_string);
+    let data = object.get("data");
+    let mut invalid = InvalidEvent {
+        reason: InvalidReason::NotCloudEvent,
+        problems: Vec::new(),
+        event_id: text("id"),
+        event_type: text("type"),
+        model: data
+            .and_then(|d| d.get("model"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        revision: data.and_then(|d| d.get("revision")).and_then(Value::as_u64),
+    };
+    for attribute in ["specversion", "id", "source", "type"] {
+        if text(attribute).is_none() {
+            invalid.problems.push(Problem::new(
+                attribute,
+                "required CloudEvents attribute, must be a string",
+            ));
+        }
+    }
+    if !invalid.problems.is_empty() {
+        return Err(invalid);
+    }
+    let schema = match invalid.event_type.as_deref() {
+        Some(DEPLOYED_TYPE) => Schema::Deployed,
+        Some(RETIRED_TYPE) => Schema::Retired,
+        Some(other) => {
+            invalid.reason = InvalidReason::UnknownType;
+            invalid.problems.push(Problem::new(
+                "type",
+                format!("unknown event type {other:?}, must be {DEPLOYED_TYPE} or {RETIRED_TYPE}"),
+            ));
+            return Err(invalid);
+        }
+        None => unreachable!("checked above"),
+    };
+    invalid.reason = InvalidReason::SchemaViolation;
+    invalid.problems = contract::validate(schema, &value);
+    if !invalid.problems.is_empty() {
+        return Err(invalid);
+    }
+    let envelope = Envelope {
+        id: text("id").unwrap_or_default(),
+        source: text("source").unwrap_or_default(),
+        event_type: text("type").unwrap_or_default(),
+        subject: text("subject"),
+        time: text("time"),
+    };
+    let data = data.cloned().unwrap_or(Value::Null);
+    let typed = match schema {
+        Schema::Deployed => serde_json::from_value(data).map(Lifecycle::Deployed),
+        Schema::Retired => serde_json::from_value(data).map(Lifecycle::Retired),
+        Schema::Result => unreachable!("results are not input"),
+    };
+    let body = typed.map_err(|e| {
+        // The schema should have caught this; report it rather than trust it.
+        let mut invalid = invalid.clone();
+        invalid.problems.push(Problem::new("data", e.to_string()));
+        invalid
+    })?;
+    if let Lifecycle::Deployed(deployed) = &body {
+        invalid.problems = cross_field_problems(deployed);
+        if !invalid.problems.is_empty() {
+            return Err(invalid);
+        }
+    }
+    Ok(LifecycleEvent { envelope, body })
+}
+
+/// Rules that involve several fields, or that the schema states less clearly.
+fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let provider = &event.provider;
+    if !provider.api_tokens.is_empty() && provider.api_tokens_secret_ref.is_some() {
+        problems.push(Problem::new(
+            "data.provider",
+            "apiTokens and apiTokensSecretRef are mutually exclusive",
+        ));
+    }
+    check_provider_name(event.provider_name(), "data.provider.name", &mut problems);
+    if let Err(rule) = crate::higress::provider::check(provider, event.provider_name()) {
+        problems.push(Problem::new("data.provider", rule));
+    }
+    if let Some(upstreams) = &event.route.upstreams {
+        let sum: u32 = upstreams.iter().map(|u| u.weight).sum();
+        if sum != 100 {
+            problems.push(Problem::new(
+                "data.route.upstreams",
+                format!("weights sum to {sum}, must be 100"),
+            ));
+        }
+        let mut seen = Vec::new();
+        for (i, upstream) in upstreams.iter().enumerate() {
+            check_provider_name(
+                &upstream.provider,
+                &format!("data.route.upstreams[{i}].provider"),
+                &mut problems,
+            );
+            if seen.contains(&upstream.provider.as_str()) {
+                problems.push(Problem::new(
+                    format!("data.route.upstreams[{i}].provider"),
+                    format!("provider {:?} is listed twice", upstream.provider),
+                ));
+            }
+            seen.push(&upstream.provider);
+        }
+        if !event.route.model_mapping.is_empty() {
+            problems.push(Problem::new(
+                "data.route.modelMapping",
+                "not allowed together with upstreams: give each upstream its own modelMapping",
+            ));
+        }
+    }
+    for (i, domain) in event.route.domains.iter().enumerate() {
+        check_domain(domain, &format!("data.route.domains[{i}]"), &mut problems);
+    }
+    if let Some(https) = &event.route.https {
+        if https.mode != HttpsMode::Off && https.cert.as_deref().unwrap_or("").is_empty() {
+            problems.push(Problem::new(
+                "data.route.https.cert",
+                "required when mode is on or force",
+            ));
+        }
+    }
+    if let Some(auth) = &event.auth {
+        let mut names = Vec::new();
+        for (i, consumer) in auth.consumers.iter().enumerate() {
+            let path = format!("data.auth.consumers[{i}]");
+            if names.contains(&consumer.name.as_str()) {
+                problems.push(Problem::new(
+                    format!("{path}.name"),
+                    format!("consumer {:?} is listed twice", consumer.name),
+                ));
+            }
+            names.push(&consumer.name);
+            match consumer.source {
+                KeySource::Bearer => {
+                    if consumer.key.is_some() {
+                        problems.push(Problem::new(
+                            format!("{path}.key"),
+                            "not allowed for source BEARER (the key is Authorization)",
+                        ));
+                    }
+                }
+                KeySource::Header | KeySource::Query => {
+                    if consumer.key.as_deref().unwrap_or("").is_empty() {
+                        problems.push(Problem::new(
+                            format!("{path}.key"),
+                            "required for source HEADER and QUERY",
+                        ));
+                    }
+                }
+            }
+            match (
+                consumer.credentials.is_empty(),
+                consumer.credentials_secret_ref.is_some(),
+            ) {
+                (true, false) => problems.push(Problem::new(
+                    path.clone(),
+                    "one of credentials or credentialsSecretRef is required",
+                )),
+                (false, true) => problems.push(Problem::new(
+                    path.clone(),
+                    "credentials and credentialsSecretRef are mutually exclusive",
+                )),
+                _ => {}
+            }
+            for (j, credential) in consumer.credentials.iter().enumerate() {
+                if consumer.credentials[..j].contains(credential) {
+                    problems.push(Problem::new(format!("{path}.credentials[{j}]"), "duplicate credential"));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Provider names end up in hostnames (`llm-<p>.internal.dns`): one lowercase DNS label of at most
+/// 59 characters, so that `llm-<p>` stays within 63.
+fn check_provider_name(name: &str, path: &str, problems: &mut Vec<Problem>) {
+    let valid = !name.is_empty()
+        && name.len() <= 59
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..");
+    if !valid {
+        problems.push(Problem::new(
+            path,
+            format!("{name:?} is not a valid provider name: lowercase letters, digits, '-' and '.', starting and ending alphanumeric, at most 59 characters"),
+        ));
+    }
+}
+
+/// Domains become Ingress hosts and the label key `higress.io/domain_<d>`, whose name part is at most 63 characters.
+fn check_domain(domain: &str, path: &str, problems: &mut Vec<Problem>) {
+    let host = domain.strip_prefix("*.").unwrap_or(domain);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !host.split('.').all(label_ok) || !host.contains('.') {
+        problems.push(Problem::new(
+            path,
+            format!("{domain:?} is not a valid lowercase host name (a leading \"*.\" is allowed)"),
+        ));
+    } else if crate::higress::names::domain_label_key(domain).len() > "higress.io/".len() + 63 {
+        problems.push(Problem::new(
+            path,
+            format!("{domain:?} is too long: label key higress.io/domain_<domain> allows at most 56 characters"),
+        ));
+    }
+}

@@ -1,0 +1,84 @@
+//! Object names, label keys and fixed strings exactly as the Higress console uses them (spec sections 1, 4, 5).
+
+pub const DEFAULT_NAMESPACE: &str = "higress-system";
+pub const DEFAULT_DOMAIN: &str = "higress-default-domain";
+pub const INGRESS_CLASS: &str = "higress";
+pub const MCP_BRIDGE: &str = "default";
+
+pub const LABEL_DEFINER: &str = "higress.io/resource-definer";
+pub const LABEL_INTERNAL: &str = "higress.io/internal";
+pub const LABEL_CONFIG_MAP_TYPE: &str = "higress.io/config-map-type";
+pub const ANNOTATION_COMMENT: &str = "higress.io/comment";
+pub const COMMENT: &str = "PLEASE DO NOT EDIT DIRECTLY. This resource is managed by Higress.";
+
+/// Annotation on `ai-route-<m>` recording the revision of the event that last changed the route.
+pub const ANNOTATION_REVISION: &str = "higress-route-worker.io/revision";
+/// Label on the objects only this worker owns (the tombstone ConfigMap).
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGER: &str = "higress-route-worker";
+/// ConfigMap holding the revisions of retired models, so a late deploy cannot resurrect them.
+pub const TOMBSTONES: &str = "higress-route-worker-tombstones";
+
+/// `*.a.com` → `wildcard.a.com` (`KubernetesUtil.normalizeDomainName`).
+pub fn normalize_domain(domain: &str) -> String {
+    match domain.strip_prefix('*') {
+        Some(rest) => format!("wildcard{rest}"),
+        None => domain.to_string(),
+    }
+}
+
+pub fn domain_config_map(domain: &str) -> String {
+    format!("domain-{}", normalize_domain(domain))
+}
+
+pub fn domain_label_key(domain: &str) -> String {
+    format!("higress.io/domain_{}", normalize_domain(domain))
+}
+
+pub fn route_config_map(route: &str) -> String {
+    format!("ai-route-{route}")
+}
+
+pub fn route_ingress(route: &str) -> String {
+    format!("ai-route-{route}.internal")
+}
+
+pub fn fallback_ingress(route: &str) -> String {
+    format!("ai-route-{route}.fallback.internal")
+}
+
+/// The fallback EnvoyFilter shares the main Ingress's name.
+pub fn fallback_envoy_filter(route: &str) -> String {
+    route_ingress(route)
+}
+
+pub fn registry(provider: &str) -> String {
+    format!("llm-{provider}.internal")
+}
+
+/// `KubernetesUtil.isInternalResource`.
+pub fn is_internal(name: &str) -> bool {
+    name.ends_with(".internal")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_domains_are_normalised_for_names_and_labels() {
+        assert_eq!(domain_config_map("*.a.com"), "domain-wildcard.a.com");
+        assert_eq!(domain_label_key("*.a.com"), "higress.io/domain_wildcard.a.com");
+        assert_eq!(domain_config_map("zimomo.com"), "domain-zimomo.com");
+    }
+
+    #[test]
+    fn route_and_provider_names_follow_the_console() {
+        assert_eq!(route_config_map("chat"), "ai-route-chat");
+        assert_eq!(route_ingress("chat"), "ai-route-chat.internal");
+        assert_eq!(fallback_ingress("chat"), "ai-route-chat.fallback.internal");
+        assert_eq!(registry("openai-main"), "llm-openai-main.internal");
+        assert!(is_internal("ai-route-chat.internal"));
+        assert!(!is_internal("domain-a.com"));
+    }
+}

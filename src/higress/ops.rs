@@ -1,0 +1,477 @@
+//! Entry-level edits of shared objects. Each edit touches only its own entries and can be applied
+//! again to a freshly read copy after a 409, so other writers' entries survive, field for field.
+
+use super::plugins::{compare_rules, Targets};
+use serde_json::{json, Map, Value};
+
+/// Why an edit cannot be applied to the current object; the event is rejected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EditRefused(pub String);
+
+/// One entry-level edit. Which object it applies to is said by the [`super::plan::Step`] holding it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// McpBridge: update `spec.registries[name]` in place (console-managed fields only) or append.
+    UpsertRegistry(Value),
+    RemoveRegistry(String),
+    /// ai-proxy: replace `defaultConfig.providers[id]` or append; enables the global config.
+    UpsertProvider(Value),
+    /// ai-proxy: remove the provider entry; an empty list disables the global config.
+    RemoveProvider(String),
+    /// ai-proxy: the provider's service rule `{service: [s], config: {activeProviderId: p}}`; rules of
+    /// the same provider on another service go; a rule of another provider on `s` refuses the edit.
+    UpsertProviderServiceRule {
+        provider: String,
+        service: String,
+    },
+    /// Removes a service from every rule's `service` list; a rule whose list empties goes.
+    RemoveServiceTarget(String),
+    /// Replaces the rule with the same targets, or inserts it in the console's order.
+    UpsertRule(Value),
+    /// Inserts the rule only when no rule has the same targets (leaves a user's edits alone).
+    InsertRuleIfAbsent(Value),
+    RemoveRule(Targets),
+    /// Removes an Ingress from every rule's `ingress` list; a rule whose list empties goes.
+    RemoveIngressTarget(String),
+    /// key-auth: replace `defaultConfig.consumers[name]` or append, refusing duplicate credentials.
+    UpsertConsumer(Value),
+    /// key-auth: remove the consumer unless an allow list (global or any rule) still names it.
+    RemoveConsumerIfUnused(String),
+    /// key-auth: create the global config with the console's defaults when it is missing or empty.
+    EnsureKeyAuthGlobal,
+    /// Sets one key of `defaultConfig` and enables it (model-router `modelToHeader`).
+    SetDefaultConfigKey(String, Value),
+    /// Tombstone ConfigMap: record a retired model's revision; drop entries retired before `prune_before`.
+    SetTombstone {
+        model: String,
+        revision: u64,
+        retired_at: String,
+        prune_before: String,
+    },
+    ClearTombstone(String),
+}
+
+impl Op {
+    pub fn apply(&self, object: &mut Value) -> Result<(), EditRefused> {
+        match self {
+            Op::UpsertRegistry(registry) => upsert_registry(object, registry),
+            Op::RemoveRegistry(name) => {
+                retain(spec_list(object, "registries"), |r| {
+                    r.get("name").and_then(Value::as_str) != Some(name)
+                });
+            }
+            Op::UpsertProvider(entry) => {
+                let default_config = default_config(object);
+                let providers = list_in(default_config, "providers");
+                upsert_by(providers, entry, "id");
+                set_default_config_disable(object, false);
+            }
+            Op::RemoveProvider(id) => {
+                let providers = list_in(default_config(object), "providers");
+                retain(providers, |p| p.get("id").and_then(Value::as_str) != Some(id));
+                if providers.is_empty() {
+                    *default_config(object) = Map::from_iter([("providers".to_string(), json!([]))]);
+                    set_default_config_disable(object, true);
+                }
+            }
+            Op::UpsertProviderServiceRule { provider, service } => {
+                let rules = spec_list(object, "matchRules");
+                let owner = |rule: &Value| {
+                    rule.pointer("/config/activeProviderId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                let target = Targets::service(service);
+                if let Some(other) = rules
+                    .iter()
+                    .find(|r| Targets::of(r).same_as(&target) && owner(r).as_deref() != Some(provider))
+                {
+                    return Err(EditRefused(format!(
+                        "service {service} is already bound to provider {:?} in ai-proxy.internal",
+                        owner(other).unwrap_or_default()
+                    )));
+                }
+                retain(rules, |r| {
+                    owner(r).as_deref() != Some(provider) || Targets::of(r).same_as(&target)
+                });
+                upsert_rule(rules, target.rule(json!({"activeProviderId": provider}), true), false);
+            }
+            Op::RemoveServiceTarget(service) => remove_target(spec_list(object, "matchRules"), "service", service),
+            Op::UpsertRule(rule) => upsert_rule(spec_list(object, "matchRules"), rule.clone(), false),
+            Op::InsertRuleIfAbsent(rule) => upsert_rule(spec_list(object, "matchRules"), rule.clone(), true),
+            Op::RemoveRule(targets) => retain(spec_list(object, "matchRules"), |r| !Targets::of(r).same_as(targets)),
+            Op::RemoveIngressTarget(ingress) => remove_target(spec_list(object, "matchRules"), "ingress", ingress),
+            Op::UpsertConsumer(consumer) => upsert_consumer(object, consumer)?,
+            Op::RemoveConsumerIfUnused(name) => {
+                if !allow_lists_name(object, name) {
+                    retain(list_in(default_config(object), "consumers"), |c| {
+                        c.get("name").and_then(Value::as_str) != Some(name)
+                    });
+                }
+            }
+            Op::EnsureKeyAuthGlobal => ensure_key_auth_global(object),
+            Op::SetDefaultConfigKey(key, value) => {
+                default_config(object).insert(key.clone(), value.clone());
+                set_default_config_disable(object, false);
+            }
+            Op::SetTombstone {
+                model,
+                revision,
+                retired_at,
+                prune_before,
+            } => {
+                let data = object_at(object, "data");
+                data.retain(|_, entry| tombstone_time(entry).is_none_or(|at| at.as_str() >= prune_before.as_str()));
+                let entry = json!({"revision": revision, "retiredAt": retired_at}).to_string();
+                data.insert(model.clone(), Value::String(entry));
+            }
+            Op::ClearTombstone(model) => {
+                object_at(object, "data").remove(model);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The revision a tombstone ConfigMap records for a model.
+pub fn tombstone_revision(tombstones: &Value, model: &str) -> Option<u64> {
+    let entry: Value = serde_json::from_str(tombstones.get("data")?.get(model)?.as_str()?).ok()?;
+    entry.get("revision")?.as_u64()
+}
+
+fn tombstone_time(entry: &Value) -> Option<String> {
+    let entry: Value = serde_json::from_str(entry.as_str()?).ok()?;
+    entry.get("retiredAt")?.as_str().map(str::to_string)
+}
+
+fn object_at<'a>(object: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
+    let map = object.as_object_mut().expect("objects are JSON objects");
+    let slot = map.entry(key.to_string()).or_insert_with(|| json!({}));
+    if !slot.is_object() {
+        *slot = json!({});
+    }
+    slot.as_object_mut().expect("just made an object")
+}
+
+fn list_in<'a>(map: &'a mut Map<String, Value>, key: &str) -> &'a mut Vec<Value> {
+    let slot = map.entry(key.to_string()).or_insert_with(|| json!([]));
+    if !slot.is_array() {
+        *slot = json!([]);
+    }
+    slot.as_array_mut().expect("just made an array")
+}
+
+fn spec_list<'a>(object: &'a mut Value, key: &str) -> &'a mut Vec<Value> {
+    list_in(object_at(object, "spec"), key)
+}
+
+fn default_config(object: &mut Value) -> &mut Map<String, Value> {
+    let spec = object_at(object, "spec");
+    let slot = spec.entry("defaultConfig".to_string()).or_insert_with(|| json!({}));
+    if !slot.is_object() {
+        *slot = json!({});
+    }
+    slot.as_object_mut().expect("just made an object")
+}
+
+fn set_default_config_disable(object: &mut Value, disabled: bool) {
+    object_at(object, "spec").insert("defaultConfigDisable".into(), Value::Bool(disabled));
+}
+
+fn retain(list: &mut Vec<Value>, keep: impl FnMut(&Value) -> bool) {
+    let mut keep = keep;
+    list.retain(|item| keep(item));
+}
+
+fn upsert_by(list: &mut Vec<Value>, entry: &Value, key: &str) {
+    let id = entry.get(key);
+    match list.iter_mut().find(|item| item.get(key) == id) {
+        Some(existing) => *existing = entry.clone(),
+        None => list.push(entry.clone()),
+    }
+}
+
+/// Replaces the rule with equal targets in place, or inserts before the first rule that sorts after it,
+/// so a list in the console's order stays in it and nobody else's rule moves relative to another.
+fn upsert_rule(rules: &mut Vec<Value>, rule: Value, only_if_absent: bool) {
+    let targets = Targets::of(&rule);
+    if let Some(existing) = rules.iter_mut().find(|r| Targets::of(r).same_as(&targets)) {
+        if !only_if_absent {
+            *existing = rule;
+        }
+        return;
+    }
+    let at = rules
+        .iter()
+        .position(|r| compare_rules(r, &rule).is_gt())
+        .unwrap_or(rules.len());
+    rules.insert(at, rule);
+}
+
+fn remove_target(rules: &mut Vec<Value>, list_key: &str, target: &str) {
+    rules.retain_mut(|rule| {
+        let Some(list) = rule.get_mut(list_key).and_then(Value::as_array_mut) else {
+            return true;
+        };
+        if !list.iter().any(|t| t.as_str() == Some(target)) {
+            return true;
+        }
+        list.retain(|t| t.as_str() != Some(target));
+        !list.is_empty()
+    });
+}
+
+/// McpBridge registry update in place: the console overwrites these fields and keeps all others.
+fn upsert_registry(object: &mut Value, registry: &Value) {
+    const MANAGED: [&str; 8] = [
+        "domain",
+        "type",
+        "port",
+        "name",
+        "protocol",
+        "sni",
+        "proxyName",
+        "vport",
+    ];
+    let registries = spec_list(object, "registries");
+    let name = registry.get("name");
+    match registries.iter_mut().find(|r| r.get("name") == name) {
+        Some(existing) => {
+            let existing = existing.as_object_mut().expect("registries are objects");
+            for field in MANAGED {
+                match registry.get(field) {
+                    Some(value) => existing.insert(field.to_string(), value.clone()),
+                    None => existing.remove(field),
+                };
+            }
+        }
+        None => registries.push(registry.clone()),
+    }
+}
+
+fn ensure_key_auth_global(object: &mut Value) {
+    let config = default_config(object);
+    // "The plugin requires at least one global key": defaults only for a missing or empty global config.
+    if config.is_empty() {
+        config.insert("global_auth".into(), Value::Bool(false));
+        config.insert("allow".into(), json!([]));
+        config.insert("keys".into(), json!(["x-higress-dummy-key"]));
+        config.insert("consumers".into(), json!([]));
+    }
+    set_default_config_disable(object, false);
+}
+
+fn credentials_of(consumer: &Value) -> Vec<&str> {
+    let mut values: Vec<&str> = consumer
+        .get("credentials")
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(legacy) = consumer.get("credential").and_then(Value::as_str) {
+        values.push(legacy);
+    }
+    values
+}
+
+fn upsert_consumer(object: &mut Value, consumer: &Value) -> Result<(), EditRefused> {
+    ensure_key_auth_global(object);
+    let name = consumer.get("name").and_then(Value::as_str).unwrap_or_default();
+    let config = default_config(object);
+    let consumers = list_in(config, "consumers");
+    let ours = credentials_of(consumer);
+    // The key-auth plugin rejects its whole config when a credential string is used twice.
+    if let Some(other) = consumers.iter().find(|c| {
+        c.get("name").and_then(Value::as_str) != Some(name) && credentials_of(c).iter().any(|v| ours.contains(v))
+    }) {
+        return Err(EditRefused(format!(
+            "a credential of consumer {name:?} is already used by consumer {:?}",
+            other.get("name").and_then(Value::as_str).unwrap_or_default()
+        )));
+    }
+    upsert_by(consumers, consumer, "name");
+    config.insert("global_auth".into(), Value::Bool(false));
+    Ok(())
+}
+
+/// Whether any allow list of a key-auth CR (global or any rule, enabled or not) names the consumer.
+pub fn allow_lists_name(object: &Value, consumer: &str) -> bool {
+    let names = |config: Option<&Value>| {
+        config
+            .and_then(|c| c.get("allow"))
+            .and_then(Value::as_array)
+            .is_some_and(|allow| allow.iter().any(|a| a.as_str() == Some(consumer)))
+    };
+    names(object.pointer("/spec/defaultConfig"))
+        || object
+            .pointer("/spec/matchRules")
+            .and_then(Value::as_array)
+            .is_some_and(|rules| rules.iter().any(|r| names(r.get("config"))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plugin(spec: Value) -> Value {
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "x"}, "spec": spec})
+    }
+
+    #[test]
+    fn registry_upsert_keeps_unmodelled_fields_and_other_registries() {
+        let mut bridge = json!({"spec": {"registries": [
+            {"name": "nacos", "type": "nacos2", "domain": "n", "port": 8848, "nacosNamespace": "prod"},
+            {"name": "llm-a.internal", "type": "dns", "domain": "old", "port": 80, "protocol": "http", "authSecretName": "s", "sni": "x"}
+        ], "proxies": [{"name": "p"}]}});
+        Op::UpsertRegistry(
+            json!({"domain": "a.com", "name": "llm-a.internal", "port": 443, "protocol": "https", "type": "dns"}),
+        )
+        .apply(&mut bridge)
+        .unwrap();
+        let registries = bridge["spec"]["registries"].as_array().unwrap();
+        assert_eq!(registries[0]["nacosNamespace"], "prod");
+        assert_eq!(registries[1]["domain"], "a.com");
+        assert_eq!(registries[1]["authSecretName"], "s", "authSecretName is kept");
+        assert!(
+            registries[1].get("sni").is_none(),
+            "sni is console-managed and written as null"
+        );
+        assert_eq!(bridge["spec"]["proxies"][0]["name"], "p");
+    }
+
+    #[test]
+    fn removing_the_last_provider_disables_the_global_config() {
+        let mut ai_proxy =
+            plugin(json!({"defaultConfig": {"providers": [{"id": "a"}]}, "defaultConfigDisable": false}));
+        Op::RemoveProvider("a".into()).apply(&mut ai_proxy).unwrap();
+        assert_eq!(ai_proxy["spec"]["defaultConfig"], json!({"providers": []}));
+        assert_eq!(ai_proxy["spec"]["defaultConfigDisable"], true);
+    }
+
+    #[test]
+    fn provider_service_rule_moves_with_the_service_and_refuses_a_taken_service() {
+        let mut ai_proxy = plugin(json!({"matchRules": [
+            {"config": {"activeProviderId": "a"}, "configDisable": false, "service": ["llm-a.internal.dns"]},
+            {"config": {"activeProviderId": "b"}, "configDisable": false, "service": ["llm-b.internal.dns"]}
+        ]}));
+        Op::UpsertProviderServiceRule {
+            provider: "a".into(),
+            service: "llm-a.internal.static".into(),
+        }
+        .apply(&mut ai_proxy)
+        .unwrap();
+        let services: Vec<&str> = ai_proxy["spec"]["matchRules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["service"][0].as_str().unwrap())
+            .collect();
+        assert_eq!(services, ["llm-a.internal.static", "llm-b.internal.dns"]);
+        let taken = Op::UpsertProviderServiceRule {
+            provider: "c".into(),
+            service: "llm-b.internal.dns".into(),
+        };
+        assert!(taken
+            .apply(&mut ai_proxy)
+            .unwrap_err()
+            .0
+            .contains("already bound to provider \"b\""));
+    }
+
+    #[test]
+    fn rule_upsert_replaces_equal_targets_and_inserts_in_console_order() {
+        let mut key_auth = plugin(json!({"matchRules": [
+            {"config": {"allow": ["x"]}, "configDisable": false, "ingress": ["a"]},
+            {"config": {"allow": ["y"]}, "configDisable": false, "ingress": ["c"]},
+            {"config": {"allow": ["z"]}, "configDisable": false, "domain": ["d.com"]}
+        ]}));
+        Op::UpsertRule(Targets::ingress("b").rule(json!({"allow": ["n"]}), true))
+            .apply(&mut key_auth)
+            .unwrap();
+        Op::UpsertRule(Targets::ingress("a").rule(json!({"allow": ["x2"]}), false))
+            .apply(&mut key_auth)
+            .unwrap();
+        let rules = key_auth["spec"]["matchRules"].as_array().unwrap();
+        let ingresses: Vec<&str> = rules.iter().filter_map(|r| r["ingress"][0].as_str()).collect();
+        assert_eq!(ingresses, ["a", "b", "c"]);
+        assert_eq!(rules[0]["config"]["allow"], json!(["x2"]));
+        assert_eq!(rules[0]["configDisable"], true);
+        assert_eq!(rules[3]["domain"], json!(["d.com"]));
+    }
+
+    #[test]
+    fn insert_if_absent_leaves_an_existing_rule_alone() {
+        let mut stats =
+            plugin(json!({"matchRules": [{"config": {"custom": 1}, "configDisable": false, "ingress": ["a"]}]}));
+        Op::InsertRuleIfAbsent(Targets::ingress("a").rule(json!({"use_default_response_attributes": true}), true))
+            .apply(&mut stats)
+            .unwrap();
+        assert_eq!(
+            stats["spec"]["matchRules"],
+            json!([{"config": {"custom": 1}, "configDisable": false, "ingress": ["a"]}])
+        );
+    }
+
+    #[test]
+    fn removing_an_ingress_target_drops_only_emptied_rules() {
+        let mut mapper = plugin(json!({"matchRules": [
+            {"config": {}, "configDisable": false, "ingress": ["a"], "service": ["s"]},
+            {"config": {}, "configDisable": false, "ingress": ["a", "b"]},
+            {"config": {}, "configDisable": false, "ingress": ["c"]}
+        ]}));
+        Op::RemoveIngressTarget("a".into()).apply(&mut mapper).unwrap();
+        assert_eq!(
+            mapper["spec"]["matchRules"],
+            json!([{"config": {}, "configDisable": false, "ingress": ["b"]}, {"config": {}, "configDisable": false, "ingress": ["c"]}])
+        );
+    }
+
+    #[test]
+    fn consumers_get_console_defaults_and_duplicate_credentials_are_refused() {
+        let mut key_auth = plugin(json!({}));
+        let alice = json!({"name": "alice", "keys": ["Authorization"], "in_header": true, "in_query": false, "credentials": ["Bearer k1"]});
+        Op::UpsertConsumer(alice).apply(&mut key_auth).unwrap();
+        assert_eq!(
+            key_auth["spec"]["defaultConfig"],
+            json!({"global_auth": false, "allow": [], "keys": ["x-higress-dummy-key"], "consumers": [
+                {"name": "alice", "keys": ["Authorization"], "in_header": true, "in_query": false, "credentials": ["Bearer k1"]}]})
+        );
+        assert_eq!(key_auth["spec"]["defaultConfigDisable"], false);
+        let bob = json!({"name": "bob", "keys": ["Authorization"], "in_header": true, "in_query": false, "credentials": ["Bearer k1"]});
+        let refused = Op::UpsertConsumer(bob).apply(&mut key_auth).unwrap_err();
+        assert!(refused.0.contains("already used by consumer \"alice\""));
+        assert!(!refused.0.contains("k1"), "the credential never appears in the error");
+    }
+
+    #[test]
+    fn a_consumer_named_by_an_allow_list_is_kept() {
+        let mut key_auth = plugin(json!({
+            "defaultConfig": {"consumers": [{"name": "alice"}, {"name": "bob"}]},
+            "matchRules": [{"config": {"allow": ["alice"]}, "configDisable": true, "ingress": ["x"]}]
+        }));
+        Op::RemoveConsumerIfUnused("alice".into()).apply(&mut key_auth).unwrap();
+        Op::RemoveConsumerIfUnused("bob".into()).apply(&mut key_auth).unwrap();
+        assert_eq!(
+            key_auth["spec"]["defaultConfig"]["consumers"],
+            json!([{"name": "alice"}])
+        );
+    }
+
+    #[test]
+    fn tombstones_record_revisions_and_prune_old_entries() {
+        let mut tombstones = json!({"data": {
+            "old": json!({"revision": 1, "retiredAt": "2026-01-01T00:00:00Z"}).to_string()
+        }});
+        Op::SetTombstone {
+            model: "m".into(),
+            revision: 7,
+            retired_at: "2026-11-25T00:00:00Z".into(),
+            prune_before: "2026-11-18T00:00:00Z".into(),
+        }
+        .apply(&mut tombstones)
+        .unwrap();
+        assert_eq!(tombstone_revision(&tombstones, "m"), Some(7));
+        assert_eq!(tombstone_revision(&tombstones, "old"), None);
+        Op::ClearTombstone("m".into()).apply(&mut tombstones).unwrap();
+        assert_eq!(tombstone_revision(&tombstones, "m"), None);
+    }
+}

@@ -1,0 +1,353 @@
+//! Built-in WasmPlugin CRs as the console creates them (spec 2.4), per console version, and the
+//! console's matchRule identity and ordering.
+
+use super::names::{self, ANNOTATION_COMMENT, COMMENT, LABEL_DEFINER, LABEL_INTERNAL};
+use super::state::Kind;
+use serde_json::{json, Map, Value};
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+const IMAGE_REGISTRY: &str = "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins";
+const ICON_AI: &str = "https://img.alicdn.com/imgextra/i1/O1CN018iKKih1iVx287RltL_!!6000000004419-2-tps-42-42.png";
+const ICON_AUTH: &str = "https://img.alicdn.com/imgextra/i4/O1CN01BPFGlT1pGZ2VDLgaH_!!6000000005333-2-tps-42-42.png";
+
+/// The console release whose conventions we write. Versions differ in plugin version labels and
+/// image tags (2.2.4 and later vs. older), and in the proxy-next-upstream timeout default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ConsoleVersion {
+    minor: u32,
+    patch: u32,
+}
+
+impl ConsoleVersion {
+    pub const V2_2_4: ConsoleVersion = ConsoleVersion { minor: 2, patch: 4 };
+
+    /// v2.2.4 (and main) label the catalogue plugins 2.0.1; earlier consoles label them 1.0.0.
+    fn uses_2_0_1_catalogue(self) -> bool {
+        self >= Self::V2_2_4
+    }
+
+    /// `proxyNextUpstream.timeout` default: 120 s from v2.2.2 on, 120000 (ms) in v2.1.11 to v2.2.1.
+    pub fn proxy_next_upstream_timeout(self) -> u64 {
+        if self >= (ConsoleVersion { minor: 2, patch: 2 }) {
+            120
+        } else {
+            120_000
+        }
+    }
+}
+
+impl Default for ConsoleVersion {
+    fn default() -> Self {
+        Self::V2_2_4
+    }
+}
+
+impl fmt::Display for ConsoleVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v2.{}.{}", self.minor, self.patch)
+    }
+}
+
+impl FromStr for ConsoleVersion {
+    type Err = String;
+
+    /// Accepts `v2.1.11`, `2.2.1` … `2.2.4` and later 2.x, and `main` (treated as v2.2.4). v2.1.9 and
+    /// v2.2.0 wrote a different ai-statistics config and are not supported.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "main" {
+            return Ok(Self::V2_2_4);
+        }
+        let unsupported =
+            || format!("console version {text:?} is not supported: use v2.1.11, v2.2.1 or later (default v2.2.4)");
+        let parts: Vec<u32> = text
+            .trim_start_matches('v')
+            .split('.')
+            .map(|p| p.parse().map_err(|_| unsupported()))
+            .collect::<Result<_, _>>()?;
+        match parts[..] {
+            [2, minor, patch] if (minor, patch) == (1, 11) || (minor == 2 && patch >= 1) || minor > 2 => {
+                Ok(Self { minor, patch })
+            }
+            _ => Err(unsupported()),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuiltinPlugin {
+    AiProxy,
+    KeyAuth,
+    ModelRouter,
+    ModelMapper,
+    /// Not internal: its CR is named `ai-statistics-<version>`.
+    AiStatistics,
+}
+
+struct Catalogue {
+    name: &'static str,
+    category: &'static str,
+    title: &'static str,
+    description: &'static str,
+    icon: &'static str,
+    phase: &'static str,
+    priority: u32,
+}
+
+impl BuiltinPlugin {
+    fn catalogue(self) -> Catalogue {
+        match self {
+            Self::AiProxy => Catalogue {
+                name: "ai-proxy",
+                category: "ai",
+                title: "AI Proxy",
+                description: "Provide unified OpenAI API compatible interface to call different AI service providers.",
+                icon: ICON_AI,
+                phase: "UNSPECIFIED_PHASE",
+                priority: 100,
+            },
+            Self::KeyAuth => Catalogue {
+                name: "key-auth",
+                category: "auth",
+                title: "Key Auth",
+                description: "Authentication based on API Key.",
+                icon: ICON_AUTH,
+                phase: "AUTHN",
+                priority: 310,
+            },
+            Self::ModelRouter => Catalogue {
+                name: "model-router",
+                category: "ai",
+                title: "AI Model Router",
+                description:
+                    "Implements the functionality of routing based on the `model` parameter in the LLM protocol.",
+                icon: ICON_AI,
+                phase: "AUTHN",
+                priority: 900,
+            },
+            Self::ModelMapper => Catalogue {
+                name: "model-mapper",
+                category: "ai",
+                title: "AI Model Mapper",
+                description: "Implements the functionality of rule-based model value mapping in the LLM protocol.",
+                icon: ICON_AI,
+                phase: "AUTHN",
+                priority: 800,
+            },
+            Self::AiStatistics => Catalogue {
+                name: "ai-statistics",
+                category: "ai",
+                title: "AI Statistics",
+                description: "Provides statistics of token usage, including logs, monitoring, and alerts.",
+                icon: ICON_AI,
+                phase: "UNSPECIFIED_PHASE",
+                priority: 900,
+            },
+        }
+    }
+
+    pub fn plugin_name(self) -> &'static str {
+        self.catalogue().name
+    }
+
+    /// `higress.io/wasm-plugin-version` label and image tag for a console version.
+    fn version_and_tag(self, console: ConsoleVersion) -> (&'static str, &'static str) {
+        match (self, console.uses_2_0_1_catalogue()) {
+            (Self::KeyAuth, _) => ("1.0.0", "2.0.0"),
+            (_, true) => ("2.0.1", "2.0.1"),
+            (_, false) => ("1.0.0", "2.0.0"),
+        }
+    }
+
+    /// The CR name: `<plugin>.internal`, or `<plugin>-<version>` for the non-internal ai-statistics.
+    pub fn cr_name(self, console: ConsoleVersion) -> String {
+        match self {
+            Self::AiStatistics => format!("{}-{}", self.plugin_name(), self.version_and_tag(console).0),
+            _ => format!("{}.internal", self.plugin_name()),
+        }
+    }
+
+    /// The whole CR as the console creates it when it is missing, with no global config and no rules.
+    pub fn new_cr(self, console: ConsoleVersion, namespace: &str) -> Value {
+        let c = self.catalogue();
+        let (version, tag) = self.version_and_tag(console);
+        let name = self.cr_name(console);
+        let internal = names::is_internal(&name);
+        let mut labels = Map::new();
+        labels.insert("higress.io/wasm-plugin-name".into(), c.name.into());
+        labels.insert("higress.io/wasm-plugin-version".into(), version.into());
+        labels.insert("higress.io/wasm-plugin-category".into(), c.category.into());
+        labels.insert("higress.io/wasm-plugin-built-in".into(), "true".into());
+        labels.insert(LABEL_DEFINER.into(), "higress".into());
+        let mut annotations = Map::new();
+        annotations.insert("higress.io/wasm-plugin-title".into(), c.title.into());
+        annotations.insert("higress.io/wasm-plugin-description".into(), c.description.into());
+        annotations.insert("higress.io/wasm-plugin-icon".into(), c.icon.into());
+        if internal {
+            labels.insert(LABEL_INTERNAL.into(), "true".into());
+            annotations.insert(ANNOTATION_COMMENT.into(), COMMENT.into());
+        }
+        json!({
+            "apiVersion": Kind::WasmPlugin.api_version(),
+            "kind": "WasmPlugin",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
+            "spec": {
+                "defaultConfigDisable": true,
+                "failStrategy": "FAIL_OPEN",
+                "imagePullPolicy": "UNSPECIFIED_POLICY",
+                "phase": c.phase,
+                "priority": c.priority,
+                "url": format!("{IMAGE_REGISTRY}/{}:{tag}", c.name),
+            }
+        })
+    }
+}
+
+/// The target lists that identify a matchRule (`keyEquals`: compared as sets).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub service: Vec<String>,
+    pub ingress: Vec<String>,
+    pub domain: Vec<String>,
+}
+
+impl Targets {
+    pub fn ingress(name: &str) -> Self {
+        Self {
+            ingress: vec![name.to_string()],
+            ..Self::default()
+        }
+    }
+
+    pub fn service(name: &str) -> Self {
+        Self {
+            service: vec![name.to_string()],
+            ..Self::default()
+        }
+    }
+
+    pub fn of(rule: &Value) -> Self {
+        let list = |key: &str| -> Vec<String> {
+            rule.get(key)
+                .and_then(Value::as_array)
+                .map(|items| items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        Self {
+            service: list("service"),
+            ingress: list("ingress"),
+            domain: list("domain"),
+        }
+    }
+
+    pub fn same_as(&self, other: &Targets) -> bool {
+        let sorted = |v: &[String]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v.dedup();
+            v
+        };
+        sorted(&self.service) == sorted(&other.service)
+            && sorted(&self.ingress) == sorted(&other.ingress)
+            && sorted(&self.domain) == sorted(&other.domain)
+    }
+
+    /// A rule in the console's JSON shape: `config`, `configDisable`, then the non-empty target lists.
+    pub fn rule(&self, config: Value, enabled: bool) -> Value {
+        let mut rule = Map::new();
+        rule.insert("config".into(), config);
+        rule.insert("configDisable".into(), Value::Bool(!enabled));
+        for (key, list) in [
+            ("domain", &self.domain),
+            ("ingress", &self.ingress),
+            ("service", &self.service),
+        ] {
+            if !list.is_empty() {
+                rule.insert(key.into(), json!(list));
+            }
+        }
+        Value::Object(rule)
+    }
+}
+
+/// `compareMatchRules`: rules with services first (by service list), then ingress rules (by ingress
+/// list), then domain rules (by domain list), then rules without targets.
+pub fn compare_rules(a: &Value, b: &Value) -> Ordering {
+    let (a, b) = (Targets::of(a), Targets::of(b));
+    let group = |t: &Targets| {
+        if !t.service.is_empty() {
+            (0, t.service.clone())
+        } else if !t.ingress.is_empty() {
+            (1, t.ingress.clone())
+        } else if !t.domain.is_empty() {
+            (2, t.domain.clone())
+        } else {
+            (3, Vec::new())
+        }
+    };
+    group(&a).cmp(&group(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_versions_parse_and_pick_the_label_generation() {
+        let v224: ConsoleVersion = "v2.2.4".parse().unwrap();
+        assert_eq!(v224, ConsoleVersion::default());
+        assert_eq!("main".parse::<ConsoleVersion>().unwrap(), v224);
+        let v223: ConsoleVersion = "2.2.3".parse().unwrap();
+        let cr = BuiltinPlugin::AiProxy.new_cr(v223, "higress-system");
+        assert_eq!(cr["metadata"]["labels"]["higress.io/wasm-plugin-version"], "1.0.0");
+        assert!(cr["spec"]["url"].as_str().unwrap().ends_with("/ai-proxy:2.0.0"));
+        assert_eq!(BuiltinPlugin::AiStatistics.cr_name(v223), "ai-statistics-1.0.0");
+        assert_eq!(BuiltinPlugin::AiStatistics.cr_name(v224), "ai-statistics-2.0.1");
+        assert_eq!(
+            "v2.1.11"
+                .parse::<ConsoleVersion>()
+                .unwrap()
+                .proxy_next_upstream_timeout(),
+            120_000
+        );
+        assert_eq!(v224.proxy_next_upstream_timeout(), 120);
+        for unsupported in ["v2.1.9", "2.2.0", "1.0.0", "latest"] {
+            assert!(unsupported.parse::<ConsoleVersion>().is_err(), "{unsupported}");
+        }
+    }
+
+    #[test]
+    fn rules_sort_services_then_ingresses_then_domains() {
+        let mut rules = vec![
+            json!({"domain": ["a.com"]}),
+            json!({"ingress": ["ai-route-b.internal"]}),
+            json!({"config": {}}),
+            json!({"service": ["llm-z.internal.dns"]}),
+            json!({"ingress": ["ai-route-a.internal"], "service": ["llm-a.internal.dns"]}),
+            json!({"ingress": ["ai-route-a.internal"]}),
+        ];
+        rules.sort_by(compare_rules);
+        let order: Vec<Targets> = rules.iter().map(Targets::of).collect();
+        assert_eq!(order[0].service, ["llm-a.internal.dns"]);
+        assert_eq!(order[1].service, ["llm-z.internal.dns"]);
+        assert_eq!(order[2].ingress, ["ai-route-a.internal"]);
+        assert_eq!(order[3].ingress, ["ai-route-b.internal"]);
+        assert_eq!(order[4].domain, ["a.com"]);
+        assert_eq!(order[5], Targets::default());
+    }
+
+    #[test]
+    fn targets_are_compared_as_sets() {
+        let a = Targets {
+            ingress: vec!["x".into(), "y".into()],
+            ..Targets::default()
+        };
+        let b = Targets {
+            ingress: vec!["y".into(), "x".into()],
+            ..Targets::default()
+        };
+        assert!(a.same_as(&b));
+        assert!(!a.same_as(&Targets::ingress("x")));
+    }
+}

@@ -1,0 +1,534 @@
+//! AI routes (spec section 4): the console's `AiRoute` model, its ConfigMap JSON (Gson-exact) and
+//! its Ingress.
+
+use super::names::{self, ANNOTATION_COMMENT, COMMENT, LABEL_CONFIG_MAP_TYPE, LABEL_DEFINER, LABEL_INTERNAL};
+use super::plugins::ConsoleVersion;
+use super::state::{Kind, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// `model/ai/AiRoute.java`, fields in declaration order (Gson writes them in this order, nulls omitted).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AiRoute {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_predicate: Option<PathPredicate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_predicates: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url_param_predicates: Option<Vec<Value>>,
+    #[serde(default)]
+    pub upstreams: Vec<AiUpstream>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_predicates: Option<Vec<ModelPredicate>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_config: Option<AuthConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_config: Option<FallbackConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_control: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_next_upstream: Option<ProxyNextUpstream>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_configs: Option<Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_labels: Option<Map<String, Value>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PathPredicate {
+    pub match_type: String,
+    pub match_value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_sensitive: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AiUpstream {
+    pub provider: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_mapping: Option<Map<String, Value>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPredicate {
+    pub match_type: String,
+    pub match_value: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthConfig {
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_credential_types: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_consumers: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FallbackConfig {
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstreams: Option<Vec<AiUpstream>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_strategy: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_codes: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyNextUpstream {
+    pub enabled: bool,
+    pub attempts: u32,
+    pub timeout: u64,
+    pub conditions: Vec<String>,
+}
+
+impl AiRoute {
+    /// `AiRouteServiceImpl.fillDefaultValues`.
+    pub fn fill_defaults(&mut self, console: ConsoleVersion) {
+        self.path_predicate.get_or_insert_with(|| PathPredicate {
+            match_type: "PRE".into(),
+            match_value: "/".into(),
+            case_sensitive: Some(true),
+        });
+        if let [only] = self.upstreams.as_mut_slice() {
+            only.weight = Some(100);
+        }
+        if let Some(fallback) = self.fallback_config.as_mut().filter(|f| f.enabled) {
+            let strategy = fallback.fallback_strategy.get_or_insert_with(|| "RAND".into()).clone();
+            if let Some(upstreams) = fallback.upstreams.as_mut() {
+                if let [only] = upstreams.as_mut_slice() {
+                    only.weight = Some(100);
+                }
+                if strategy == "RAND" {
+                    upstreams.iter_mut().for_each(|u| u.weight = Some(1));
+                }
+            }
+        }
+        self.proxy_next_upstream.get_or_insert_with(|| ProxyNextUpstream {
+            enabled: true,
+            attempts: 3,
+            timeout: console.proxy_next_upstream_timeout(),
+            conditions: vec!["error".into(), "timeout".into(), "non_idempotent".into()],
+        });
+    }
+
+    /// `AiRoute.validate`: the rules the console enforces on save.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.upstreams.is_empty() {
+            return Err("a route needs at least one upstream".into());
+        }
+        let total: u32 = self.upstreams.iter().map(|u| u.weight.unwrap_or(0)).sum();
+        if self.upstreams.len() > 1 && (total != 100 || self.upstreams.iter().any(|u| u.weight.is_none())) {
+            return Err(format!("upstream weights sum to {total}, must be 100"));
+        }
+        if self.path_predicate.as_ref().is_some_and(|p| p.match_type != "PRE") {
+            return Err("the path predicate of an AI route must be PRE".into());
+        }
+        if self
+            .model_predicates
+            .iter()
+            .flatten()
+            .any(|p| p.match_type == "REGULAR")
+        {
+            return Err("model predicates cannot be REGULAR".into());
+        }
+        Ok(())
+    }
+
+    /// Every provider the route uses, fallback included.
+    pub fn providers(&self) -> Vec<String> {
+        let fallback = self
+            .fallback_config
+            .iter()
+            .filter(|f| f.enabled)
+            .flat_map(|f| f.upstreams.iter().flatten());
+        let mut providers: Vec<String> = self
+            .upstreams
+            .iter()
+            .chain(fallback)
+            .map(|u| u.provider.clone())
+            .collect();
+        providers.dedup();
+        providers
+    }
+
+    pub fn allowed_consumers(&self) -> Vec<String> {
+        self.auth_config
+            .as_ref()
+            .and_then(|a| a.allowed_consumers.clone())
+            .unwrap_or_default()
+    }
+
+    /// Parses the JSON the console keeps in an `ai-route-<name>` ConfigMap.
+    pub fn from_config_map(config_map: &Value) -> Option<AiRoute> {
+        serde_json::from_str(config_map.pointer("/data/data")?.as_str()?).ok()
+    }
+}
+
+/// Gson with HTML escaping, the console's serialiser: like `serde_json`, plus `< > & = '` as `\uXXXX`.
+/// These characters can only occur inside JSON strings, so escaping them in the text is exact.
+pub fn gson(value: &impl Serialize) -> String {
+    let compact = serde_json::to_string(value).expect("serialisable");
+    let mut out = String::with_capacity(compact.len());
+    for c in compact.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '=' => out.push_str("\\u003d"),
+            '\'' => out.push_str("\\u0027"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `aiRoute2ConfigMap` + default metadata, plus the revision annotation when the worker writes it.
+pub fn config_map(route: &AiRoute, namespace: &str, revision: Option<u64>) -> Value {
+    let mut metadata = json!({
+        "name": names::route_config_map(&route.name),
+        "namespace": namespace,
+        "labels": {LABEL_CONFIG_MAP_TYPE: "ai-route", LABEL_DEFINER: "higress"},
+    });
+    if let Some(revision) = revision {
+        metadata["annotations"] = json!({names::ANNOTATION_REVISION: revision.to_string()});
+    }
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"data": gson(route)}})
+}
+
+/// HTTPS of the route's domains, derived from their domain ConfigMaps (`fillIngressTls`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tls {
+    pub entries: Vec<Value>,
+    pub force_redirect: bool,
+}
+
+pub fn tls(domains: &[String], state: &State) -> Result<Tls, String> {
+    let default = [names::DEFAULT_DOMAIN.to_string()];
+    let domains = if domains.is_empty() { &default[..] } else { domains };
+    let mut https_modes = Vec::new();
+    let mut entries = Vec::new();
+    for domain in domains {
+        let config_map = state.get_named(Kind::ConfigMap, &names::domain_config_map(domain));
+        let field = |key: &str| {
+            config_map
+                .and_then(|c| c.pointer(&format!("/data/{key}")))
+                .and_then(Value::as_str)
+        };
+        let mode = field("enableHttps").unwrap_or("off");
+        let cert = field("cert").unwrap_or("");
+        if mode == "off" || cert.is_empty() {
+            https_modes.push(None);
+            continue;
+        }
+        https_modes.push(Some(mode.to_string()));
+        entries.push(if domain == names::DEFAULT_DOMAIN {
+            json!({"secretName": cert})
+        } else {
+            json!({"hosts": [domain], "secretName": cert})
+        });
+    }
+    if https_modes.iter().any(Option::is_some) && https_modes.iter().any(Option::is_none) {
+        return Err("Currently only supports domains with the same protocol".into());
+    }
+    let modes: Vec<&String> = https_modes.iter().flatten().collect();
+    if modes.windows(2).any(|w| w[0] != w[1]) {
+        return Err("All domains must use consistent HTTPS configuration".into());
+    }
+    Ok(Tls {
+        entries,
+        force_redirect: modes.first().is_some_and(|m| m.as_str() == "force"),
+    })
+}
+
+/// Regex special characters escaped by `AiRouteServiceImpl.escapeForRegexMatch`.
+fn escape_regex(value: &str) -> String {
+    let mut out = String::new();
+    for c in value.chars() {
+        if "[]{}()^$|*+?.\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn model_predicate_annotation(predicates: &[ModelPredicate]) -> Option<(String, String)> {
+    const HEADER: &str = "x-higress-llm-model";
+    match predicates {
+        [] => None,
+        [one] => {
+            let kind = if one.match_type == "PRE" { "prefix" } else { "exact" };
+            Some((
+                format!("higress.io/{kind}-match-header-{HEADER}"),
+                one.match_value.clone(),
+            ))
+        }
+        many => {
+            let alternatives: Vec<String> = many
+                .iter()
+                .map(|p| {
+                    let escaped = escape_regex(&p.match_value);
+                    if p.match_type == "PRE" {
+                        format!("{escaped}.*")
+                    } else {
+                        escaped
+                    }
+                })
+                .collect();
+            Some((
+                format!("higress.io/regex-match-header-{HEADER}"),
+                format!("^({})", alternatives.join("|")),
+            ))
+        }
+    }
+}
+
+/// `higress.io/destination`: one upstream `service:port`, several `"<weight>% service:port"` lines.
+pub fn destination(upstreams: &[(String, Option<u32>)]) -> String {
+    match upstreams {
+        [(one, _)] => one.clone(),
+        many => many
+            .iter()
+            .map(|(d, w)| format!("{}% {d}", w.unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+/// Inputs of an Ingress beyond the route itself.
+pub struct IngressContext<'a> {
+    pub namespace: &'a str,
+    pub ingress_class: &'a str,
+    pub tls: &'a Tls,
+    /// `service:port` per upstream provider, in upstream order, with weights.
+    pub destinations: Vec<(String, Option<u32>)>,
+    /// For the fallback Ingress: the main Ingress's name.
+    pub fallback_from: Option<String>,
+}
+
+/// `route2Ingress` for an AI route (main or fallback) plus the console's default metadata.
+pub fn ingress(route: &AiRoute, ctx: &IngressContext<'_>) -> Value {
+    let name = match &ctx.fallback_from {
+        Some(_) => names::fallback_ingress(&route.name),
+        None => names::route_ingress(&route.name),
+    };
+    let domains = route.domains.clone().unwrap_or_default();
+    let mut labels = Map::new();
+    if domains.is_empty() {
+        labels.insert(names::domain_label_key(names::DEFAULT_DOMAIN), json!("true"));
+    }
+    for domain in &domains {
+        labels.insert(names::domain_label_key(domain), json!("true"));
+    }
+    labels.insert(LABEL_DEFINER.into(), json!("higress"));
+    labels.insert(LABEL_INTERNAL.into(), json!("true"));
+    for (key, value) in route.custom_labels.iter().flatten() {
+        labels.insert(key.clone(), value.clone());
+    }
+
+    let mut annotations = Map::new();
+    annotations.insert(ANNOTATION_COMMENT.into(), json!(COMMENT));
+    annotations.insert("higress.io/destination".into(), json!(destination(&ctx.destinations)));
+    if let Some(case_sensitive) = route.path_predicate.as_ref().and_then(|p| p.case_sensitive) {
+        annotations.insert(
+            "higress.io/ignore-path-case".into(),
+            json!((!case_sensitive).to_string()),
+        );
+    }
+    if let Some((key, value)) = model_predicate_annotation(route.model_predicates.as_deref().unwrap_or(&[])) {
+        annotations.insert(key, json!(value));
+    }
+    if let Some(from) = &ctx.fallback_from {
+        annotations.insert(
+            "higress.io/exact-match-header-x-higress-fallback-from".into(),
+            json!(from),
+        );
+    }
+    if let Some(next) = &route.proxy_next_upstream {
+        let prefix = if next.enabled { "" } else { "disabled." };
+        annotations.insert(
+            "higress.io/enable-proxy-next-upstream".into(),
+            json!(next.enabled.to_string()),
+        );
+        annotations.insert(
+            format!("{prefix}higress.io/proxy-next-upstream-tries"),
+            json!(next.attempts.to_string()),
+        );
+        annotations.insert(
+            format!("{prefix}higress.io/proxy-next-upstream-timeout"),
+            json!(next.timeout.to_string()),
+        );
+        annotations.insert(
+            format!("{prefix}higress.io/proxy-next-upstream"),
+            json!(next.conditions.join(",")),
+        );
+    }
+    if ctx.tls.force_redirect {
+        annotations.insert("higress.io/ssl-redirect".into(), json!("true"));
+    }
+    for (key, value) in route.custom_configs.iter().flatten() {
+        annotations.insert(key.clone(), value.clone());
+    }
+
+    let path = route
+        .path_predicate
+        .as_ref()
+        .map(|p| p.match_value.clone())
+        .unwrap_or_else(|| "/".into());
+    let http = json!({"paths": [{
+        "path": path,
+        "pathType": "Prefix",
+        "backend": {"resource": {"apiGroup": "networking.higress.io", "kind": "McpBridge", "name": names::MCP_BRIDGE}}
+    }]});
+    let rules: Vec<Value> = if domains.is_empty() {
+        vec![json!({"http": http})]
+    } else {
+        domains.iter().map(|d| json!({"host": d, "http": http})).collect()
+    };
+    let mut spec = Map::new();
+    spec.insert("ingressClassName".into(), json!(ctx.ingress_class));
+    if !ctx.tls.entries.is_empty() {
+        spec.insert("tls".into(), json!(ctx.tls.entries));
+    }
+    spec.insert("rules".into(), json!(rules));
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": ctx.namespace, "labels": labels, "annotations": annotations},
+        "spec": spec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gson_escapes_html_characters_like_the_console() {
+        let text = gson(&json!({"a": "x<y>&z='q'"}));
+        assert_eq!(text, r#"{"a":"x\u003cy\u003e\u0026z\u003d\u0027q\u0027"}"#);
+    }
+
+    #[test]
+    fn model_predicates_become_one_header_annotation() {
+        let eq = |v: &str| ModelPredicate {
+            match_type: "EQUAL".into(),
+            match_value: v.into(),
+        };
+        let pre = |v: &str| ModelPredicate {
+            match_type: "PRE".into(),
+            match_value: v.into(),
+        };
+        assert_eq!(
+            model_predicate_annotation(&[pre("qwen-")]),
+            Some((
+                "higress.io/prefix-match-header-x-higress-llm-model".into(),
+                "qwen-".into()
+            ))
+        );
+        assert_eq!(
+            model_predicate_annotation(&[eq("gpt-4o")]),
+            Some((
+                "higress.io/exact-match-header-x-higress-llm-model".into(),
+                "gpt-4o".into()
+            ))
+        );
+        assert_eq!(
+            model_predicate_annotation(&[eq("gpt-4.1"), pre("qwen(")]),
+            Some((
+                "higress.io/regex-match-header-x-higress-llm-model".into(),
+                r"^(gpt-4\.1|qwen\(.*)".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn destinations_carry_weights_only_when_several() {
+        assert_eq!(destination(&[("a.dns:443".into(), Some(100))]), "a.dns:443");
+        assert_eq!(
+            destination(&[("a.dns:443".into(), Some(70)), ("b.dns:443".into(), Some(30))]),
+            "70% a.dns:443\n30% b.dns:443"
+        );
+    }
+
+    fn domain(name: &str, mode: &str, cert: Option<&str>) -> Value {
+        let mut data = json!({"domain": name, "enableHttps": mode});
+        if let Some(cert) = cert {
+            data["cert"] = json!(cert);
+        }
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": names::domain_config_map(name)}, "data": data})
+    }
+
+    #[test]
+    fn tls_is_derived_from_domain_config_maps() {
+        let mut state = State::new();
+        state.insert_object(domain("a.com", "force", Some("a-cert")));
+        state.insert_object(domain("b.com", "on", Some("b-cert")));
+        state.insert_object(domain("c.com", "off", None));
+        state.insert_object(domain("d.com", "on", None));
+        let tls_a = tls(&["a.com".into()], &state).unwrap();
+        assert_eq!(tls_a.entries, vec![json!({"hosts": ["a.com"], "secretName": "a-cert"})]);
+        assert!(tls_a.force_redirect);
+        assert_eq!(
+            tls(&["c.com".into(), "d.com".into()], &state).unwrap().entries,
+            Vec::<Value>::new()
+        );
+        assert_eq!(
+            tls(&["a.com".into(), "c.com".into()], &state).unwrap_err(),
+            "Currently only supports domains with the same protocol"
+        );
+        assert_eq!(
+            tls(&["a.com".into(), "b.com".into()], &state).unwrap_err(),
+            "All domains must use consistent HTTPS configuration"
+        );
+        assert!(tls(&["missing.com".into()], &state).unwrap().entries.is_empty());
+        state.insert_object(domain(names::DEFAULT_DOMAIN, "on", Some("default")));
+        assert_eq!(
+            tls(&[], &state).unwrap().entries,
+            vec![json!({"secretName": "default"})]
+        );
+    }
+
+    #[test]
+    fn defaults_fill_path_weight_and_proxy_next_upstream() {
+        let mut route = AiRoute {
+            name: "r".into(),
+            upstreams: vec![AiUpstream {
+                provider: "p".into(),
+                weight: None,
+                model_mapping: None,
+            }],
+            ..AiRoute::default()
+        };
+        route.fill_defaults(ConsoleVersion::default());
+        assert_eq!(route.upstreams[0].weight, Some(100));
+        assert_eq!(route.path_predicate.as_ref().unwrap().match_value, "/");
+        assert_eq!(route.proxy_next_upstream.as_ref().unwrap().timeout, 120);
+        assert!(route.validate().is_ok());
+        route.upstreams.push(AiUpstream {
+            provider: "q".into(),
+            weight: Some(10),
+            model_mapping: None,
+        });
+        assert_eq!(
+            route.validate().unwrap_err(),
+            "upstream weights sum to 110, must be 100"
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! The slice of the cluster the mapping reads and edits: objects of the controller namespace as
+//! dynamic JSON, keyed by kind and name. Dynamic JSON keeps every field we do not model, byte for byte.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The kinds of object the worker reads or writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    ConfigMap,
+    Secret,
+    Ingress,
+    McpBridge,
+    WasmPlugin,
+    EnvoyFilter,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::ConfigMap,
+        Kind::Secret,
+        Kind::Ingress,
+        Kind::McpBridge,
+        Kind::WasmPlugin,
+        Kind::EnvoyFilter,
+    ];
+
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::ConfigMap | Kind::Secret => "",
+            Kind::Ingress => "networking.k8s.io",
+            Kind::McpBridge => "networking.higress.io",
+            Kind::WasmPlugin => "extensions.higress.io",
+            Kind::EnvoyFilter => "networking.istio.io",
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            Kind::ConfigMap | Kind::Secret | Kind::Ingress | Kind::McpBridge => "v1",
+            Kind::WasmPlugin => "v1alpha1",
+            Kind::EnvoyFilter => "v1alpha3",
+        }
+    }
+
+    pub fn api_version(self) -> String {
+        match self.group() {
+            "" => self.version().to_string(),
+            group => format!("{group}/{}", self.version()),
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "ConfigMap",
+            Kind::Secret => "Secret",
+            Kind::Ingress => "Ingress",
+            Kind::McpBridge => "McpBridge",
+            Kind::WasmPlugin => "WasmPlugin",
+            Kind::EnvoyFilter => "EnvoyFilter",
+        }
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            Kind::ConfigMap => "configmaps",
+            Kind::Secret => "secrets",
+            Kind::Ingress => "ingresses",
+            Kind::McpBridge => "mcpbridges",
+            Kind::WasmPlugin => "wasmplugins",
+            Kind::EnvoyFilter => "envoyfilters",
+        }
+    }
+
+    pub fn from_api(api_version: &str, kind: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.api_version() == api_version && k.kind() == kind)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.kind.kind(), self.name)
+    }
+}
+
+/// Objects of the controller namespace, as read from (or about to be written to) the cluster.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct State {
+    objects: BTreeMap<ObjectKey, Value>,
+}
+
+impl State {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an object by its own `apiVersion`, `kind` and `metadata.name`; `None` if it is not one of ours.
+    pub fn insert_object(&mut self, object: Value) -> Option<ObjectKey> {
+        let kind = Kind::from_api(object.get("apiVersion")?.as_str()?, object.get("kind")?.as_str()?)?;
+        let name = object.pointer("/metadata/name")?.as_str()?.to_string();
+        let key = ObjectKey::new(kind, name);
+        self.objects.insert(key.clone(), object);
+        Some(key)
+    }
+
+    pub fn get(&self, key: &ObjectKey) -> Option<&Value> {
+        self.objects.get(key)
+    }
+
+    pub fn get_named(&self, kind: Kind, name: &str) -> Option<&Value> {
+        self.objects.get(&ObjectKey::new(kind, name))
+    }
+
+    pub fn set(&mut self, key: ObjectKey, value: Option<Value>) {
+        match value {
+            Some(value) => self.objects.insert(key, value),
+            None => self.objects.remove(&key),
+        };
+    }
+
+    pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&str, &Value)> {
+        self.objects
+            .iter()
+            .filter(move |(k, _)| k.kind == kind)
+            .map(|(k, v)| (k.name.as_str(), v))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
+        self.objects.keys()
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+}
+
+/// Removes what the API server owns, so two versions of an object can be compared by content.
+pub fn without_server_fields(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "managedFields",
+            "selfLink",
+        ] {
+            metadata.remove(field);
+        }
+    }
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    object
+}
+
+pub fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.pointer("/metadata/labels")?.get(key)?.as_str()
+}
+
+pub fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.pointer("/metadata/annotations")?.get(key)?.as_str()
+}
