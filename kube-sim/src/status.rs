@@ -1,0 +1,272 @@
+//! Failures as the API server reports them: `Status` objects with the real
+//! reasons, codes, messages and details, so clients' error handling is exercised.
+
+use std::fmt;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use crate::resources::ResourceType;
+
+const OBJECT_MODIFIED: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
+/// A failed request, as the Kubernetes API reports it in a `Status` object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status code, also `Status.code`.
+    pub code: u16,
+    /// `Status.reason`: `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, ...
+    pub reason: String,
+    pub message: String,
+    details: Option<Map<String, Value>>,
+}
+
+/// One entry of an `Invalid` error, rendered like Kubernetes' field errors.
+pub(crate) struct FieldError {
+    field: String,
+    reason: &'static str,
+    message: String,
+}
+
+impl FieldError {
+    /// `value` is already rendered the way the API server shows it (quoted strings, `0x0`).
+    pub(crate) fn invalid(field: impl Into<String>, value: &str, detail: &str) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueInvalid",
+            message: format!("Invalid value: {value}: {detail}"),
+        }
+    }
+
+    pub(crate) fn required(field: impl Into<String>, detail: &str) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueRequired",
+            message: format!("Required value: {detail}"),
+        }
+    }
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &str, message: String) -> Self {
+        ApiError {
+            code,
+            reason: reason.to_string(),
+            message,
+            details: None,
+        }
+    }
+
+    fn about(mut self, group: &str, kind: &str, name: &str) -> Self {
+        let mut details = Map::new();
+        if !name.is_empty() {
+            details.insert("name".into(), name.into());
+        }
+        if !group.is_empty() {
+            details.insert("group".into(), group.into());
+        }
+        details.insert("kind".into(), kind.into());
+        self.details = Some(details);
+        self
+    }
+
+    pub(crate) fn not_found(rt: &ResourceType, name: &str) -> Self {
+        let message = format!("{} \"{name}\" not found", rt.qualified_plural());
+        Self::new(404, "NotFound", message).about(rt.group, rt.plural, name)
+    }
+
+    pub(crate) fn already_exists(rt: &ResourceType, name: &str) -> Self {
+        let message = format!("{} \"{name}\" already exists", rt.qualified_plural());
+        Self::new(409, "AlreadyExists", message).about(rt.group, rt.plural, name)
+    }
+
+    pub(crate) fn conflict(rt: &ResourceType, name: &str, why: &str) -> Self {
+        let message = format!(
+            "Operation cannot be fulfilled on {} \"{name}\": {why}",
+            rt.qualified_plural()
+        );
+        Self::new(409, "Conflict", message).about(rt.group, rt.plural, name)
+    }
+
+    /// The optimistic-concurrency failure: the writer's resourceVersion is not the stored one.
+    pub(crate) fn stale(rt: &ResourceType, name: &str) -> Self {
+        Self::conflict(rt, name, OBJECT_MODIFIED)
+    }
+
+    pub(crate) fn invalid(rt: &ResourceType, name: &str, errors: Vec<FieldError>) -> Self {
+        let messages: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        let summary = match messages.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let message = format!("{} \"{name}\" is invalid: {summary}", rt.qualified_kind());
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+            .collect();
+        let mut error = Self::new(422, "Invalid", message).about(rt.group, rt.kind, name);
+        if let Some(details) = error.details.as_mut() {
+            details.insert("causes".into(), causes.into());
+        }
+        error
+    }
+
+    /// A JSON patch that cannot be applied (failed `test`, missing path): 422 as in
+    /// the API server, with the patch library's message as the cause.
+    pub(crate) fn patch_not_applicable(detail: String) -> Self {
+        let mut error = Self::new(
+            422,
+            "Invalid",
+            "the server rejected our request due to an error in our request".to_string(),
+        );
+        error.details = Some(Map::from_iter([(
+            "causes".to_string(),
+            json!([{ "message": detail }]),
+        )]));
+        error
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message.into())
+    }
+
+    pub(crate) fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(405, "MethodNotAllowed", message.into())
+    }
+
+    pub(crate) fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(415, "UnsupportedMediaType", message.into())
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", message.into())
+    }
+
+    /// What the API server answers for a path it does not serve.
+    pub(crate) fn path_not_found() -> Self {
+        let mut error = Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".to_string(),
+        );
+        error.details = Some(Map::new());
+        error
+    }
+
+    /// A failure injected through [`crate::Faults`].
+    pub(crate) fn injected(code: u16, retry_after: Option<u64>) -> Self {
+        let (reason, what) = match code {
+            429 => ("TooManyRequests", "Too many requests, please try again later."),
+            500 => ("InternalError", "an error on the server has prevented the request from succeeding"),
+            503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
+            504 => ("Timeout", "the server was unable to return a response in the time allotted"),
+            _ => ("Unknown", "the server reported an error"),
+        };
+        let mut error = Self::new(code, reason, format!("{what} (injected by kube-sim)"));
+        if let Some(seconds) = retry_after {
+            error.details = Some(Map::from_iter([(
+                "retryAfterSeconds".to_string(),
+                seconds.into(),
+            )]));
+        }
+        error
+    }
+
+    /// The `Status` object sent as the response body.
+    pub(crate) fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+        });
+        if let Some(details) = &self.details {
+            status["details"] = Value::Object(details.clone());
+        }
+        status["code"] = self.code.into();
+        status
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        self.details.as_ref()?.get("retryAfterSeconds")?.as_u64()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} {})", self.message, self.code, self.reason)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (code, axum::Json(self.to_status())).into_response();
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::by_name;
+
+    #[test]
+    fn not_found_matches_the_api_server() {
+        let cm = by_name("configmaps").unwrap();
+        assert_eq!(
+            ApiError::not_found(cm, "x").to_status(),
+            json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                   "message":"configmaps \"x\" not found","reason":"NotFound",
+                   "details":{"name":"x","kind":"configmaps"},"code":404})
+        );
+        let ingress = by_name("ingresses").unwrap();
+        let status = ApiError::not_found(ingress, "y").to_status();
+        assert_eq!(status["details"]["group"], "networking.k8s.io");
+        assert_eq!(status["message"], "ingresses.networking.k8s.io \"y\" not found");
+    }
+
+    #[test]
+    fn invalid_names_the_kind_and_lists_causes() {
+        let wasm = by_name("wasmplugins").unwrap();
+        let error = ApiError::invalid(
+            wasm,
+            "p",
+            vec![FieldError::invalid(
+                "metadata.resourceVersion",
+                "0x0",
+                "must be specified for an update",
+            )],
+        );
+        assert_eq!(error.code, 422);
+        assert_eq!(
+            error.message,
+            "WasmPlugin.extensions.higress.io \"p\" is invalid: metadata.resourceVersion: \
+             Invalid value: 0x0: must be specified for an update"
+        );
+        let status = error.to_status();
+        assert_eq!(status["details"]["kind"], "WasmPlugin");
+        assert_eq!(status["details"]["causes"][0]["field"], "metadata.resourceVersion");
+    }
+
+    #[test]
+    fn injected_429_carries_retry_after() {
+        let response = ApiError::injected(429, Some(3)).into_response();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+}

@@ -1,0 +1,449 @@
+//! Every example in `../shared/higress/examples/` (objects traced from the Higress console's code)
+//! reproduced by the mapping.
+
+use higress_route_worker::event::{self, KeySource, LifecycleEvent};
+use higress_route_worker::higress::ops::Op;
+use higress_route_worker::higress::plan::consumer_entry;
+use higress_route_worker::higress::plugins::BuiltinPlugin;
+use higress_route_worker::higress::provider::{self, LlmProvider};
+use higress_route_worker::higress::route::{self, AiRoute, IngressContext};
+use higress_route_worker::higress::state::without_server_fields;
+use higress_route_worker::higress::{self, names, ConsoleVersion, Decision, Kind, Settings, State};
+use higress_route_worker::secret::SecretString;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+fn example(name: &str) -> Vec<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/higress/examples")
+        .join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
+fn deployed(data: Value) -> LifecycleEvent {
+    cloud_event(event::DEPLOYED_TYPE, data)
+}
+
+fn retired(data: Value) -> LifecycleEvent {
+    cloud_event(event::RETIRED_TYPE, data)
+}
+
+fn cloud_event(kind: &str, data: Value) -> LifecycleEvent {
+    let event = json!({"specversion": "1.0", "id": "test-1", "source": "tests", "type": kind, "data": data});
+    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Applies an event to a state and returns the state after it.
+fn apply(event: &LifecycleEvent, state: &State) -> State {
+    let Decision::Apply(plan) = higress::plan(event, state, &Settings::default(), chrono::Utc::now()).unwrap() else {
+        panic!("unexpected stale")
+    };
+    let mut after = state.clone();
+    higress::simulate(&mut after, &plan).unwrap();
+    after
+}
+
+fn object(state: &State, kind: Kind, name: &str) -> Value {
+    without_server_fields(
+        state
+            .get_named(kind, name)
+            .unwrap_or_else(|| panic!("{kind:?} {name} missing")),
+    )
+}
+
+fn list(object: &Value, pointer: &str) -> Vec<Value> {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The ConfigMap as the console writes it: the worker's revision annotation is its only addition.
+fn without_revision(mut config_map: Value) -> Value {
+    let metadata = config_map["metadata"].as_object_mut().unwrap();
+    let annotations = metadata.get_mut("annotations").and_then(Value::as_object_mut).unwrap();
+    assert!(
+        annotations.remove(names::ANNOTATION_REVISION).is_some(),
+        "the worker records the revision"
+    );
+    if annotations.is_empty() {
+        metadata.remove("annotations");
+    }
+    config_map
+}
+
+fn seed_event() -> LifecycleEvent {
+    deployed(json!({
+        "model": "zimomo2lololo", "revision": 1,
+        "provider": {"name": "lololo", "type": "openai", "url": "https://lololo.com/v1"},
+        "route": {"domains": ["zimomo.com"], "https": {"mode": "off"}, "path": "/v1"},
+        "auth": {"enabled": true, "allowedConsumers": ["labubu"],
+                 "consumers": [{"name": "labubu", "source": "BEARER", "credentials": ["123456-xxx"]}]}
+    }))
+}
+
+#[test]
+fn blog_scenario_is_written_as_the_console_writes_it() {
+    let docs = example("blog-scenario-as-console-writes-it.yaml");
+    let after = apply(&seed_event(), &State::new());
+
+    assert_eq!(object(&after, Kind::ConfigMap, "domain-zimomo.com"), docs[0]);
+    let fragments = &docs[1];
+    let bridge = object(&after, Kind::McpBridge, "default");
+    assert_eq!(list(&bridge, "/spec/registries"), vec![fragments["registry"].clone()]);
+    let ai_proxy = object(&after, Kind::WasmPlugin, "ai-proxy.internal");
+    assert_eq!(
+        list(&ai_proxy, "/spec/defaultConfig/providers"),
+        vec![fragments["provider"].clone()]
+    );
+    assert_eq!(
+        list(&ai_proxy, "/spec/matchRules"),
+        vec![fragments["aiProxyRule"].clone()]
+    );
+    let key_auth = object(&after, Kind::WasmPlugin, "key-auth.internal");
+    assert_eq!(
+        list(&key_auth, "/spec/defaultConfig/consumers"),
+        vec![fragments["consumer"].clone()]
+    );
+    assert_eq!(
+        list(&key_auth, "/spec/matchRules"),
+        vec![fragments["keyAuthRule"].clone()]
+    );
+    let statistics = object(&after, Kind::WasmPlugin, "ai-statistics-2.0.1");
+    assert_eq!(
+        list(&statistics, "/spec/matchRules"),
+        vec![fragments["aiStatisticsRule"].clone()]
+    );
+    assert_eq!(
+        without_revision(object(&after, Kind::ConfigMap, "ai-route-zimomo2lololo")),
+        docs[2]
+    );
+    assert_eq!(
+        object(&after, Kind::Ingress, "ai-route-zimomo2lololo.internal"),
+        docs[3]
+    );
+}
+
+#[test]
+fn openai_provider_with_defaults_creates_mcp_bridge_and_ai_proxy() {
+    let docs = example("provider-openai-default.yaml");
+    let event = deployed(json!({
+        "model": "chat", "revision": 1,
+        "provider": {"name": "openai-main", "type": "openai", "apiTokens": ["sk-aaa"]}
+    }));
+    let after = apply(&event, &State::new());
+    assert_eq!(object(&after, Kind::McpBridge, "default"), docs[0]);
+    assert_eq!(object(&after, Kind::WasmPlugin, "ai-proxy.internal"), docs[1]);
+}
+
+#[test]
+fn every_provider_type_maps_to_its_registry_entry_and_destination() {
+    let cases = example("providers-registry-mapping.yaml")[0]["cases"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(cases.len() >= 11);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let mut input = case["input"].clone();
+        input["name"] = json!(name);
+        let provider: LlmProvider = serde_json::from_value(input).unwrap();
+        let objects = provider::render(&provider).unwrap_or_else(|e| panic!("{name}: {e}"));
+        match (&case.get("registry"), &case.get("registries")) {
+            (Some(Value::Null), _) => assert!(objects.registries.is_empty(), "{name}"),
+            (Some(registry), _) => assert_eq!(objects.registries, vec![(*registry).clone()], "{name}"),
+            (None, Some(registries)) => assert_eq!(&Value::from(objects.registries.clone()), *registries, "{name}"),
+            (None, None) => panic!("{name}: no registry in the example"),
+        }
+        if let Some(expected) = case.get("provider") {
+            let mut entry = objects.entry.clone();
+            if name == "vertex-1" {
+                // The example abbreviates the auth key JSON as "...".
+                entry["vertexAuthKey"] = json!("...");
+            }
+            assert_eq!(&entry, expected, "{name}");
+        }
+        if let Some(service) = case.get("serviceRule") {
+            assert_eq!(objects.service, service.as_str().unwrap(), "{name}");
+        }
+        assert_eq!(objects.destination(), case["destination"].as_str().unwrap(), "{name}");
+    }
+}
+
+#[test]
+fn a_bearer_consumer_creates_key_auth_with_the_console_defaults() {
+    let docs = example("consumer-alice.yaml");
+    let mut key_auth = BuiltinPlugin::KeyAuth.new_cr(ConsoleVersion::default(), "higress-system");
+    let alice = consumer_entry("alice", KeySource::Bearer, None, &[SecretString::new("sk-alice-1")]);
+    Op::UpsertConsumer(alice).apply(&mut key_auth).unwrap();
+    assert_eq!(key_auth, docs[0]);
+}
+
+#[test]
+fn header_and_query_consumers_keep_raw_values() {
+    let header = consumer_entry("h", KeySource::Header, Some("x-api-key"), &[SecretString::new("v1")]);
+    assert_eq!(
+        header,
+        json!({"name": "h", "keys": ["x-api-key"], "in_header": true, "in_query": false, "credentials": ["v1"]})
+    );
+    let query = consumer_entry("q", KeySource::Query, Some("apikey"), &[SecretString::new("v2")]);
+    assert_eq!(
+        query,
+        json!({"name": "q", "keys": ["apikey"], "in_header": false, "in_query": true, "credentials": ["v2"]})
+    );
+}
+
+/// The console API input recorded in an example's header comment.
+fn api_input(name: &str) -> AiRoute {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/higress/examples")
+        .join(name);
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text.find("# API input").unwrap();
+    let json: String = text[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim())
+        .collect::<Vec<_>>()
+        .join(" ");
+    // The JSON object is followed by more comment prose: read just the first value.
+    let json = &json[json.find('{').unwrap()..];
+    let value = serde_json::Deserializer::from_str(json)
+        .into_iter::<Value>()
+        .next()
+        .unwrap();
+    serde_json::from_value(value.unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap()
+}
+
+fn domain(name: &str, https: &str, cert: Option<&str>) -> Value {
+    let mut data = json!({"domain": name, "enableHttps": https});
+    if let Some(cert) = cert {
+        data["cert"] = json!(cert);
+    }
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": names::domain_config_map(name), "namespace": "higress-system",
+                        "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}},
+           "data": data})
+}
+
+fn route_objects(route: &AiRoute, state: &State, destinations: Vec<(String, Option<u32>)>) -> (Value, Value) {
+    let mut route = route.clone();
+    route.fill_defaults(ConsoleVersion::default());
+    route.validate().unwrap();
+    let tls = route::tls(route.domains.as_deref().unwrap_or_default(), state).unwrap();
+    let ctx = IngressContext {
+        namespace: "higress-system",
+        ingress_class: "higress",
+        tls: &tls,
+        destinations,
+        fallback_from: None,
+    };
+    (
+        route::config_map(&route, "higress-system", None),
+        route::ingress(&route, &ctx),
+    )
+}
+
+/// A state with the providers and consumer the route examples assume.
+fn providers_state() -> State {
+    let mut state = State::new();
+    for event in [
+        deployed(json!({"model": "seed-openai", "revision": 1,
+                        "provider": {"name": "openai-main", "type": "openai", "apiTokens": ["sk-aaa"]}})),
+        deployed(json!({"model": "seed-qwen", "revision": 1,
+                        "provider": {"name": "qwen-main", "type": "qwen", "apiTokens": ["sk-q"]},
+                        "auth": {"consumers": [{"name": "alice", "source": "BEARER", "credentials": ["sk-alice-1"]}]}})),
+    ] {
+        state = apply(&event, &state);
+    }
+    state
+}
+
+#[test]
+fn route_with_auth_matches_config_map_ingress_and_plugin_rules() {
+    let docs = example("route-chat-with-auth.yaml");
+    let mut state = providers_state();
+    state.insert_object(domain("api.example.com", "off", None));
+    let (config_map, ingress) = route_objects(
+        &api_input("route-chat-with-auth.yaml"),
+        &state,
+        vec![("llm-openai-main.internal.dns:443".into(), Some(100))],
+    );
+    assert_eq!(config_map, docs[0]);
+    assert_eq!(ingress, docs[1]);
+
+    let event = deployed(json!({
+        "model": "chat", "revision": 1,
+        "provider": {"name": "openai-main", "type": "openai", "apiTokens": ["sk-aaa"]},
+        "route": {"domains": ["api.example.com"], "path": "/v1"},
+        "auth": {"enabled": true, "allowedConsumers": ["alice"]}
+    }));
+    let after = apply(&event, &state);
+    let key_auth = object(&after, Kind::WasmPlugin, "key-auth.internal");
+    assert!(list(&key_auth, "/spec/matchRules").contains(&docs[2]["matchRulesEntry"]));
+    let statistics = object(&after, Kind::WasmPlugin, "ai-statistics-2.0.1");
+    let mut expected = docs[3].clone();
+    expected["spec"]["matchRules"] = json!([
+        {"config": {"use_default_response_attributes": true}, "configDisable": false, "ingress": ["ai-route-chat.internal"]},
+        {"config": {"use_default_response_attributes": true}, "configDisable": false, "ingress": ["ai-route-seed-openai.internal"]},
+        {"config": {"use_default_response_attributes": true}, "configDisable": false, "ingress": ["ai-route-seed-qwen.internal"]}
+    ]);
+    assert_eq!(statistics, expected);
+    // The worker's Ingress is the console's but for the path case annotation the UI adds.
+    let mut ours = object(&after, Kind::Ingress, "ai-route-chat.internal");
+    ours["metadata"]["annotations"]["higress.io/ignore-path-case"] = json!("false");
+    assert_eq!(ours, docs[1]);
+}
+
+#[test]
+fn weighted_upstreams_write_weighted_destination_and_model_mapper() {
+    let docs = example("route-weighted-two-upstreams.yaml");
+    let mut state = providers_state();
+    state.insert_object(domain(names::DEFAULT_DOMAIN, "on", Some("default")));
+    let (config_map, ingress) = route_objects(
+        &api_input("route-weighted-two-upstreams.yaml"),
+        &state,
+        vec![
+            ("llm-openai-main.internal.dns:443".into(), Some(70)),
+            ("llm-qwen-main.internal.dns:443".into(), Some(30)),
+        ],
+    );
+    assert_eq!(config_map, docs[0]);
+    assert_eq!(ingress, docs[1]);
+
+    let event = deployed(json!({
+        "model": "mix", "revision": 1,
+        "provider": {"name": "openai-main", "type": "openai", "apiTokens": ["sk-aaa"]},
+        "route": {"upstreams": [{"provider": "openai-main", "weight": 70},
+                                {"provider": "qwen-main", "weight": 30, "modelMapping": {"*": "qwen-max"}}]}
+    }));
+    let after = apply(&event, &state);
+    assert_eq!(object(&after, Kind::Ingress, "ai-route-mix.internal"), docs[1]);
+    assert_eq!(object(&after, Kind::WasmPlugin, "model-mapper.internal"), docs[2]);
+    let key_auth = object(&after, Kind::WasmPlugin, "key-auth.internal");
+    let rule = list(&key_auth, "/spec/matchRules")
+        .into_iter()
+        .find(|r| r["ingress"] == json!(["ai-route-mix.internal"]))
+        .unwrap();
+    assert_eq!(rule, docs[3]["matchRulesEntry"]);
+}
+
+#[test]
+fn model_predicates_and_fallback_match_the_console() {
+    let docs = example("route-model-predicates-and-fallback.yaml");
+    let mut state = providers_state();
+    state.insert_object(domain("api.example.com", "off", None));
+    let mut route = api_input("route-model-predicates-and-fallback.yaml");
+    let (config_map, main) = route_objects(
+        &route,
+        &state,
+        vec![("llm-openai-main.internal.dns:443".into(), Some(100))],
+    );
+    assert_eq!(main, docs[0]);
+    assert_eq!(config_map["data"]["data"], docs[3]["configMapData"]);
+
+    route.fill_defaults(ConsoleVersion::default());
+    let tls = route::tls(route.domains.as_deref().unwrap_or_default(), &state).unwrap();
+    let fallback = route::ingress(
+        &route,
+        &IngressContext {
+            namespace: "higress-system",
+            ingress_class: "higress",
+            tls: &tls,
+            destinations: vec![("llm-qwen-main.internal.dns:443".into(), Some(100))],
+            fallback_from: Some("ai-route-smart.internal".into()),
+        },
+    );
+    assert_eq!(fallback, docs[1]);
+
+    let event = deployed(json!({
+        "model": "smart", "revision": 1,
+        "provider": {"name": "openai-main", "type": "openai", "apiTokens": ["sk-aaa"]},
+        "route": {"domains": ["api.example.com"],
+                  "modelPredicates": [{"matchType": "EQUAL", "matchValue": "gpt-4o"}, {"matchType": "PRE", "matchValue": "qwen-"}]},
+        "auth": {"allowedConsumers": ["alice"]}
+    }));
+    let after = apply(&event, &state);
+    assert_eq!(object(&after, Kind::WasmPlugin, "model-router.internal"), docs[2]);
+    assert_eq!(object(&after, Kind::Ingress, "ai-route-smart.internal"), docs[0]);
+    let key_auth = object(&after, Kind::WasmPlugin, "key-auth.internal");
+    assert!(list(&key_auth, "/spec/matchRules").contains(&docs[3]["keyAuthRules"][1]));
+}
+
+#[test]
+fn retire_removes_route_rules_provider_and_keeps_other_entries() {
+    let docs = example("deletion-behaviour.yaml");
+    let deletion = &docs[0];
+    let mut state = providers_state();
+    let chat = deployed(json!({
+        "model": "chat", "revision": 1,
+        "provider": {"name": "openai-main", "type": "openai", "apiTokens": ["sk-aaa"]},
+        "auth": {"allowedConsumers": ["alice"]}
+    }));
+    let other = deployed(json!({
+        "model": "other", "revision": 1,
+        "provider": {"name": "qwen-main", "type": "qwen", "apiTokens": ["sk-q"]},
+        "auth": {"consumers": [{"name": "bob", "source": "BEARER", "credentials": ["sk-bob"]}]}
+    }));
+    // Only the example's two routes use the providers.
+    for seed in ["seed-openai", "seed-qwen"] {
+        state = apply(
+            &retired(json!({"model": seed, "revision": 2, "deleteProvider": false})),
+            &state,
+        );
+    }
+    state = apply(&chat, &state);
+    state = apply(&other, &state);
+    let key_auth_rules = |s: &State| {
+        list(&object(s, Kind::WasmPlugin, "key-auth.internal"), "/spec/matchRules")
+            .into_iter()
+            .filter(|r| {
+                r["ingress"] == json!(["ai-route-chat.internal"]) || r["ingress"] == json!(["ai-route-other.internal"])
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        Value::from(key_auth_rules(&state)),
+        deletion["aiRouteDelete"]["example"]["key-auth.internal.matchRules.before"]
+    );
+    assert_eq!(
+        Value::from(list(&object(&state, Kind::McpBridge, "default"), "/spec/registries")),
+        deletion["providerDelete"]["example"]["mcpbridge.registries.before"]
+    );
+
+    let after = apply(
+        &retired(json!({"model": "chat", "revision": 2, "deleteConsumers": true})),
+        &state,
+    );
+    assert!(after.get_named(Kind::Ingress, "ai-route-chat.internal").is_none());
+    assert!(after.get_named(Kind::ConfigMap, "ai-route-chat").is_none());
+    assert_eq!(
+        Value::from(key_auth_rules(&after)),
+        deletion["aiRouteDelete"]["example"]["key-auth.internal.matchRules.after"]
+    );
+    assert_eq!(
+        Value::from(list(&object(&after, Kind::McpBridge, "default"), "/spec/registries")),
+        deletion["providerDelete"]["example"]["mcpbridge.registries.after"]
+    );
+    assert_eq!(
+        Value::from(list(
+            &object(&after, Kind::WasmPlugin, "ai-proxy.internal"),
+            "/spec/matchRules"
+        )),
+        deletion["providerDelete"]["example"]["ai-proxy.matchRules.after"]
+    );
+    let statistics = object(&after, Kind::WasmPlugin, "ai-statistics-2.0.1");
+    assert!(!statistics.to_string().contains("ai-route-chat.internal"));
+    // alice is no longer named by any allow list, so deleteConsumers removed her; bob stays.
+    let consumers = list(
+        &object(&after, Kind::WasmPlugin, "key-auth.internal"),
+        "/spec/defaultConfig/consumers",
+    );
+    let names: Vec<&str> = consumers.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bob"]);
+}
