@@ -9,7 +9,8 @@ use serde_json::{json, Map, Value};
 pub struct EditRefused(pub String);
 
 /// One entry-level edit. Which object it applies to is said by the [`super::plan::Step`] holding it.
-#[derive(Clone, Debug, PartialEq)]
+/// Its `Debug` output redacts API tokens and credentials.
+#[derive(Clone, PartialEq)]
 pub enum Op {
     /// McpBridge: update `spec.registries[name]` in place (console-managed fields only) or append.
     UpsertRegistry(Value),
@@ -49,6 +50,55 @@ pub enum Op {
         prune_before: String,
     },
     ClearTombstone(String),
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::UpsertProvider(entry) => f.debug_tuple("UpsertProvider").field(&redacted(entry)).finish(),
+            Op::UpsertConsumer(entry) => f.debug_tuple("UpsertConsumer").field(&redacted(entry)).finish(),
+            Op::UpsertRegistry(v) => f.debug_tuple("UpsertRegistry").field(v).finish(),
+            Op::RemoveRegistry(v) => f.debug_tuple("RemoveRegistry").field(v).finish(),
+            Op::RemoveProvider(v) => f.debug_tuple("RemoveProvider").field(v).finish(),
+            Op::UpsertProviderServiceRule { provider, service } => f
+                .debug_struct("UpsertProviderServiceRule")
+                .field("provider", provider)
+                .field("service", service)
+                .finish(),
+            Op::RemoveServiceTarget(v) => f.debug_tuple("RemoveServiceTarget").field(v).finish(),
+            Op::UpsertRule(v) => f.debug_tuple("UpsertRule").field(v).finish(),
+            Op::InsertRuleIfAbsent(v) => f.debug_tuple("InsertRuleIfAbsent").field(v).finish(),
+            Op::RemoveRule(v) => f.debug_tuple("RemoveRule").field(v).finish(),
+            Op::RemoveIngressTarget(v) => f.debug_tuple("RemoveIngressTarget").field(v).finish(),
+            Op::RemoveConsumerIfUnused(v) => f.debug_tuple("RemoveConsumerIfUnused").field(v).finish(),
+            Op::EnsureKeyAuthGlobal => f.write_str("EnsureKeyAuthGlobal"),
+            Op::SetDefaultConfigKey(k, v) => f.debug_tuple("SetDefaultConfigKey").field(k).field(v).finish(),
+            Op::SetTombstone { model, revision, .. } => f
+                .debug_struct("SetTombstone")
+                .field("model", model)
+                .field("revision", revision)
+                .finish(),
+            Op::ClearTombstone(v) => f.debug_tuple("ClearTombstone").field(v).finish(),
+        }
+    }
+}
+
+/// A copy of an object with every secret-bearing value replaced, for diagnostics.
+pub fn redacted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| match k.as_str() {
+                    "apiTokens" | "credentials" | "credential" | "data" | "stringData" => {
+                        (k.clone(), Value::String("<redacted>".into()))
+                    }
+                    _ => (k.clone(), redacted(v)),
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        other => other.clone(),
+    }
 }
 
 impl Op {

@@ -102,9 +102,18 @@ impl fmt::Display for ObjectKey {
 }
 
 /// Objects of the controller namespace, as read from (or about to be written to) the cluster.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct State {
     objects: BTreeMap<ObjectKey, Value>,
+}
+
+/// Names only: the objects hold API tokens, credentials and Secrets.
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set()
+            .entries(self.objects.keys().map(ToString::to_string))
+            .finish()
+    }
 }
 
 impl State {

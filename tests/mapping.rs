@@ -1,0 +1,557 @@
+//! Rules of spec sections 1–5 that the examples do not show, checked through the public mapping API.
+
+use higress_route_worker::event::{self, LifecycleEvent};
+use higress_route_worker::higress::{self, names, ConsoleVersion, Decision, Kind, Settings, State};
+use serde_json::{json, Value};
+
+fn event(kind: &str, data: Value) -> LifecycleEvent {
+    let event = json!({"specversion": "1.0", "id": "id-1", "source": "tests", "type": kind, "data": data});
+    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn deploy(data: Value) -> LifecycleEvent {
+    event(event::DEPLOYED_TYPE, data)
+}
+
+fn retire(data: Value) -> LifecycleEvent {
+    event(event::RETIRED_TYPE, data)
+}
+
+fn basic(model: &str, revision: u64) -> Value {
+    json!({"model": model, "revision": revision, "provider": {"type": "deepseek", "apiTokens": ["sk-d"]}})
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+fn decide(event: &LifecycleEvent, state: &State, settings: &Settings) -> Result<Decision, higress::Refusal> {
+    higress::plan(event, state, settings, now())
+}
+
+fn apply_with(event: &LifecycleEvent, state: &State, settings: &Settings) -> (State, Vec<String>) {
+    let Decision::Apply(plan) = decide(event, state, settings).unwrap() else {
+        panic!("stale")
+    };
+    let mut after = state.clone();
+    let changes = higress::simulate(&mut after, &plan).unwrap();
+    let changes = changes
+        .into_iter()
+        .map(|(key, op)| format!("{} {key}", op.as_str()))
+        .collect();
+    (after, changes)
+}
+
+fn apply(event: &LifecycleEvent, state: &State) -> State {
+    apply_with(event, state, &Settings::default()).0
+}
+
+/// Refused when planned, or when its edits meet the current objects.
+fn refusal(event: &LifecycleEvent, state: &State) -> higress::Refusal {
+    match decide(event, state, &Settings::default()) {
+        Err(refusal) => refusal,
+        Ok(Decision::Apply(plan)) => {
+            let mut scratch = state.clone();
+            let refusal = higress::simulate(&mut scratch, &plan).expect_err("expected a refusal");
+            assert_eq!(&scratch, state, "a refused plan leaves the state as it was");
+            refusal
+        }
+        Ok(stale) => panic!("expected a refusal, got {stale:?}"),
+    }
+}
+
+/// Objects other writers made in the console: a nacos registry with fields the console's model drops,
+/// a provider, a consumer, a route rule, user plugin rules.
+fn console_state() -> State {
+    let mut state = State::new();
+    for object in [
+        json!({"apiVersion": "networking.higress.io/v1", "kind": "McpBridge", "metadata": {"name": "default", "namespace": "higress-system", "resourceVersion": "5"},
+               "spec": {"registries": [{"domain": "nacos.local", "name": "nacos-prod", "port": 8848, "type": "nacos2", "nacosNamespace": "prod", "nacosRefreshInterval": 30000}],
+                        "proxies": [], "unknownTopLevel": {"kept": true}}}),
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+               "metadata": {"name": "ai-proxy.internal", "namespace": "higress-system", "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-version": "1.0.0"}},
+               "spec": {"defaultConfig": {"providers": [{"id": "theirs", "type": "moonshot", "protocol": "openai", "apiTokens": ["x"], "customKey": 1}]},
+                        "defaultConfigDisable": false, "url": "oci://mirror/ai-proxy:1.0.0", "vmConfig": {"env": []},
+                        "matchRules": [{"config": {"activeProviderId": "theirs"}, "configDisable": false, "service": ["llm-theirs.internal.dns"], "routeType": "HTTP"}]}}),
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+               "metadata": {"name": "key-auth.internal", "namespace": "higress-system", "labels": {"higress.io/resource-definer": "higress"}},
+               "spec": {"defaultConfig": {"global_auth": false, "allow": [], "keys": ["x-higress-dummy-key"],
+                                          "consumers": [{"name": "carol", "keys": ["x-key"], "in_header": true, "in_query": false, "credentials": ["c-1"]}]},
+                        "defaultConfigDisable": false,
+                        "matchRules": [{"config": {"allow": ["carol"]}, "configDisable": false, "ingress": ["their-route"]},
+                                       {"config": {"allow": ["carol"]}, "configDisable": false, "domain": ["their.example.com"]}]}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "domain-taken.example.com", "namespace": "higress-system",
+               "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}},
+               "data": {"domain": "taken.example.com", "enableHttps": "force", "cert": "taken-cert"}}),
+    ] {
+        state.insert_object(object);
+    }
+    state
+}
+
+fn full_deploy(model: &str, revision: u64) -> LifecycleEvent {
+    deploy(json!({
+        "model": model, "revision": revision,
+        "provider": {"name": format!("p-{model}"), "type": "vllm", "url": "http://10.0.0.5:8000/v1"},
+        "route": {"domains": ["taken.example.com"], "modelPredicates": [{"matchType": "PRE", "matchValue": "llama"}],
+                  "modelMapping": {"*": "llama-3"}},
+        "auth": {"consumers": [{"name": format!("c-{model}"), "source": "HEADER", "key": "x-key", "credentials": [format!("secret-{model}")]}]}
+    }))
+}
+
+#[test]
+fn deploy_then_retire_returns_other_writers_entries_unchanged() {
+    let before = console_state();
+    let deployed = apply(&full_deploy("m1", 1), &before);
+    let retired = apply(
+        &retire(json!({"model": "m1", "revision": 2, "deleteConsumers": true})),
+        &deployed,
+    );
+    for (kind, name) in [
+        (Kind::McpBridge, "default"),
+        (Kind::WasmPlugin, "ai-proxy.internal"),
+        (Kind::ConfigMap, "domain-taken.example.com"),
+    ] {
+        assert_eq!(retired.get_named(kind, name), before.get_named(kind, name), "{name}");
+    }
+    // key-auth: carol's entries are identical; the worker's consumer went with its route.
+    assert_eq!(
+        retired.get_named(Kind::WasmPlugin, "key-auth.internal"),
+        before.get_named(Kind::WasmPlugin, "key-auth.internal")
+    );
+    for gone in [
+        (Kind::Ingress, "ai-route-m1.internal"),
+        (Kind::ConfigMap, "ai-route-m1"),
+    ] {
+        assert!(retired.get_named(gone.0, gone.1).is_none());
+    }
+}
+
+#[test]
+fn existing_domain_settings_win_with_a_warning_and_shape_the_ingress_tls() {
+    let state = console_state();
+    let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
+                              "route": {"domains": ["taken.example.com"], "https": {"mode": "off"}}}));
+    let Decision::Apply(plan) = decide(&event, &state, &Settings::default()).unwrap() else {
+        panic!()
+    };
+    assert!(plan
+        .warnings
+        .iter()
+        .any(|w| w.contains("taken.example.com") && w.contains("existing settings are kept")));
+    let (after, _) = apply_with(&event, &state, &Settings::default());
+    assert_eq!(
+        after.get_named(Kind::ConfigMap, "domain-taken.example.com"),
+        state.get_named(Kind::ConfigMap, "domain-taken.example.com")
+    );
+    let ingress = after.get_named(Kind::Ingress, "ai-route-m.internal").unwrap();
+    assert_eq!(
+        ingress["spec"]["tls"],
+        json!([{"hosts": ["taken.example.com"], "secretName": "taken-cert"}])
+    );
+    assert_eq!(ingress["metadata"]["annotations"]["higress.io/ssl-redirect"], "true");
+}
+
+#[test]
+fn a_new_domain_is_created_with_the_events_https_settings() {
+    let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
+                              "route": {"domains": ["*.new.example.com"], "https": {"mode": "on", "cert": "new-cert"}}}));
+    let after = apply(&event, &State::new());
+    let domain = after
+        .get_named(Kind::ConfigMap, "domain-wildcard.new.example.com")
+        .unwrap();
+    assert_eq!(
+        domain["data"],
+        json!({"domain": "*.new.example.com", "enableHttps": "on", "cert": "new-cert"})
+    );
+    let ingress = after.get_named(Kind::Ingress, "ai-route-m.internal").unwrap();
+    assert_eq!(
+        ingress["metadata"]["labels"]["higress.io/domain_wildcard.new.example.com"],
+        "true"
+    );
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "*.new.example.com");
+    assert_eq!(
+        ingress["spec"]["tls"],
+        json!([{"hosts": ["*.new.example.com"], "secretName": "new-cert"}])
+    );
+    assert!(ingress["metadata"]["annotations"]
+        .get("higress.io/ssl-redirect")
+        .is_none());
+}
+
+#[test]
+fn mixed_http_and_https_domains_are_rejected() {
+    let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
+                              "route": {"domains": ["taken.example.com", "plain.example.com"]}}));
+    let refusal = refusal(&event, &console_state());
+    assert_eq!(refusal.reason, "InvalidDomains");
+    assert!(refusal.message.contains("same protocol"), "{}", refusal.message);
+}
+
+#[test]
+fn an_existing_ai_proxy_keeps_its_metadata_url_and_unknown_fields() {
+    let before = console_state();
+    let after = apply(&full_deploy("m1", 1), &before);
+    let ai_proxy = after.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
+    let old = before.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
+    assert_eq!(ai_proxy["metadata"], old["metadata"]);
+    assert_eq!(ai_proxy["spec"]["url"], "oci://mirror/ai-proxy:1.0.0");
+    assert_eq!(ai_proxy["spec"]["vmConfig"], old["spec"]["vmConfig"]);
+    assert_eq!(ai_proxy["spec"]["matchRules"][1], old["spec"]["matchRules"][0]);
+    let ids: Vec<&str> = ai_proxy["spec"]["defaultConfig"]["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["theirs", "p-m1"]);
+    // Static registry for an IPv4 endpoint, and its service rule before "theirs" in console order.
+    assert_eq!(
+        ai_proxy["spec"]["matchRules"][0]["service"],
+        json!(["llm-p-m1.internal.static"])
+    );
+    let bridge = after.get_named(Kind::McpBridge, "default").unwrap();
+    assert_eq!(bridge["spec"]["unknownTopLevel"], json!({"kept": true}));
+    assert_eq!(
+        bridge["spec"]["registries"][1],
+        json!({"domain": "10.0.0.5:8000", "name": "llm-p-m1.internal", "port": 80, "protocol": "http", "type": "static"})
+    );
+}
+
+#[test]
+fn model_predicates_mapping_and_header_consumers_reach_their_plugins() {
+    let after = apply(&full_deploy("m1", 1), &console_state());
+    let ingress = after.get_named(Kind::Ingress, "ai-route-m1.internal").unwrap();
+    assert_eq!(
+        ingress["metadata"]["annotations"]["higress.io/prefix-match-header-x-higress-llm-model"],
+        "llama"
+    );
+    assert_eq!(
+        ingress["metadata"]["annotations"]["higress.io/destination"],
+        "llm-p-m1.internal.static:80"
+    );
+    let router = after.get_named(Kind::WasmPlugin, "model-router.internal").unwrap();
+    assert_eq!(
+        router["spec"]["defaultConfig"],
+        json!({"modelToHeader": "x-higress-llm-model"})
+    );
+    let mapper = after.get_named(Kind::WasmPlugin, "model-mapper.internal").unwrap();
+    assert_eq!(
+        mapper["spec"]["matchRules"],
+        json!([{"config": {"modelMapping": {"*": "llama-3"}}, "configDisable": false,
+        "ingress": ["ai-route-m1.internal"], "service": ["llm-p-m1.internal.static"]}])
+    );
+    let key_auth = after.get_named(Kind::WasmPlugin, "key-auth.internal").unwrap();
+    let consumers = key_auth["spec"]["defaultConfig"]["consumers"].as_array().unwrap();
+    assert_eq!(
+        consumers[1],
+        json!({"name": "c-m1", "keys": ["x-key"], "in_header": true, "in_query": false, "credentials": ["secret-m1"]})
+    );
+    let rules = key_auth["spec"]["matchRules"].as_array().unwrap();
+    assert_eq!(
+        rules[0],
+        json!({"config": {"allow": ["c-m1"]}, "configDisable": false, "ingress": ["ai-route-m1.internal"]})
+    );
+}
+
+#[test]
+fn a_mapping_removed_from_the_route_removes_its_model_mapper_rule() {
+    let with_mapping = apply(&full_deploy("m1", 1), &console_state());
+    let without = deploy(
+        json!({"model": "m1", "revision": 2, "provider": {"name": "p-m1", "type": "vllm", "url": "http://10.0.0.5:8000/v1"},
+                                "route": {"domains": ["taken.example.com"]}}),
+    );
+    let after = apply(&without, &with_mapping);
+    let mapper = after.get_named(Kind::WasmPlugin, "model-mapper.internal").unwrap();
+    assert_eq!(mapper["spec"]["matchRules"], json!([]));
+}
+
+#[test]
+fn applying_the_same_event_twice_changes_nothing_the_second_time() {
+    let event = full_deploy("m1", 1);
+    let (once, first) = apply_with(&event, &console_state(), &Settings::default());
+    assert!(first.len() >= 7, "{first:?}");
+    let (_, second) = apply_with(&event, &once, &Settings::default());
+    assert_eq!(second, Vec::<String>::new());
+}
+
+#[test]
+fn unknown_upstream_provider_is_rejected() {
+    let event = deploy(
+        json!({"model": "m", "revision": 1, "provider": {"name": "a", "type": "deepseek"},
+                              "route": {"upstreams": [{"provider": "a", "weight": 50}, {"provider": "ghost", "weight": 50}]}}),
+    );
+    let refusal = refusal(&event, &State::new());
+    assert_eq!(refusal.reason, "UnknownProvider");
+    assert!(refusal.message.contains("\"ghost\""));
+    // A provider already in ai-proxy (here: "theirs", with its registry) is known.
+    let mut state = console_state();
+    let mut bridge = state.get_named(Kind::McpBridge, "default").unwrap().clone();
+    bridge["spec"]["registries"].as_array_mut().unwrap().push(json!({"domain": "api.moonshot.cn", "name": "llm-theirs.internal", "port": 443, "protocol": "https", "type": "dns"}));
+    state.insert_object(bridge);
+    let known = deploy(
+        json!({"model": "m", "revision": 1, "provider": {"name": "a", "type": "deepseek"},
+                              "route": {"upstreams": [{"provider": "a", "weight": 50}, {"provider": "theirs", "weight": 50}]}}),
+    );
+    let after = apply(&known, &state);
+    assert_eq!(
+        after.get_named(Kind::Ingress, "ai-route-m.internal").unwrap()["metadata"]["annotations"]
+            ["higress.io/destination"],
+        "50% llm-a.internal.dns:443\n50% llm-theirs.internal.dns:443"
+    );
+}
+
+#[test]
+fn a_credential_used_by_another_consumer_is_rejected_without_showing_it() {
+    let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
+                              "auth": {"consumers": [{"name": "mallory", "source": "HEADER", "key": "x-key", "credentials": ["c-1"]}]}}));
+    let refusal = refusal(&event, &console_state());
+    assert_eq!(refusal.reason, "Conflict");
+    assert!(refusal.message.contains("carol"), "{}", refusal.message);
+    assert!(!refusal.message.contains("c-1"));
+}
+
+fn secret(name: &str, key: &str, value: &str) -> Value {
+    use base64::Engine;
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "higress-system"},
+           "data": {key: base64::engine::general_purpose::STANDARD.encode(value)}})
+}
+
+#[test]
+fn secret_references_are_resolved_and_a_missing_secret_is_named_not_shown() {
+    let event = deploy(json!({"model": "m", "revision": 1,
+        "provider": {"type": "deepseek", "apiTokensSecretRef": {"name": "llm-keys", "key": "deepseek"}},
+        "auth": {"consumers": [{"name": "dora", "source": "BEARER", "credentialsSecretRef": {"name": "consumer-keys", "key": "dora"}}]}}));
+    let refusal = refusal(&event, &State::new());
+    assert_eq!(refusal.reason, "SecretNotFound");
+    assert!(refusal.message.contains("llm-keys"));
+    let mut state = State::new();
+    state.insert_object(secret("llm-keys", "deepseek", "sk-from-secret\n"));
+    state.insert_object(secret("consumer-keys", "dora", "dora-key"));
+    let after = apply(&event, &state);
+    let ai_proxy = after.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
+    assert_eq!(
+        ai_proxy["spec"]["defaultConfig"]["providers"][0]["apiTokens"],
+        json!(["sk-from-secret"])
+    );
+    let key_auth = after.get_named(Kind::WasmPlugin, "key-auth.internal").unwrap();
+    assert_eq!(
+        key_auth["spec"]["defaultConfig"]["consumers"][0]["credentials"],
+        json!(["Bearer dora-key"])
+    );
+}
+
+#[test]
+fn debug_output_of_plans_and_states_never_shows_secrets() {
+    let event = full_deploy("m1", 1);
+    let state = apply(&event, &State::new());
+    let Decision::Apply(plan) = decide(&event, &State::new(), &Settings::default()).unwrap() else {
+        panic!()
+    };
+    for text in [format!("{plan:?}"), format!("{state:?}"), format!("{event:?}")] {
+        assert!(!text.contains("secret-m1"), "{text}");
+    }
+}
+
+#[test]
+fn older_revisions_are_stale_and_a_retired_model_stays_retired() {
+    let v2 = apply(&deploy(basic("m", 2)), &State::new());
+    assert_eq!(
+        decide(&deploy(basic("m", 1)), &v2, &Settings::default()).unwrap(),
+        Decision::Stale { seen: 2 }
+    );
+    let retired = apply(&retire(json!({"model": "m", "revision": 3})), &v2);
+    assert!(retired.get_named(Kind::ConfigMap, "ai-route-m").is_none());
+    for late in [2, 3] {
+        assert_eq!(
+            decide(&deploy(basic("m", late)), &retired, &Settings::default()).unwrap(),
+            Decision::Stale { seen: 3 }
+        );
+    }
+    assert_eq!(
+        decide(
+            &retire(json!({"model": "m", "revision": 1})),
+            &retired,
+            &Settings::default()
+        )
+        .unwrap(),
+        Decision::Stale { seen: 3 }
+    );
+    // A newer deploy brings it back and clears the tombstone.
+    let back = apply(&deploy(basic("m", 4)), &retired);
+    assert!(back.get_named(Kind::ConfigMap, "ai-route-m").is_some());
+    assert_eq!(
+        back.get_named(Kind::ConfigMap, names::TOMBSTONES).unwrap()["data"],
+        json!({})
+    );
+}
+
+#[test]
+fn a_provider_still_used_by_another_route_is_kept_on_retire() {
+    let shared = |model: &str| {
+        deploy(json!({"model": model, "revision": 1, "provider": {"name": "shared", "type": "deepseek"}}))
+    };
+    let state = apply(&shared("b"), &apply(&shared("a"), &State::new()));
+    let Decision::Apply(plan) = decide(
+        &retire(json!({"model": "a", "revision": 2})),
+        &state,
+        &Settings::default(),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert!(plan
+        .warnings
+        .iter()
+        .any(|w| w.contains("provider shared is kept: route b still uses it")));
+    let after = apply(&retire(json!({"model": "a", "revision": 2})), &state);
+    assert_eq!(
+        after.get_named(Kind::McpBridge, "default"),
+        state.get_named(Kind::McpBridge, "default")
+    );
+    let last = apply(&retire(json!({"model": "b", "revision": 2})), &after);
+    let ai_proxy = last.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
+    assert_eq!(ai_proxy["spec"]["defaultConfig"], json!({"providers": []}));
+    assert_eq!(ai_proxy["spec"]["defaultConfigDisable"], true);
+    assert_eq!(
+        last.get_named(Kind::McpBridge, "default").unwrap()["spec"]["registries"],
+        json!([])
+    );
+}
+
+#[test]
+fn retire_keeps_the_provider_and_consumers_when_asked_to() {
+    let state = apply(&full_deploy("m1", 1), &State::new());
+    let after = apply(
+        &retire(json!({"model": "m1", "revision": 2, "deleteProvider": false})),
+        &state,
+    );
+    assert_eq!(
+        after.get_named(Kind::McpBridge, "default"),
+        state.get_named(Kind::McpBridge, "default")
+    );
+    let key_auth = after.get_named(Kind::WasmPlugin, "key-auth.internal").unwrap();
+    assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"][0]["name"], "c-m1");
+    assert_eq!(key_auth["spec"]["matchRules"], json!([]));
+}
+
+#[test]
+fn write_order_never_exposes_a_half_built_route() {
+    let Decision::Apply(plan) = decide(&full_deploy("m1", 1), &State::new(), &Settings::default()).unwrap() else {
+        panic!()
+    };
+    let position = |kind: Kind, name: &str| {
+        plan.steps
+            .iter()
+            .position(|s| s.key.kind == kind && s.key.name == name)
+            .unwrap()
+    };
+    let ingress = position(Kind::Ingress, "ai-route-m1.internal");
+    for before in [
+        (Kind::McpBridge, "default"),
+        (Kind::WasmPlugin, "ai-proxy.internal"),
+        (Kind::WasmPlugin, "key-auth.internal"),
+        (Kind::WasmPlugin, "model-mapper.internal"),
+        (Kind::ConfigMap, "domain-taken.example.com"),
+    ] {
+        assert!(
+            position(before.0, before.1) < ingress,
+            "{} must precede the Ingress",
+            before.1
+        );
+    }
+    assert!(ingress < position(Kind::ConfigMap, "ai-route-m1"));
+
+    let state = apply(&full_deploy("m1", 1), &State::new());
+    let Decision::Apply(plan) = decide(
+        &retire(json!({"model": "m1", "revision": 2})),
+        &state,
+        &Settings::default(),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    let position = |kind: Kind, name: &str| {
+        plan.steps
+            .iter()
+            .position(|s| s.key.kind == kind && s.key.name == name)
+            .unwrap()
+    };
+    let ingress = position(Kind::Ingress, "ai-route-m1.internal");
+    for after in [
+        (Kind::WasmPlugin, "key-auth.internal"),
+        (Kind::WasmPlugin, "ai-proxy.internal"),
+        (Kind::McpBridge, "default"),
+    ] {
+        assert!(
+            ingress < position(after.0, after.1),
+            "the Ingress goes before {}",
+            after.1
+        );
+    }
+    assert!(
+        position(Kind::ConfigMap, names::TOMBSTONES) < ingress,
+        "the fence is written first"
+    );
+}
+
+#[test]
+fn an_older_console_gets_its_own_plugin_labels_and_ai_statistics_cr() {
+    let settings = Settings {
+        console: "v2.2.3".parse::<ConsoleVersion>().unwrap(),
+        ..Settings::default()
+    };
+    let (after, changes) = apply_with(&deploy(basic("m", 1)), &State::new(), &settings);
+    assert!(
+        changes.contains(&"created WasmPlugin/ai-statistics-1.0.0".to_string()),
+        "{changes:?}"
+    );
+    let ai_proxy = after.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
+    assert_eq!(
+        ai_proxy["metadata"]["labels"]["higress.io/wasm-plugin-version"],
+        "1.0.0"
+    );
+}
+
+#[test]
+fn ai_statistics_is_not_bound_twice_nor_when_turned_off() {
+    let state = apply(&deploy(basic("m", 1)), &State::new());
+    let mut stats = state
+        .get_named(Kind::WasmPlugin, "ai-statistics-2.0.1")
+        .unwrap()
+        .clone();
+    stats["spec"]["matchRules"][0]["config"] = json!({"custom": "user edit"});
+    let mut edited = state.clone();
+    edited.insert_object(stats.clone());
+    let after = apply(&deploy(basic("m", 2)), &edited);
+    assert_eq!(after.get_named(Kind::WasmPlugin, "ai-statistics-2.0.1"), Some(&stats));
+
+    let off = Settings {
+        ai_statistics: false,
+        ..Settings::default()
+    };
+    let (after, _) = apply_with(&deploy(basic("m", 1)), &State::new(), &off);
+    assert!(after
+        .of_kind(Kind::WasmPlugin)
+        .all(|(name, _)| !name.starts_with("ai-statistics")));
+}
+
+#[test]
+fn route_changes_report_updates_and_deletions() {
+    let state = apply(&deploy(basic("m", 1)), &State::new());
+    let mut changed = basic("m", 2);
+    changed["route"] = json!({"path": "/v2"});
+    let (_, changes) = apply_with(&deploy(changed), &state, &Settings::default());
+    assert_eq!(
+        changes,
+        ["updated Ingress/ai-route-m.internal", "updated ConfigMap/ai-route-m"]
+    );
+    let (_, changes) = apply_with(
+        &retire(json!({"model": "m", "revision": 3})),
+        &state,
+        &Settings::default(),
+    );
+    assert!(changes.contains(&"deleted Ingress/ai-route-m.internal".to_string()));
+    assert!(changes.contains(&"deleted ConfigMap/ai-route-m".to_string()));
+    assert!(changes.contains(&"created ConfigMap/higress-route-worker-tombstones".to_string()));
+}
