@@ -1,9 +1,13 @@
 //! higress-route-worker: applies model lifecycle events from Kafka to the Higress AI gateway,
 //! writing Kubernetes objects exactly as the Higress console does.
 
+pub mod cluster;
 pub mod contract;
 pub mod event;
 pub mod higress;
+pub mod metrics;
 pub mod render;
+pub mod result;
 pub mod secret;
+pub mod worker;
 pub mod yaml;

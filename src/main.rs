@@ -1,8 +1,17 @@
 use clap::{Parser, Subcommand};
+use higress_route_worker::cluster::{self, Engine, EngineConfig, RetryPolicy};
 use higress_route_worker::higress::{ConsoleVersion, Settings};
+use higress_route_worker::metrics::Metrics;
+use higress_route_worker::result::Outcome;
+use higress_route_worker::worker::{self, Readiness, Worker, WorkerConfig};
 use higress_route_worker::{event, render};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// CloudEvents `source` of the result events.
+const SOURCE: &str = "higress-route-worker";
 
 /// Applies model lifecycle events from Kafka to the Higress AI gateway, exactly as the Higress console writes its objects.
 #[derive(Parser)]
@@ -44,8 +53,133 @@ impl MappingArgs {
     }
 }
 
+#[derive(clap::Args, Clone)]
+struct ClusterArgs {
+    /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long, env = "HRW_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Attempts per API request before giving up (conflicts and transient errors are retried).
+    #[arg(long, env = "HRW_RETRY_ATTEMPTS", default_value_t = 12)]
+    retry_attempts: usize,
+    /// Longest time spent retrying one request, in seconds.
+    #[arg(long, env = "HRW_RETRY_DEADLINE_SECS", default_value_t = 30)]
+    retry_deadline_secs: u64,
+    /// First backoff delay in milliseconds (doubles up to the cap, with full jitter).
+    #[arg(long, env = "HRW_RETRY_BASE_MS", default_value_t = 10)]
+    retry_base_ms: u64,
+    /// Largest backoff delay in milliseconds.
+    #[arg(long, env = "HRW_RETRY_CAP_MS", default_value_t = 2000)]
+    retry_cap_ms: u64,
+    /// Object writes of one batch in flight at once.
+    #[arg(long, env = "HRW_WRITE_CONCURRENCY", default_value_t = 16)]
+    write_concurrency: usize,
+}
+
+impl ClusterArgs {
+    fn engine_config(&self, settings: Settings) -> EngineConfig {
+        EngineConfig {
+            settings,
+            retry: RetryPolicy {
+                base: Duration::from_millis(self.retry_base_ms),
+                cap: Duration::from_millis(self.retry_cap_ms),
+                max_attempts: self.retry_attempts,
+                max_elapsed: Duration::from_secs(self.retry_deadline_secs),
+            },
+            write_concurrency: self.write_concurrency,
+        }
+    }
+
+    async fn engine(&self, settings: Settings) -> anyhow::Result<Engine> {
+        let client = cluster::connect(self.kubeconfig.as_deref()).await?;
+        Ok(Engine::new(
+            client,
+            self.engine_config(settings),
+            Arc::new(Metrics::default()),
+        ))
+    }
+}
+
+#[derive(clap::Args)]
+struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "HRW_BROKERS", default_value = "localhost:9092")]
+    brokers: String,
+    /// Consumer group; replicas in one group share the input partitions.
+    #[arg(long, env = "HRW_GROUP", default_value = "higress-route-worker")]
+    group: String,
+    /// Topic of lifecycle events (repeatable).
+    #[arg(
+        long = "input-topic",
+        env = "HRW_INPUT_TOPICS",
+        value_delimiter = ',',
+        default_value = "model-lifecycle"
+    )]
+    input_topics: Vec<String>,
+    /// Topic the route-result events go to.
+    #[arg(long, env = "HRW_RESULT_TOPIC", default_value = "model-route-results")]
+    result_topic: String,
+    /// Topic poison input and finally failed events go to.
+    #[arg(long, env = "HRW_DLQ_TOPIC", default_value = "model-lifecycle-dlq")]
+    dlq_topic: String,
+    /// Any librdkafka setting as key=value (repeatable), e.g. security.protocol=SASL_SSL.
+    #[arg(long = "kafka-config", env = "HRW_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
+    kafka_config: Vec<(String, String)>,
+    /// Records applied together; 1 applies events one at a time, as the console does.
+    #[arg(long, env = "HRW_MAX_BATCH", default_value_t = 256)]
+    max_batch: usize,
+    /// Milliseconds to wait for more records once one has arrived.
+    #[arg(long, env = "HRW_LINGER_MS", default_value_t = 20)]
+    linger_ms: u64,
+    /// Seconds a transiently failing event is retried before it is failed and dead-lettered.
+    #[arg(long, env = "HRW_EVENT_DEADLINE_SECS", default_value_t = 120)]
+    event_deadline_secs: u64,
+    /// Seconds in-flight work may take on shutdown (keep below the group session timeout).
+    #[arg(long, env = "HRW_DRAIN_DEADLINE_SECS", default_value_t = 20)]
+    drain_deadline_secs: u64,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Consume lifecycle events from Kafka, apply them, publish one result per event.
+    Run {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+        #[command(flatten)]
+        mapping: MappingArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long, env = "HRW_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+        metrics_addr: std::net::SocketAddr,
+        /// Log format.
+        #[arg(long, env = "HRW_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Apply one event to the cluster and print its result event.
+    Apply {
+        /// The event, a CloudEvent in structured JSON mode.
+        #[arg(long)]
+        event: PathBuf,
+        /// Print the changes without writing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        mapping: MappingArgs,
+        #[command(flatten)]
+        cluster: ClusterArgs,
+    },
     /// Dry run: print, as YAML, every object an event creates or changes, given the current objects.
     Render {
         /// The event, a CloudEvent in structured JSON mode.
@@ -63,26 +197,143 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Render { event, state, mapping } => render_command(&event, state.as_deref(), &mapping.settings()),
+        Command::Run {
+            kafka,
+            mapping,
+            cluster,
+            metrics_addr,
+            log_format,
+        } => {
+            init_tracing(log_format);
+            match runtime().block_on(run_command(kafka, mapping.settings(), cluster, metrics_addr)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = format!("{e:#}"), "worker stopped");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Apply {
+            event,
+            dry_run,
+            mapping,
+            cluster,
+        } => runtime().block_on(apply_command(&event, dry_run, mapping.settings(), &cluster)),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run_command(
+    kafka: KafkaArgs,
+    settings: Settings,
+    cluster: ClusterArgs,
+    metrics_addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let client = cluster::connect(cluster.kubeconfig.as_deref()).await?;
+    let engine = Arc::new(Engine::new(client, cluster.engine_config(settings), metrics.clone()));
+    let config = WorkerConfig {
+        brokers: kafka.brokers,
+        group: kafka.group,
+        input_topics: kafka.input_topics,
+        result_topic: kafka.result_topic,
+        dlq_topic: kafka.dlq_topic,
+        kafka_config: kafka.kafka_config,
+        max_batch: kafka.max_batch.max(1),
+        linger: Duration::from_millis(kafka.linger_ms),
+        event_deadline: Duration::from_secs(kafka.event_deadline_secs),
+        drain_deadline: Duration::from_secs(kafka.drain_deadline_secs),
+        source: SOURCE.into(),
+    };
+    let readiness = Arc::new(Readiness::default());
+    let listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    let router = worker::http::router(metrics.clone(), readiness.clone(), engine.api().clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let worker = Worker::new(config, engine, metrics, readiness)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutdown requested: finishing in-flight events");
+        let _ = stop.send(true);
+    });
+    worker.run(stopped).await
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn read_event(path: &std::path::Path) -> Result<event::LifecycleEvent, ExitCode> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        ExitCode::from(1)
+    })?;
+    event::parse(&bytes).map_err(|invalid| {
+        eprintln!("error: invalid event ({})", invalid.reason.as_str());
+        for problem in &invalid.problems {
+            eprintln!("  {problem}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+async fn apply_command(path: &std::path::Path, dry_run: bool, settings: Settings, cluster: &ClusterArgs) -> ExitCode {
+    let event = match read_event(path) {
+        Ok(event) => event,
+        Err(code) => return code,
+    };
+    let engine = match cluster.engine(settings).await {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("error: cannot reach the cluster: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = if dry_run {
+        match engine.dry_run(std::slice::from_ref(&event)).await {
+            Ok((mut results, _)) => results.remove(0),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        engine.apply(&event).await
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&result.to_cloud_event(SOURCE)).expect("results serialise")
+    );
+    match result.outcome {
+        Outcome::Rejected => ExitCode::from(2),
+        Outcome::Failed => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
     }
 }
 
 fn render_command(event_path: &std::path::Path, state: Option<&std::path::Path>, settings: &Settings) -> ExitCode {
-    let bytes = match std::fs::read(event_path) {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", event_path.display());
-            return ExitCode::from(1);
-        }
-    };
-    let event = match event::parse(&bytes) {
+    let event = match read_event(event_path) {
         Ok(event) => event,
-        Err(invalid) => {
-            eprintln!("error: invalid event ({})", invalid.reason.as_str());
-            for problem in &invalid.problems {
-                eprintln!("  {problem}");
-            }
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let state = match state.map(render::load_state).transpose() {
         Ok(state) => state.unwrap_or_default(),

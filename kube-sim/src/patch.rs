@@ -104,14 +104,14 @@ fn apply_operation(doc: &mut Value, operation: &Value) -> Result<(), PatchError>
                 "testing value {path} failed: test failed"
             ))),
         },
-        other => Err(PatchError::Malformed(format!("unexpected kind of operation: {other:?}"))),
+        other => Err(PatchError::Malformed(format!(
+            "unexpected kind of operation: {other:?}"
+        ))),
     }
 }
 
 fn missing(op: &str, path: &str) -> PatchError {
-    PatchError::NotApplicable(format!(
-        "{op} operation does not apply: doc is missing path: {path:?}"
-    ))
+    PatchError::NotApplicable(format!("{op} operation does not apply: doc is missing path: {path:?}"))
 }
 
 /// Splits `/a/b~1c` into the parent pointer `/a` and the unescaped last token `b/c`.
@@ -170,7 +170,9 @@ mod tests {
     use serde_json::json;
 
     fn json_patch(doc: Value, ops: Value) -> Result<Value, PatchError> {
-        let Value::Array(ops) = ops else { panic!("ops must be an array") };
+        let Value::Array(ops) = ops else {
+            panic!("ops must be an array")
+        };
         Patch::Json(ops).apply(&doc)
     }
 
@@ -227,7 +229,9 @@ mod tests {
         let failed_test = json_patch(doc.clone(), json!([{"op": "test", "path": "/data/a", "value": "2"}]));
         assert_eq!(
             failed_test,
-            Err(PatchError::NotApplicable("testing value /data/a failed: test failed".into()))
+            Err(PatchError::NotApplicable(
+                "testing value /data/a failed: test failed".into()
+            ))
         );
         for ops in [
             json!([{"op": "remove", "path": "/data/missing"}]),
@@ -235,7 +239,10 @@ mod tests {
             json!([{"op": "add", "path": "/list/5", "value": 1}]),
             json!([{"op": "remove", "path": "/list/01"}]),
         ] {
-            assert!(matches!(json_patch(doc.clone(), ops), Err(PatchError::NotApplicable(_))));
+            assert!(matches!(
+                json_patch(doc.clone(), ops),
+                Err(PatchError::NotApplicable(_))
+            ));
         }
         for ops in [
             json!([{"op": "frobnicate", "path": "/data"}]),

@@ -90,13 +90,7 @@ pub(crate) const RESOURCES: &[ResourceType] = &[
         tracks_generation: true,
         status_subresource: true,
     },
-    custom(
-        "networking.higress.io",
-        "v1",
-        "mcpbridges",
-        "mcpbridge",
-        "McpBridge",
-    ),
+    custom("networking.higress.io", "v1", "mcpbridges", "mcpbridge", "McpBridge"),
     custom(
         "extensions.higress.io",
         "v1alpha1",
@@ -186,10 +180,7 @@ mod tests {
     #[test]
     fn lookups_agree() {
         let wasm = by_name("wasmplugins").unwrap();
-        assert_eq!(
-            by_name("wasmplugins.extensions.higress.io"),
-            Some(wasm)
-        );
+        assert_eq!(by_name("wasmplugins.extensions.higress.io"), Some(wasm));
         assert_eq!(by_kind("extensions.higress.io/v1alpha1", "WasmPlugin"), Some(wasm));
         assert_eq!(by_path("extensions.higress.io", "v1alpha1", "wasmplugins"), Some(wasm));
         assert_eq!(by_kind("v1", "Namespace"), Some(NAMESPACES));

@@ -156,9 +156,7 @@ fn optional_word(tokens: &mut Tokens) -> String {
 
 fn integer(tokens: &mut Tokens) -> Result<i64, String> {
     match tokens.next() {
-        Some(Token::Word(word)) => word
-            .parse()
-            .map_err(|_| format!("{word:?} is not an integer")),
+        Some(Token::Word(word)) => word.parse().map_err(|_| format!("{word:?} is not an integer")),
         other => Err(format!("expected an integer, found {other:?}")),
     }
 }

@@ -96,10 +96,7 @@ impl ApiError {
     }
 
     pub(crate) fn invalid(rt: &ResourceType, name: &str, errors: Vec<FieldError>) -> Self {
-        let messages: Vec<String> = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect();
+        let messages: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
         let summary = match messages.as_slice() {
             [one] => one.clone(),
             many => format!("[{}]", many.join(", ")),
@@ -124,10 +121,7 @@ impl ApiError {
             "Invalid",
             "the server rejected our request due to an error in our request".to_string(),
         );
-        error.details = Some(Map::from_iter([(
-            "causes".to_string(),
-            json!([{ "message": detail }]),
-        )]));
+        error.details = Some(Map::from_iter([("causes".to_string(), json!([{ "message": detail }]))]));
         error
     }
 
@@ -147,6 +141,14 @@ impl ApiError {
         Self::new(500, "InternalError", message.into())
     }
 
+    pub(crate) fn too_large() -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "the request body is larger than the API server accepts (3 MiB)".to_string(),
+        )
+    }
+
     /// What the API server answers for a path it does not serve.
     pub(crate) fn path_not_found() -> Self {
         let mut error = Self::new(
@@ -162,17 +164,23 @@ impl ApiError {
     pub(crate) fn injected(code: u16, retry_after: Option<u64>) -> Self {
         let (reason, what) = match code {
             429 => ("TooManyRequests", "Too many requests, please try again later."),
-            500 => ("InternalError", "an error on the server has prevented the request from succeeding"),
-            503 => ("ServiceUnavailable", "the server is currently unable to handle the request"),
-            504 => ("Timeout", "the server was unable to return a response in the time allotted"),
+            500 => (
+                "InternalError",
+                "an error on the server has prevented the request from succeeding",
+            ),
+            503 => (
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            ),
+            504 => (
+                "Timeout",
+                "the server was unable to return a response in the time allotted",
+            ),
             _ => ("Unknown", "the server reported an error"),
         };
         let mut error = Self::new(code, reason, format!("{what} (injected by kube-sim)"));
         if let Some(seconds) = retry_after {
-            error.details = Some(Map::from_iter([(
-                "retryAfterSeconds".to_string(),
-                seconds.into(),
-            )]));
+            error.details = Some(Map::from_iter([("retryAfterSeconds".to_string(), seconds.into())]));
         }
         error
     }

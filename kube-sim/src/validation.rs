@@ -40,7 +40,11 @@ pub(crate) fn metadata_errors(rt: &ResourceType, name: &str, metadata: &Map<Stri
             continue;
         };
         let Some(entries) = entries.as_object() else {
-            errors.push(FieldError::invalid(format!("metadata.{field}"), &entries.to_string(), "must be a map of strings"));
+            errors.push(FieldError::invalid(
+                format!("metadata.{field}"),
+                &entries.to_string(),
+                "must be a map of strings",
+            ));
             continue;
         };
         for (key, value) in entries {
@@ -78,16 +82,14 @@ fn starts_and_ends(text: &str, edge: impl Fn(char) -> bool) -> bool {
 }
 
 fn is_dns_label(text: &str) -> bool {
-    text.len() <= 63
-        && starts_and_ends(text, is_alnum_lower)
-        && text.chars().all(|c| is_alnum_lower(c) || c == '-')
+    text.len() <= 63 && starts_and_ends(text, is_alnum_lower) && text.chars().all(|c| is_alnum_lower(c) || c == '-')
 }
 
 fn is_dns_subdomain(text: &str) -> bool {
     text.len() <= 253
-        && text.split('.').all(|part| {
-            starts_and_ends(part, is_alnum_lower) && part.chars().all(|c| is_alnum_lower(c) || c == '-')
-        })
+        && text
+            .split('.')
+            .all(|part| starts_and_ends(part, is_alnum_lower) && part.chars().all(|c| is_alnum_lower(c) || c == '-'))
 }
 
 fn is_label_value(text: &str) -> bool {
@@ -123,7 +125,9 @@ mod tests {
     use serde_json::json;
 
     fn errors(resource: &str, name: &str, metadata: Value) -> usize {
-        let Value::Object(metadata) = metadata else { unreachable!() };
+        let Value::Object(metadata) = metadata else {
+            unreachable!()
+        };
         metadata_errors(by_name(resource).unwrap(), name, &metadata).len()
     }
 

@@ -1,0 +1,294 @@
+//! Failure injection: latency, error responses, forced conflicts and dropped
+//! connections, switched on and off at run time through a shared handle.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::Method;
+
+use crate::lock;
+
+/// An error response to inject, and which requests it applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultSpec {
+    /// HTTP status of the injected response, e.g. 500, 503 or 429.
+    pub status: u16,
+    /// Sent as the `Retry-After` header and `details.retryAfterSeconds`.
+    pub retry_after: Option<u64>,
+    /// Only requests with this method; any method when `None`.
+    pub method: Option<Method>,
+    /// Only requests whose path contains this text; any path when `None`.
+    pub path_contains: Option<String>,
+}
+
+impl FaultSpec {
+    /// A fault with the given status for every request.
+    pub fn new(status: u16) -> Self {
+        FaultSpec {
+            status,
+            retry_after: None,
+            method: None,
+            path_contains: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    pub fn for_method(mut self, method: Method) -> Self {
+        self.method = Some(method);
+        self
+    }
+
+    pub fn for_path(mut self, fragment: impl Into<String>) -> Self {
+        self.path_contains = Some(fragment.into());
+        self
+    }
+
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        request_matches(self.method.as_ref(), self.path_contains.as_deref(), method, path)
+    }
+}
+
+fn request_matches(wanted_method: Option<&Method>, fragment: Option<&str>, method: &Method, path: &str) -> bool {
+    wanted_method.is_none_or(|wanted| wanted == method) && fragment.is_none_or(|f| path.contains(f))
+}
+
+/// What the server does instead of answering a request.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Injected {
+    /// Close the connection without any response.
+    Drop,
+    Error {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+}
+
+/// Handle to the fault rules of one [`crate::Sim`]; clones share the rules.
+/// Rules apply to every request except those to the `/_sim` control API.
+#[derive(Clone, Default)]
+pub struct Faults {
+    rules: Arc<Mutex<Rules>>,
+}
+
+struct Rules {
+    latency: Duration,
+    jitter: Duration,
+    delay_reads: bool,
+    error_rate: Option<(f64, FaultSpec)>,
+    fail_next: Vec<(usize, FaultSpec)>,
+    drop_next: Vec<(usize, Option<Method>, Option<String>)>,
+    /// Remaining forced conflicts by (resource plural, object name).
+    conflict_next: HashMap<(String, String), usize>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            delay_reads: true,
+            error_rate: None,
+            fail_next: Vec::new(),
+            drop_next: Vec::new(),
+            conflict_next: HashMap::new(),
+        }
+    }
+}
+
+impl Faults {
+    /// Delays each request by `base` plus a uniformly random part of `jitter`.
+    pub fn set_latency(&self, base: Duration, jitter: Duration) {
+        let mut rules = lock(&self.rules);
+        rules.latency = base;
+        rules.jitter = jitter;
+    }
+
+    /// Whether GET requests (reads and discovery) are delayed too; they are by default.
+    pub fn set_delay_reads(&self, delay_reads: bool) {
+        lock(&self.rules).delay_reads = delay_reads;
+    }
+
+    /// Answers each matching request with `fault` with the given probability
+    /// (0 switches this off). Replaces any earlier rate rule.
+    ///
+    /// # Panics
+    /// If `probability` is not within 0..=1.
+    pub fn set_error_rate(&self, probability: f64, fault: FaultSpec) {
+        assert!(
+            (0.0..=1.0).contains(&probability),
+            "error rate {probability} is not a probability"
+        );
+        lock(&self.rules).error_rate = (probability > 0.0).then_some((probability, fault));
+    }
+
+    /// Answers the next `n` matching requests with `fault`. Rules queue up;
+    /// each request consumes at most one, the oldest that matches.
+    pub fn fail_next(&self, n: usize, fault: FaultSpec) {
+        lock(&self.rules).fail_next.push((n, fault));
+    }
+
+    /// Fails the next `n` updates and patches of the named object (any namespace)
+    /// with 409 Conflict, as if another writer had just modified it.
+    pub fn conflict_next(&self, resource: &str, name: &str, n: usize) {
+        *lock(&self.rules)
+            .conflict_next
+            .entry((resource.to_string(), name.to_string()))
+            .or_default() += n;
+    }
+
+    /// Closes the connection of the next `n` matching requests without answering.
+    pub fn drop_next(&self, n: usize, method: Option<Method>, path_contains: Option<&str>) {
+        lock(&self.rules)
+            .drop_next
+            .push((n, method, path_contains.map(str::to_string)));
+    }
+
+    /// Removes every rule: no latency, no injected failures.
+    pub fn clear(&self) {
+        *lock(&self.rules) = Rules::default();
+    }
+
+    pub(crate) fn latency_for(&self, method: &Method) -> Duration {
+        let rules = lock(&self.rules);
+        if !rules.delay_reads && method == Method::GET {
+            return Duration::ZERO;
+        }
+        let jitter = if rules.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            rand::random_range(Duration::ZERO..=rules.jitter)
+        };
+        rules.latency + jitter
+    }
+
+    /// Decides, and consumes, what to inject for this request: drops first,
+    /// then counted failures, then the random failure rate.
+    pub(crate) fn take_injection(&self, method: &Method, path: &str) -> Option<Injected> {
+        let mut rules = lock(&self.rules);
+        let drop = rules
+            .drop_next
+            .iter_mut()
+            .find(|(left, m, fragment)| *left > 0 && request_matches(m.as_ref(), fragment.as_deref(), method, path));
+        if let Some((left, ..)) = drop {
+            *left -= 1;
+            rules.drop_next.retain(|(left, ..)| *left > 0);
+            return Some(Injected::Drop);
+        }
+        let counted = rules
+            .fail_next
+            .iter_mut()
+            .find(|(left, fault)| *left > 0 && fault.matches(method, path));
+        let fault = match counted {
+            Some((left, fault)) => {
+                *left -= 1;
+                let fault = fault.clone();
+                rules.fail_next.retain(|(left, _)| *left > 0);
+                fault
+            }
+            None => match &rules.error_rate {
+                Some((rate, fault)) if fault.matches(method, path) && rand::random_bool(*rate) => fault.clone(),
+                _ => return None,
+            },
+        };
+        Some(Injected::Error {
+            status: fault.status,
+            retry_after: fault.retry_after,
+        })
+    }
+
+    /// Whether this update or patch must fail with a forced conflict.
+    pub(crate) fn take_conflict(&self, resource: &str, name: &str) -> bool {
+        let mut rules = lock(&self.rules);
+        let key = (resource.to_string(), name.to_string());
+        match rules.conflict_next.get_mut(&key) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_failures_match_method_and_path_and_run_out() {
+        let faults = Faults::default();
+        faults.fail_next(2, FaultSpec::new(503).for_method(Method::PUT).for_path("/configmaps/"));
+        let put = |path| faults.take_injection(&Method::PUT, path);
+        assert_eq!(
+            faults.take_injection(&Method::GET, "/api/v1/namespaces/a/configmaps/x"),
+            None
+        );
+        assert_eq!(put("/api/v1/namespaces/a/secrets/x"), None);
+        let unavailable = Some(Injected::Error {
+            status: 503,
+            retry_after: None,
+        });
+        assert_eq!(put("/api/v1/namespaces/a/configmaps/x"), unavailable);
+        assert_eq!(put("/api/v1/namespaces/a/configmaps/x"), unavailable);
+        assert_eq!(put("/api/v1/namespaces/a/configmaps/x"), None);
+    }
+
+    #[test]
+    fn drops_come_before_failures() {
+        let faults = Faults::default();
+        faults.fail_next(1, FaultSpec::new(500));
+        faults.drop_next(1, None, Some("/apis/"));
+        assert_eq!(faults.take_injection(&Method::GET, "/apis/x"), Some(Injected::Drop));
+        assert!(matches!(
+            faults.take_injection(&Method::GET, "/apis/x"),
+            Some(Injected::Error { status: 500, .. })
+        ));
+        assert_eq!(faults.take_injection(&Method::GET, "/apis/x"), None);
+    }
+
+    #[test]
+    fn error_rate_extremes() {
+        let faults = Faults::default();
+        faults.set_error_rate(1.0, FaultSpec::new(429).with_retry_after(1));
+        for _ in 0..10 {
+            let injected = faults.take_injection(&Method::GET, "/");
+            assert_eq!(
+                injected,
+                Some(Injected::Error {
+                    status: 429,
+                    retry_after: Some(1)
+                })
+            );
+        }
+        faults.set_error_rate(0.0, FaultSpec::new(429));
+        assert_eq!(faults.take_injection(&Method::GET, "/"), None);
+    }
+
+    #[test]
+    fn conflicts_are_per_object() {
+        let faults = Faults::default();
+        faults.conflict_next("configmaps", "a", 1);
+        assert!(!faults.take_conflict("configmaps", "b"));
+        assert!(!faults.take_conflict("secrets", "a"));
+        assert!(faults.take_conflict("configmaps", "a"));
+        assert!(!faults.take_conflict("configmaps", "a"));
+    }
+
+    #[test]
+    fn latency_with_jitter_and_exempt_reads() {
+        let faults = Faults::default();
+        faults.set_latency(Duration::from_millis(10), Duration::from_millis(5));
+        let delay = faults.latency_for(&Method::GET);
+        assert!(delay >= Duration::from_millis(10) && delay <= Duration::from_millis(15));
+        faults.set_delay_reads(false);
+        assert_eq!(faults.latency_for(&Method::GET), Duration::ZERO);
+        assert!(faults.latency_for(&Method::PUT) >= Duration::from_millis(10));
+        faults.clear();
+        assert_eq!(faults.latency_for(&Method::PUT), Duration::ZERO);
+    }
+}

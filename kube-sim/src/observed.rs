@@ -1,0 +1,55 @@
+//! What the sim saw: request counters and the audit log of writes.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Requests received, except those to the `/_sim` control API. Requests
+/// answered by an injected fault or dropped are counted too: the client made them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// By (verb, resource plural), e.g. `("update", "configmaps")`. Verbs are
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`.
+    pub requests: BTreeMap<(String, String), u64>,
+    /// All requests, including discovery and unknown paths, which `requests` leaves out.
+    pub total: u64,
+}
+
+impl Counters {
+    /// The count for one verb and resource plural; 0 when never seen.
+    pub fn get(&self, verb: &str, resource: &str) -> u64 {
+        self.requests
+            .get(&(verb.to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts a request; `verb_and_resource` is None for anything but a resource request.
+    pub(crate) fn record(&mut self, verb_and_resource: Option<(&str, &str)>) {
+        self.total += 1;
+        if let Some((verb, resource)) = verb_and_resource {
+            *self
+                .requests
+                .entry((verb.to_string(), resource.to_string()))
+                .or_default() += 1;
+        }
+    }
+}
+
+/// One successful write through the API (preloads with `Sim::insert` are not
+/// recorded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// `create`, `update`, `patch` or `delete`.
+    pub verb: String,
+    /// The resource plural, e.g. `wasmplugins`.
+    pub resource: String,
+    /// Empty for cluster-scoped resources.
+    pub namespace: String,
+    pub name: String,
+    /// The resourceVersion after the write: the object's, or for a delete the
+    /// global one the deletion produced. A write that changed nothing keeps the
+    /// object's previous resourceVersion.
+    pub resource_version: String,
+}

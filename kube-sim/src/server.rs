@@ -1,0 +1,133 @@
+//! The HTTP server: one hyper connection per accepted socket, so that a fault
+//! can close a connection without answering, which an axum handler cannot do.
+//! Every request passes the fault gate (count, delay, drop or fail) before
+//! reaching the API or, for `/_sim`, the control routes.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use crate::faults::{Faults, Injected};
+use crate::observed::{AuditEntry, Counters};
+use crate::resources::NAMESPACES;
+use crate::status::ApiError;
+use crate::store::Store;
+use crate::{control, http, lock};
+
+/// The API server's own limit on request bodies.
+const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Namespaces that exist from the start, as in a cluster with Higress installed.
+const INITIAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "higress-system"];
+
+/// State shared by the server and the [`crate::Sim`] handle.
+pub(crate) struct Shared {
+    pub(crate) store: Mutex<Store>,
+    pub(crate) audit: Mutex<Vec<AuditEntry>>,
+    pub(crate) counters: Mutex<Counters>,
+    pub(crate) faults: Faults,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Self {
+        let mut store = Store::default();
+        for name in INITIAL_NAMESPACES {
+            let namespace = json!({"metadata": {"name": name}});
+            if let Err(error) = store.create(NAMESPACES, "", namespace) {
+                unreachable!("initial namespace {name}: {error}");
+            }
+        }
+        Shared {
+            store: Mutex::new(store),
+            audit: Mutex::default(),
+            counters: Mutex::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Serves until the task is aborted; aborting drops the open connections too.
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let control = control::router(shared.clone());
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                // Small request/response pairs: Nagle's algorithm would add delays.
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                let control = control.clone();
+                let service = service_fn(move |request| gate(shared.clone(), control.clone(), request));
+                connections.spawn(async move {
+                    // Ends with an error when a fault drops the connection; nothing to report.
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = connections.join_next() => {}
+        }
+    }
+}
+
+/// Returned to hyper to make it close the connection without a response.
+#[derive(Debug)]
+struct ConnectionDropped;
+
+impl fmt::Display for ConnectionDropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection dropped by an injected fault")
+    }
+}
+
+impl std::error::Error for ConnectionDropped {}
+
+async fn gate(shared: Arc<Shared>, control: Router, request: Request<Incoming>) -> Result<Response, ConnectionDropped> {
+    let path = request.uri().path();
+    if path == "/_sim" || path.starts_with("/_sim/") {
+        let response: Result<Response, Infallible> = control.oneshot(request).await;
+        return Ok(response.unwrap_or_else(|never| match never {}));
+    }
+    let endpoint = http::classify(request.method(), request.uri());
+    let counted = endpoint.as_ref().ok().and_then(http::Endpoint::verb_and_resource);
+    lock(&shared.counters).record(counted);
+    let delay = shared.faults.latency_for(request.method());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    match shared.faults.take_injection(request.method(), request.uri().path()) {
+        Some(Injected::Drop) => return Err(ConnectionDropped),
+        Some(Injected::Error { status, retry_after }) => {
+            return Ok(ApiError::injected(status, retry_after).into_response())
+        }
+        None => {}
+    }
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(_) => return Ok(ApiError::too_large().into_response()),
+    };
+    Ok(match endpoint {
+        Ok(endpoint) => http::respond(&shared, endpoint, &parts.headers, &body),
+        Err(error) => error.into_response(),
+    })
+}

@@ -1,0 +1,106 @@
+//! Raw JSON access to the objects of one namespace. Objects stay `serde_json::Value`s end to end, so
+//! every field of a shared object, modelled or not, is written back exactly as it was read.
+
+use crate::higress::{Kind, ObjectKey};
+use kube::core::params::{DeleteParams, GetParams, ListParams, PostParams};
+use kube::core::Request;
+use serde_json::Value;
+
+#[derive(Clone)]
+pub struct Api {
+    client: kube::Client,
+    namespace: String,
+}
+
+impl Api {
+    pub fn new(client: kube::Client, namespace: &str) -> Self {
+        Self {
+            client,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    fn request(&self, kind: Kind) -> Request {
+        let path = match kind.group() {
+            "" => format!("/api/v1/namespaces/{}/{}", self.namespace, kind.plural()),
+            group => format!(
+                "/apis/{group}/{}/namespaces/{}/{}",
+                kind.version(),
+                self.namespace,
+                kind.plural()
+            ),
+        };
+        Request::new(path)
+    }
+
+    async fn send(&self, request: http::Request<Vec<u8>>) -> Result<Value, kube::Error> {
+        self.client.request::<Value>(request).await
+    }
+
+    /// `None` when the object does not exist.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Value>, kube::Error> {
+        let request = self
+            .request(key.kind)
+            .get(&key.name, &GetParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        match self.send(request).await {
+            Ok(object) => Ok(Some(object)),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Items of a list, each with its `apiVersion` and `kind` (lists leave them out of items).
+    pub async fn list(&self, kind: Kind, label_selector: &str) -> Result<Vec<Value>, kube::Error> {
+        let request = self
+            .request(kind)
+            .list(&ListParams::default().labels(label_selector))
+            .map_err(kube::Error::BuildRequest)?;
+        let list = self.send(request).await?;
+        let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .map(|mut item| {
+                item["apiVersion"] = Value::String(kind.api_version());
+                item["kind"] = Value::String(kind.kind().to_string());
+                item
+            })
+            .collect())
+    }
+
+    pub async fn create(&self, kind: Kind, object: &Value) -> Result<Value, kube::Error> {
+        let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+        let request = self
+            .request(kind)
+            .create(&PostParams::default(), body)
+            .map_err(kube::Error::BuildRequest)?;
+        self.send(request).await
+    }
+
+    /// PUT carrying the object's `metadata.resourceVersion`: 409 when someone wrote since.
+    pub async fn replace(&self, key: &ObjectKey, object: &Value) -> Result<Value, kube::Error> {
+        let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+        let request = self
+            .request(key.kind)
+            .replace(&key.name, &PostParams::default(), body)
+            .map_err(kube::Error::BuildRequest)?;
+        self.send(request).await
+    }
+
+    /// Deleting what is already gone succeeds.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), kube::Error> {
+        let request = self
+            .request(key.kind)
+            .delete(&key.name, &DeleteParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        match self.send(request).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

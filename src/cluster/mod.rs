@@ -1,0 +1,374 @@
+//! The apply engine: reads the objects events touch, plans them with the pure mapping, and writes
+//! the difference beside other writers — entry-level edits of shared objects by read-modify-write
+//! with `resourceVersion`, re-read and re-applied on 409; owned objects created, replaced or deleted.
+//!
+//! Events are applied in batches: all events of a batch are planned in order against one read of the
+//! cluster, and each object is written once with every event's edits (coalescing). A batch of one is
+//! the console's one-event-at-a-time behaviour.
+
+pub mod api;
+pub mod error;
+
+pub use api::Api;
+pub use error::{ApplyError, RetryPolicy};
+
+use crate::event::{Lifecycle, LifecycleEvent};
+use crate::higress::plan::{outcome_of, Step};
+use crate::higress::{self, names, Action, Decision, Kind, ObjectKey, Settings, State};
+use crate::metrics::Metrics;
+use crate::result::{Change, Outcome, RouteResult};
+use backon::Retryable;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub settings: Settings,
+    pub retry: RetryPolicy,
+    /// Object writes of the same rank in flight at once.
+    pub write_concurrency: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            settings: Settings::default(),
+            retry: RetryPolicy::default(),
+            write_concurrency: 16,
+        }
+    }
+}
+
+/// Requests and conflicts of one batch.
+#[derive(Default)]
+struct Tally {
+    attempts: AtomicU32,
+    conflicts: AtomicU32,
+}
+
+pub struct Engine {
+    api: Api,
+    config: EngineConfig,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    pub fn new(client: kube::Client, config: EngineConfig, metrics: Arc<Metrics>) -> Self {
+        let api = Api::new(client, &config.settings.namespace);
+        Self { api, config, metrics }
+    }
+
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    pub async fn apply(&self, event: &LifecycleEvent) -> RouteResult {
+        self.apply_batch(std::slice::from_ref(event)).await.remove(0)
+    }
+
+    /// One result per event, in order. When a write of a batch fails, each event is applied again on
+    /// its own, so one event's failure does not fail the others.
+    pub async fn apply_batch(&self, events: &[LifecycleEvent]) -> Vec<RouteResult> {
+        let started = Instant::now();
+        let tally = Tally::default();
+        let results = match self.try_batch(events, &tally).await {
+            Ok(results) => results,
+            Err(error) if events.len() == 1 => {
+                let mut result = RouteResult::for_event(&events[0]);
+                let outcome = if error.is_retryable() {
+                    Outcome::Failed
+                } else {
+                    Outcome::Rejected
+                };
+                result.fail(outcome, &error.reason(), error.to_string(), error.is_retryable());
+                vec![result]
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, events = events.len(), "batch write failed; applying its events one by one");
+                let mut results: Vec<RouteResult> = Vec::with_capacity(events.len());
+                for event in events {
+                    // A model whose earlier event must be retried waits for it: order per model holds.
+                    let waiting = results.iter().any(|r| {
+                        r.model.as_deref() == Some(event.model()) && r.outcome == Outcome::Failed && is_retryable(r)
+                    });
+                    if waiting {
+                        let mut result = RouteResult::for_event(event);
+                        let message = format!("waits for an earlier event of model {}", event.model());
+                        result.fail(Outcome::Failed, "Blocked", message, true);
+                        results.push(result);
+                        continue;
+                    }
+                    results.push(Box::pin(self.apply_batch(std::slice::from_ref(event))).await.remove(0));
+                }
+                return results;
+            }
+        };
+        let elapsed = started.elapsed();
+        self.metrics.apply_duration.observe(elapsed.as_secs_f64());
+        results
+            .into_iter()
+            .map(|mut result| {
+                result.attempts = tally.attempts.load(Ordering::Relaxed);
+                result.conflicts = tally.conflicts.load(Ordering::Relaxed);
+                result.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+                result
+            })
+            .collect()
+    }
+
+    /// Plans the events without writing: their results and the state they would leave.
+    pub async fn dry_run(&self, events: &[LifecycleEvent]) -> Result<(Vec<RouteResult>, State), ApplyError> {
+        let initial = self.read_state(events).await?;
+        let (results, _, after) = self.plan_batch(events, &initial);
+        Ok((results, after))
+    }
+
+    async fn try_batch(&self, events: &[LifecycleEvent], tally: &Tally) -> Result<Vec<RouteResult>, ApplyError> {
+        let initial = self.read_state(events).await?;
+        let (results, steps, after) = self.plan_batch(events, &initial);
+
+        // Write each changed object once, rank by rank: the mapping's write order across the batch.
+        let mut writes: Vec<(u8, &ObjectKey)> = steps
+            .iter()
+            .filter(|(key, _)| initial.get(key) != after.get(key))
+            .map(|(key, steps)| {
+                let rank = match after.get(key) {
+                    None => Step {
+                        key: key.clone(),
+                        action: Action::Delete,
+                    }
+                    .rank(),
+                    Some(_) => steps.last().map(Step::rank).unwrap_or_default(),
+                };
+                (rank, key)
+            })
+            .collect();
+        writes.sort();
+        for rank in writes
+            .iter()
+            .map(|(rank, _)| *rank)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            futures::stream::iter(writes.iter().filter(|(r, _)| *r == rank))
+                .map(|(_, key)| self.write(key, initial.get(key), &steps[*key], tally))
+                .buffer_unordered(self.config.write_concurrency.max(1))
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
+        Ok(results)
+    }
+
+    /// Plans every event in order against the state its predecessors leave.
+    fn plan_batch(
+        &self,
+        events: &[LifecycleEvent],
+        initial: &State,
+    ) -> (Vec<RouteResult>, BTreeMap<ObjectKey, Vec<Step>>, State) {
+        let now = chrono::Utc::now();
+        let mut state = initial.clone();
+        let mut steps: BTreeMap<ObjectKey, Vec<Step>> = BTreeMap::new();
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            let mut result = RouteResult::for_event(event);
+            match higress::plan(event, &state, &self.config.settings, now) {
+                Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
+                Ok(Decision::Stale { seen }) => {
+                    result.outcome = Outcome::Stale;
+                    result
+                        .warnings
+                        .push(format!("route {} has already seen revision {seen}", event.model()));
+                }
+                Ok(Decision::Apply(plan)) => match higress::simulate(&mut state, &plan) {
+                    Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
+                    Ok(changes) => {
+                        result.outcome = if changes.is_empty() {
+                            Outcome::Unchanged
+                        } else {
+                            Outcome::Applied
+                        };
+                        result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
+                        result.warnings = plan.warnings;
+                        for step in plan.steps {
+                            steps.entry(step.key.clone()).or_default().push(step);
+                        }
+                    }
+                },
+            }
+            results.push(result);
+        }
+        (results, steps, state)
+    }
+
+    /// Brings one object to what `steps` make of it, re-reading and re-applying them after a 409.
+    async fn write(
+        &self,
+        key: &ObjectKey,
+        initial: Option<&Value>,
+        steps: &[Step],
+        tally: &Tally,
+    ) -> Result<(), ApplyError> {
+        let object = key.to_string();
+        // `Some(current)` for the first attempt (what the batch read), `None` to read afresh.
+        let known: Mutex<Option<Option<Value>>> = Mutex::new(Some(initial.cloned()));
+        let attempt = || async {
+            let cached = known.lock().expect("not poisoned").take();
+            let current = match cached {
+                Some(current) => current,
+                None => self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?,
+            };
+            let mut desired = current.clone();
+            for step in steps {
+                desired = outcome_of(step, desired.as_ref()).map_err(|refused| ApplyError::Refused(refused.into()))?;
+            }
+            if desired == current {
+                return Ok(());
+            }
+            tally.attempts.fetch_add(1, Ordering::Relaxed);
+            let written = match (&current, &desired) {
+                (Some(_), None) => self.api.delete(key).await,
+                (None, Some(new)) => self.api.create(key.kind, new).await.map(drop),
+                (Some(_), Some(changed)) => self.api.replace(key, changed).await.map(drop),
+                (None, None) => Ok(()),
+            };
+            written.map_err(|e| {
+                let error = ApplyError::classify(e, &object);
+                if matches!(error, ApplyError::Conflict { .. }) {
+                    tally.conflicts.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.conflicts.inc();
+                }
+                error
+            })
+        };
+        let retried = attempt
+            .retry(self.config.retry.backoff())
+            .when(ApplyError::is_retryable)
+            .adjust(RetryPolicy::adjust)
+            .notify(|error, delay| {
+                self.metrics.retried(error.label());
+                tracing::debug!(%error, ?delay, "retrying write");
+            });
+        match tokio::time::timeout(self.config.retry.max_elapsed, retried).await {
+            Ok(result) => result,
+            Err(_) => Err(ApplyError::Transient {
+                object,
+                message: format!("gave up after {:?}", self.config.retry.max_elapsed),
+                retry_after: None,
+            }),
+        }
+    }
+
+    async fn read<T, F, Fut>(&self, what: &str, read: F) -> Result<T, ApplyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, kube::Error>>,
+    {
+        let mut read = read;
+        let attempt = || {
+            let fut = read();
+            async move { fut.await.map_err(|e| ApplyError::classify(e, what)) }
+        };
+        let retried = attempt
+            .retry(self.config.retry.backoff())
+            .when(ApplyError::is_retryable)
+            .adjust(RetryPolicy::adjust)
+            .notify(|error, _| self.metrics.retried(error.label()));
+        tokio::time::timeout(self.config.retry.max_elapsed, retried)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApplyError::Transient {
+                    object: what.into(),
+                    message: "read timed out".into(),
+                    retry_after: None,
+                })
+            })
+    }
+
+    /// Everything the mapping may read for these events: shared objects, console-managed lists,
+    /// the tombstones, and the Secrets the events refer to.
+    pub async fn read_state(&self, events: &[LifecycleEvent]) -> Result<State, ApplyError> {
+        const CONSOLE: &str = "higress.io/resource-definer=higress";
+        let api = &self.api;
+        let bridge = ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE);
+        let tombstones = ObjectKey::new(Kind::ConfigMap, names::TOMBSTONES);
+        let retiring = events.iter().any(|e| matches!(e.body, Lifecycle::Retired(_)));
+        let mut secrets: Vec<&str> = events.iter().flat_map(secret_names).collect();
+        secrets.sort_unstable();
+        secrets.dedup();
+
+        let (bridge, tombstones, plugins, config_maps, ingresses, filters, secrets) = tokio::try_join!(
+            self.read("McpBridge/default", || api.get(&bridge)),
+            self.read("ConfigMap/tombstones", || api.get(&tombstones)),
+            self.read("WasmPlugins", || api.list(Kind::WasmPlugin, CONSOLE)),
+            self.read("ConfigMaps", || api.list(Kind::ConfigMap, CONSOLE)),
+            self.read("Ingresses", || api.list(Kind::Ingress, CONSOLE)),
+            async {
+                if retiring {
+                    self.read("EnvoyFilters", || api.list(Kind::EnvoyFilter, CONSOLE)).await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+            futures::future::try_join_all(secrets.iter().map(|name| {
+                let key = ObjectKey::new(Kind::Secret, *name);
+                async move { self.read("Secret", || api.get(&key)).await }
+            })),
+        )?;
+        let mut state = State::new();
+        for object in [bridge, tombstones]
+            .into_iter()
+            .flatten()
+            .chain(plugins)
+            .chain(config_maps)
+            .chain(ingresses)
+            .chain(filters)
+        {
+            state.insert_object(object);
+        }
+        for secret in secrets.into_iter().flatten() {
+            let mut secret = secret;
+            // Reads of Secrets come without apiVersion/kind on some servers; they are Secrets.
+            secret["apiVersion"] = Value::String("v1".into());
+            secret["kind"] = Value::String("Secret".into());
+            state.insert_object(secret);
+        }
+        Ok(state)
+    }
+}
+
+/// Whether a failed result may succeed when applied again.
+pub fn is_retryable(result: &RouteResult) -> bool {
+    result.error.as_ref().is_some_and(|e| e.retryable)
+}
+
+fn secret_names(event: &LifecycleEvent) -> Vec<&str> {
+    let Lifecycle::Deployed(deployed) = &event.body else {
+        return Vec::new();
+    };
+    let provider = deployed.provider.api_tokens_secret_ref.iter();
+    let consumers = deployed
+        .auth
+        .iter()
+        .flat_map(|a| a.consumers.iter())
+        .filter_map(|c| c.credentials_secret_ref.as_ref());
+    provider.chain(consumers).map(|r| r.name.as_str()).collect()
+}
+
+/// A client for the cluster of `kubeconfig`, else the standard discovery (`KUBECONFIG`, `~/.kube/config`,
+/// in-cluster service account), with timeouts so a hung API server becomes a retryable error.
+pub async fn connect(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    config.connect_timeout = Some(std::time::Duration::from_secs(5));
+    config.read_timeout = Some(std::time::Duration::from_secs(15));
+    config.write_timeout = Some(std::time::Duration::from_secs(15));
+    Ok(kube::Client::try_from(config)?)
+}

@@ -1,0 +1,94 @@
+//! Prometheus metrics of the worker, in one registry.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub r#type: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub events: Family<EventLabels, Counter>,
+    pub apply_duration: Histogram,
+    pub conflicts: Counter,
+    pub retries: Family<ReasonLabels, Counter>,
+    pub dead_lettered: Family<ReasonLabels, Counter>,
+    pub in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("higress_route_worker");
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register("events", "Input events by type and outcome", events.clone());
+        let apply_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "apply_duration_seconds",
+            "Time to apply one event (or batch) to the cluster",
+            apply_duration.clone(),
+        );
+        let conflicts = Counter::default();
+        registry.register(
+            "conflicts",
+            "409 conflicts met while writing shared objects",
+            conflicts.clone(),
+        );
+        let retries = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "retries",
+            "Requests to the API server retried, by error class",
+            retries.clone(),
+        );
+        let dead_lettered = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "dead_lettered",
+            "Inputs sent to the dead-letter topic, by reason",
+            dead_lettered.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight",
+            "Events taken from Kafka and not yet committed",
+            in_flight.clone(),
+        );
+        Self {
+            registry,
+            events,
+            apply_duration,
+            conflicts,
+            retries,
+            dead_lettered,
+            in_flight,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn retried(&self, reason: &str) {
+        self.retries
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+}
