@@ -3,8 +3,9 @@
 //!
 //! Every validation error becomes a [`Problem`]: the dotted JSON path of the offending value
 //! (`data.route.upstreams[0].weight`; the root is `$`; a missing or unexpected property is named in
-//! the path) and the rule broken, in plain words built from the schema's expectation only. Rules never
-//! quote the instance, so secrets (`apiTokens`, `credentials`) cannot leak through a problem.
+//! the path) and the rule broken, in plain words built from the schema's expectation only. Problems
+//! never quote instance values (only property names, in paths), so secrets (`apiTokens`,
+//! `credentials`, values in `config`) cannot leak through a problem.
 
 use crate::event::Problem;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
@@ -93,19 +94,11 @@ fn describe(error: &ValidationError<'_>, instance: &Value, schema: &Value, out: 
             }
         }
         ValidationErrorKind::FalseSchema => push(path, "is not allowed".into()),
-        ValidationErrorKind::Not { schema: negated } => {
-            let rule = match required_list(negated) {
-                Some(names) if names.len() == 1 => {
-                    return push(child(&path, &names[0]), "is not allowed".into());
-                }
-                Some(names) => format!("{} are mutually exclusive", and_list(&names)),
-                None => match negated.get("description").and_then(Value::as_str) {
-                    Some(description) => description.trim_end_matches('.').to_string(),
-                    None => format!("must not match the schema {}", compact(negated)),
-                },
-            };
-            push(path, rule);
-        }
+        ValidationErrorKind::Not { schema: negated } => match required_list(negated).as_deref() {
+            Some([name]) => push(child(&path, name), "is not allowed".into()),
+            Some(names) => push(path, format!("{} are mutually exclusive", and_list(names))),
+            None => push(path, negated_rule(negated)),
+        },
         ValidationErrorKind::OneOfNotValid { context } => {
             let rule = match required_alternatives(schema, schema_path) {
                 Some(names) => format!("one of {} is required", or_list(&names)),
@@ -147,6 +140,15 @@ fn describe(error: &ValidationError<'_>, instance: &Value, schema: &Value, out: 
             }
         }
         kind => push(path, simple_rule(kind)),
+    }
+}
+
+/// The rule of a `not` that is more than a list of required properties: its description, which the
+/// schema words as a rule (`must not contain two '.' in a row`), or else the schema itself.
+fn negated_rule(negated: &Value) -> String {
+    match negated.get("description").and_then(Value::as_str) {
+        Some(description) => description.trim_end_matches('.').to_string(),
+        None => format!("must not match the schema {}", compact(negated)),
     }
 }
 

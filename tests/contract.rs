@@ -560,3 +560,62 @@ fn the_schemas_are_told_apart() {
         .iter()
         .any(|p| p.path == "data.outcome" && p.rule == "required"));
 }
+
+// ---------------------------------------------------------------- results the worker writes
+
+/// `result::RouteResult` (the producer of route-result events) writes what the published schema says.
+#[test]
+fn results_the_worker_publishes_follow_the_result_schema() {
+    use higress_route_worker::result::{Change, Outcome, RouteResult};
+    let source = "higress-route-worker";
+    let check = |label: &str, result: &RouteResult| {
+        let event = result.to_cloud_event(source);
+        let problems = validate(Schema::Result, &event);
+        assert!(problems.is_empty(), "{label}: {event}\n  {}", render(&problems));
+    };
+    let mut checked = 0;
+    for (path, value) in valid_examples() {
+        if value["type"] == event::RESULT_TYPE {
+            continue;
+        }
+        let lifecycle = event::parse(&fs::read(&path).expect("example")).expect("valid example parses");
+        let mut result = RouteResult::for_event(&lifecycle);
+        check(&name(&path), &result);
+        result.outcome = Outcome::Applied;
+        result.attempts = 1;
+        result.duration_ms = 12;
+        result.changes = vec![Change {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: format!("ai-route-{}", lifecycle.model()),
+            operation: "created",
+        }];
+        result.warnings = vec!["consumer alice does not exist".into()];
+        check(&name(&path), &result);
+        result.fail(
+            Outcome::Failed,
+            "kubernetes-api",
+            "the API server is unavailable".into(),
+            true,
+        );
+        check(&name(&path), &result);
+        checked += 1;
+    }
+    for path in files("examples/invalid", ".json") {
+        if let Err(invalid) = event::parse(&fs::read(&path).expect("example")) {
+            check(&name(&path), &RouteResult::for_invalid(&invalid));
+            checked += 1;
+        }
+    }
+    for bytes in [&b"not json"[..], b"[]", b"{\"data\": {\"model\": 7, \"revision\": -1}}"] {
+        let invalid = event::parse(bytes).expect_err("not an event");
+        check(&String::from_utf8_lossy(bytes), &RouteResult::for_invalid(&invalid));
+        checked += 1;
+    }
+    assert!(checked >= 50, "only {checked} results checked");
+    // And the check can fail: a failure without its error is refused.
+    let invalid = event::parse(b"[]").expect_err("not an event");
+    let mut result = RouteResult::for_invalid(&invalid);
+    result.error = None;
+    assert!(!validate(Schema::Result, &result.to_cloud_event(source)).is_empty());
+}

@@ -153,8 +153,13 @@ impl Engine {
             .map(|(rank, _)| *rank)
             .collect::<std::collections::BTreeSet<_>>()
         {
-            futures::stream::iter(writes.iter().filter(|(r, _)| *r == rank))
+            // Built eagerly: a lazily mapping stream would make this future not `Send` for every lifetime.
+            let writes_of_rank: Vec<_> = writes
+                .iter()
+                .filter(|(r, _)| *r == rank)
                 .map(|(_, key)| self.write(key, initial.get(key), &steps[*key], tally))
+                .collect();
+            futures::stream::iter(writes_of_rank)
                 .buffer_unordered(self.config.write_concurrency.max(1))
                 .try_collect::<Vec<()>>()
                 .await?;

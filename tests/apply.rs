@@ -1,0 +1,350 @@
+//! The apply engine against the in-memory API server, over HTTP: other writers' entries survive,
+//! conflicts and transient errors are retried, permanent errors are not, stale events change nothing.
+
+use higress_route_worker::cluster::{self, Engine, EngineConfig, RetryPolicy};
+use higress_route_worker::event::{self, LifecycleEvent};
+use higress_route_worker::higress::state::without_server_fields;
+use higress_route_worker::metrics::Metrics;
+use higress_route_worker::result::{Outcome, RouteResult};
+use http::Method;
+use kube_sim::{FaultSpec, Sim};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+const NS: &str = "higress-system";
+
+struct Cluster {
+    sim: Sim,
+    _dir: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Cluster {
+    async fn start() -> Self {
+        let sim = kube_sim::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig).unwrap();
+        Self { sim, _dir: dir, kubeconfig }
+    }
+
+    async fn engine(&self) -> Engine {
+        let retry = RetryPolicy { base: Duration::from_millis(2), cap: Duration::from_millis(50), max_attempts: 30, max_elapsed: Duration::from_secs(20) };
+        self.engine_with(retry).await
+    }
+
+    async fn engine_with(&self, retry: RetryPolicy) -> Engine {
+        let client = cluster::connect(Some(&self.kubeconfig)).await.unwrap();
+        Engine::new(client, EngineConfig { retry, ..EngineConfig::default() }, Arc::new(Metrics::default()))
+    }
+
+    fn get(&self, resource: &str, name: &str) -> Option<Value> {
+        self.sim.get(resource, NS, name)
+    }
+
+    fn writes(&self) -> u64 {
+        let counters = self.sim.counters();
+        ["create", "update", "patch", "delete"]
+            .iter()
+            .map(|verb| counters.requests.iter().filter(|((v, _), _)| v == verb).map(|(_, n)| n).sum::<u64>())
+            .sum()
+    }
+}
+
+fn parse(kind: &str, data: Value) -> LifecycleEvent {
+    let event = json!({"specversion": "1.0", "id": format!("id-{}", rand_suffix()), "source": "tests", "type": kind, "data": data});
+    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+fn deploy(model: &str, revision: u64) -> LifecycleEvent {
+    parse(event::DEPLOYED_TYPE, json!({
+        "model": model, "revision": revision,
+        "provider": {"name": format!("p-{model}"), "type": "openai", "url": format!("https://{model}.models.example.com/v1"), "apiTokens": [format!("sk-{model}")]},
+        "route": {"domains": ["api.example.com"], "path": format!("/{model}")},
+        "auth": {"consumers": [{"name": format!("c-{model}"), "source": "BEARER", "credentials": [format!("key-{model}")]}]}
+    }))
+}
+
+fn retire(model: &str, revision: u64) -> LifecycleEvent {
+    parse(event::RETIRED_TYPE, json!({"model": model, "revision": revision, "deleteConsumers": true}))
+}
+
+fn assert_outcome(result: &RouteResult, outcome: Outcome) {
+    assert_eq!(result.outcome, outcome, "{result:?}");
+}
+
+/// Objects the console made: the registries, providers, consumers and rules of other people.
+fn console_objects() -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "networking.higress.io/v1", "kind": "McpBridge", "metadata": {"name": "default", "namespace": NS},
+               "spec": {"registries": [{"domain": "nacos.local", "name": "nacos-prod", "port": 8848, "type": "nacos2", "nacosNamespace": "prod"}], "proxies": []}}),
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+               "metadata": {"name": "ai-proxy.internal", "namespace": NS, "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "ai-proxy"}},
+               "spec": {"defaultConfig": {"providers": [{"id": "theirs", "type": "moonshot", "protocol": "openai", "apiTokens": ["x"]}]}, "defaultConfigDisable": false,
+                        "matchRules": [{"config": {"activeProviderId": "theirs"}, "configDisable": false, "service": ["llm-theirs.internal.dns"]}],
+                        "url": "oci://mirror/ai-proxy:1.0.0", "phase": "UNSPECIFIED_PHASE", "priority": 100}}),
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+               "metadata": {"name": "key-auth.internal", "namespace": NS, "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "key-auth"}},
+               "spec": {"defaultConfig": {"global_auth": false, "allow": [], "keys": ["x-higress-dummy-key"],
+                        "consumers": [{"name": "carol", "keys": ["x-key"], "in_header": true, "in_query": false, "credentials": ["c-1"]}]},
+                        "defaultConfigDisable": false, "matchRules": [{"config": {"allow": ["carol"]}, "configDisable": false, "ingress": ["their-route"]}]}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "domain-api.example.com", "namespace": NS,
+               "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}},
+               "data": {"domain": "api.example.com", "enableHttps": "off"}}),
+    ]
+}
+
+fn spec_of(object: Option<Value>) -> Value {
+    let object = object.expect("object exists");
+    let mut content = without_server_fields(&object);
+    content["metadata"].as_object_mut().unwrap().remove("namespace");
+    content
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_then_retire_leaves_console_entries_byte_identical() {
+    let cluster = Cluster::start().await;
+    for object in console_objects() {
+        cluster.sim.insert(object).unwrap();
+    }
+    let before: Vec<Value> = [("mcpbridges", "default"), ("wasmplugins", "ai-proxy.internal"), ("wasmplugins", "key-auth.internal"), ("configmaps", "domain-api.example.com")]
+        .iter()
+        .map(|(r, n)| spec_of(cluster.get(r, n)))
+        .collect();
+    let engine = cluster.engine().await;
+
+    let deployed = engine.apply(&deploy("chat", 1)).await;
+    assert_outcome(&deployed, Outcome::Applied);
+    let ingress = cluster.get("ingresses", "ai-route-chat.internal").expect("Ingress created");
+    assert_eq!(ingress["metadata"]["annotations"]["higress.io/destination"], "llm-p-chat.internal.dns:443");
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
+    assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"][0]["name"], "carol");
+    assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"][1]["credentials"], json!(["Bearer key-chat"]));
+    assert!(!serde_json::to_string(&deployed).unwrap().contains("key-chat"), "no secret in the result");
+
+    let retired = engine.apply(&retire("chat", 2)).await;
+    assert_outcome(&retired, Outcome::Applied);
+    assert!(cluster.get("ingresses", "ai-route-chat.internal").is_none());
+    assert!(cluster.get("configmaps", "ai-route-chat").is_none());
+    let after: Vec<Value> = [("mcpbridges", "default"), ("wasmplugins", "ai-proxy.internal"), ("wasmplugins", "key-auth.internal"), ("configmaps", "domain-api.example.com")]
+        .iter()
+        .map(|(r, n)| spec_of(cluster.get(r, n)))
+        .collect();
+    assert_eq!(after, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_twice_writes_nothing_the_second_time() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    let event = deploy("m", 1);
+    assert_outcome(&engine.apply(&event).await, Outcome::Applied);
+    let writes = cluster.writes();
+    assert!(writes >= 7, "{writes}");
+    let again = engine.apply(&event).await;
+    assert_outcome(&again, Outcome::Unchanged);
+    assert_eq!(again.attempts, 0);
+    assert_eq!(cluster.writes(), writes, "no write the second time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_conflicts_on_every_shared_object_are_re_read_and_counted() {
+    let cluster = Cluster::start().await;
+    for object in console_objects() {
+        cluster.sim.insert(object).unwrap();
+    }
+    for (resource, name) in [("mcpbridges", "default"), ("wasmplugins", "ai-proxy.internal"), ("wasmplugins", "key-auth.internal")] {
+        cluster.sim.faults().conflict_next(resource, name, 3);
+    }
+    let engine = cluster.engine().await;
+    let result = engine.apply(&deploy("m", 1)).await;
+    assert_outcome(&result, Outcome::Applied);
+    assert_eq!(result.conflicts, 9, "{result:?}");
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
+    let names: Vec<&str> = key_auth["spec"]["defaultConfig"]["consumers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["carol", "c-m"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_errors_and_dropped_connections_are_retried() {
+    let cluster = Cluster::start().await;
+    let faults = cluster.sim.faults();
+    faults.fail_next(2, FaultSpec::new(503).for_method(Method::POST));
+    faults.fail_next(1, FaultSpec::new(429).with_retry_after(1).for_method(Method::PUT));
+    faults.fail_next(1, FaultSpec::new(500).for_method(Method::GET));
+    faults.drop_next(2, Some(Method::POST), Some("ingresses"));
+    let engine = cluster.engine().await;
+    let started = std::time::Instant::now();
+    let result = engine.apply(&deploy("m", 1)).await;
+    assert_outcome(&result, Outcome::Applied);
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
+    assert!(cluster.get("configmaps", "ai-route-m").is_some());
+    let _ = started;
+    let again = engine.apply(&deploy("m", 1)).await;
+    assert_outcome(&again, Outcome::Unchanged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_write_is_rejected_without_retrying() {
+    let cluster = Cluster::start().await;
+    cluster.sim.faults().fail_next(5, FaultSpec::new(403).for_method(Method::POST).for_path("wasmplugins"));
+    let engine = cluster.engine().await;
+    let result = engine.apply(&deploy("m", 1)).await;
+    assert_outcome(&result, Outcome::Rejected);
+    let error = result.error.as_ref().unwrap();
+    assert_eq!(error.reason, "Forbidden");
+    assert!(!error.retryable);
+    assert_eq!(cluster.sim.counters().get("create", "wasmplugins"), 1, "no retry after 403");
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_none(), "the route is not exposed half-built");
+    // Once allowed, the same event finishes the job.
+    cluster.sim.faults().clear();
+    assert_outcome(&engine.apply(&deploy("m", 1)).await, Outcome::Applied);
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_older_deploy_after_retire_is_stale_and_changes_nothing() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&deploy("m", 1)).await, Outcome::Applied);
+    assert_outcome(&engine.apply(&retire("m", 2)).await, Outcome::Applied);
+    let writes = cluster.writes();
+    let replay = engine.apply(&deploy("m", 1)).await;
+    assert_outcome(&replay, Outcome::Stale);
+    assert_eq!(cluster.writes(), writes);
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_is_rejected_by_name() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    let event = parse(event::DEPLOYED_TYPE, json!({"model": "m", "revision": 1,
+        "provider": {"type": "deepseek", "apiTokensSecretRef": {"name": "llm-keys", "key": "deepseek"}}}));
+    let result = engine.apply(&event).await;
+    assert_outcome(&result, Outcome::Rejected);
+    assert_eq!(result.error.as_ref().unwrap().reason, "SecretNotFound");
+    assert!(result.error.as_ref().unwrap().message.contains("llm-keys"));
+    assert_eq!(cluster.writes(), 0);
+    cluster.sim.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "llm-keys", "namespace": NS},
+                              "data": {"deepseek": "c2stZnJvbS1zZWNyZXQ="}})).unwrap();
+    assert_outcome(&engine.apply(&event).await, Outcome::Applied);
+    let ai_proxy = cluster.get("wasmplugins", "ai-proxy.internal").unwrap();
+    assert_eq!(ai_proxy["spec"]["defaultConfig"]["providers"][0]["apiTokens"], json!(["sk-from-secret"]));
+}
+
+/// A writer like the console: read, add its entry, PUT with the resourceVersion, retry on 409.
+async fn foreign_writer(client: kube::Client, index: usize) {
+    use kube::api::{Api, DynamicObject, PostParams};
+    use kube::discovery::ApiResource;
+    let bridge = ApiResource { group: "networking.higress.io".into(), version: "v1".into(), api_version: "networking.higress.io/v1".into(), kind: "McpBridge".into(), plural: "mcpbridges".into() };
+    let plugin = ApiResource { group: "extensions.higress.io".into(), version: "v1alpha1".into(), api_version: "extensions.higress.io/v1alpha1".into(), kind: "WasmPlugin".into(), plural: "wasmplugins".into() };
+    for (resource, name) in [(&bridge, "default"), (&plugin, "key-auth.internal")] {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, resource);
+        loop {
+            let Ok(mut object) = api.get(name).await else {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            };
+            if resource.kind == "McpBridge" {
+                let registries = object.data["spec"]["registries"].as_array_mut().unwrap();
+                registries.push(json!({"domain": format!("f{index}.example.com"), "name": format!("foreign-{index}"), "port": 80, "type": "dns"}));
+            } else {
+                let consumers = object.data["spec"]["defaultConfig"]["consumers"].as_array_mut().unwrap();
+                consumers.push(json!({"name": format!("foreign-{index}"), "keys": ["x-f"], "in_header": true, "in_query": false, "credentials": [format!("f-{index}")]}));
+            }
+            match api.replace(name, &PostParams::default(), &object).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                Err(e) => panic!("foreign writer: {e}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appliers_and_a_foreign_writer_lose_no_update() {
+    const APPLIERS: usize = 8;
+    const MODELS: usize = 50;
+    let cluster = Cluster::start().await;
+    for object in console_objects() {
+        cluster.sim.insert(object).unwrap();
+    }
+    let mut tasks = Vec::new();
+    for applier in 0..APPLIERS {
+        let engine = cluster.engine().await;
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for m in 0..MODELS {
+                outcomes.push(engine.apply(&deploy(&format!("a{applier}-m{m}"), 1)).await.outcome);
+            }
+            outcomes
+        }));
+    }
+    let client = cluster::connect(Some(&cluster.kubeconfig)).await.unwrap();
+    let foreign = tokio::spawn(async move {
+        for i in 0..20 {
+            foreign_writer(client.clone(), i).await;
+        }
+    });
+    for task in tasks {
+        assert!(task.await.unwrap().iter().all(|o| *o == Outcome::Applied));
+    }
+    foreign.await.unwrap();
+
+    let count = |list: &Value, field: &str, value: &str| list.as_array().unwrap().iter().filter(|e| e[field] == value).count();
+    let bridge = cluster.get("mcpbridges", "default").unwrap();
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
+    let ai_proxy = cluster.get("wasmplugins", "ai-proxy.internal").unwrap();
+    let registries = &bridge["spec"]["registries"];
+    let consumers = &key_auth["spec"]["defaultConfig"]["consumers"];
+    let providers = &ai_proxy["spec"]["defaultConfig"]["providers"];
+    assert_eq!(registries.as_array().unwrap().len(), 1 + APPLIERS * MODELS + 20);
+    assert_eq!(consumers.as_array().unwrap().len(), 1 + APPLIERS * MODELS + 20);
+    assert_eq!(providers.as_array().unwrap().len(), 1 + APPLIERS * MODELS);
+    for applier in 0..APPLIERS {
+        for m in 0..MODELS {
+            let model = format!("a{applier}-m{m}");
+            assert_eq!(count(registries, "name", &format!("llm-p-{model}.internal")), 1, "{model}");
+            assert_eq!(count(consumers, "name", &format!("c-{model}")), 1, "{model}");
+            assert_eq!(count(providers, "id", &format!("p-{model}")), 1, "{model}");
+            assert!(cluster.get("ingresses", &format!("ai-route-{model}.internal")).is_some());
+        }
+    }
+    for i in 0..20 {
+        assert_eq!(count(registries, "name", &format!("foreign-{i}")), 1);
+        assert_eq!(count(consumers, "name", &format!("foreign-{i}")), 1);
+    }
+    assert_eq!(count(registries, "name", "nacos-prod"), 1);
+    assert_eq!(count(consumers, "name", "carol"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_coalesces_shared_writes_and_reports_each_event() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    let events: Vec<LifecycleEvent> = (0..20).map(|i| deploy(&format!("b{i}"), 1)).collect();
+    let mut with_invalid = events.clone();
+    // An event whose upstream names an unknown provider is rejected alone.
+    with_invalid.insert(5, parse(event::DEPLOYED_TYPE, json!({"model": "bad", "revision": 1, "provider": {"name": "x", "type": "deepseek"},
+        "route": {"upstreams": [{"provider": "x", "weight": 50}, {"provider": "ghost", "weight": 50}]}})));
+    let results = engine.apply_batch(&with_invalid).await;
+    assert_eq!(results.len(), 21);
+    assert_outcome(&results[5], Outcome::Rejected);
+    for (i, result) in results.iter().enumerate().filter(|(i, _)| *i != 5) {
+        assert_outcome(result, Outcome::Applied);
+        assert!(result.changes.iter().any(|c| c.kind == "Ingress"), "{i}");
+    }
+    let counters = cluster.sim.counters();
+    assert_eq!(counters.get("update", "wasmplugins") + counters.get("create", "wasmplugins"), 3, "ai-proxy, key-auth, ai-statistics once each");
+    assert_eq!(counters.get("create", "mcpbridges"), 1);
+    assert_eq!(counters.get("create", "ingresses"), 20);
+    assert!(cluster.get("ingresses", "ai-route-bad.internal").is_none());
+}
