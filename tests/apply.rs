@@ -26,17 +26,33 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).unwrap();
-        Self { sim, _dir: dir, kubeconfig }
+        Self {
+            sim,
+            _dir: dir,
+            kubeconfig,
+        }
     }
 
     async fn engine(&self) -> Engine {
-        let retry = RetryPolicy { base: Duration::from_millis(2), cap: Duration::from_millis(50), max_attempts: 30, max_elapsed: Duration::from_secs(20) };
+        let retry = RetryPolicy {
+            base: Duration::from_millis(2),
+            cap: Duration::from_millis(50),
+            max_attempts: 30,
+            max_elapsed: Duration::from_secs(20),
+        };
         self.engine_with(retry).await
     }
 
     async fn engine_with(&self, retry: RetryPolicy) -> Engine {
         let client = cluster::connect(Some(&self.kubeconfig)).await.unwrap();
-        Engine::new(client, EngineConfig { retry, ..EngineConfig::default() }, Arc::new(Metrics::default()))
+        Engine::new(
+            client,
+            EngineConfig {
+                retry,
+                ..EngineConfig::default()
+            },
+            Arc::new(Metrics::default()),
+        )
     }
 
     fn get(&self, resource: &str, name: &str) -> Option<Value> {
@@ -47,7 +63,14 @@ impl Cluster {
         let counters = self.sim.counters();
         ["create", "update", "patch", "delete"]
             .iter()
-            .map(|verb| counters.requests.iter().filter(|((v, _), _)| v == verb).map(|(_, n)| n).sum::<u64>())
+            .map(|verb| {
+                counters
+                    .requests
+                    .iter()
+                    .filter(|((v, _), _)| v == verb)
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+            })
             .sum()
     }
 }
@@ -64,16 +87,22 @@ fn rand_suffix() -> u64 {
 }
 
 fn deploy(model: &str, revision: u64) -> LifecycleEvent {
-    parse(event::DEPLOYED_TYPE, json!({
-        "model": model, "revision": revision,
-        "provider": {"name": format!("p-{model}"), "type": "openai", "url": format!("https://{model}.models.example.com/v1"), "apiTokens": [format!("sk-{model}")]},
-        "route": {"domains": ["api.example.com"], "path": format!("/{model}")},
-        "auth": {"consumers": [{"name": format!("c-{model}"), "source": "BEARER", "credentials": [format!("key-{model}")]}]}
-    }))
+    parse(
+        event::DEPLOYED_TYPE,
+        json!({
+            "model": model, "revision": revision,
+            "provider": {"name": format!("p-{model}"), "type": "openai", "url": format!("https://{model}.models.example.com/v1"), "apiTokens": [format!("sk-{model}")]},
+            "route": {"domains": ["api.example.com"], "path": format!("/{model}")},
+            "auth": {"consumers": [{"name": format!("c-{model}"), "source": "BEARER", "credentials": [format!("key-{model}")]}]}
+        }),
+    )
 }
 
 fn retire(model: &str, revision: u64) -> LifecycleEvent {
-    parse(event::RETIRED_TYPE, json!({"model": model, "revision": revision, "deleteConsumers": true}))
+    parse(
+        event::RETIRED_TYPE,
+        json!({"model": model, "revision": revision, "deleteConsumers": true}),
+    )
 }
 
 fn assert_outcome(result: &RouteResult, outcome: Outcome) {
@@ -114,29 +143,50 @@ async fn deploy_then_retire_leaves_console_entries_byte_identical() {
     for object in console_objects() {
         cluster.sim.insert(object).unwrap();
     }
-    let before: Vec<Value> = [("mcpbridges", "default"), ("wasmplugins", "ai-proxy.internal"), ("wasmplugins", "key-auth.internal"), ("configmaps", "domain-api.example.com")]
-        .iter()
-        .map(|(r, n)| spec_of(cluster.get(r, n)))
-        .collect();
+    let before: Vec<Value> = [
+        ("mcpbridges", "default"),
+        ("wasmplugins", "ai-proxy.internal"),
+        ("wasmplugins", "key-auth.internal"),
+        ("configmaps", "domain-api.example.com"),
+    ]
+    .iter()
+    .map(|(r, n)| spec_of(cluster.get(r, n)))
+    .collect();
     let engine = cluster.engine().await;
 
     let deployed = engine.apply(&deploy("chat", 1)).await;
     assert_outcome(&deployed, Outcome::Applied);
-    let ingress = cluster.get("ingresses", "ai-route-chat.internal").expect("Ingress created");
-    assert_eq!(ingress["metadata"]["annotations"]["higress.io/destination"], "llm-p-chat.internal.dns:443");
+    let ingress = cluster
+        .get("ingresses", "ai-route-chat.internal")
+        .expect("Ingress created");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["higress.io/destination"],
+        "llm-p-chat.internal.dns:443"
+    );
     let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
     assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"][0]["name"], "carol");
-    assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"][1]["credentials"], json!(["Bearer key-chat"]));
-    assert!(!serde_json::to_string(&deployed).unwrap().contains("key-chat"), "no secret in the result");
+    assert_eq!(
+        key_auth["spec"]["defaultConfig"]["consumers"][1]["credentials"],
+        json!(["Bearer key-chat"])
+    );
+    assert!(
+        !serde_json::to_string(&deployed).unwrap().contains("key-chat"),
+        "no secret in the result"
+    );
 
     let retired = engine.apply(&retire("chat", 2)).await;
     assert_outcome(&retired, Outcome::Applied);
     assert!(cluster.get("ingresses", "ai-route-chat.internal").is_none());
     assert!(cluster.get("configmaps", "ai-route-chat").is_none());
-    let after: Vec<Value> = [("mcpbridges", "default"), ("wasmplugins", "ai-proxy.internal"), ("wasmplugins", "key-auth.internal"), ("configmaps", "domain-api.example.com")]
-        .iter()
-        .map(|(r, n)| spec_of(cluster.get(r, n)))
-        .collect();
+    let after: Vec<Value> = [
+        ("mcpbridges", "default"),
+        ("wasmplugins", "ai-proxy.internal"),
+        ("wasmplugins", "key-auth.internal"),
+        ("configmaps", "domain-api.example.com"),
+    ]
+    .iter()
+    .map(|(r, n)| spec_of(cluster.get(r, n)))
+    .collect();
     assert_eq!(after, before);
 }
 
@@ -160,7 +210,11 @@ async fn forced_conflicts_on_every_shared_object_are_re_read_and_counted() {
     for object in console_objects() {
         cluster.sim.insert(object).unwrap();
     }
-    for (resource, name) in [("mcpbridges", "default"), ("wasmplugins", "ai-proxy.internal"), ("wasmplugins", "key-auth.internal")] {
+    for (resource, name) in [
+        ("mcpbridges", "default"),
+        ("wasmplugins", "ai-proxy.internal"),
+        ("wasmplugins", "key-auth.internal"),
+    ] {
         cluster.sim.faults().conflict_next(resource, name, 3);
     }
     let engine = cluster.engine().await;
@@ -168,7 +222,12 @@ async fn forced_conflicts_on_every_shared_object_are_re_read_and_counted() {
     assert_outcome(&result, Outcome::Applied);
     assert_eq!(result.conflicts, 9, "{result:?}");
     let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
-    let names: Vec<&str> = key_auth["spec"]["defaultConfig"]["consumers"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = key_auth["spec"]["defaultConfig"]["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["carol", "c-m"]);
 }
 
@@ -194,15 +253,25 @@ async fn transient_errors_and_dropped_connections_are_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forbidden_write_is_rejected_without_retrying() {
     let cluster = Cluster::start().await;
-    cluster.sim.faults().fail_next(5, FaultSpec::new(403).for_method(Method::POST).for_path("wasmplugins"));
+    cluster
+        .sim
+        .faults()
+        .fail_next(5, FaultSpec::new(403).for_method(Method::POST).for_path("wasmplugins"));
     let engine = cluster.engine().await;
     let result = engine.apply(&deploy("m", 1)).await;
     assert_outcome(&result, Outcome::Rejected);
     let error = result.error.as_ref().unwrap();
     assert_eq!(error.reason, "Forbidden");
     assert!(!error.retryable);
-    assert_eq!(cluster.sim.counters().get("create", "wasmplugins"), 1, "no retry after 403");
-    assert!(cluster.get("ingresses", "ai-route-m.internal").is_none(), "the route is not exposed half-built");
+    assert_eq!(
+        cluster.sim.counters().get("create", "wasmplugins"),
+        1,
+        "no retry after 403"
+    );
+    assert!(
+        cluster.get("ingresses", "ai-route-m.internal").is_none(),
+        "the route is not exposed half-built"
+    );
     // Once allowed, the same event finishes the job.
     cluster.sim.faults().clear();
     assert_outcome(&engine.apply(&deploy("m", 1)).await, Outcome::Applied);
@@ -226,26 +295,49 @@ async fn a_replayed_older_deploy_after_retire_is_stale_and_changes_nothing() {
 async fn a_missing_secret_is_rejected_by_name() {
     let cluster = Cluster::start().await;
     let engine = cluster.engine().await;
-    let event = parse(event::DEPLOYED_TYPE, json!({"model": "m", "revision": 1,
-        "provider": {"type": "deepseek", "apiTokensSecretRef": {"name": "llm-keys", "key": "deepseek"}}}));
+    let event = parse(
+        event::DEPLOYED_TYPE,
+        json!({"model": "m", "revision": 1,
+        "provider": {"type": "deepseek", "apiTokensSecretRef": {"name": "llm-keys", "key": "deepseek"}}}),
+    );
     let result = engine.apply(&event).await;
     assert_outcome(&result, Outcome::Rejected);
     assert_eq!(result.error.as_ref().unwrap().reason, "SecretNotFound");
     assert!(result.error.as_ref().unwrap().message.contains("llm-keys"));
     assert_eq!(cluster.writes(), 0);
-    cluster.sim.insert(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "llm-keys", "namespace": NS},
-                              "data": {"deepseek": "c2stZnJvbS1zZWNyZXQ="}})).unwrap();
+    cluster
+        .sim
+        .insert(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "llm-keys", "namespace": NS},
+                              "data": {"deepseek": "c2stZnJvbS1zZWNyZXQ="}}),
+        )
+        .unwrap();
     assert_outcome(&engine.apply(&event).await, Outcome::Applied);
     let ai_proxy = cluster.get("wasmplugins", "ai-proxy.internal").unwrap();
-    assert_eq!(ai_proxy["spec"]["defaultConfig"]["providers"][0]["apiTokens"], json!(["sk-from-secret"]));
+    assert_eq!(
+        ai_proxy["spec"]["defaultConfig"]["providers"][0]["apiTokens"],
+        json!(["sk-from-secret"])
+    );
 }
 
 /// A writer like the console: read, add its entry, PUT with the resourceVersion, retry on 409.
 async fn foreign_writer(client: kube::Client, index: usize) {
     use kube::api::{Api, DynamicObject, PostParams};
     use kube::discovery::ApiResource;
-    let bridge = ApiResource { group: "networking.higress.io".into(), version: "v1".into(), api_version: "networking.higress.io/v1".into(), kind: "McpBridge".into(), plural: "mcpbridges".into() };
-    let plugin = ApiResource { group: "extensions.higress.io".into(), version: "v1alpha1".into(), api_version: "extensions.higress.io/v1alpha1".into(), kind: "WasmPlugin".into(), plural: "wasmplugins".into() };
+    let bridge = ApiResource {
+        group: "networking.higress.io".into(),
+        version: "v1".into(),
+        api_version: "networking.higress.io/v1".into(),
+        kind: "McpBridge".into(),
+        plural: "mcpbridges".into(),
+    };
+    let plugin = ApiResource {
+        group: "extensions.higress.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "extensions.higress.io/v1alpha1".into(),
+        kind: "WasmPlugin".into(),
+        plural: "wasmplugins".into(),
+    };
     for (resource, name) in [(&bridge, "default"), (&plugin, "key-auth.internal")] {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, resource);
         loop {
@@ -257,7 +349,9 @@ async fn foreign_writer(client: kube::Client, index: usize) {
                 let registries = object.data["spec"]["registries"].as_array_mut().unwrap();
                 registries.push(json!({"domain": format!("f{index}.example.com"), "name": format!("foreign-{index}"), "port": 80, "type": "dns"}));
             } else {
-                let consumers = object.data["spec"]["defaultConfig"]["consumers"].as_array_mut().unwrap();
+                let consumers = object.data["spec"]["defaultConfig"]["consumers"]
+                    .as_array_mut()
+                    .unwrap();
                 consumers.push(json!({"name": format!("foreign-{index}"), "keys": ["x-f"], "in_header": true, "in_query": false, "credentials": [format!("f-{index}")]}));
             }
             match api.replace(name, &PostParams::default(), &object).await {
@@ -299,7 +393,8 @@ async fn concurrent_appliers_and_a_foreign_writer_lose_no_update() {
     }
     foreign.await.unwrap();
 
-    let count = |list: &Value, field: &str, value: &str| list.as_array().unwrap().iter().filter(|e| e[field] == value).count();
+    let count =
+        |list: &Value, field: &str, value: &str| list.as_array().unwrap().iter().filter(|e| e[field] == value).count();
     let bridge = cluster.get("mcpbridges", "default").unwrap();
     let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
     let ai_proxy = cluster.get("wasmplugins", "ai-proxy.internal").unwrap();
@@ -312,10 +407,16 @@ async fn concurrent_appliers_and_a_foreign_writer_lose_no_update() {
     for applier in 0..APPLIERS {
         for m in 0..MODELS {
             let model = format!("a{applier}-m{m}");
-            assert_eq!(count(registries, "name", &format!("llm-p-{model}.internal")), 1, "{model}");
+            assert_eq!(
+                count(registries, "name", &format!("llm-p-{model}.internal")),
+                1,
+                "{model}"
+            );
             assert_eq!(count(consumers, "name", &format!("c-{model}")), 1, "{model}");
             assert_eq!(count(providers, "id", &format!("p-{model}")), 1, "{model}");
-            assert!(cluster.get("ingresses", &format!("ai-route-{model}.internal")).is_some());
+            assert!(cluster
+                .get("ingresses", &format!("ai-route-{model}.internal"))
+                .is_some());
         }
     }
     for i in 0..20 {
@@ -333,8 +434,14 @@ async fn a_batch_coalesces_shared_writes_and_reports_each_event() {
     let events: Vec<LifecycleEvent> = (0..20).map(|i| deploy(&format!("b{i}"), 1)).collect();
     let mut with_invalid = events.clone();
     // An event whose upstream names an unknown provider is rejected alone.
-    with_invalid.insert(5, parse(event::DEPLOYED_TYPE, json!({"model": "bad", "revision": 1, "provider": {"name": "x", "type": "deepseek"},
-        "route": {"upstreams": [{"provider": "x", "weight": 50}, {"provider": "ghost", "weight": 50}]}})));
+    with_invalid.insert(
+        5,
+        parse(
+            event::DEPLOYED_TYPE,
+            json!({"model": "bad", "revision": 1, "provider": {"name": "x", "type": "deepseek"},
+        "route": {"upstreams": [{"provider": "x", "weight": 50}, {"provider": "ghost", "weight": 50}]}}),
+        ),
+    );
     let results = engine.apply_batch(&with_invalid).await;
     assert_eq!(results.len(), 21);
     assert_outcome(&results[5], Outcome::Rejected);
@@ -343,7 +450,11 @@ async fn a_batch_coalesces_shared_writes_and_reports_each_event() {
         assert!(result.changes.iter().any(|c| c.kind == "Ingress"), "{i}");
     }
     let counters = cluster.sim.counters();
-    assert_eq!(counters.get("update", "wasmplugins") + counters.get("create", "wasmplugins"), 3, "ai-proxy, key-auth, ai-statistics once each");
+    assert_eq!(
+        counters.get("update", "wasmplugins") + counters.get("create", "wasmplugins"),
+        3,
+        "ai-proxy, key-auth, ai-statistics once each"
+    );
     assert_eq!(counters.get("create", "mcpbridges"), 1);
     assert_eq!(counters.get("create", "ingresses"), 20);
     assert!(cluster.get("ingresses", "ai-route-bad.internal").is_none());

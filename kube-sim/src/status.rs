@@ -20,7 +20,8 @@ pub struct ApiError {
     /// `Status.reason`: `NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, `BadRequest`, ...
     pub reason: String,
     pub message: String,
-    details: Option<Map<String, Value>>,
+    /// Boxed: errors travel in every `Result` of the store, keep them small.
+    details: Option<Box<Map<String, Value>>>,
 }
 
 /// One entry of an `Invalid` error, rendered like Kubernetes' field errors.
@@ -68,7 +69,7 @@ impl ApiError {
             details.insert("group".into(), group.into());
         }
         details.insert("kind".into(), kind.into());
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -121,7 +122,10 @@ impl ApiError {
             "Invalid",
             "the server rejected our request due to an error in our request".to_string(),
         );
-        error.details = Some(Map::from_iter([("causes".to_string(), json!([{ "message": detail }]))]));
+        error.details = Some(Box::new(Map::from_iter([(
+            "causes".to_string(),
+            json!([{ "message": detail }]),
+        )])));
         error
     }
 
@@ -156,14 +160,45 @@ impl ApiError {
             "NotFound",
             "the server could not find the requested resource".to_string(),
         );
-        error.details = Some(Map::new());
+        error.details = Some(Box::default());
         error
     }
 
-    /// A failure injected through [`crate::Faults`].
+    /// A failure injected through [`crate::Faults`], with the reason the API
+    /// server gives that status code and client-go's message for it.
     pub(crate) fn injected(code: u16, retry_after: Option<u64>) -> Self {
         let (reason, what) = match code {
-            429 => ("TooManyRequests", "Too many requests, please try again later."),
+            400 => ("BadRequest", "the server rejected our request for an unknown reason"),
+            401 => (
+                "Unauthorized",
+                "the server has asked for the client to provide credentials",
+            ),
+            403 => (
+                "Forbidden",
+                "the server does not allow access to the requested resource",
+            ),
+            404 => ("NotFound", "the server could not find the requested resource"),
+            405 => (
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ),
+            409 => ("Conflict", "the server reported a conflict"),
+            413 => (
+                "RequestEntityTooLarge",
+                "the server has rejected the request because it is too large",
+            ),
+            415 => (
+                "UnsupportedMediaType",
+                "the server has rejected the request because of its media type",
+            ),
+            422 => (
+                "Invalid",
+                "the server rejected our request due to an error in our request",
+            ),
+            429 => (
+                "TooManyRequests",
+                "the server has received too many requests and has asked us to try again later",
+            ),
             500 => (
                 "InternalError",
                 "an error on the server has prevented the request from succeeding",
@@ -176,11 +211,15 @@ impl ApiError {
                 "Timeout",
                 "the server was unable to return a response in the time allotted",
             ),
-            _ => ("Unknown", "the server reported an error"),
+            // The API server's StatusReasonUnknown is the empty reason.
+            _ => ("", "an error on the server has prevented the request from succeeding"),
         };
         let mut error = Self::new(code, reason, format!("{what} (injected by kube-sim)"));
         if let Some(seconds) = retry_after {
-            error.details = Some(Map::from_iter([("retryAfterSeconds".to_string(), seconds.into())]));
+            error.details = Some(Box::new(Map::from_iter([(
+                "retryAfterSeconds".to_string(),
+                seconds.into(),
+            )])));
         }
         error
     }
@@ -193,10 +232,12 @@ impl ApiError {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
         });
+        if !self.reason.is_empty() {
+            status["reason"] = self.reason.clone().into();
+        }
         if let Some(details) = &self.details {
-            status["details"] = Value::Object(details.clone());
+            status["details"] = Value::Object(details.as_ref().clone());
         }
         status["code"] = self.code.into();
         status
@@ -269,6 +310,15 @@ mod tests {
         let status = error.to_status();
         assert_eq!(status["details"]["kind"], "WasmPlugin");
         assert_eq!(status["details"]["causes"][0]["field"], "metadata.resourceVersion");
+    }
+
+    #[test]
+    fn injected_failures_have_the_standard_reasons() {
+        assert_eq!(ApiError::injected(403, None).reason, "Forbidden");
+        assert_eq!(ApiError::injected(504, None).reason, "Timeout");
+        let unknown = ApiError::injected(502, None).to_status();
+        assert!(unknown.get("reason").is_none(), "{unknown}");
+        assert_eq!(unknown["code"], 502);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use axum::http::{header, Request, StatusCode};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{
-    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-    PostParams, Preconditions,
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
+    Preconditions,
 };
 use kube::core::Status;
 use kube::{Api, Client};
@@ -128,14 +128,21 @@ async fn create_needs_a_name_and_the_path_namespace() {
     let nameless = ConfigMap::default();
     let status = api_error(cms.create(&PostParams::default(), &nameless).await);
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
-    assert!(status.message.contains("metadata.name: Required value"), "{}", status.message);
+    assert!(
+        status.message.contains("metadata.name: Required value"),
+        "{}",
+        status.message
+    );
 
     let mut elsewhere = configmap("b", &[], &[]);
     elsewhere.metadata.namespace = Some("default".into());
     let status = api_error(cms.create(&PostParams::default(), &elsewhere).await);
     assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
 
-    let status = api_error(cms.create(&PostParams::default(), &configmap("Not_A_Name", &[], &[])).await);
+    let status = api_error(
+        cms.create(&PostParams::default(), &configmap("Not_A_Name", &[], &[]))
+            .await,
+    );
     assert_eq!(status.code, 422);
 }
 
@@ -172,7 +179,10 @@ async fn not_found_is_the_api_servers_status_object() {
 
     let ingresses: Api<Ingress> = Api::namespaced(client.clone(), NS);
     let details = api_error(ingresses.get("y").await).details.unwrap();
-    assert_eq!((details.group.as_str(), details.kind.as_str()), ("networking.k8s.io", "ingresses"));
+    assert_eq!(
+        (details.group.as_str(), details.kind.as_str()),
+        ("networking.k8s.io", "ingresses")
+    );
 
     let plugins: Api<DynamicObject> = Api::namespaced_with(client, NS, &wasm_resource());
     let status = api_error(plugins.get("z").await);
@@ -190,7 +200,9 @@ async fn list_selects_by_label() {
         ("c", vec![("app", "console"), ("tier", "core")]),
         ("a", vec![]),
     ] {
-        cms.create(&PostParams::default(), &configmap(name, &labels, &[])).await.unwrap();
+        cms.create(&PostParams::default(), &configmap(name, &labels, &[]))
+            .await
+            .unwrap();
     }
     let select = |selector: &'static str| {
         let cms = cms.clone();
@@ -216,14 +228,24 @@ async fn list_selects_by_label() {
     let status = api_error(cms.list(&ListParams::default().labels("app in gw")).await);
     assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
 
-    let (_, _, list) = raw(&client, get(&format!("/api/v1/namespaces/{NS}/configmaps?labelSelector=app%3Dgw"))).await;
+    let (_, _, list) = raw(
+        &client,
+        get(&format!("/api/v1/namespaces/{NS}/configmaps?labelSelector=app%3Dgw")),
+    )
+    .await;
     assert_eq!(list["kind"], "ConfigMapList");
     assert_eq!(list["apiVersion"], "v1");
     let last_write = sim.get("configmaps", NS, "a").unwrap();
     let revision = last_write["metadata"]["resourceVersion"].clone();
-    assert_eq!(list["metadata"]["resourceVersion"], revision, "the current global resourceVersion");
+    assert_eq!(
+        list["metadata"]["resourceVersion"], revision,
+        "the current global resourceVersion"
+    );
     for item in list["items"].as_array().unwrap() {
-        assert_eq!((item["apiVersion"].as_str(), item["kind"].as_str()), (Some("v1"), Some("ConfigMap")));
+        assert_eq!(
+            (item["apiVersion"].as_str(), item["kind"].as_str()),
+            (Some("v1"), Some("ConfigMap"))
+        );
     }
 }
 
@@ -233,7 +255,9 @@ async fn list_across_namespaces_and_by_field() {
     for ns in ["default", NS] {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
         for name in ["y", "x"] {
-            cms.create(&PostParams::default(), &configmap(name, &[], &[])).await.unwrap();
+            cms.create(&PostParams::default(), &configmap(name, &[], &[]))
+                .await
+                .unwrap();
         }
     }
     let all: Api<ConfigMap> = Api::all(client);
@@ -244,8 +268,14 @@ async fn list_across_namespaces_and_by_field() {
             .collect()
     };
     let everything = all.list(&ListParams::default()).await.unwrap();
-    assert_eq!(names(everything), ["default/x", "default/y", "higress-system/x", "higress-system/y"]);
-    let named = all.list(&ListParams::default().fields("metadata.name=x")).await.unwrap();
+    assert_eq!(
+        names(everything),
+        ["default/x", "default/y", "higress-system/x", "higress-system/y"]
+    );
+    let named = all
+        .list(&ListParams::default().fields("metadata.name=x"))
+        .await
+        .unwrap();
     assert_eq!(names(named), ["default/x", "higress-system/x"]);
 }
 
@@ -253,7 +283,10 @@ async fn list_across_namespaces_and_by_field() {
 async fn replace_with_a_stale_resource_version_conflicts() {
     let (_sim, client) = setup().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, NS);
-    let created = cms.create(&PostParams::default(), &configmap("a", &[], &[("k", "1")])).await.unwrap();
+    let created = cms
+        .create(&PostParams::default(), &configmap("a", &[], &[("k", "1")]))
+        .await
+        .unwrap();
     let mut first = created.clone();
     first.data = Some(BTreeMap::from([("k".into(), "2".into())]));
     let replaced = cms.replace("a", &PostParams::default(), &first).await.unwrap();
@@ -272,25 +305,47 @@ async fn replace_with_a_stale_resource_version_conflicts() {
 async fn built_in_types_accept_an_unconditional_replace() {
     let (_sim, client) = setup().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    let created = cms.create(&PostParams::default(), &configmap("a", &[], &[("k", "1")])).await.unwrap();
+    let created = cms
+        .create(&PostParams::default(), &configmap("a", &[], &[("k", "1")]))
+        .await
+        .unwrap();
     let replaced = cms
         .replace("a", &PostParams::default(), &configmap("a", &[], &[("k", "2")]))
         .await
         .unwrap();
     assert_eq!(replaced.data.unwrap()["k"], "2");
     assert_eq!(replaced.metadata.uid, created.metadata.uid);
-    assert_eq!(replaced.metadata.creation_timestamp, created.metadata.creation_timestamp);
+    assert_eq!(
+        replaced.metadata.creation_timestamp,
+        created.metadata.creation_timestamp
+    );
 
     let ingresses: Api<Ingress> = Api::namespaced(client, NS);
-    let created = ingresses.create(&PostParams::default(), &ingress("i", "a.example")).await.unwrap();
+    let created = ingresses
+        .create(&PostParams::default(), &ingress("i", "a.example"))
+        .await
+        .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
-    let same_spec = ingresses.replace("i", &PostParams::default(), &ingress("i", "a.example")).await.unwrap();
+    let same_spec = ingresses
+        .replace("i", &PostParams::default(), &ingress("i", "a.example"))
+        .await
+        .unwrap();
     assert_eq!(same_spec.metadata.generation, Some(1));
-    assert_eq!(same_spec.metadata.resource_version, created.metadata.resource_version, "nothing changed");
-    let new_spec = ingresses.replace("i", &PostParams::default(), &ingress("i", "b.example")).await.unwrap();
+    assert_eq!(
+        same_spec.metadata.resource_version, created.metadata.resource_version,
+        "nothing changed"
+    );
+    let new_spec = ingresses
+        .replace("i", &PostParams::default(), &ingress("i", "b.example"))
+        .await
+        .unwrap();
     assert_eq!(new_spec.metadata.generation, Some(2));
 
-    let status = api_error(ingresses.replace("missing", &PostParams::default(), &ingress("missing", "c")).await);
+    let status = api_error(
+        ingresses
+            .replace("missing", &PostParams::default(), &ingress("missing", "c"))
+            .await,
+    );
     assert_eq!((status.code, status.reason.as_str()), (404, "NotFound"));
 }
 
@@ -304,7 +359,11 @@ async fn custom_resources_need_a_resource_version_to_replace() {
         .unwrap();
     assert_eq!(created.metadata.generation, Some(1));
 
-    let status = api_error(plugins.replace("p", &PostParams::default(), &wasmplugin("p", json!({"priority": 2}))).await);
+    let status = api_error(
+        plugins
+            .replace("p", &PostParams::default(), &wasmplugin("p", json!({"priority": 2})))
+            .await,
+    );
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
     assert_eq!(
         status.message,
@@ -326,11 +385,17 @@ async fn custom_resources_need_a_resource_version_to_replace() {
 async fn merge_patch() {
     let (_sim, client) = setup().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    cms.create(&PostParams::default(), &configmap("a", &[], &[("keep", "1"), ("drop", "2")]))
+    cms.create(
+        &PostParams::default(),
+        &configmap("a", &[], &[("keep", "1"), ("drop", "2")]),
+    )
+    .await
+    .unwrap();
+    let patch = json!({"metadata": {"labels": {"patched": "yes"}}, "data": {"drop": null, "new": "3"}});
+    let patched = cms
+        .patch("a", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-    let patch = json!({"metadata": {"labels": {"patched": "yes"}}, "data": {"drop": null, "new": "3"}});
-    let patched = cms.patch("a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     assert_eq!(
         patched.data.unwrap(),
         BTreeMap::from([("keep".into(), "1".into()), ("new".into(), "3".into())])
@@ -339,22 +404,36 @@ async fn merge_patch() {
 
     // Strategic merge patch is applied as a merge patch for built-in types...
     let strategic = json!({"data": {"keep": "4"}});
-    let patched = cms.patch("a", &PatchParams::default(), &Patch::Strategic(&strategic)).await.unwrap();
+    let patched = cms
+        .patch("a", &PatchParams::default(), &Patch::Strategic(&strategic))
+        .await
+        .unwrap();
     assert_eq!(patched.data.unwrap()["keep"], "4");
 
     // ...and refused for custom resources, as by a real CRD.
     let plugins: Api<DynamicObject> = Api::namespaced_with(client, NS, &wasm_resource());
     plugins
-        .create(&PostParams::default(), &wasmplugin("p", json!({"priority": 1, "url": "oci://x"})))
+        .create(
+            &PostParams::default(),
+            &wasmplugin("p", json!({"priority": 1, "url": "oci://x"})),
+        )
         .await
         .unwrap();
     let patched = plugins
-        .patch("p", &PatchParams::default(), &Patch::Merge(json!({"spec": {"priority": 5}})))
+        .patch(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"priority": 5}})),
+        )
         .await
         .unwrap();
     assert_eq!(patched.data["spec"], json!({"priority": 5, "url": "oci://x"}));
     assert_eq!(patched.metadata.generation, Some(2));
-    let status = api_error(plugins.patch("p", &PatchParams::default(), &Patch::Strategic(json!({}))).await);
+    let status = api_error(
+        plugins
+            .patch("p", &PatchParams::default(), &Patch::Strategic(json!({})))
+            .await,
+    );
     assert_eq!((status.code, status.reason.as_str()), (415, "UnsupportedMediaType"));
 }
 
@@ -369,7 +448,9 @@ fn json_patch(name: &str, operations: Value) -> Request<Vec<u8>> {
 async fn json_patch_applies_and_a_failing_test_is_invalid() {
     let (sim, client) = setup().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
-    cms.create(&PostParams::default(), &configmap("a", &[], &[("k", "1")])).await.unwrap();
+    cms.create(&PostParams::default(), &configmap("a", &[], &[("k", "1")]))
+        .await
+        .unwrap();
     let patched: ConfigMap = client
         .request(json_patch(
             "a",
@@ -391,17 +472,26 @@ async fn json_patch_applies_and_a_failing_test_is_invalid() {
     assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
     let cause = &status.details.unwrap().causes[0];
     assert_eq!(cause.message, "testing value /data/k failed: test failed");
-    assert_eq!(sim.get("configmaps", NS, "a").unwrap()["data"]["k"], "2", "nothing applied");
+    assert_eq!(
+        sim.get("configmaps", NS, "a").unwrap()["data"]["k"],
+        "2",
+        "nothing applied"
+    );
 }
 
 #[tokio::test]
 async fn patch_with_a_stale_resource_version_conflicts_and_missing_is_not_found() {
     let (_sim, client) = setup().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, NS);
-    let created = cms.create(&PostParams::default(), &configmap("a", &[], &[])).await.unwrap();
+    let created = cms
+        .create(&PostParams::default(), &configmap("a", &[], &[]))
+        .await
+        .unwrap();
     let version = created.metadata.resource_version.unwrap();
     let current = json!({"metadata": {"resourceVersion": version}, "data": {"k": "1"}});
-    cms.patch("a", &PatchParams::default(), &Patch::Merge(&current)).await.unwrap();
+    cms.patch("a", &PatchParams::default(), &Patch::Merge(&current))
+        .await
+        .unwrap();
 
     let stale = json!({"metadata": {"resourceVersion": version}, "data": {"k": "2"}});
     let status = api_error(cms.patch("a", &PatchParams::default(), &Patch::Merge(&stale)).await);
@@ -415,7 +505,10 @@ async fn patch_with_a_stale_resource_version_conflicts_and_missing_is_not_found(
 async fn delete_returns_the_object_then_not_found() {
     let (sim, client) = setup().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, NS);
-    let created = cms.create(&PostParams::default(), &configmap("a", &[], &[])).await.unwrap();
+    let created = cms
+        .create(&PostParams::default(), &configmap("a", &[], &[]))
+        .await
+        .unwrap();
 
     let stale = DeleteParams {
         preconditions: Some(Preconditions {
@@ -441,21 +534,39 @@ async fn resource_version_is_global_and_increases_with_every_write() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
     let plugins: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &wasm_resource());
     let mut versions = Vec::new();
-    let cm = cms.create(&PostParams::default(), &configmap("a", &[], &[])).await.unwrap();
+    let cm = cms
+        .create(&PostParams::default(), &configmap("a", &[], &[]))
+        .await
+        .unwrap();
     versions.push(version_of(&cm.metadata));
-    let plugin = plugins.create(&PostParams::default(), &wasmplugin("p", json!({}))).await.unwrap();
+    let plugin = plugins
+        .create(&PostParams::default(), &wasmplugin("p", json!({})))
+        .await
+        .unwrap();
     versions.push(version_of(&plugin.metadata));
-    let cm = cms.replace("a", &PostParams::default(), &configmap("a", &[], &[("k", "v")])).await.unwrap();
+    let cm = cms
+        .replace("a", &PostParams::default(), &configmap("a", &[], &[("k", "v")]))
+        .await
+        .unwrap();
     versions.push(version_of(&cm.metadata));
     let patch = Patch::Merge(json!({"spec": {"priority": 3}}));
     let plugin = plugins.patch("p", &PatchParams::default(), &patch).await.unwrap();
     versions.push(version_of(&plugin.metadata));
     cms.delete("a", &DeleteParams::default()).await.unwrap();
-    let after_delete = cms.list(&ListParams::default()).await.unwrap().metadata.resource_version;
+    let after_delete = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
     versions.push(after_delete.unwrap().parse().unwrap());
 
     assert!(versions.windows(2).all(|pair| pair[1] == pair[0] + 1), "{versions:?}");
-    let audited: Vec<u64> = sim.audit().iter().map(|e| e.resource_version.parse().unwrap()).collect();
+    let audited: Vec<u64> = sim
+        .audit()
+        .iter()
+        .map(|e| e.resource_version.parse().unwrap())
+        .collect();
     assert_eq!(audited, versions);
 }
 
@@ -464,7 +575,9 @@ async fn racing_writers_one_wins_and_the_other_retries_after_a_conflict() {
     let (_sim, first_client) = setup().await;
     let second_client = first_client.clone();
     let cms: Api<ConfigMap> = Api::namespaced(first_client.clone(), NS);
-    cms.create(&PostParams::default(), &configmap("shared", &[], &[])).await.unwrap();
+    cms.create(&PostParams::default(), &configmap("shared", &[], &[]))
+        .await
+        .unwrap();
 
     let writer = |client: Client, key: &'static str| async move {
         let cms: Api<ConfigMap> = Api::namespaced(client, NS);
@@ -487,8 +600,14 @@ async fn racing_writers_one_wins_and_the_other_retries_after_a_conflict() {
     assert_eq!(api_error(loser_result).code, 409);
 
     let mut reread = loser_api.get("shared").await.unwrap();
-    reread.data.get_or_insert_default().insert(loser_key.into(), "written".into());
-    let merged = loser_api.replace("shared", &PostParams::default(), &reread).await.unwrap();
+    reread
+        .data
+        .get_or_insert_default()
+        .insert(loser_key.into(), "written".into());
+    let merged = loser_api
+        .replace("shared", &PostParams::default(), &reread)
+        .await
+        .unwrap();
     assert_eq!(merged.data.unwrap().len(), 2, "both writes survive");
 }
 
@@ -514,7 +633,10 @@ async fn unknown_paths_and_media_types() {
         .body(b"metadata: {name: a}".to_vec())
         .unwrap();
     let (code, _, status) = raw(&client, yaml).await;
-    assert_eq!((code, &status["reason"]), (StatusCode::UNSUPPORTED_MEDIA_TYPE, &json!("UnsupportedMediaType")));
+    assert_eq!(
+        (code, &status["reason"]),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, &json!("UnsupportedMediaType"))
+    );
 }
 
 #[tokio::test]
@@ -531,7 +653,10 @@ async fn discovery_is_enough_for_kube_rs() {
 
     // kubectl asks for aggregated discovery first; plain JSON makes it fall back.
     let aggregated = Request::get("/apis")
-        .header(header::ACCEPT, "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")
+        .header(
+            header::ACCEPT,
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+        )
         .body(Vec::new())
         .unwrap();
     let (code, headers, groups) = raw(&client, aggregated).await;
@@ -558,7 +683,10 @@ async fn preloaded_objects_are_served_but_not_counted() {
     let mut copy = stored.clone();
     copy["metadata"]["name"] = "copy".into();
     let error = sim.insert(copy).unwrap_err();
-    assert_eq!(error.message, "resourceVersion should not be set on objects to be created");
+    assert_eq!(
+        error.message,
+        "resourceVersion should not be set on objects to be created"
+    );
     let no_namespace = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
     assert_eq!(sim.insert(no_namespace).unwrap_err().code, 400);
 
@@ -568,7 +696,10 @@ async fn preloaded_objects_are_served_but_not_counted() {
     assert_eq!(sim.counters().get("get", "wasmplugins"), 1);
     assert_eq!(sim.counters().get("create", "wasmplugins"), 0);
     assert!(sim.audit().is_empty());
-    assert_eq!(sim.get("wasmplugins.extensions.higress.io", NS, "preloaded").unwrap(), stored);
+    assert_eq!(
+        sim.get("wasmplugins.extensions.higress.io", NS, "preloaded").unwrap(),
+        stored
+    );
     assert_eq!(sim.list("wasmplugins", "").len(), 1);
     assert_eq!(sim.list("wasmplugins", "default").len(), 0);
     assert!(sim.get("namespaces", "", "kube-system").is_some());

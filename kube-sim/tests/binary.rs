@@ -34,7 +34,9 @@ async fn start(dir: &std::path::Path) -> (Server, String, Client) {
         .spawn()
         .expect("kube-sim binary starts");
     let mut url = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
     let server = Server(child);
     let client = common::client(&std::fs::read_to_string(&kubeconfig).unwrap(), false).await;
     (server, url.trim().to_string(), client)
@@ -90,21 +92,41 @@ async fn control_api_switches_faults_on_and_off() {
     cms.get("a").await.unwrap();
 
     let conflict = json!({"n": 1, "resource": "configmaps", "name": "a"});
-    control(&client, "POST", "/_sim/faults/conflict-next", conflict).await.unwrap();
-    assert_eq!(api_code(cms.replace("a", &PostParams::default(), &configmap("a")).await), 409);
+    control(&client, "POST", "/_sim/faults/conflict-next", conflict)
+        .await
+        .unwrap();
+    assert_eq!(
+        api_code(cms.replace("a", &PostParams::default(), &configmap("a")).await),
+        409
+    );
 
-    control(&client, "POST", "/_sim/faults/drop-next", json!({"n": 1, "method": "GET"})).await.unwrap();
+    control(
+        &client,
+        "POST",
+        "/_sim/faults/drop-next",
+        json!({"n": 1, "method": "GET"}),
+    )
+    .await
+    .unwrap();
     assert!(!matches!(cms.get("a").await, Ok(_) | Err(kube::Error::Api(_))));
 
     let rate = json!({"probability": 1.0, "status": 500, "method": "DELETE"});
     control(&client, "PUT", "/_sim/faults/error-rate", rate).await.unwrap();
     assert_eq!(api_code(cms.delete("a", &DeleteParams::default()).await), 500);
     let impossible = json!({"probability": 2.0, "status": 500});
-    assert_eq!(api_code(control(&client, "PUT", "/_sim/faults/error-rate", impossible).await), 400);
+    assert_eq!(
+        api_code(control(&client, "PUT", "/_sim/faults/error-rate", impossible).await),
+        400
+    );
 
-    control(&client, "PUT", "/_sim/faults/latency", json!({"baseMs": 120, "delayReads": true}))
-        .await
-        .unwrap();
+    control(
+        &client,
+        "PUT",
+        "/_sim/faults/latency",
+        json!({"baseMs": 120, "delayReads": true}),
+    )
+    .await
+    .unwrap();
     let started = Instant::now();
     cms.get("a").await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(120));
@@ -122,7 +144,8 @@ async fn control_api_reports_counters_and_audit() {
     cms.create(&PostParams::default(), &configmap("a")).await.unwrap();
     cms.get("a").await.unwrap();
 
-    let counters: Value = serde_json::from_str(&control(&client, "GET", "/_sim/counters", json!({})).await.unwrap()).unwrap();
+    let counters: Value =
+        serde_json::from_str(&control(&client, "GET", "/_sim/counters", json!({})).await.unwrap()).unwrap();
     assert_eq!(counters["total"], 2);
     assert_eq!(
         counters["requests"],

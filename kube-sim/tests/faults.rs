@@ -50,7 +50,11 @@ async fn next_n_failures_then_success() {
     sim.faults().fail_next(1, FaultSpec::new(500));
     let written = cms.replace("a", &PostParams::default(), &configmap("a", "2")).await;
     assert_eq!(status_code(written), (500, "InternalError".into()));
-    assert_eq!(sim.get("configmaps", NS, "a").unwrap()["data"]["k"], "1", "nothing written");
+    assert_eq!(
+        sim.get("configmaps", NS, "a").unwrap()["data"]["k"],
+        "1",
+        "nothing written"
+    );
 }
 
 #[tokio::test]
@@ -59,7 +63,9 @@ async fn kube_rs_retries_injected_503s_by_default() {
     let client = common::client(&sim.kubeconfig_yaml(), true).await;
     let cms: Api<ConfigMap> = Api::namespaced(client, NS);
     sim.faults().fail_next(2, FaultSpec::new(503));
-    cms.list(&ListParams::default()).await.expect("retried until the failures ran out");
+    cms.list(&ListParams::default())
+        .await
+        .expect("retried until the failures ran out");
     assert_eq!(sim.counters().get("list", "configmaps"), 3);
 }
 
@@ -76,7 +82,9 @@ async fn too_many_requests_carries_retry_after() {
     }
 
     let sim_client = common::client(&sim.kubeconfig_yaml(), false).await;
-    let request = Request::get(format!("/api/v1/namespaces/{NS}/configmaps/a")).body(Vec::new()).unwrap();
+    let request = Request::get(format!("/api/v1/namespaces/{NS}/configmaps/a"))
+        .body(Vec::new())
+        .unwrap();
     let response = sim_client.send(request.map(Into::into)).await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers()[header::RETRY_AFTER], "7");
@@ -92,7 +100,10 @@ async fn forced_conflict_fails_a_fresh_update_until_the_client_rereads() {
     let (code, reason) = status_code(cms.replace("a", &PostParams::default(), &update).await);
     assert_eq!((code, reason.as_str()), (409, "Conflict"));
     // As if another writer had won: the version the client holds is stale now.
-    assert_eq!(status_code(cms.replace("a", &PostParams::default(), &update).await).0, 409);
+    assert_eq!(
+        status_code(cms.replace("a", &PostParams::default(), &update).await).0,
+        409
+    );
 
     let mut reread = cms.get("a").await.unwrap();
     assert_ne!(reread.metadata.resource_version, fresh.metadata.resource_version);
@@ -101,7 +112,10 @@ async fn forced_conflict_fails_a_fresh_update_until_the_client_rereads() {
 
     sim.faults().conflict_next("configmaps", "a", 1);
     let patch = Patch::Merge(json!({"data": {"k": "3"}}));
-    assert_eq!(status_code(cms.patch("a", &PatchParams::default(), &patch).await).0, 409);
+    assert_eq!(
+        status_code(cms.patch("a", &PatchParams::default(), &patch).await).0,
+        409
+    );
     cms.patch("a", &PatchParams::default(), &patch).await.unwrap();
 }
 
@@ -111,7 +125,7 @@ async fn dropped_connection_is_a_transport_error() {
     sim.faults().drop_next(1, Some(Method::GET), Some("/configmaps/a"));
     match cms.get("a").await {
         Err(kube::Error::Api(status)) => panic!("expected no response at all, got {status:?}"),
-        Err(transport) => assert!(matches!(transport, kube::Error::HyperError(_) | kube::Error::Service(_)), "{transport:?}"),
+        Err(transport) => assert!(matches!(transport, kube::Error::HyperError(_)), "{transport:?}"),
         Ok(cm) => panic!("expected the connection to be dropped, got {cm:?}"),
     }
     cms.get("a").await.expect("only one request is dropped");
@@ -132,20 +146,27 @@ async fn latency_delays_every_request_by_at_least_the_base() {
     cms.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "2"}})))
         .await
         .unwrap();
-    assert!(started.elapsed() >= base, "writes stay delayed: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= base,
+        "writes stay delayed: {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn error_rate_applies_to_matching_requests_until_cleared() {
     let (sim, cms) = setup().await;
-    sim.faults().set_error_rate(1.0, FaultSpec::new(503).for_method(Method::PUT));
+    sim.faults()
+        .set_error_rate(1.0, FaultSpec::new(503).for_method(Method::PUT));
     for _ in 0..3 {
         let result = cms.replace("a", &PostParams::default(), &configmap("a", "2")).await;
         assert_eq!(status_code(result).0, 503);
     }
     cms.get("a").await.expect("reads do not match");
     sim.faults().clear();
-    cms.replace("a", &PostParams::default(), &configmap("a", "2")).await.unwrap();
+    cms.replace("a", &PostParams::default(), &configmap("a", "2"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -157,7 +178,9 @@ async fn counters_count_requests_by_verb_and_resource() {
     cms.get("a").await.unwrap();
     cms.list(&ListParams::default()).await.unwrap();
     cms.create(&PostParams::default(), &configmap("b", "1")).await.unwrap();
-    cms.replace("b", &PostParams::default(), &configmap("b", "2")).await.unwrap();
+    cms.replace("b", &PostParams::default(), &configmap("b", "2"))
+        .await
+        .unwrap();
     cms.patch("b", &PatchParams::default(), &Patch::Merge(json!({"data": {"k": "3"}})))
         .await
         .unwrap();
@@ -165,7 +188,14 @@ async fn counters_count_requests_by_verb_and_resource() {
     let _ = cms.get("b").await.unwrap_err();
 
     let counters = sim.counters();
-    for (verb, count) in [("get", 3), ("list", 1), ("create", 1), ("update", 1), ("patch", 1), ("delete", 1)] {
+    for (verb, count) in [
+        ("get", 3),
+        ("list", 1),
+        ("create", 1),
+        ("update", 1),
+        ("patch", 1),
+        ("delete", 1),
+    ] {
         assert_eq!(counters.get(verb, "configmaps"), count, "{verb}");
     }
     assert_eq!(counters.get("get", "secrets"), 0);
@@ -183,8 +213,14 @@ async fn audit_lists_successful_writes() {
     assert_eq!((created[0].verb.as_str(), created[0].name.as_str()), ("create", "a"));
     sim.clear_audit();
 
-    let updated = cms.replace("a", &PostParams::default(), &configmap("a", "2")).await.unwrap();
-    let _ = cms.replace("missing", &PostParams::default(), &configmap("missing", "2")).await.unwrap_err();
+    let updated = cms
+        .replace("a", &PostParams::default(), &configmap("a", "2"))
+        .await
+        .unwrap();
+    let _ = cms
+        .replace("missing", &PostParams::default(), &configmap("missing", "2"))
+        .await
+        .unwrap_err();
     cms.delete("a", &DeleteParams::default()).await.unwrap();
     let audit = sim.audit();
     let updated_version = updated.metadata.resource_version.unwrap();
@@ -196,7 +232,10 @@ async fn audit_lists_successful_writes() {
         name: "a".into(),
         resource_version: resource_version.into(),
     };
-    assert_eq!(audit, [entry("update", &updated_version), entry("delete", &deleted_version)]);
+    assert_eq!(
+        audit,
+        [entry("update", &updated_version), entry("delete", &deleted_version)]
+    );
     sim.clear_audit();
     assert!(sim.audit().is_empty());
 }

@@ -44,9 +44,7 @@ impl Kubectl {
             .output()
             .await
             .unwrap_or_else(|error| {
-                panic!(
-                    "cannot run kubectl ({error}); install it, e.g. `apt-get install -y kubernetes-client`"
-                )
+                panic!("cannot run kubectl ({error}); install it, e.g. `apt-get install -y kubernetes-client`")
             });
         Output {
             success: output.status.success(),
@@ -124,11 +122,22 @@ async fn kubectl_applies_gets_selects_and_deletes() {
     let out = kubectl.ok(&["apply", "--validate=false", "-f", plugin]).await;
     assert_eq!(out.trim(), "wasmplugin.extensions.higress.io/ai-proxy configured");
     let stored = sim.get("wasmplugins", NS, "ai-proxy").unwrap();
-    assert_eq!((stored["spec"]["priority"].as_u64(), stored["metadata"]["generation"].as_u64()), (Some(200), Some(2)));
+    assert_eq!(
+        (
+            stored["spec"]["priority"].as_u64(),
+            stored["metadata"]["generation"].as_u64()
+        ),
+        (Some(200), Some(2))
+    );
 
     // get -o yaml
     let yaml = kubectl.ok(&["get", "configmap", "higress-config", "-o", "yaml"]).await;
-    for line in ["kind: ConfigMap", "  name: higress-config", "  namespace: higress-system", "  mesh: \"2\""] {
+    for line in [
+        "kind: ConfigMap",
+        "  name: higress-config",
+        "  namespace: higress-system",
+        "  mesh: \"2\"",
+    ] {
         assert!(yaml.lines().any(|l| l == line), "{line:?} missing from\n{yaml}");
     }
     let yaml = kubectl.ok(&["get", "wasmplugins", "ai-proxy", "-o", "yaml"]).await;
@@ -138,9 +147,13 @@ async fn kubectl_applies_gets_selects_and_deletes() {
     sim.insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": {"name": "other", "namespace": NS, "labels": {"app": "console"}}}))
         .unwrap();
-    let selected = kubectl.ok(&["get", "cm", "-l", "app=higress-gateway", "-o", "name"]).await;
+    let selected = kubectl
+        .ok(&["get", "cm", "-l", "app=higress-gateway", "-o", "name"])
+        .await;
     assert_eq!(selected.trim(), "configmap/higress-config");
-    let selected = kubectl.ok(&["get", "cm", "-l", "app in (console,none)", "-o", "name"]).await;
+    let selected = kubectl
+        .ok(&["get", "cm", "-l", "app in (console,none)", "-o", "name"])
+        .await;
     assert_eq!(selected.trim(), "configmap/other");
     let everywhere = kubectl.ok(&["get", "configmaps", "-A", "-o", "name"]).await;
     assert_eq!(everywhere.lines().count(), 2);
@@ -154,7 +167,9 @@ async fn kubectl_applies_gets_selects_and_deletes() {
     let missing = kubectl.run(&["get", "configmap", "higress-config"]).await;
     assert!(!missing.success);
     assert!(
-        missing.stderr.contains("Error from server (NotFound): configmaps \"higress-config\" not found"),
+        missing
+            .stderr
+            .contains("Error from server (NotFound): configmaps \"higress-config\" not found"),
         "{}",
         missing.stderr
     );

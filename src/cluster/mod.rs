@@ -292,53 +292,90 @@ impl Engine {
             })
     }
 
-    /// Everything the mapping may read for these events: shared objects, console-managed lists,
-    /// the tombstones, and the Secrets the events refer to.
+    /// Everything the mapping may read for these events: shared objects, the routes and domains they
+    /// touch, the tombstones, and the Secrets they refer to. A few events read their own objects by
+    /// name; a larger batch lists them, so a batch costs a fixed number of reads.
     pub async fn read_state(&self, events: &[LifecycleEvent]) -> Result<State, ApplyError> {
         const CONSOLE: &str = "higress.io/resource-definer=higress";
+        const AI_ROUTES: &str = "higress.io/resource-definer=higress,higress.io/config-map-type=ai-route";
+        const TARGETED_UP_TO: usize = 4;
         let api = &self.api;
-        let bridge = ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE);
-        let tombstones = ObjectKey::new(Kind::ConfigMap, names::TOMBSTONES);
-        let retiring = events.iter().any(|e| matches!(e.body, Lifecycle::Retired(_)));
+        let mut models: Vec<&str> = events.iter().map(LifecycleEvent::model).collect();
+        models.sort_unstable();
+        models.dedup();
+        let targeted = models.len() <= TARGETED_UP_TO;
+        let retiring: Vec<&str> = events
+            .iter()
+            .filter(|e| matches!(e.body, Lifecycle::Retired(_)))
+            .map(LifecycleEvent::model)
+            .collect();
+
+        let mut gets = vec![
+            ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE),
+            ObjectKey::new(Kind::ConfigMap, names::TOMBSTONES),
+        ];
+        let mut lists = vec![(Kind::WasmPlugin, CONSOLE)];
+        if targeted {
+            for model in &models {
+                gets.push(ObjectKey::new(Kind::ConfigMap, names::route_config_map(model)));
+                gets.push(ObjectKey::new(Kind::Ingress, names::route_ingress(model)));
+                gets.push(ObjectKey::new(Kind::Ingress, names::fallback_ingress(model)));
+            }
+            let mut domains = vec![names::DEFAULT_DOMAIN.to_string()];
+            for event in events {
+                if let Lifecycle::Deployed(deployed) = &event.body {
+                    domains.extend(deployed.route.domains.iter().cloned());
+                }
+            }
+            domains.sort_unstable();
+            domains.dedup();
+            gets.extend(
+                domains
+                    .iter()
+                    .map(|d| ObjectKey::new(Kind::ConfigMap, names::domain_config_map(d))),
+            );
+            gets.extend(
+                retiring
+                    .iter()
+                    .map(|m| ObjectKey::new(Kind::EnvoyFilter, names::fallback_envoy_filter(m))),
+            );
+            if !retiring.is_empty() {
+                // Providers are deleted only when no remaining route uses them.
+                lists.push((Kind::ConfigMap, AI_ROUTES));
+            }
+        } else {
+            lists.push((Kind::ConfigMap, CONSOLE));
+            lists.push((Kind::Ingress, CONSOLE));
+            if !retiring.is_empty() {
+                lists.push((Kind::EnvoyFilter, CONSOLE));
+            }
+        }
         let mut secrets: Vec<&str> = events.iter().flat_map(secret_names).collect();
         secrets.sort_unstable();
         secrets.dedup();
+        gets.extend(secrets.iter().map(|name| ObjectKey::new(Kind::Secret, *name)));
 
-        let (bridge, tombstones, plugins, config_maps, ingresses, filters, secrets) = tokio::try_join!(
-            self.read("McpBridge/default", || api.get(&bridge)),
-            self.read("ConfigMap/tombstones", || api.get(&tombstones)),
-            self.read("WasmPlugins", || api.list(Kind::WasmPlugin, CONSOLE)),
-            self.read("ConfigMaps", || api.list(Kind::ConfigMap, CONSOLE)),
-            self.read("Ingresses", || api.list(Kind::Ingress, CONSOLE)),
-            async {
-                if retiring {
-                    self.read("EnvoyFilters", || api.list(Kind::EnvoyFilter, CONSOLE)).await
-                } else {
-                    Ok(Vec::new())
-                }
-            },
-            futures::future::try_join_all(secrets.iter().map(|name| {
-                let key = ObjectKey::new(Kind::Secret, *name);
-                async move { self.read("Secret", || api.get(&key)).await }
-            })),
-        )?;
+        let (got, listed) =
+            tokio::try_join!(
+                futures::future::try_join_all(gets.iter().map(|key| {
+                    let what = key.to_string();
+                    async move { self.read(&what, || api.get(key)).await.map(|object| (key, object)) }
+                })),
+                futures::future::try_join_all(lists.iter().map(|(kind, selector)| async move {
+                    self.read(kind.plural(), || api.list(*kind, selector)).await
+                })),
+            )?;
         let mut state = State::new();
-        for object in [bridge, tombstones]
-            .into_iter()
-            .flatten()
-            .chain(plugins)
-            .chain(config_maps)
-            .chain(ingresses)
-            .chain(filters)
-        {
-            state.insert_object(object);
+        for (key, object) in got {
+            if let Some(mut object) = object {
+                // Some servers leave apiVersion/kind out of a GET; the key says what it is.
+                object["apiVersion"] = Value::String(key.kind.api_version());
+                object["kind"] = Value::String(key.kind.kind().to_string());
+                state.insert_object(object);
+            }
         }
-        for secret in secrets.into_iter().flatten() {
-            let mut secret = secret;
-            // Reads of Secrets come without apiVersion/kind on some servers; they are Secrets.
-            secret["apiVersion"] = Value::String("v1".into());
-            secret["kind"] = Value::String("Secret".into());
-            state.insert_object(secret);
+        for object in listed.into_iter().flatten() {
+            state.insert_object(object);
         }
         Ok(state)
     }

@@ -413,12 +413,16 @@ fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings, tombst
     let provider =
         provider::render(&llm_provider).map_err(|m| Refusal::new("InvalidProvider", format!("data.provider: {m}")))?;
 
-    // Domains: created only when missing; existing settings win.
-    let mut with_new_domains = state.clone();
+    // Domains: created only when missing; existing settings win. The route's TLS comes from them.
+    let mut route_domains = State::new();
+    if let Some(default) = state.get_named(Kind::ConfigMap, &names::domain_config_map(names::DEFAULT_DOMAIN)) {
+        route_domains.insert_object(default.clone());
+    }
     for domain in &event.route.domains {
         let desired = domain_config_map(domain, ns, event.route.https.as_ref());
         match state.get_named(Kind::ConfigMap, &names::domain_config_map(domain)) {
             Some(existing) => {
+                route_domains.insert_object(existing.clone());
                 let field = |o: &Value, k: &str| {
                     o.pointer(&format!("/data/{k}"))
                         .and_then(Value::as_str)
@@ -435,7 +439,7 @@ fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings, tombst
                 }
             }
             None => {
-                with_new_domains.insert_object(desired.clone());
+                route_domains.insert_object(desired.clone());
                 plan.push(desired, Action::CreateIfMissing);
             }
         }
@@ -575,7 +579,7 @@ fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings, tombst
         );
     }
 
-    let tls = route::tls(&event.route.domains, &with_new_domains)
+    let tls = route::tls(&event.route.domains, &route_domains)
         .map_err(|m| Refusal::new("InvalidDomains", format!("data.route.domains: {m}")))?;
     let ctx = IngressContext {
         namespace: ns,
@@ -758,11 +762,20 @@ fn merge_server_fields(desired: &Value, current: Option<&Value>) -> Value {
 /// Applies a plan to an in-memory state and says which objects changed, in write order. On a refused
 /// edit the state is left as it was.
 pub fn simulate(state: &mut State, plan: &Plan) -> Result<Vec<(ObjectKey, Operation)>, Refusal> {
-    let mut next = state.clone();
+    // Undo log rather than a copy of the state: batches simulate many events on large states.
+    let mut undo: Vec<(ObjectKey, Option<Value>)> = Vec::new();
     let mut changes = Vec::new();
     for step in &plan.steps {
-        let before = next.get(&step.key).cloned();
-        let after = outcome_of(step, before.as_ref())?;
+        let before = state.get(&step.key).cloned();
+        let after = match outcome_of(step, before.as_ref()) {
+            Ok(after) => after,
+            Err(refused) => {
+                for (key, value) in undo.into_iter().rev() {
+                    state.set(key, value);
+                }
+                return Err(refused.into());
+            }
+        };
         let operation = match (&before, &after) {
             (None, Some(_)) => Some(Operation::Created),
             (Some(_), None) => Some(Operation::Deleted),
@@ -771,9 +784,9 @@ pub fn simulate(state: &mut State, plan: &Plan) -> Result<Vec<(ObjectKey, Operat
         };
         if let Some(operation) = operation {
             changes.push((step.key.clone(), operation));
-            next.set(step.key.clone(), after);
+            undo.push((step.key.clone(), before));
+            state.set(step.key.clone(), after);
         }
     }
-    *state = next;
     Ok(changes)
 }
