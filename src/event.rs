@@ -431,14 +431,20 @@ pub fn parse_value(value: Value) -> Result<LifecycleEvent, InvalidEvent> {
     };
     let data = data.cloned().unwrap_or(Value::Null);
     let typed = match schema {
-        Schema::Deployed => serde_json::from_value(data).map(Lifecycle::Deployed),
-        Schema::Retired => serde_json::from_value(data).map(Lifecycle::Retired),
+        Schema::Deployed => serde_path_to_error::deserialize(data).map(Lifecycle::Deployed),
+        Schema::Retired => serde_path_to_error::deserialize(data).map(Lifecycle::Retired),
         Schema::Result => unreachable!("results are not input"),
     };
     let body = typed.map_err(|e| {
-        // The schema should have caught this; report it rather than trust it.
+        // What the schema lets through but the types do not, e.g. `3.0` for an integer.
         let mut invalid = invalid.clone();
-        invalid.problems.push(Problem::new("data", e.to_string()));
+        let path = e.path().to_string();
+        let path = if path == "." {
+            "data".to_string()
+        } else {
+            format!("data.{path}")
+        };
+        invalid.problems.push(Problem::new(path, e.into_inner().to_string()));
         invalid
     })?;
     if let Lifecycle::Deployed(deployed) = &body {
@@ -450,18 +456,18 @@ pub fn parse_value(value: Value) -> Result<LifecycleEvent, InvalidEvent> {
     Ok(LifecycleEvent { envelope, body })
 }
 
-/// Rules that involve several fields, or that the schema states less clearly.
+/// Rules a JSON Schema cannot state: sums, uniqueness by a field, names derived from other fields,
+/// and what each provider type requires of its endpoint.
 fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let provider = &event.provider;
-    if !provider.api_tokens.is_empty() && provider.api_tokens_secret_ref.is_some() {
-        problems.push(Problem::new(
-            "data.provider",
-            "apiTokens and apiTokensSecretRef are mutually exclusive",
-        ));
-    }
-    check_provider_name(event.provider_name(), "data.provider.name", &mut problems);
-    if let Err(rule) = crate::higress::provider::check(provider, event.provider_name()) {
+    check_dns_name(&event.model, "data.model", &mut problems);
+    let provider_path = if event.provider.name.is_some() {
+        "data.provider.name"
+    } else {
+        "data.model"
+    };
+    check_provider_name(event.provider_name(), provider_path, &mut problems);
+    if let Err(rule) = crate::higress::provider::check(&event.provider, event.provider_name()) {
         problems.push(Problem::new("data.provider", rule));
     }
     if let Some(upstreams) = &event.route.upstreams {
@@ -472,131 +478,136 @@ fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
                 format!("weights sum to {sum}, must be 100"),
             ));
         }
-        let mut seen = Vec::new();
         for (i, upstream) in upstreams.iter().enumerate() {
-            check_provider_name(
-                &upstream.provider,
-                &format!("data.route.upstreams[{i}].provider"),
-                &mut problems,
-            );
-            if seen.contains(&upstream.provider.as_str()) {
+            if upstreams[..i].iter().any(|u| u.provider == upstream.provider) {
                 problems.push(Problem::new(
                     format!("data.route.upstreams[{i}].provider"),
                     format!("provider {:?} is listed twice", upstream.provider),
                 ));
             }
-            seen.push(&upstream.provider);
         }
-        if !event.route.model_mapping.is_empty() {
+    }
+    for (i, consumer) in event.auth.iter().flat_map(|a| a.consumers.iter()).enumerate() {
+        let consumers = &event.auth.as_ref().expect("iterating its consumers").consumers;
+        if consumers[..i].iter().any(|c| c.name == consumer.name) {
             problems.push(Problem::new(
-                "data.route.modelMapping",
-                "not allowed together with upstreams: give each upstream its own modelMapping",
+                format!("data.auth.consumers[{i}].name"),
+                format!("consumer {:?} is listed twice", consumer.name),
             ));
-        }
-    }
-    for (i, domain) in event.route.domains.iter().enumerate() {
-        check_domain(domain, &format!("data.route.domains[{i}]"), &mut problems);
-    }
-    if let Some(https) = &event.route.https {
-        if https.mode != HttpsMode::Off && https.cert.as_deref().unwrap_or("").is_empty() {
-            problems.push(Problem::new(
-                "data.route.https.cert",
-                "required when mode is on or force",
-            ));
-        }
-    }
-    if let Some(auth) = &event.auth {
-        let mut names = Vec::new();
-        for (i, consumer) in auth.consumers.iter().enumerate() {
-            let path = format!("data.auth.consumers[{i}]");
-            if names.contains(&consumer.name.as_str()) {
-                problems.push(Problem::new(
-                    format!("{path}.name"),
-                    format!("consumer {:?} is listed twice", consumer.name),
-                ));
-            }
-            names.push(&consumer.name);
-            match consumer.source {
-                KeySource::Bearer => {
-                    if consumer.key.is_some() {
-                        problems.push(Problem::new(
-                            format!("{path}.key"),
-                            "not allowed for source BEARER (the key is Authorization)",
-                        ));
-                    }
-                }
-                KeySource::Header | KeySource::Query => {
-                    if consumer.key.as_deref().unwrap_or("").is_empty() {
-                        problems.push(Problem::new(
-                            format!("{path}.key"),
-                            "required for source HEADER and QUERY",
-                        ));
-                    }
-                }
-            }
-            match (
-                consumer.credentials.is_empty(),
-                consumer.credentials_secret_ref.is_some(),
-            ) {
-                (true, false) => problems.push(Problem::new(
-                    path.clone(),
-                    "one of credentials or credentialsSecretRef is required",
-                )),
-                (false, true) => problems.push(Problem::new(
-                    path.clone(),
-                    "credentials and credentialsSecretRef are mutually exclusive",
-                )),
-                _ => {}
-            }
-            for (j, credential) in consumer.credentials.iter().enumerate() {
-                if consumer.credentials[..j].contains(credential) {
-                    problems.push(Problem::new(format!("{path}.credentials[{j}]"), "duplicate credential"));
-                }
-            }
         }
     }
     problems
 }
 
-/// Provider names end up in hostnames (`llm-<p>.internal.dns`): one lowercase DNS label of at most
-/// 59 characters, so that `llm-<p>` stays within 63.
+/// `ai-route-<model>` must be a DNS subdomain: every dot-separated label starts and ends alphanumeric.
+fn check_dns_name(name: &str, path: &str, problems: &mut Vec<Problem>) {
+    let labels_ok = name
+        .split('.')
+        .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+    if !labels_ok {
+        problems.push(Problem::new(
+            path,
+            format!("{name:?} would make invalid Kubernetes names: each '.'-separated part must start and end with a letter or digit"),
+        ));
+    }
+}
+
+/// Provider names end up in hostnames (`llm-<p>.internal.dns`): lowercase DNS labels, at most 59
+/// characters so that `llm-<p>` stays within 63. Without `provider.name` the model name is used.
 fn check_provider_name(name: &str, path: &str, problems: &mut Vec<Problem>) {
     let valid = !name.is_empty()
         && name.len() <= 59
         && name
             .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("..");
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
     if !valid {
+        let defaulted = if path == "data.model" {
+            " (the provider name defaults to the model name; set data.provider.name)"
+        } else {
+            ""
+        };
         problems.push(Problem::new(
             path,
-            format!("{name:?} is not a valid provider name: lowercase letters, digits, '-' and '.', starting and ending alphanumeric, at most 59 characters"),
+            format!("{name:?} is not a valid provider name: lowercase letters, digits, '-' and '.', at most 59 characters{defaulted}"),
         ));
+    } else {
+        check_dns_name(name, path, problems);
     }
 }
 
-/// Domains become Ingress hosts and the label key `higress.io/domain_<d>`, whose name part is at most 63 characters.
-fn check_domain(domain: &str, path: &str, problems: &mut Vec<Problem>) {
-    let host = domain.strip_prefix("*.").unwrap_or(domain);
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if !host.split('.').all(label_ok) || !host.contains('.') {
-        problems.push(Problem::new(
-            path,
-            format!("{domain:?} is not a valid lowercase host name (a leading \"*.\" is allowed)"),
-        ));
-    } else if crate::higress::names::domain_label_key(domain).len() > "higress.io/".len() + 63 {
-        problems.push(Problem::new(
-            path,
-            format!("{domain:?} is too long: label key higress.io/domain_<domain> allows at most 56 characters"),
-        ));
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployed(data: Value) -> Result<LifecycleEvent, InvalidEvent> {
+        let event = json!({"specversion": "1.0", "id": "1", "source": "t", "type": DEPLOYED_TYPE, "data": data});
+        parse(event.to_string().as_bytes())
+    }
+
+    fn problems(data: Value) -> Vec<String> {
+        deployed(data)
+            .unwrap_err()
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn cross_field_rules_name_the_field_and_the_rule() {
+        let weights = problems(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
+            "route": {"upstreams": [{"provider": "m", "weight": 60}, {"provider": "m", "weight": 30}]}}));
+        assert!(
+            weights.contains(&"data.route.upstreams: weights sum to 90, must be 100".to_string()),
+            "{weights:?}"
+        );
+        assert!(weights.contains(&"data.route.upstreams[1].provider: provider \"m\" is listed twice".to_string()));
+        let consumers = problems(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
+            "auth": {"consumers": [{"name": "a", "source": "BEARER", "credentials": ["x"]}, {"name": "a", "source": "BEARER", "credentials": ["y"]}]}}));
+        assert_eq!(
+            consumers,
+            ["data.auth.consumers[1].name: consumer \"a\" is listed twice"]
+        );
+        let azure = problems(
+            json!({"model": "m", "revision": 1, "provider": {"type": "azure", "url": "https://x.openai.azure.com/chat"}}),
+        );
+        assert_eq!(
+            azure,
+            ["data.provider: azureServiceUrl must contain a non-empty api-version query parameter"]
+        );
+    }
+
+    #[test]
+    fn a_defaulted_provider_name_points_at_the_model() {
+        let long = "m".repeat(60);
+        let found = problems(json!({"model": long, "revision": 1, "provider": {"type": "deepseek"}}));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("data.model:") && p.contains("defaults to the model name")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_whole_number_float_is_reported_at_its_field() {
+        let found = problems(json!({"model": "m", "revision": 3.0, "provider": {"type": "deepseek"}}));
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("data.revision: invalid type: floating point"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let event = deployed(
+            json!({"model": "m", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-hidden"]},
+            "auth": {"consumers": [{"name": "a", "source": "BEARER", "credentials": ["cred-hidden"]}]}}),
+        )
+        .unwrap();
+        let text = format!("{event:?}");
+        assert!(!text.contains("sk-hidden") && !text.contains("cred-hidden"), "{text}");
     }
 }

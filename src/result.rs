@@ -132,7 +132,7 @@ impl RouteResult {
             "datacontenttype": "application/json",
             "data": self,
         });
-        if let Some(model) = &self.model {
+        if let Some(model) = self.model.as_deref().filter(|m| !m.is_empty()) {
             event["subject"] = json!(model);
         }
         event

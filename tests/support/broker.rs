@@ -174,6 +174,7 @@ impl Broker {
             .set("group.id", "broker-harness-consume-all")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", std::env::var("FWM").unwrap_or("500".into()))
             .create()
             .expect("create consumer");
         let mut assignment = TopicPartitionList::new();
@@ -183,12 +184,18 @@ impl Broker {
                 .expect("build assignment");
         }
         consumer.assign(&assignment).expect("assign partitions");
+        let t0 = std::time::Instant::now();
 
         let deadline = tokio::time::Instant::now() + timeout;
         let mut records = Vec::with_capacity(expected);
         while records.len() < expected {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(message)) => records.push(Record::from_message(&message)),
+                Ok(Ok(message)) => {
+                    if records.is_empty() {
+                        eprintln!("first after {:?}", t0.elapsed());
+                    }
+                    records.push(Record::from_message(&message))
+                }
                 Ok(Err(err)) => panic!("consuming {topic} failed: {err}; broker log:\n{}", self.log()),
                 Err(_elapsed) => break,
             }
