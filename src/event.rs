@@ -122,7 +122,7 @@ pub struct LifecycleEvent {
 
 #[derive(Clone, Debug)]
 pub enum Lifecycle {
-    Deployed(ModelDeployed),
+    Deployed(Box<ModelDeployed>),
     Retired(ModelRetired),
 }
 
@@ -431,7 +431,7 @@ pub fn parse_value(value: Value) -> Result<LifecycleEvent, InvalidEvent> {
     };
     let data = data.cloned().unwrap_or(Value::Null);
     let typed = match schema {
-        Schema::Deployed => serde_path_to_error::deserialize(data).map(Lifecycle::Deployed),
+        Schema::Deployed => serde_path_to_error::deserialize(data).map(|d| Lifecycle::Deployed(Box::new(d))),
         Schema::Retired => serde_path_to_error::deserialize(data).map(Lifecycle::Retired),
         Schema::Result => unreachable!("results are not input"),
     };

@@ -70,7 +70,7 @@ pub(crate) enum Injected {
 
 /// Handle to the fault rules of one [`crate::Sim`]; clones share the rules.
 /// Rules apply to every request except those to the `/_sim` control API.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Faults {
     rules: Arc<Mutex<Rules>>,
 }
@@ -101,6 +101,11 @@ impl Default for Rules {
 }
 
 impl Faults {
+    /// No rules; only a [`crate::Sim`] hands out a handle that takes effect.
+    pub(crate) fn new() -> Self {
+        Faults { rules: Arc::default() }
+    }
+
     /// Delays each request by `base` plus a uniformly random part of `jitter`.
     pub fn set_latency(&self, base: Duration, jitter: Duration) {
         let mut rules = lock(&self.rules);
@@ -221,7 +226,7 @@ mod tests {
 
     #[test]
     fn counted_failures_match_method_and_path_and_run_out() {
-        let faults = Faults::default();
+        let faults = Faults::new();
         faults.fail_next(2, FaultSpec::new(503).for_method(Method::PUT).for_path("/configmaps/"));
         let put = |path| faults.take_injection(&Method::PUT, path);
         assert_eq!(
@@ -240,7 +245,7 @@ mod tests {
 
     #[test]
     fn drops_come_before_failures() {
-        let faults = Faults::default();
+        let faults = Faults::new();
         faults.fail_next(1, FaultSpec::new(500));
         faults.drop_next(1, None, Some("/apis/"));
         assert_eq!(faults.take_injection(&Method::GET, "/apis/x"), Some(Injected::Drop));
@@ -253,7 +258,7 @@ mod tests {
 
     #[test]
     fn error_rate_extremes() {
-        let faults = Faults::default();
+        let faults = Faults::new();
         faults.set_error_rate(1.0, FaultSpec::new(429).with_retry_after(1));
         for _ in 0..10 {
             let injected = faults.take_injection(&Method::GET, "/");
@@ -271,7 +276,7 @@ mod tests {
 
     #[test]
     fn conflicts_are_per_object() {
-        let faults = Faults::default();
+        let faults = Faults::new();
         faults.conflict_next("configmaps", "a", 1);
         assert!(!faults.take_conflict("configmaps", "b"));
         assert!(!faults.take_conflict("secrets", "a"));
@@ -281,7 +286,7 @@ mod tests {
 
     #[test]
     fn latency_with_jitter_and_exempt_reads() {
-        let faults = Faults::default();
+        let faults = Faults::new();
         faults.set_latency(Duration::from_millis(10), Duration::from_millis(5));
         let delay = faults.latency_for(&Method::GET);
         assert!(delay >= Duration::from_millis(10) && delay <= Duration::from_millis(15));

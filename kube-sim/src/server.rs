@@ -55,7 +55,7 @@ impl Shared {
             store: Mutex::new(store),
             audit: Mutex::default(),
             counters: Mutex::default(),
-            faults: Faults::default(),
+            faults: Faults::new(),
         }
     }
 }

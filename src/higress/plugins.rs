@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn rules_sort_services_then_ingresses_then_domains() {
-        let mut rules = vec![
+        let mut rules = [
             json!({"domain": ["a.com"]}),
             json!({"ingress": ["ai-route-b.internal"]}),
             json!({"config": {}}),

@@ -175,6 +175,7 @@ impl Broker {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", std::env::var("FWM").unwrap_or("500".into()))
+            .set("fetch.error.backoff.ms", std::env::var("FEB").unwrap_or("500".into()))
             .create()
             .expect("create consumer");
         let mut assignment = TopicPartitionList::new();
