@@ -201,6 +201,10 @@ async fn consumer_group_resumes_after_committed_offsets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scratch_explore() {
+    tracing_subscriber::fmt()
+        .with_env_filter("librdkafka=debug")
+        .with_writer(std::io::stderr)
+        .init();
     let broker = Broker::start().await;
     let t = Instant::now();
     broker.create_topics(&[("c", 1), ("seq", 1), ("big", 3)]).await;

@@ -112,6 +112,8 @@ impl Store {
             ));
         }
         metadata.insert("uid".into(), new_uid().into());
+        // Set on commit; inserted here to take its place among the leading fields.
+        metadata.insert("resourceVersion".into(), Value::Null);
         metadata.insert("creationTimestamp".into(), now().into());
         if rt.tracks_generation {
             metadata.insert("generation".into(), 1.into());
@@ -123,7 +125,7 @@ impl Store {
         }
         apply_creation_defaults(rt, &mut body);
         normalize(rt, &name, &mut metadata, &mut body);
-        Ok(self.commit(rt, namespace, &name, metadata, body))
+        Ok(self.commit(rt, namespace, &name, assemble(rt, metadata, body)))
     }
 
     /// PUT. Custom resources require `metadata.resourceVersion`; built-in types
@@ -255,24 +257,17 @@ impl Store {
         } else {
             metadata.shift_remove("generation");
         }
-        let updated = assemble(rt, metadata.clone(), body.clone());
+        let updated = assemble(rt, metadata, body);
         if &updated == current {
             return Ok(updated);
         }
-        Ok(self.commit(rt, namespace, name, metadata, body))
+        Ok(self.commit(rt, namespace, name, updated))
     }
 
-    fn commit(
-        &mut self,
-        rt: &ResourceType,
-        namespace: &str,
-        name: &str,
-        mut metadata: Map<String, Value>,
-        body: Map<String, Value>,
-    ) -> Value {
+    /// Stores the object under the next resourceVersion.
+    fn commit(&mut self, rt: &ResourceType, namespace: &str, name: &str, mut object: Value) -> Value {
         self.revision += 1;
-        metadata.insert("resourceVersion".into(), self.revision.to_string().into());
-        let object = assemble(rt, metadata, body);
+        object["metadata"]["resourceVersion"] = self.revision.to_string().into();
         self.objects
             .entry(rt.plural)
             .or_default()

@@ -412,5 +412,7 @@ pub async fn connect(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
     config.read_timeout = Some(std::time::Duration::from_secs(15));
     config.write_timeout = Some(std::time::Duration::from_secs(15));
+    // One retry policy, ours: it also re-reads after conflicts, honours Retry-After, and counts retries.
+    config.default_retry = false;
     Ok(kube::Client::try_from(config)?)
 }

@@ -176,6 +176,8 @@ impl Broker {
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", std::env::var("FWM").unwrap_or("500".into()))
             .set("fetch.error.backoff.ms", std::env::var("FEB").unwrap_or("500".into()))
+            .set("debug", "fetch,topic,metadata,consumer,broker,protocol")
+            .set("log_level", "7")
             .create()
             .expect("create consumer");
         let mut assignment = TopicPartitionList::new();

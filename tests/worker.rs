@@ -1,0 +1,475 @@
+//! The worker process end to end: a real Kafka-protocol broker (Tansu) and the in-memory API server.
+
+#[path = "support/broker.rs"]
+mod broker;
+
+use broker::{Broker, Record};
+use kube_sim::{FaultSpec, Sim};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const INPUT: &str = "model-lifecycle";
+const RESULTS: &str = "model-route-results";
+const DLQ: &str = "model-lifecycle-dlq";
+const NS: &str = "higress-system";
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Fixture {
+    broker: Broker,
+    sim: Sim,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn start() -> Self {
+        let broker = Broker::start().await;
+        broker.create_topics(&[(INPUT, 3), (RESULTS, 1), (DLQ, 1)]).await;
+        let sim = kube_sim::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        sim.write_kubeconfig(dir.path().join("kubeconfig")).unwrap();
+        Self { broker, sim, dir }
+    }
+
+    fn worker(&self, name: &str, extra: &[&str]) -> WorkerProcess {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_higress-route-worker"));
+        command
+            .args(["run", "--brokers", &self.broker.bootstrap(), "--kubeconfig"])
+            .arg(self.dir.path().join("kubeconfig"))
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--linger-ms",
+                "5",
+                "--retry-base-ms",
+                "2",
+                "--retry-cap-ms",
+                "50",
+            ])
+            .args([
+                "--kafka-config",
+                "broker.address.family=v4",
+                "--kafka-config",
+                "reconnect.backoff.max.ms=500",
+            ])
+            .args([
+                "--kafka-config",
+                "session.timeout.ms=6000",
+                "--kafka-config",
+                "heartbeat.interval.ms=500",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        WorkerProcess {
+            child: command.spawn().expect("start the worker"),
+            log,
+        }
+    }
+
+    async fn publish(&self, key: &str, event: &Value) {
+        self.broker
+            .produce(INPUT, Some(key), event.to_string().as_bytes(), &[])
+            .await;
+    }
+
+    async fn results(&self, expected: usize) -> Vec<Value> {
+        let records = self.broker.consume_all(RESULTS, expected, WAIT).await;
+        records
+            .iter()
+            .map(|r| serde_json::from_slice(&r.payload).unwrap())
+            .collect()
+    }
+
+    async fn dead_letters(&self, expected: usize) -> Vec<Record> {
+        self.broker.consume_all(DLQ, expected, WAIT).await
+    }
+
+    fn get(&self, resource: &str, name: &str) -> Option<Value> {
+        self.sim.get(resource, NS, name)
+    }
+}
+
+struct WorkerProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("-TERM");
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("worker did not stop on SIGTERM; log:\n{}", self.log());
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cloud_event(id: &str, kind: &str, data: Value) -> Value {
+    json!({"specversion": "1.0", "id": id, "source": "tests", "type": kind, "data": data})
+}
+
+fn deploy(model: &str, revision: u64) -> Value {
+    cloud_event(
+        &format!("deploy-{model}-{revision}"),
+        "io.higress.model.deployed.v1",
+        json!({"model": model, "revision": revision,
+               "provider": {"name": format!("p-{model}"), "type": "openai", "url": format!("https://{model}.example.com/v1"), "apiTokens": [format!("sk-{model}")]},
+               "route": {"path": format!("/{model}")},
+               "auth": {"consumers": [{"name": format!("c-{model}"), "source": "BEARER", "credentials": [format!("key-{model}")]}]}}),
+    )
+}
+
+fn retire(model: &str, revision: u64) -> Value {
+    cloud_event(
+        &format!("retire-{model}-{revision}"),
+        "io.higress.model.retired.v1",
+        json!({"model": model, "revision": revision, "deleteConsumers": true}),
+    )
+}
+
+/// Outcome per input event id (the last one seen, when replays published it twice).
+fn outcomes(results: &[Value]) -> BTreeMap<String, String> {
+    results
+        .iter()
+        .map(|r| {
+            (
+                r["data"]["inputEventId"].as_str().unwrap().to_string(),
+                r["data"]["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every model's route exists and each shared entry is there exactly once.
+fn assert_routes_exactly(fixture: &Fixture, models: &[String]) {
+    let bridge = fixture.get("mcpbridges", "default").expect("McpBridge");
+    let key_auth = fixture.get("wasmplugins", "key-auth.internal").expect("key-auth");
+    let registries = bridge["spec"]["registries"].as_array().unwrap();
+    let consumers = key_auth["spec"]["defaultConfig"]["consumers"].as_array().unwrap();
+    assert_eq!(registries.len(), models.len(), "one registry per model");
+    assert_eq!(consumers.len(), models.len(), "one consumer per model");
+    for model in models {
+        assert!(
+            fixture
+                .get("ingresses", &format!("ai-route-{model}.internal"))
+                .is_some(),
+            "{model} Ingress"
+        );
+        assert!(
+            fixture.get("configmaps", &format!("ai-route-{model}")).is_some(),
+            "{model} ConfigMap"
+        );
+        assert_eq!(
+            registries
+                .iter()
+                .filter(|r| r["name"] == format!("llm-p-{model}.internal"))
+                .count(),
+            1,
+            "{model}"
+        );
+        assert_eq!(
+            consumers.iter().filter(|c| c["name"] == format!("c-{model}")).count(),
+            1,
+            "{model}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_retire_and_a_replayed_event_each_get_their_result() {
+    let fixture = Fixture::start().await;
+    let worker = fixture.worker("w", &[]);
+    fixture.publish("chat", &deploy("chat", 1)).await;
+    let results = fixture.results(1).await;
+    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
+    assert_eq!(results[0]["data"]["outcome"], "applied");
+    assert_eq!(results[0]["subject"], "chat");
+    assert_eq!(results[0]["type"], "io.higress.model.route.result.v1");
+    assert!(fixture.get("ingresses", "ai-route-chat.internal").is_some());
+    assert!(!results[0].to_string().contains("key-chat"), "no credential in results");
+
+    fixture.publish("chat", &deploy("chat", 1)).await;
+    fixture.publish("chat", &retire("chat", 2)).await;
+    let results = fixture.results(3).await;
+    assert_eq!(results.len(), 3, "log:\n{}", worker.log());
+    assert_eq!(results[1]["data"]["outcome"], "unchanged");
+    assert_eq!(results[2]["data"]["outcome"], "applied");
+    assert!(fixture.get("ingresses", "ai-route-chat.internal").is_none());
+    assert!(fixture.get("configmaps", "ai-route-chat").is_none());
+    let status = worker.terminate();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_input_is_dead_lettered_and_the_next_event_still_applies() {
+    let fixture = Fixture::start().await;
+    let worker = fixture.worker("w", &[]);
+    let oversize = cloud_event(
+        "big",
+        "io.higress.model.deployed.v1",
+        json!({"model": "big", "revision": 1, "pad": "x".repeat(300_000)}),
+    );
+    let poison: Vec<(&str, Vec<u8>, Vec<(&str, &[u8])>, Option<&str>)> = vec![
+        ("not-json", b"\x00\xffnot json".to_vec(), vec![], None),
+        ("not-cloudevent", br#"{"hello":"world"}"#.to_vec(), vec![], None),
+        (
+            "unknown-type",
+            cloud_event("u1", "io.example.other", json!({"model": "u"}))
+                .to_string()
+                .into_bytes(),
+            vec![],
+            Some("u"),
+        ),
+        (
+            "schema-violation",
+            cloud_event(
+                "s1",
+                "io.higress.model.deployed.v1",
+                json!({"model": "Bad_Name", "revision": 1, "provider": {"apiTokens": ["sk-leak"]}}),
+            )
+            .to_string()
+            .into_bytes(),
+            vec![],
+            Some("Bad_Name"),
+        ),
+        ("oversize", oversize.to_string().into_bytes(), vec![], None),
+        (
+            "binary-bad-data",
+            b"{not json".to_vec(),
+            vec![
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"b1"),
+                ("ce_type", b"io.higress.model.deployed.v1"),
+                ("ce_source", b"t"),
+            ],
+            None,
+        ),
+    ];
+    for (name, payload, headers, _) in &poison {
+        fixture.broker.produce(INPUT, Some(name), payload, headers).await;
+    }
+    // A valid event in binary mode after all of them.
+    let data = json!({"model": "after", "revision": 1, "provider": {"type": "deepseek"}}).to_string();
+    fixture
+        .broker
+        .produce(
+            INPUT,
+            Some("after"),
+            data.as_bytes(),
+            &[
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"after-1"),
+                ("ce_source", b"t"),
+                ("ce_type", b"io.higress.model.deployed.v1"),
+            ],
+        )
+        .await;
+
+    let dead = fixture.dead_letters(poison.len()).await;
+    assert_eq!(dead.len(), poison.len(), "log:\n{}", worker.log());
+    for (name, payload, _, _) in &poison {
+        let letter = dead
+            .iter()
+            .find(|r| r.key.as_deref() == Some(*name))
+            .unwrap_or_else(|| panic!("{name} not dead-lettered"));
+        assert_eq!(&letter.payload, payload, "{name}: original bytes kept");
+        let header = |key: &str| {
+            letter
+                .headers
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| String::from_utf8_lossy(v).to_string())
+        };
+        let reason = header("hrw_dlq_reason").unwrap();
+        let expected = if name.starts_with("binary") { "not-json" } else { name };
+        assert_eq!(reason, expected, "{name}");
+        assert_eq!(header("hrw_source_topic").as_deref(), Some(INPUT));
+        assert!(header("hrw_source_offset").is_some() && header("hrw_source_partition").is_some());
+        assert!(!header("hrw_dlq_message").unwrap().contains("sk-leak"));
+    }
+    // Rejected results for the inputs whose model could be read, then the valid event applied.
+    let results = fixture.results(3).await;
+    let by_subject: BTreeMap<String, String> = results
+        .iter()
+        .map(|r| {
+            (
+                r["data"]["model"].as_str().unwrap_or_default().to_string(),
+                r["data"]["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(by_subject.get("u").map(String::as_str), Some("rejected"), "{results:?}");
+    assert_eq!(by_subject.get("Bad_Name").map(String::as_str), Some("rejected"));
+    assert_eq!(by_subject.get("after").map(String::as_str), Some("applied"));
+    assert!(fixture.get("ingresses", "ai-route-after.internal").is_some());
+    assert!(worker.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_stream_converges_after_restart() {
+    let fixture = Fixture::start().await;
+    let models: Vec<String> = (0..60).map(|i| format!("k{i}")).collect();
+    let worker = fixture.worker("first", &["--max-batch", "4"]);
+    for model in &models {
+        fixture.publish(model, &deploy(model, 1)).await;
+    }
+    // Let it apply part of the stream, then kill -9.
+    let _ = fixture.results(10).await;
+    worker.kill();
+    let worker = fixture.worker("second", &[]);
+    let results = fixture.results(models.len() + 60).await;
+    let seen = outcomes(&results);
+    for model in &models {
+        let outcome = seen
+            .get(&format!("deploy-{model}-1"))
+            .unwrap_or_else(|| panic!("no result for {model}; log:\n{}", worker.log()));
+        assert!(outcome == "applied" || outcome == "unchanged", "{model}: {outcome}");
+    }
+    assert_routes_exactly(&fixture, &models);
+    assert!(worker.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_no_event() {
+    let mut fixture = Fixture::start().await;
+    let worker = fixture.worker("w", &[]);
+    let models: Vec<String> = (0..30).map(|i| format!("b{i}")).collect();
+    for model in &models[..15] {
+        fixture.publish(model, &deploy(model, 1)).await;
+    }
+    let _ = fixture.results(5).await;
+    fixture.broker.restart().await;
+    for model in &models[15..] {
+        fixture.publish(model, &deploy(model, 1)).await;
+    }
+    let results = fixture.results(models.len()).await;
+    let seen = outcomes(&results);
+    for model in &models {
+        assert!(
+            seen.contains_key(&format!("deploy-{model}-1")),
+            "no result for {model}; log:\n{}",
+            worker.log()
+        );
+    }
+    assert_routes_exactly(&fixture, &models);
+    assert!(worker.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_commits_what_it_finished() {
+    let fixture = Fixture::start().await;
+    let models: Vec<String> = (0..20).map(|i| format!("g{i}")).collect();
+    let worker = fixture.worker("first", &[]);
+    for model in &models {
+        fixture.publish(model, &deploy(model, 1)).await;
+    }
+    let first = fixture.results(models.len()).await;
+    assert_eq!(first.len(), models.len(), "log:\n{}", worker.log());
+    let status = worker.terminate();
+    assert!(status.success(), "{status}");
+    // A new worker in the same group starts after the committed offsets: nothing is replayed.
+    let worker = fixture.worker("second", &[]);
+    fixture.publish("last", &deploy("last", 1)).await;
+    let results = fixture.results(models.len() + 1).await;
+    assert_eq!(results.len(), models.len() + 1);
+    let extra = fixture.results(models.len() + 2).await;
+    assert_eq!(
+        extra.len(),
+        models.len() + 1,
+        "no event was applied twice: {:?}",
+        &extra[models.len()..]
+    );
+    assert_eq!(results.last().unwrap()["data"]["inputEventId"], "deploy-last-1");
+    assert!(worker.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_in_one_group_share_the_work() {
+    let fixture = Fixture::start().await;
+    let a = fixture.worker("a", &[]);
+    let b = fixture.worker("b", &[]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let models: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    for model in &models {
+        fixture.publish(model, &deploy(model, 1)).await;
+    }
+    for model in &models[..10] {
+        fixture.publish(model, &retire(model, 2)).await;
+    }
+    let results = fixture.results(50).await;
+    let seen = outcomes(&results);
+    assert_eq!(seen.len(), 50, "a: {}\nb: {}", a.log(), b.log());
+    assert!(seen.values().all(|o| o == "applied"), "{seen:?}");
+    assert_routes_exactly(&fixture, &models[10..]);
+    for model in &models[..10] {
+        assert!(fixture
+            .get("ingresses", &format!("ai-route-{model}.internal"))
+            .is_none());
+    }
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_cluster_errors_wait_then_fail_after_the_deadline() {
+    let fixture = Fixture::start().await;
+    let worker = fixture.worker("w", &["--event-deadline-secs", "3", "--retry-deadline-secs", "1"]);
+    // A short outage is ridden out.
+    fixture.sim.faults().fail_next(6, FaultSpec::new(503));
+    fixture.publish("t1", &deploy("t1", 1)).await;
+    let results = fixture.results(1).await;
+    assert_eq!(results[0]["data"]["outcome"], "applied", "log:\n{}", worker.log());
+    // A long one fails the event after the deadline and dead-letters it.
+    fixture
+        .sim
+        .faults()
+        .set_error_rate(1.0, FaultSpec::new(503).for_path("ingresses"));
+    fixture.publish("t2", &deploy("t2", 1)).await;
+    let results = fixture.results(2).await;
+    assert_eq!(results.len(), 2, "log:\n{}", worker.log());
+    assert_eq!(results[1]["data"]["outcome"], "failed");
+    assert_eq!(results[1]["data"]["error"]["retryable"], true);
+    let dead = fixture.dead_letters(1).await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "hrw_dlq_reason")
+        .map(|(_, v)| v.clone());
+    assert_eq!(reason.as_deref(), Some(&b"apply-failed"[..]));
+    fixture.sim.faults().clear();
+    assert!(worker.terminate().success());
+}
