@@ -4,7 +4,7 @@
 #[path = "support/broker.rs"]
 mod broker;
 
-use broker::{client_config, Broker};
+use broker::{client_config, consumer_config, Broker};
 use futures::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -16,7 +16,10 @@ const CONSUME_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_records_with_headers_round_trip_across_partitions() {
+    let started = Instant::now();
     let broker = Broker::start().await;
+    eprintln!("started in {:?}", started.elapsed());
+    assert_header_index(&broker);
     broker.create_topics(&[("roundtrip", 3)]).await;
 
     let started = Instant::now();
@@ -63,6 +66,20 @@ async fn keyed_records_with_headers_round_trip_across_partitions() {
         let dense: Vec<i64> = (0..offsets.len() as i64).collect();
         assert_eq!(offsets, dense, "offsets of partition {partition} are dense from 0");
     }
+}
+
+/// Without this index every fetch scans all stored headers.
+fn assert_header_index(broker: &Broker) {
+    let output = std::process::Command::new("sqlite3")
+        .arg(broker.db_path())
+        .arg("select name from sqlite_master where type = 'index' and tbl_name = 'header';")
+        .output()
+        .expect("run sqlite3");
+    let indexes = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        indexes.lines().any(|name| name == "header_topition_offset"),
+        "header indexes: {indexes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,11 +155,7 @@ async fn idempotent_producer_delivers_across_a_restart() {
 
 /// A consumer in `group` that commits only what the test stores, like the worker does.
 fn group_consumer(broker: &Broker, group: &str, topic: &str) -> StreamConsumer {
-    let consumer: StreamConsumer = client_config(&broker.bootstrap())
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+    let consumer: StreamConsumer = consumer_config(&broker.bootstrap(), group)
         .create()
         .expect("create group consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
@@ -197,70 +210,4 @@ async fn consumer_group_resumes_after_committed_offsets() {
         "resumes after a broker restart"
     );
     eprintln!("third consumer done in {:?}", started.elapsed());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scratch_explore() {
-    tracing_subscriber::fmt()
-        .with_env_filter("librdkafka=debug")
-        .with_writer(std::io::stderr)
-        .init();
-    let broker = Broker::start().await;
-    let t = Instant::now();
-    broker.create_topics(&[("c", 1), ("seq", 1), ("big", 3)]).await;
-    eprintln!("create_topics {:?}", t.elapsed());
-    for codec in ["gzip", "lz4", "none", "snappy"] {
-        broker.create_topics(&[(codec, 1)]).await;
-        let producer: FutureProducer = client_config(&broker.bootstrap())
-            .set("compression.type", codec)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "5000")
-            .create()
-            .unwrap();
-        let r = producer
-            .send(
-                FutureRecord::to(codec).key("k").payload(&vec![b'x'; 2000]),
-                Duration::from_secs(5),
-            )
-            .await;
-        eprintln!("{codec}: {:?}", r.map(|d| d.offset).map_err(|e| e.0));
-        if codec != "snappy" {
-            let got = broker.consume_all(codec, 1, Duration::from_secs(5)).await;
-            eprintln!(
-                "{codec} consumed {} {:?}",
-                got.len(),
-                got.iter().map(|r| r.payload.len()).collect::<Vec<_>>()
-            );
-        }
-    }
-    let t = Instant::now();
-    for i in 0..20 {
-        broker.produce("seq", None, format!("{i}").as_bytes(), &[]).await;
-    }
-    eprintln!("20 sequential produces {:?}", t.elapsed());
-    let t = Instant::now();
-    let got = broker.consume_all("seq", 20, Duration::from_secs(5)).await;
-    eprintln!("consume 20 from 1 partition {} in {:?}", got.len(), t.elapsed());
-    let t = Instant::now();
-    let got = broker.consume_all("seq", 21, Duration::from_secs(2)).await;
-    eprintln!("consume 21 (timeout) {} in {:?}", got.len(), t.elapsed());
-    let broker = &broker;
-    let t = Instant::now();
-    join_all((0..5000).map(|i| async move {
-        broker
-            .produce("big", Some(&format!("k{i}")), &[b'y'; 200], &[("h", b"v")])
-            .await;
-    }))
-    .await;
-    eprintln!("5000 produced {:?}", t.elapsed());
-    let t = Instant::now();
-    let got = broker.consume_all("big", 5000, Duration::from_secs(60)).await;
-    eprintln!("consume 5000 {} in {:?}", got.len(), t.elapsed());
-    let out = std::process::Command::new("sqlite3")
-        .arg(broker.db_path())
-        .arg(".indexes header")
-        .output()
-        .unwrap();
-    eprintln!("indexes: {}", String::from_utf8_lossy(&out.stdout));
 }

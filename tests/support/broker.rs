@@ -11,6 +11,8 @@
 //!   we add one once the broker has created the table.
 //! - Topics are not auto-created; use [`Broker::create_topics`].
 //! - Only the classic consumer-group protocol works (`group.protocol=consumer` does not).
+//! - Every fetch response is held back for part of `fetch.wait.max.ms` even when data is ready; see
+//!   [`consumer_config`].
 
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code)]
@@ -43,6 +45,21 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
         // tests restart brokers and should not sit idle that long.
         .set("reconnect.backoff.ms", "50")
         .set("reconnect.backoff.max.ms", "500");
+    config
+}
+
+/// A consumer in `group` that commits only the offsets its owner stores (the worker's pattern) and reads a
+/// new group from the start.
+pub fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut config = client_config(bootstrap);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Tansu sleeps before answering every fetch, data or not: half of max wait from 500 ms up, all of it
+        // below. With librdkafka's 500 ms default each partition gets one batch per 250 ms.
+        .set("fetch.wait.max.ms", "50");
     config
 }
 
@@ -166,39 +183,29 @@ impl Broker {
         }
     }
 
-    /// Reads `topic` from offset 0 of every partition (no consumer group, nothing committed) until
-    /// `expected` records arrived or `timeout` passed. Returns what arrived, ordered by partition and offset.
+    /// Reads `topic` from offset 0 of every partition (assigned, so no group membership and nothing
+    /// committed) until `expected` records arrived or `timeout` passed. Returns what arrived, ordered by
+    /// partition and offset.
     pub async fn consume_all(&self, topic: &str, expected: usize, timeout: Duration) -> Vec<Record> {
-        let consumer: StreamConsumer = client_config(&self.bootstrap())
-            // librdkafka refuses assign() without a group id; nothing is committed to it.
-            .set("group.id", "broker-harness-consume-all")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", std::env::var("FWM").unwrap_or("500".into()))
-            .set("fetch.error.backoff.ms", std::env::var("FEB").unwrap_or("500".into()))
-            .set("debug", "fetch,topic,metadata,consumer,broker,protocol")
-            .set("log_level", "7")
+        // librdkafka refuses assign() without a group id.
+        let consumer: StreamConsumer = consumer_config(&self.bootstrap(), "broker-harness-consume-all")
             .create()
             .expect("create consumer");
         let mut assignment = TopicPartitionList::new();
         for partition in self.partitions(topic).await {
+            // An explicit offset rather than Offset::Beginning: resolving "beginning" costs a 500 ms
+            // librdkafka retry timer when the partition leader is not known yet, which it never is here.
             assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
+                .add_partition_offset(topic, partition, Offset::Offset(0))
                 .expect("build assignment");
         }
         consumer.assign(&assignment).expect("assign partitions");
-        let t0 = std::time::Instant::now();
 
         let deadline = tokio::time::Instant::now() + timeout;
         let mut records = Vec::with_capacity(expected);
         while records.len() < expected {
             match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(message)) => {
-                    if records.is_empty() {
-                        eprintln!("first after {:?}", t0.elapsed());
-                    }
-                    records.push(Record::from_message(&message))
-                }
+                Ok(Ok(message)) => records.push(Record::from_message(&message)),
                 Ok(Err(err)) => panic!("consuming {topic} failed: {err}; broker log:\n{}", self.log()),
                 Err(_elapsed) => break,
             }
@@ -211,8 +218,7 @@ impl Broker {
     async fn partitions(&self, topic: &str) -> Vec<i32> {
         let config = client_config(&self.bootstrap());
         let topic = topic.to_owned();
-        // fetch_metadata blocks its thread.
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let client: BaseConsumer = config.create().expect("create metadata client");
             let metadata = client
                 .fetch_metadata(Some(&topic), Duration::from_secs(10))
@@ -225,7 +231,6 @@ impl Broker {
             found.partitions().iter().map(|p| p.id()).collect()
         })
         .await
-        .expect("metadata task")
     }
 
     async fn spawn_and_wait(&mut self) {
@@ -257,14 +262,13 @@ impl Broker {
         loop {
             self.assert_running();
             let config = client_config(&self.bootstrap());
-            let answered = tokio::task::spawn_blocking(move || {
+            let answered = blocking(move || {
                 let client: BaseConsumer = config.create().expect("create metadata client");
                 client
                     .fetch_metadata(None, Duration::from_secs(1))
                     .map_err(|e| e.to_string())
             })
-            .await
-            .expect("metadata task");
+            .await;
             match answered {
                 Ok(_) => return,
                 Err(err) => self.check_deadline(deadline, &format!("waiting for metadata: {err}")),
@@ -292,7 +296,7 @@ impl Broker {
             // The broker's startup maintenance may hold the write lock for a moment; wait for it.
             .args(["-cmd", ".timeout 5000", DB_FILE, HEADER_INDEX])
             .output()
-            .map_err(|e| format!("cannot run sqlite3 ({e}); install the sqlite3 package"))?;
+            .unwrap_or_else(|e| panic!("cannot run sqlite3 ({e}); install the sqlite3 package"));
         // sqlite3 reports some errors on stderr while still exiting 0.
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.success() && stderr.trim().is_empty() {
@@ -329,6 +333,14 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `f` (fetch_metadata blocks its thread) off the async workers, re-raising its panic as our own so
+/// the test shows the message.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|err| std::panic::resume_unwind(err.into_panic()))
 }
 
 /// A loopback port nothing listens on right now. Another process could take it before the broker binds;
