@@ -89,9 +89,27 @@ fn deploy(run: &str, i: usize, o: &Options) -> (String, Value) {
     (model, event)
 }
 
-struct Worker(Child);
+struct Worker(Child, u16);
 
 impl Worker {
+    /// `higress_route_worker_conflicts_total` from the worker's /metrics.
+    async fn conflicts(&self) -> u64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.1)).await else {
+            return 0;
+        };
+        let _ = stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text).await;
+        text.lines()
+            .find(|l| l.starts_with("higress_route_worker_conflicts_total "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    }
+
     fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap_or_default();
         let kib: f64 = status
@@ -264,6 +282,11 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
     let (batch, concurrency) = if batched { ("512", "16") } else { ("1", "1") };
     let workers: Vec<Worker> = (0..o.workers)
         .map(|w| {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             Worker(
                 Command::new(env!("CARGO_BIN_EXE_higress-route-worker"))
                     .args(["run", "--brokers", &broker.bootstrap(), "--kubeconfig"])
@@ -294,11 +317,21 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
                         "--kafka-config",
                         "fetch.wait.max.ms=10",
                     ])
-                    .env("RUST_LOG", if w == 0 { "warn" } else { "error" })
+                    .env(
+                        "RUST_LOG",
+                        std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| {
+                            if w == 0 {
+                                "warn".into()
+                            } else {
+                                "error".into()
+                            }
+                        }),
+                    )
                     .stdout(Stdio::null())
                     .stderr(Stdio::inherit())
                     .spawn()
                     .unwrap(),
+                port,
             )
         })
         .collect();
@@ -375,6 +408,10 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
     };
     let counters = sim.counters();
     let peak_rss_mib = workers.iter().map(Worker::peak_rss_mib).fold(0.0, f64::max);
+    let mut conflicts = 0;
+    for worker in &workers {
+        conflicts += worker.conflicts().await;
+    }
     drop(workers);
     reader.abort();
 
@@ -435,8 +472,6 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
         .collect();
     requests.sort();
     let total_requests: u64 = counters.requests.values().sum();
-    let conflicts = sim.audit().len() as u64; // placeholder replaced below
-    let _ = conflicts;
     latencies.sort_by(f64::total_cmp);
     Measured {
         events,
@@ -444,7 +479,7 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
         latencies_ms: latencies,
         requests,
         total_requests,
-        conflicts: 0,
+        conflicts,
         peak_rss_mib,
     }
 }
@@ -471,6 +506,7 @@ fn report(label: &str, m: &Measured) {
     for (verb, n) in &m.requests {
         println!("    {verb:<24} {n:>7}  ({:.2}/event)", *n as f64 / m.events as f64);
     }
+    println!("  conflicts (409s met by the workers): {}", m.conflicts);
     println!("  worker peak RSS: {:.1} MiB", m.peak_rss_mib);
 }
 

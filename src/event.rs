@@ -487,12 +487,22 @@ fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
             }
         }
     }
-    for (i, consumer) in event.auth.iter().flat_map(|a| a.consumers.iter()).enumerate() {
-        let consumers = &event.auth.as_ref().expect("iterating its consumers").consumers;
+    let consumers = event.auth.as_ref().map(|a| a.consumers.as_slice()).unwrap_or_default();
+    for (i, consumer) in consumers.iter().enumerate() {
         if consumers[..i].iter().any(|c| c.name == consumer.name) {
             problems.push(Problem::new(
                 format!("data.auth.consumers[{i}].name"),
                 format!("consumer {:?} is listed twice", consumer.name),
+            ));
+        }
+        // The key-auth plugin rejects its whole config when two consumers share a credential.
+        if consumers[..i]
+            .iter()
+            .any(|c| c.credentials.iter().any(|v| consumer.credentials.contains(v)))
+        {
+            problems.push(Problem::new(
+                format!("data.auth.consumers[{i}].credentials"),
+                "a credential is also given to an earlier consumer",
             ));
         }
     }

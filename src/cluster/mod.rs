@@ -13,7 +13,7 @@ pub use api::Api;
 pub use error::{ApplyError, RetryPolicy};
 
 use crate::event::{Lifecycle, LifecycleEvent};
-use crate::higress::plan::{outcome_of, Step};
+use crate::higress::plan::{apply_step, Step};
 use crate::higress::{self, names, Action, Decision, Kind, ObjectKey, Settings, State};
 use crate::metrics::Metrics;
 use crate::result::{Change, Outcome, RouteResult};
@@ -227,8 +227,9 @@ impl Engine {
             };
             let mut desired = current.clone();
             for step in steps {
-                desired = outcome_of(step, desired.as_ref()).map_err(|refused| ApplyError::Refused(refused.into()))?;
+                apply_step(step, &mut desired).map_err(|refused| ApplyError::Refused(refused.into()))?;
             }
+
             if desired == current {
                 return Ok(());
             }

@@ -102,67 +102,98 @@ pub fn redacted(value: &Value) -> Value {
 }
 
 impl Op {
-    pub fn apply(&self, object: &mut Value) -> Result<(), EditRefused> {
+    /// Whether the edit fits the object as it is, without changing it.
+    pub fn check(&self, object: &Value) -> Result<(), EditRefused> {
         match self {
-            Op::UpsertRegistry(registry) => upsert_registry(object, registry),
-            Op::RemoveRegistry(name) => {
-                retain(spec_list(object, "registries"), |r| {
-                    r.get("name").and_then(Value::as_str) != Some(name)
+            Op::UpsertProviderServiceRule { provider, service } => {
+                let rules = object.pointer("/spec/matchRules").and_then(Value::as_array);
+                let taken = rules.into_iter().flatten().find(|r| {
+                    Targets::is_exactly(r, "service", service) && rule_provider(r) != Some(provider.as_str())
                 });
+                match taken {
+                    Some(other) => Err(EditRefused(format!(
+                        "service {service} is already bound to provider {:?} in ai-proxy.internal",
+                        rule_provider(other).unwrap_or_default()
+                    ))),
+                    None => Ok(()),
+                }
             }
+            Op::UpsertConsumer(consumer) => {
+                let name = consumer.get("name").and_then(Value::as_str).unwrap_or_default();
+                let consumers = object
+                    .pointer("/spec/defaultConfig/consumers")
+                    .and_then(Value::as_array);
+                // The key-auth plugin rejects its whole config when a credential string is used twice.
+                let taken = consumers.into_iter().flatten().find(|c| {
+                    c.get("name").and_then(Value::as_str) != Some(name)
+                        && credentials_of(c).any(|v| credentials_of(consumer).any(|ours| ours == v))
+                });
+                match taken {
+                    Some(other) => Err(EditRefused(format!(
+                        "a credential of consumer {name:?} is already used by consumer {:?}",
+                        other.get("name").and_then(Value::as_str).unwrap_or_default()
+                    ))),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies the edit; says whether the object changed.
+    pub fn apply(&self, object: &mut Value) -> Result<bool, EditRefused> {
+        self.check(object)?;
+        Ok(match self {
+            Op::UpsertRegistry(registry) => upsert_registry(object, registry),
+            Op::RemoveRegistry(name) => retain_in(object, "/spec/registries", |r| {
+                r.get("name").and_then(Value::as_str) != Some(name)
+            }),
             Op::UpsertProvider(entry) => {
-                let default_config = default_config(object);
-                let providers = list_in(default_config, "providers");
-                upsert_by(providers, entry, "id");
-                set_default_config_disable(object, false);
+                let changed = upsert_by(list_in(default_config(object), "providers"), entry, "id");
+                set_default_config_disable(object, false) | changed
             }
             Op::RemoveProvider(id) => {
-                let providers = list_in(default_config(object), "providers");
-                retain(providers, |p| p.get("id").and_then(Value::as_str) != Some(id));
-                if providers.is_empty() {
+                let removed = retain_in(object, "/spec/defaultConfig/providers", |p| {
+                    p.get("id").and_then(Value::as_str) != Some(id)
+                });
+                let empty = object
+                    .pointer("/spec/defaultConfig/providers")
+                    .and_then(Value::as_array)
+                    .is_some_and(Vec::is_empty);
+                if removed && empty {
                     *default_config(object) = Map::from_iter([("providers".to_string(), json!([]))]);
                     set_default_config_disable(object, true);
                 }
+                removed
             }
             Op::UpsertProviderServiceRule { provider, service } => {
-                let rules = spec_list(object, "matchRules");
-                let owner = |rule: &Value| {
-                    rule.pointer("/config/activeProviderId")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                };
-                let target = Targets::service(service);
-                if let Some(other) = rules
-                    .iter()
-                    .find(|r| Targets::of(r).same_as(&target) && owner(r).as_deref() != Some(provider))
-                {
-                    return Err(EditRefused(format!(
-                        "service {service} is already bound to provider {:?} in ai-proxy.internal",
-                        owner(other).unwrap_or_default()
-                    )));
-                }
-                retain(rules, |r| {
-                    owner(r).as_deref() != Some(provider) || Targets::of(r).same_as(&target)
+                let moved = retain_in(object, "/spec/matchRules", |r| {
+                    rule_provider(r) != Some(provider.as_str()) || Targets::is_exactly(r, "service", service)
                 });
-                upsert_rule(rules, target.rule(json!({"activeProviderId": provider}), true), false);
+                let rule = Targets::service(service).rule(json!({"activeProviderId": provider}), true);
+                upsert_rule(spec_list(object, "matchRules"), rule, false) | moved
             }
-            Op::RemoveServiceTarget(service) => remove_target(spec_list(object, "matchRules"), "service", service),
+            Op::RemoveServiceTarget(service) => remove_target(object, "service", service),
             Op::UpsertRule(rule) => upsert_rule(spec_list(object, "matchRules"), rule.clone(), false),
             Op::InsertRuleIfAbsent(rule) => upsert_rule(spec_list(object, "matchRules"), rule.clone(), true),
-            Op::RemoveRule(targets) => retain(spec_list(object, "matchRules"), |r| !Targets::of(r).same_as(targets)),
-            Op::RemoveIngressTarget(ingress) => remove_target(spec_list(object, "matchRules"), "ingress", ingress),
-            Op::UpsertConsumer(consumer) => upsert_consumer(object, consumer)?,
+            Op::RemoveRule(targets) => retain_in(object, "/spec/matchRules", |r| !targets.matches(r)),
+            Op::RemoveIngressTarget(ingress) => remove_target(object, "ingress", ingress),
+            Op::UpsertConsumer(consumer) => {
+                let mut changed = ensure_key_auth_global(object);
+                let config = default_config(object);
+                changed |= upsert_by(list_in(config, "consumers"), consumer, "name");
+                changed | (config.insert("global_auth".into(), Value::Bool(false)) != Some(Value::Bool(false)))
+            }
             Op::RemoveConsumerIfUnused(name) => {
-                if !allow_lists_name(object, name) {
-                    retain(list_in(default_config(object), "consumers"), |c| {
+                !allow_lists_name(object, name)
+                    && retain_in(object, "/spec/defaultConfig/consumers", |c| {
                         c.get("name").and_then(Value::as_str) != Some(name)
-                    });
-                }
+                    })
             }
             Op::EnsureKeyAuthGlobal => ensure_key_auth_global(object),
             Op::SetDefaultConfigKey(key, value) => {
-                default_config(object).insert(key.clone(), value.clone());
-                set_default_config_disable(object, false);
+                let changed = default_config(object).insert(key.clone(), value.clone()).as_ref() != Some(value);
+                set_default_config_disable(object, false) | changed
             }
             Op::SetTombstone {
                 model,
@@ -171,21 +202,40 @@ impl Op {
                 prune_before,
             } => {
                 let data = object_at(object, "data");
-                data.retain(|_, entry| tombstone_time(entry).is_none_or(|at| at.as_str() >= prune_before.as_str()));
-                let entry = json!({"revision": revision, "retiredAt": retired_at}).to_string();
-                data.insert(model.clone(), Value::String(entry));
+                let before = data.len();
+                data.retain(|key, entry| {
+                    key == model || tombstone_time(entry).is_none_or(|at| at.as_str() >= prune_before.as_str())
+                });
+                let pruned = data.len() != before;
+                // A replayed retirement keeps the first retirement's time.
+                let same = data
+                    .get(model)
+                    .is_some_and(|e| tombstone_entry_revision(e) == Some(*revision));
+                if !same {
+                    let entry = json!({"revision": revision, "retiredAt": retired_at}).to_string();
+                    data.insert(model.clone(), Value::String(entry));
+                }
+                pruned || !same
             }
-            Op::ClearTombstone(model) => {
-                object_at(object, "data").remove(model);
-            }
-        }
-        Ok(())
+            Op::ClearTombstone(model) => object
+                .get_mut("data")
+                .and_then(Value::as_object_mut)
+                .is_some_and(|data| data.shift_remove(model).is_some()),
+        })
     }
+}
+
+fn rule_provider(rule: &Value) -> Option<&str> {
+    rule.pointer("/config/activeProviderId").and_then(Value::as_str)
 }
 
 /// The revision a tombstone ConfigMap records for a model.
 pub fn tombstone_revision(tombstones: &Value, model: &str) -> Option<u64> {
-    let entry: Value = serde_json::from_str(tombstones.get("data")?.get(model)?.as_str()?).ok()?;
+    tombstone_entry_revision(tombstones.get("data")?.get(model)?)
+}
+
+fn tombstone_entry_revision(entry: &Value) -> Option<u64> {
+    let entry: Value = serde_json::from_str(entry.as_str()?).ok()?;
     entry.get("revision")?.as_u64()
 }
 
@@ -224,41 +274,65 @@ fn default_config(object: &mut Value) -> &mut Map<String, Value> {
     slot.as_object_mut().expect("just made an object")
 }
 
-fn set_default_config_disable(object: &mut Value, disabled: bool) {
-    object_at(object, "spec").insert("defaultConfigDisable".into(), Value::Bool(disabled));
+/// Sets `spec.defaultConfigDisable`; says whether it changed.
+fn set_default_config_disable(object: &mut Value, disabled: bool) -> bool {
+    object_at(object, "spec").insert("defaultConfigDisable".into(), Value::Bool(disabled))
+        != Some(Value::Bool(disabled))
 }
 
-fn retain(list: &mut Vec<Value>, keep: impl FnMut(&Value) -> bool) {
+/// Keeps the entries of the list at `pointer` that `keep` accepts; a missing list stays missing.
+/// Says whether anything was removed.
+fn retain_in(object: &mut Value, pointer: &str, keep: impl FnMut(&Value) -> bool) -> bool {
+    let Some(list) = object.pointer_mut(pointer).and_then(Value::as_array_mut) else {
+        return false;
+    };
+    let before = list.len();
     let mut keep = keep;
     list.retain(|item| keep(item));
+    list.len() != before
 }
 
-fn upsert_by(list: &mut Vec<Value>, entry: &Value, key: &str) {
+/// Replaces the entry with the same `key` or appends; says whether the list changed.
+fn upsert_by(list: &mut Vec<Value>, entry: &Value, key: &str) -> bool {
     let id = entry.get(key);
     match list.iter_mut().find(|item| item.get(key) == id) {
-        Some(existing) => *existing = entry.clone(),
-        None => list.push(entry.clone()),
+        Some(existing) if existing == entry => false,
+        Some(existing) => {
+            *existing = entry.clone();
+            true
+        }
+        None => {
+            list.push(entry.clone());
+            true
+        }
     }
 }
 
 /// Replaces the rule with equal targets in place, or inserts before the first rule that sorts after it,
 /// so a list in the console's order stays in it and nobody else's rule moves relative to another.
-fn upsert_rule(rules: &mut Vec<Value>, rule: Value, only_if_absent: bool) {
+fn upsert_rule(rules: &mut Vec<Value>, rule: Value, only_if_absent: bool) -> bool {
     let targets = Targets::of(&rule);
-    if let Some(existing) = rules.iter_mut().find(|r| Targets::of(r).same_as(&targets)) {
-        if !only_if_absent {
-            *existing = rule;
+    if let Some(existing) = rules.iter_mut().find(|r| targets.matches(r)) {
+        if only_if_absent || *existing == rule {
+            return false;
         }
-        return;
+        *existing = rule;
+        return true;
     }
     let at = rules
         .iter()
         .position(|r| compare_rules(r, &rule).is_gt())
         .unwrap_or(rules.len());
     rules.insert(at, rule);
+    true
 }
 
-fn remove_target(rules: &mut Vec<Value>, list_key: &str, target: &str) {
+/// Removes a target from every rule's list; a rule whose list empties goes. A missing list stays missing.
+fn remove_target(object: &mut Value, list_key: &str, target: &str) -> bool {
+    let Some(rules) = object.pointer_mut("/spec/matchRules").and_then(Value::as_array_mut) else {
+        return false;
+    };
+    let mut changed = false;
     rules.retain_mut(|rule| {
         let Some(list) = rule.get_mut(list_key).and_then(Value::as_array_mut) else {
             return true;
@@ -266,13 +340,15 @@ fn remove_target(rules: &mut Vec<Value>, list_key: &str, target: &str) {
         if !list.iter().any(|t| t.as_str() == Some(target)) {
             return true;
         }
+        changed = true;
         list.retain(|t| t.as_str() != Some(target));
         !list.is_empty()
     });
+    changed
 }
 
 /// McpBridge registry update in place: the console overwrites these fields and keeps all others.
-fn upsert_registry(object: &mut Value, registry: &Value) {
+fn upsert_registry(object: &mut Value, registry: &Value) -> bool {
     const MANAGED: [&str; 8] = [
         "domain",
         "type",
@@ -288,59 +364,45 @@ fn upsert_registry(object: &mut Value, registry: &Value) {
     match registries.iter_mut().find(|r| r.get("name") == name) {
         Some(existing) => {
             let existing = existing.as_object_mut().expect("registries are objects");
+            let mut changed = false;
             for field in MANAGED {
-                match registry.get(field) {
-                    Some(value) => existing.insert(field.to_string(), value.clone()),
-                    None => existing.remove(field),
+                changed |= match registry.get(field) {
+                    Some(value) => existing.insert(field.to_string(), value.clone()).as_ref() != Some(value),
+                    None => existing.shift_remove(field).is_some(),
                 };
             }
+            changed
         }
-        None => registries.push(registry.clone()),
+        None => {
+            registries.push(registry.clone());
+            true
+        }
     }
 }
 
-fn ensure_key_auth_global(object: &mut Value) {
+/// Creates the key-auth global config with the console's defaults when it is missing or empty, and
+/// enables it; says whether anything changed.
+fn ensure_key_auth_global(object: &mut Value) -> bool {
     let config = default_config(object);
     // "The plugin requires at least one global key": defaults only for a missing or empty global config.
-    if config.is_empty() {
+    let created = config.is_empty();
+    if created {
         config.insert("global_auth".into(), Value::Bool(false));
         config.insert("allow".into(), json!([]));
         config.insert("keys".into(), json!(["x-higress-dummy-key"]));
         config.insert("consumers".into(), json!([]));
     }
-    set_default_config_disable(object, false);
+    set_default_config_disable(object, false) | created
 }
 
-fn credentials_of(consumer: &Value) -> Vec<&str> {
-    let mut values: Vec<&str> = consumer
+fn credentials_of(consumer: &Value) -> impl Iterator<Item = &str> {
+    let list = consumer
         .get("credentials")
         .and_then(Value::as_array)
-        .map(|c| c.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if let Some(legacy) = consumer.get("credential").and_then(Value::as_str) {
-        values.push(legacy);
-    }
-    values
-}
-
-fn upsert_consumer(object: &mut Value, consumer: &Value) -> Result<(), EditRefused> {
-    ensure_key_auth_global(object);
-    let name = consumer.get("name").and_then(Value::as_str).unwrap_or_default();
-    let config = default_config(object);
-    let consumers = list_in(config, "consumers");
-    let ours = credentials_of(consumer);
-    // The key-auth plugin rejects its whole config when a credential string is used twice.
-    if let Some(other) = consumers.iter().find(|c| {
-        c.get("name").and_then(Value::as_str) != Some(name) && credentials_of(c).iter().any(|v| ours.contains(v))
-    }) {
-        return Err(EditRefused(format!(
-            "a credential of consumer {name:?} is already used by consumer {:?}",
-            other.get("name").and_then(Value::as_str).unwrap_or_default()
-        )));
-    }
-    upsert_by(consumers, consumer, "name");
-    config.insert("global_auth".into(), Value::Bool(false));
-    Ok(())
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str);
+    list.chain(consumer.get("credential").and_then(Value::as_str))
 }
 
 /// Whether any allow list of a key-auth CR (global or any rule, enabled or not) names the consumer.

@@ -725,22 +725,31 @@ impl Operation {
     }
 }
 
-/// The object a step would leave, given the current one (`None`: absent).
-pub fn outcome_of(step: &Step, current: Option<&Value>) -> Result<Option<Value>, EditRefused> {
-    Ok(match &step.action {
-        Action::Delete => None,
-        Action::CreateIfMissing(object) => Some(current.cloned().unwrap_or_else(|| object.clone())),
-        Action::Put(object) => Some(merge_server_fields(object, current)),
-        Action::Edit { template, ops } => {
-            let Some(mut object) = current.cloned().or_else(|| template.clone()) else {
-                return Ok(None);
-            };
-            for op in ops {
-                op.apply(&mut object)?;
-            }
-            Some(object)
+/// Brings an object (`None`: absent) to what a step makes of it; says whether it changed.
+pub fn apply_step(step: &Step, object: &mut Option<Value>) -> Result<bool, EditRefused> {
+    match &step.action {
+        Action::Delete => Ok(object.take().is_some()),
+        Action::CreateIfMissing(new) => Ok(object.is_none() && object.replace(new.clone()).is_none()),
+        Action::Put(desired) => {
+            let desired = merge_server_fields(desired, object.as_ref());
+            let changed = object.as_ref() != Some(&desired);
+            *object = Some(desired);
+            Ok(changed)
         }
-    })
+        Action::Edit { template, ops } => {
+            let mut changed = false;
+            if object.is_none() {
+                let Some(template) = template else { return Ok(false) };
+                *object = Some(template.clone());
+                changed = true;
+            }
+            let current = object.as_mut().expect("present");
+            for op in ops {
+                changed |= op.apply(current)?;
+            }
+            Ok(changed)
+        }
+    }
 }
 
 /// A whole-object write keeps what the API server owns, so comparing it with the current object
@@ -760,33 +769,40 @@ fn merge_server_fields(desired: &Value, current: Option<&Value>) -> Value {
 }
 
 /// Applies a plan to an in-memory state and says which objects changed, in write order. On a refused
-/// edit the state is left as it was.
+/// edit nothing is applied.
 pub fn simulate(state: &mut State, plan: &Plan) -> Result<Vec<(ObjectKey, Operation)>, Refusal> {
-    // Undo log rather than a copy of the state: batches simulate many events on large states.
-    let mut undo: Vec<(ObjectKey, Option<Value>)> = Vec::new();
+    // Check every edit first, so a refusal leaves the state untouched without copying it: batches
+    // simulate many events against large shared objects.
+    for step in &plan.steps {
+        if let (Action::Edit { ops, .. }, Some(object)) = (&step.action, state.get(&step.key)) {
+            for op in ops {
+                op.check(object)?;
+            }
+        }
+    }
     let mut changes = Vec::new();
     for step in &plan.steps {
-        let before = state.get(&step.key).cloned();
-        let after = match outcome_of(step, before.as_ref()) {
-            Ok(after) => after,
+        let mut object = state.take(&step.key);
+        let existed = object.is_some();
+        // Unreachable after the checks unless one event's own edits collide (the contract rules
+        // that out); the object goes back either way.
+        let applied = apply_step(step, &mut object);
+        let changed = match applied {
+            Ok(changed) => changed,
             Err(refused) => {
-                for (key, value) in undo.into_iter().rev() {
-                    state.set(key, value);
-                }
+                state.set(step.key.clone(), object);
                 return Err(refused.into());
             }
         };
-        let operation = match (&before, &after) {
-            (None, Some(_)) => Some(Operation::Created),
-            (Some(_), None) => Some(Operation::Deleted),
-            (Some(b), Some(a)) if b != a => Some(Operation::Updated),
-            _ => None,
-        };
-        if let Some(operation) = operation {
+        if changed {
+            let operation = match (existed, object.is_some()) {
+                (false, _) => Operation::Created,
+                (true, false) => Operation::Deleted,
+                (true, true) => Operation::Updated,
+            };
             changes.push((step.key.clone(), operation));
-            undo.push((step.key.clone(), before));
-            state.set(step.key.clone(), after);
         }
+        state.set(step.key.clone(), object);
     }
     Ok(changes)
 }

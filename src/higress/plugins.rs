@@ -253,6 +253,30 @@ impl Targets {
             && sorted(&self.domain) == sorted(&other.domain)
     }
 
+    /// Whether a rule has these targets (compared as sets), without copying the rule's lists: rules
+    /// are matched against every rule of a plugin, thousands of times in a batch.
+    pub fn matches(&self, rule: &Value) -> bool {
+        [
+            ("service", &self.service),
+            ("ingress", &self.ingress),
+            ("domain", &self.domain),
+        ]
+        .into_iter()
+        .all(|(key, ours)| same_set(target_list(rule, key), ours))
+    }
+
+    /// Whether a rule's only target is `value` in the list `key`.
+    pub fn is_exactly(rule: &Value, key: &str, value: &str) -> bool {
+        ["service", "ingress", "domain"].into_iter().all(|list| {
+            let mut items = target_list(rule, list);
+            if list == key {
+                items.next() == Some(value) && items.all(|i| i == value)
+            } else {
+                items.next().is_none()
+            }
+        })
+    }
+
     /// A rule in the console's JSON shape: `config`, `configDisable`, then the non-empty target lists.
     pub fn rule(&self, config: Value, enabled: bool) -> Value {
         let mut rule = Map::new();
@@ -271,22 +295,33 @@ impl Targets {
     }
 }
 
+fn target_list<'a>(rule: &'a Value, key: &str) -> impl Iterator<Item = &'a str> + Clone {
+    rule.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+fn same_set<'a>(items: impl Iterator<Item = &'a str> + Clone, ours: &[String]) -> bool {
+    items.clone().all(|i| ours.iter().any(|o| o == i)) && ours.iter().all(|o| items.clone().any(|i| i == o))
+}
+
 /// `compareMatchRules`: rules with services first (by service list), then ingress rules (by ingress
 /// list), then domain rules (by domain list), then rules without targets.
 pub fn compare_rules(a: &Value, b: &Value) -> Ordering {
-    let (a, b) = (Targets::of(a), Targets::of(b));
-    let group = |t: &Targets| {
-        if !t.service.is_empty() {
-            (0, t.service.clone())
-        } else if !t.ingress.is_empty() {
-            (1, t.ingress.clone())
-        } else if !t.domain.is_empty() {
-            (2, t.domain.clone())
-        } else {
-            (3, Vec::new())
+    let group = |rule: &'_ Value| -> (u8, &'static str) {
+        for (rank, key) in [(0, "service"), (1, "ingress"), (2, "domain")] {
+            if target_list(rule, key).next().is_some() {
+                return (rank, key);
+            }
         }
+        (3, "")
     };
-    group(&a).cmp(&group(&b))
+    let ((rank_a, key), (rank_b, _)) = (group(a), group(b));
+    rank_a
+        .cmp(&rank_b)
+        .then_with(|| target_list(a, key).cmp(target_list(b, key)))
 }
 
 #[cfg(test)]

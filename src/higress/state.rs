@@ -138,6 +138,11 @@ impl State {
         self.objects.get(&ObjectKey::new(kind, name))
     }
 
+    /// Removes and returns an object, to edit it in place.
+    pub fn take(&mut self, key: &ObjectKey) -> Option<Value> {
+        self.objects.remove(key)
+    }
+
     pub fn set(&mut self, key: ObjectKey, value: Option<Value>) {
         match value {
             Some(value) => self.objects.insert(key, value),

@@ -96,9 +96,13 @@ impl ConsumerContext for Context {
     }
 }
 
-fn client_config(config: &WorkerConfig) -> ClientConfig {
+/// Our settings for a client, then the operator's `--kafka-config`, which wins.
+fn client_config(config: &WorkerConfig, ours: &[(&str, &str)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in ours {
+        client.set(*key, *value);
+    }
     for (key, value) in &config.kafka_config {
         client.set(key, value);
     }
@@ -121,26 +125,23 @@ impl Worker {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
     ) -> anyhow::Result<Self> {
-        let mut consumer_config = client_config(&config);
-        consumer_config
-            .set("group.id", &config.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
-        for (key, value) in &config.kafka_config {
-            consumer_config.set(key, value);
-        }
-        let consumer: StreamConsumer<Context> = consumer_config
-            .create_with_context(Context {
-                readiness: readiness.clone(),
-            })
-            .context("creating the consumer")?;
-        let mut producer_config = client_config(&config);
-        producer_config.set("enable.idempotence", "true").set("acks", "all");
-        for (key, value) in &config.kafka_config {
-            producer_config.set(key, value);
-        }
-        let producer: FutureProducer = producer_config.create().context("creating the producer")?;
+        let consumer: StreamConsumer<Context> = client_config(
+            &config,
+            &[
+                ("group.id", &config.group),
+                // Offsets are stored by the worker once results are delivered, then committed.
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+            ],
+        )
+        .create_with_context(Context {
+            readiness: readiness.clone(),
+        })
+        .context("creating the consumer")?;
+        let producer: FutureProducer = client_config(&config, &[("enable.idempotence", "true"), ("acks", "all")])
+            .create()
+            .context("creating the producer")?;
         Ok(Self {
             config,
             engine,
@@ -270,9 +271,11 @@ impl Worker {
                 Err(invalid) => deliveries.push(self.reject(record, &headers, &invalid)),
             }
         }
+        let started = Instant::now();
         let results = self
             .apply_until_deadline(valid.iter().map(|(_, e)| e.clone()).collect())
             .await;
+        let applied_in = started.elapsed();
         for ((index, event), result) in valid.iter().zip(&results) {
             let span = tracing::info_span!("event", id = %event.envelope.id, model = %event.model(), revision = event.revision(), outcome = result.outcome.as_str());
             async {
@@ -300,6 +303,14 @@ impl Worker {
         for delivery in futures::future::join_all(deliveries).await {
             delivery?;
         }
+        let delivered_in = started.elapsed() - applied_in;
+        info!(
+            records = batch.len(),
+            events = valid.len(),
+            ?applied_in,
+            ?delivered_in,
+            "batch done"
+        );
         Ok(())
     }
 

@@ -1,0 +1,163 @@
+//! The `render` and `apply` subcommands as a user runs them.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn worker() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_higress-route-worker"))
+}
+
+fn documents(yaml: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(yaml)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn render_prints_the_seed_scenario_as_the_console_writes_it() {
+    let output = worker()
+        .args(["render", "--event"])
+        .arg(root().join("schemas/examples/valid/seed-deployed.json"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rendered = documents(&String::from_utf8(output.stdout).unwrap());
+    let expected = documents(
+        &std::fs::read_to_string(root().join("../shared/higress/examples/blog-scenario-as-console-writes-it.yaml"))
+            .unwrap(),
+    );
+    let find = |kind: &str, name: &str| {
+        rendered
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} not rendered"))
+            .clone()
+    };
+    assert_eq!(find("ConfigMap", "domain-zimomo.com"), expected[0]);
+    assert_eq!(find("Ingress", "ai-route-zimomo2lololo.internal"), expected[3]);
+    let mut config_map = find("ConfigMap", "ai-route-zimomo2lololo");
+    config_map["metadata"].as_object_mut().unwrap().remove("annotations");
+    assert_eq!(config_map, expected[2]);
+    let key_auth = find("WasmPlugin", "key-auth.internal");
+    assert_eq!(
+        key_auth["spec"]["defaultConfig"]["consumers"][0],
+        expected[1]["consumer"]
+    );
+}
+
+#[test]
+fn render_against_a_state_prints_updates_and_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let deployed = worker()
+        .args(["render", "--event"])
+        .arg(root().join("schemas/examples/valid/seed-deployed.json"))
+        .output()
+        .unwrap();
+    std::fs::write(dir.path().join("state.yaml"), &deployed.stdout).unwrap();
+    let output = worker()
+        .args(["render", "--event"])
+        .arg(root().join("schemas/examples/valid/seed-retired.json"))
+        .arg("--state")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("# deleted: Ingress/ai-route-zimomo2lololo.internal"),
+        "{text}"
+    );
+    assert!(text.contains("# deleted: ConfigMap/ai-route-zimomo2lololo"), "{text}");
+    assert!(text.contains("# updated: McpBridge/default"), "{text}");
+}
+
+#[test]
+fn render_of_an_invalid_event_exits_2_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("bad.json");
+    std::fs::write(
+        &event,
+        r#"{"specversion":"1.0","id":"x","source":"t","type":"io.higress.model.deployed.v1",
+            "data":{"model":"m","revision":1,"provider":{"type":"deepseek","apiTokens":["sk-secret-value"]},
+                    "route":{"upstreams":[{"provider":"m","weight":60},{"provider":"n","weight":30}]}}}"#,
+    )
+    .unwrap();
+    let output = worker().args(["render", "--event"]).arg(&event).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("data.route.upstreams: weights sum to 90, must be 100"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sk-secret-value"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_writes_to_the_cluster_and_dry_run_does_not() {
+    let sim = kube_sim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let event = root().join("schemas/examples/valid/seed-deployed.json");
+    let run = |dry: bool| {
+        let mut command = worker();
+        command
+            .args(["apply", "--event"])
+            .arg(&event)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig);
+        if dry {
+            command.arg("--dry-run");
+        }
+        command.output().unwrap()
+    };
+    let dry = tokio::task::spawn_blocking(move || run(true)).await.unwrap();
+    assert!(dry.status.success(), "{}", String::from_utf8_lossy(&dry.stderr));
+    let result: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(result["data"]["outcome"], "applied");
+    assert!(
+        sim.get("ingresses", "higress-system", "ai-route-zimomo2lololo.internal")
+            .is_none(),
+        "dry run wrote nothing"
+    );
+    let creates: u64 = sim
+        .counters()
+        .requests
+        .iter()
+        .filter(|((verb, _), _)| verb == "create")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(creates, 0);
+
+    let event = root().join("schemas/examples/valid/seed-deployed.json");
+    let kubeconfig = dir.path().join("kubeconfig");
+    let applied = tokio::task::spawn_blocking(move || {
+        worker()
+            .args(["apply", "--event"])
+            .arg(&event)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let result: Value = serde_json::from_slice(&applied.stdout).unwrap();
+    assert_eq!(result["data"]["outcome"], "applied");
+    assert_eq!(result["subject"], "zimomo2lololo");
+    assert!(
+        !String::from_utf8_lossy(&applied.stdout).contains("123456-xxx"),
+        "no credential in the result"
+    );
+    assert!(sim
+        .get("ingresses", "higress-system", "ai-route-zimomo2lololo.internal")
+        .is_some());
+}

@@ -1,0 +1,478 @@
+//! deploy/, the Kustomize base: it renders with `kubectl kustomize`, every object is a valid Kubernetes
+//! object in its namespace, the pod runs locked down with probes, resources and a grace period longer
+//! than the drain deadline, its settings are flags of `run`, and the Role grants exactly the requests
+//! the apply engine makes (measured against the in-memory API server), nothing more and nothing less.
+
+use higress_route_worker::cluster::{self, Engine, EngineConfig};
+use higress_route_worker::event::{self, LifecycleEvent};
+use higress_route_worker::higress::{names, Kind};
+use higress_route_worker::metrics::Metrics;
+use higress_route_worker::result::{Outcome, RouteResult};
+use higress_route_worker::worker::WorkerConfig;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize as _, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+const WORKER_NS: &str = "higress-route-worker";
+const HIGRESS_NS: &str = "higress-system";
+const WORKER_BIN: &str = env!("CARGO_BIN_EXE_higress-route-worker");
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The objects `kubectl kustomize deploy/` renders.
+fn rendered() -> Vec<Value> {
+    let kubectl = std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into());
+    let output = Command::new(&kubectl)
+        .arg("kustomize")
+        .arg(repo().join("deploy"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {kubectl:?} ({e}): these tests render deploy/ with `kubectl kustomize`; install kubectl (Debian: kubernetes-client; scripts/test does) or set KUBECTL")
+        });
+    assert!(
+        output.status.success(),
+        "kubectl kustomize deploy/ failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).expect("UTF-8 output");
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|document| Value::deserialize(document).expect("rendered YAML"))
+        .filter(|object| !object.is_null())
+        .collect()
+}
+
+fn the<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = objects.iter().filter(|o| o["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "expected one {kind} in deploy/, found {}", found.len());
+    found[0]
+}
+
+fn str_of<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{pointer} missing in {object}"))
+}
+
+fn settings(objects: &[Value]) -> BTreeMap<String, String> {
+    serde_json::from_value(the(objects, "ConfigMap")["data"].clone()).expect("ConfigMap data of strings")
+}
+
+/// The drain deadline the worker runs with: the ConfigMap's, else the default.
+fn drain_deadline_secs(objects: &[Value]) -> u64 {
+    match settings(objects).get("HRW_DRAIN_DEADLINE_SECS") {
+        Some(secs) => secs.parse().expect("HRW_DRAIN_DEADLINE_SECS is a number of seconds"),
+        None => WorkerConfig::default().drain_deadline.as_secs(),
+    }
+}
+
+#[test]
+fn every_object_is_in_its_namespace() {
+    let objects = rendered();
+    let kinds: BTreeSet<&str> = objects.iter().map(|o| str_of(o, "/kind")).collect();
+    let expected = [
+        "ConfigMap",
+        "Deployment",
+        "Namespace",
+        "PodDisruptionBudget",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ];
+    assert_eq!(kinds, expected.into_iter().collect(), "kinds rendered from deploy/");
+    assert_eq!(objects.len(), expected.len(), "one object of each kind");
+
+    assert_eq!(str_of(the(&objects, "Namespace"), "/metadata/name"), WORKER_NS);
+    for object in &objects {
+        let kind = str_of(object, "/kind");
+        let expected = match kind {
+            "Namespace" => continue,
+            // Where Higress keeps its objects and the worker writes them.
+            "Role" | "RoleBinding" => HIGRESS_NS,
+            _ => WORKER_NS,
+        };
+        assert_eq!(
+            str_of(object, "/metadata/namespace"),
+            expected,
+            "namespace of the {kind}"
+        );
+    }
+    assert_eq!(
+        settings(&objects)["HRW_NAMESPACE"],
+        HIGRESS_NS,
+        "the worker writes where its Role grants"
+    );
+
+    let role = the(&objects, "Role");
+    let binding = the(&objects, "RoleBinding");
+    let account = the(&objects, "ServiceAccount");
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": WORKER_NS}])
+    );
+    assert_eq!(
+        the(&objects, "Deployment").pointer("/spec/template/spec/serviceAccountName"),
+        account.pointer("/metadata/name")
+    );
+}
+
+/// Read into the typed Kubernetes API and written back unchanged: no misspelt or misplaced field, no
+/// value of the wrong type.
+fn assert_typed<T: DeserializeOwned + Serialize>(object: &Value) {
+    let kind = str_of(object, "/kind");
+    let typed: T = serde_json::from_value(object.clone()).unwrap_or_else(|e| panic!("not a valid {kind}: {e}"));
+    let mut unknown = Vec::new();
+    differences(
+        object,
+        &serde_json::to_value(typed).unwrap(),
+        String::new(),
+        &mut unknown,
+    );
+    assert!(
+        unknown.is_empty(),
+        "the {kind} has fields the Kubernetes API does not know: {unknown:?}"
+    );
+}
+
+/// JSON pointers where `written` differs from `read`.
+fn differences(read: &Value, written: &Value, at: String, out: &mut Vec<String>) {
+    match (read, written) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                differences(value, b.get(key).unwrap_or(&Value::Null), format!("{at}/{key}"), out);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                differences(x, y, format!("{at}/{i}"), out);
+            }
+        }
+        (a, b) if a != b => out.push(at),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_object_is_a_valid_kubernetes_object() {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core, policy::v1 as policy, rbac::v1 as rbac};
+    for object in &rendered() {
+        match str_of(object, "/kind") {
+            "Namespace" => assert_typed::<core::Namespace>(object),
+            "ServiceAccount" => assert_typed::<core::ServiceAccount>(object),
+            "ConfigMap" => assert_typed::<core::ConfigMap>(object),
+            "Service" => assert_typed::<core::Service>(object),
+            "Deployment" => assert_typed::<apps::Deployment>(object),
+            "PodDisruptionBudget" => assert_typed::<policy::PodDisruptionBudget>(object),
+            "Role" => assert_typed::<rbac::Role>(object),
+            "RoleBinding" => assert_typed::<rbac::RoleBinding>(object),
+            other => panic!("unexpected kind {other}"),
+        }
+    }
+}
+
+#[test]
+fn the_pod_is_locked_down_probed_and_bounded() {
+    let objects = rendered();
+    let deployment = the(&objects, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1, "one container");
+    let container = &containers[0];
+
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "pod runs as non-root");
+    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let security = &container["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"], true, "read-only root filesystem");
+    assert_eq!(security["allowPrivilegeEscalation"], false, "no privilege escalation");
+    assert_eq!(
+        security["capabilities"]["drop"],
+        json!(["ALL"]),
+        "all capabilities dropped"
+    );
+    assert_ne!(security["privileged"], true);
+    assert_ne!(security["runAsUser"], 0);
+    assert_ne!(pod["securityContext"]["runAsUser"], 0);
+
+    for bound in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                container["resources"][bound][resource].is_string(),
+                "resources.{bound}.{resource} is set"
+            );
+        }
+    }
+
+    assert_eq!(container["args"], json!(["run"]), "runs the worker");
+    assert_eq!(
+        container["envFrom"],
+        json!([{"configMapRef": {"name": the(&objects, "ConfigMap")["metadata"]["name"]}}]),
+        "settings from the ConfigMap"
+    );
+
+    // Probes and metrics on the port the worker listens on.
+    let addr: std::net::SocketAddr = settings(&objects)["HRW_METRICS_ADDR"]
+        .parse()
+        .expect("HRW_METRICS_ADDR");
+    assert_eq!(
+        container["ports"],
+        json!([{"name": "metrics", "containerPort": addr.port(), "protocol": "TCP"}])
+    );
+    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+        assert_eq!(
+            container[probe]["httpGet"],
+            json!({"path": path, "port": "metrics"}),
+            "{probe}"
+        );
+    }
+
+    let grace = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    let drain = drain_deadline_secs(&objects);
+    assert!(
+        grace > drain,
+        "terminationGracePeriodSeconds ({grace}) must exceed the drain deadline ({drain} s)"
+    );
+}
+
+#[test]
+fn the_service_and_the_budget_select_the_pods() {
+    let objects = rendered();
+    let deployment = the(&objects, "Deployment");
+    let pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        .as_object()
+        .expect("pod labels");
+    let selects_pods = |selector: &Value, what: &str| {
+        let selector = selector.as_object().unwrap_or_else(|| panic!("{what} has a selector"));
+        assert!(!selector.is_empty(), "{what} selects something");
+        for (key, value) in selector {
+            assert_eq!(pod_labels.get(key), Some(value), "{what} selects the pods by {key}");
+        }
+    };
+    selects_pods(&deployment["spec"]["selector"]["matchLabels"], "the Deployment");
+
+    let service = the(&objects, "Service");
+    selects_pods(&service["spec"]["selector"], "the Service");
+    let port = settings(&objects)["HRW_METRICS_ADDR"]
+        .parse::<std::net::SocketAddr>()
+        .unwrap()
+        .port();
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}])
+    );
+    let annotations = &service["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], port.to_string());
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+
+    let budget = the(&objects, "PodDisruptionBudget");
+    selects_pods(&budget["spec"]["selector"]["matchLabels"], "the PodDisruptionBudget");
+    let replicas = deployment["spec"]["replicas"].as_i64().unwrap_or(1);
+    let allowed = match (
+        budget["spec"]["maxUnavailable"].as_i64(),
+        budget["spec"]["minAvailable"].as_i64(),
+    ) {
+        (Some(max_unavailable), None) => max_unavailable,
+        (None, Some(min_available)) => replicas - min_available,
+        _ => panic!("the budget sets an integer maxUnavailable or minAvailable"),
+    };
+    assert!(
+        allowed >= 1,
+        "the budget lets a node drain evict a replica ({replicas} replicas)"
+    );
+}
+
+#[test]
+fn the_settings_are_flags_of_run() {
+    let objects = rendered();
+    let help = Command::new(WORKER_BIN).args(["run", "--help"]).output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let known: BTreeSet<&str> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split('=').next())
+        .collect();
+    assert!(known.contains("HRW_BROKERS"), "env names in run --help:\n{help}");
+    let settings = settings(&objects);
+    for key in settings.keys().filter(|k| k.starts_with("HRW_")) {
+        assert!(
+            known.contains(key.as_str()),
+            "{key} is not an environment variable of `run`"
+        );
+    }
+    assert!(["json", "text"].contains(&settings["HRW_LOG_FORMAT"].as_str()));
+    for (key, value) in settings
+        .iter()
+        .filter(|(k, _)| k.ends_with("_SECS") || k.ends_with("_MS"))
+    {
+        assert!(value.parse::<u64>().is_ok(), "{key}={value} is a number");
+    }
+
+    // The mapping settings (namespace, console version) as the binary reads them.
+    let render = Command::new(WORKER_BIN)
+        .args(["render", "--event"])
+        .arg(repo().join("schemas/examples/valid/seed-deployed.json"))
+        .env_clear()
+        .envs(&settings)
+        .output()
+        .unwrap();
+    assert!(
+        render.status.success(),
+        "render with the ConfigMap's settings: {}",
+        String::from_utf8_lossy(&render.stderr)
+    );
+    assert!(String::from_utf8_lossy(&render.stdout).contains(&format!("namespace: {}", settings["HRW_NAMESPACE"])));
+}
+
+#[test]
+fn the_compose_crds_are_the_shared_ones() {
+    let shared = repo().join("../shared/higress/crds.yaml");
+    let Ok(shared) = std::fs::read_to_string(&shared) else {
+        eprintln!("{} not present: nothing to compare", shared.display());
+        return;
+    };
+    let copy = std::fs::read_to_string(repo().join("deploy/compose/higress-crds.yaml")).unwrap();
+    assert!(
+        copy.ends_with(&shared),
+        "deploy/compose/higress-crds.yaml is not a copy of shared/higress/crds.yaml (after its comment)"
+    );
+}
+
+// --- The Role against the requests the code makes -------------------------------------------------
+
+fn rules_granted(objects: &[Value]) -> BTreeSet<(String, String, String)> {
+    let mut granted = BTreeSet::new();
+    for rule in the(objects, "Role")["rules"].as_array().expect("rules") {
+        assert!(rule.get("resourceNames").is_none() && rule.get("nonResourceURLs").is_none());
+        let list = |field: &str| -> Vec<String> { serde_json::from_value(rule[field].clone()).expect("a list") };
+        for group in list("apiGroups") {
+            for resource in list("resources") {
+                for verb in list("verbs") {
+                    granted.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    granted
+}
+
+fn event_file(name: &str) -> Value {
+    let path = repo().join("schemas/examples/valid").join(name);
+    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
+}
+
+fn parse(event: &Value) -> LifecycleEvent {
+    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn with(mut event: Value, id: &str, revision: u64) -> Value {
+    event["id"] = json!(id);
+    event["data"]["revision"] = json!(revision);
+    event
+}
+
+fn applied(results: Vec<RouteResult>) -> Vec<RouteResult> {
+    for result in &results {
+        assert_eq!(result.outcome, Outcome::Applied, "{result:?}");
+    }
+    results
+}
+
+fn deploy(model: &str) -> LifecycleEvent {
+    parse(&json!({
+        "specversion": "1.0", "id": format!("deploy-{model}"), "source": "tests", "type": event::DEPLOYED_TYPE,
+        "data": {"model": model, "revision": 1,
+                 "provider": {"name": format!("p-{model}"), "type": "openai", "url": format!("https://{model}.example.com/v1")},
+                 "route": {"domains": ["api.example.com"], "path": format!("/{model}")}}
+    }))
+}
+
+/// Runs every path of the apply engine that reaches the API server: targeted reads of a few events,
+/// lists of a large batch, Secrets, a re-read after a conflict, creates, replaces and deletes of every
+/// kind the mapping writes. Returns each (API group, resource, verb) requested.
+async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
+    let sim = kube_sim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let client = cluster::connect(Some(&kubeconfig)).await.unwrap();
+    let engine = Engine::new(client, EngineConfig::default(), Arc::new(Metrics::default()));
+
+    let seed = event_file("seed-deployed.json");
+    let model = seed["data"]["model"].as_str().unwrap().to_string();
+    for object in [
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "llm-tokens", "namespace": HIGRESS_NS},
+               "stringData": {"anthropic": "sk-ant"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "consumer-keys", "namespace": HIGRESS_NS},
+               "stringData": {"alice": "alice-key", "bob.keys": "bob-key"}}),
+        // The console's fallback of the seed route, which its retirement deletes.
+        json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+               "metadata": {"name": names::fallback_envoy_filter(&model), "namespace": HIGRESS_NS,
+                            "labels": {"higress.io/resource-definer": "higress"}}, "spec": {}}),
+    ] {
+        sim.insert(object).unwrap();
+    }
+
+    // Secrets named by an event.
+    applied(vec![engine.apply(&parse(&event_file("secret-refs.json"))).await]);
+    // A concurrent writer: the engine re-reads the plugin and applies its edits again.
+    sim.faults().conflict_next("wasmplugins", "ai-proxy.internal", 1);
+    let first = applied(vec![engine.apply(&parse(&seed)).await]);
+    assert!(first[0].conflicts >= 1, "the forced conflict was met: {first:?}");
+    // A new revision replaces the route's own objects.
+    let mut moved = with(seed.clone(), "seed-2", 2);
+    moved["data"]["route"]["path"] = json!("/v2");
+    applied(vec![engine.apply(&parse(&moved)).await]);
+    // Retirement deletes them, the fallback EnvoyFilter with them.
+    applied(vec![
+        engine
+            .apply(&parse(&with(event_file("seed-retired.json"), "seed-3", 3)))
+            .await,
+    ]);
+    assert!(sim
+        .get("envoyfilters", HIGRESS_NS, &names::fallback_envoy_filter(&model))
+        .is_none());
+    // A batch of many models reads by listing.
+    let mut batch: Vec<LifecycleEvent> = (1..=5).map(|i| deploy(&format!("batch-{i}"))).collect();
+    batch.push(parse(&json!({
+        "specversion": "1.0", "id": "retire-claude", "source": "tests", "type": event::RETIRED_TYPE,
+        "data": {"model": "claude", "revision": 2}
+    })));
+    applied(engine.apply_batch(&batch).await);
+
+    let group_of: BTreeMap<&str, &str> = Kind::ALL.iter().map(|k| (k.plural(), k.group())).collect();
+    sim.counters()
+        .requests
+        .keys()
+        .map(|(verb, resource)| {
+            let group = group_of
+                .get(resource.as_str())
+                .unwrap_or_else(|| panic!("the engine requested {resource}, a resource the mapping does not know"));
+            (group.to_string(), resource.clone(), verb.clone())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_role_grants_exactly_what_the_engine_requests() {
+    let granted = rules_granted(&rendered());
+    let requested = requests_of_the_engine().await;
+    let unused: Vec<_> = granted.difference(&requested).collect();
+    let missing: Vec<_> = requested.difference(&granted).collect();
+    assert!(
+        unused.is_empty() && missing.is_empty(),
+        "deploy/rbac.yaml must grant exactly the (apiGroup, resource, verb) the worker requests\n  granted but never requested: {unused:?}\n  requested but not granted: {missing:?}"
+    );
+}
