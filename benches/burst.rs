@@ -279,7 +279,7 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
         }
     });
 
-    let (batch, concurrency) = if batched { ("512", "16") } else { ("1", "1") };
+    let (batch, concurrency) = if batched { ("512", "32") } else { ("1", "1") };
     let workers: Vec<Worker> = (0..o.workers)
         .map(|w| {
             let port = std::net::TcpListener::bind("127.0.0.1:0")

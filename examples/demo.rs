@@ -41,7 +41,17 @@ const SCENARIO: [(&str, &str); 2] = [
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match demo().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo() -> anyhow::Result<()> {
     let started = Instant::now();
     let worker_bin = worker_binary()?;
     let dir = tempfile::tempdir()?;

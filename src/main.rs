@@ -71,7 +71,7 @@ struct ClusterArgs {
     #[arg(long, env = "HRW_RETRY_CAP_MS", default_value_t = 2000)]
     retry_cap_ms: u64,
     /// Object writes of one batch in flight at once.
-    #[arg(long, env = "HRW_WRITE_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "HRW_WRITE_CONCURRENCY", default_value_t = 32)]
     write_concurrency: usize,
 }
 

@@ -106,7 +106,7 @@ async fn apply_writes_to_the_cluster_and_dry_run_does_not() {
     let kubeconfig = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let event = root().join("schemas/examples/valid/seed-deployed.json");
-    let run = |dry: bool| {
+    let run = move |dry: bool| {
         let mut command = worker();
         command
             .args(["apply", "--event"])

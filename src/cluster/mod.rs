@@ -43,6 +43,16 @@ impl Default for EngineConfig {
     }
 }
 
+/// A batch, planned.
+#[derive(Default)]
+struct Planned {
+    results: Vec<RouteResult>,
+    steps: BTreeMap<ObjectKey, Vec<Step>>,
+    /// Each touched object as it was before the batch (`None`: absent).
+    before: BTreeMap<ObjectKey, Option<Value>>,
+    state: State,
+}
+
 /// Requests and conflicts of one batch.
 #[derive(Default)]
 struct Tally {
@@ -122,27 +132,26 @@ impl Engine {
 
     /// Plans the events without writing: their results and the state they would leave.
     pub async fn dry_run(&self, events: &[LifecycleEvent]) -> Result<(Vec<RouteResult>, State), ApplyError> {
-        let initial = self.read_state(events).await?;
-        let (results, _, after) = self.plan_batch(events, &initial);
-        Ok((results, after))
+        let planned = self.plan_batch(events, self.read_state(events).await?);
+        Ok((planned.results, planned.state))
     }
 
     async fn try_batch(&self, events: &[LifecycleEvent], tally: &Tally) -> Result<Vec<RouteResult>, ApplyError> {
-        let initial = self.read_state(events).await?;
-        let (results, steps, after) = self.plan_batch(events, &initial);
+        let planned = self.plan_batch(events, self.read_state(events).await?);
+        let (before, after, steps) = (&planned.before, &planned.state, &planned.steps);
 
         // Write each changed object once, rank by rank: the mapping's write order across the batch.
-        let mut writes: Vec<(u8, &ObjectKey)> = steps
+        let mut writes: Vec<(u8, &ObjectKey)> = before
             .iter()
-            .filter(|(key, _)| initial.get(key) != after.get(key))
-            .map(|(key, steps)| {
+            .filter(|(key, was)| was.as_ref() != after.get(key) && steps.contains_key(key))
+            .map(|(key, _)| {
                 let rank = match after.get(key) {
                     None => Step {
                         key: key.clone(),
                         action: Action::Delete,
                     }
                     .rank(),
-                    Some(_) => steps.last().map(Step::rank).unwrap_or_default(),
+                    Some(_) => steps[key].last().map(Step::rank).unwrap_or_default(),
                 };
                 (rank, key)
             })
@@ -157,29 +166,27 @@ impl Engine {
             let writes_of_rank: Vec<_> = writes
                 .iter()
                 .filter(|(r, _)| *r == rank)
-                .map(|(_, key)| self.write(key, initial.get(key), &steps[*key], tally))
+                .map(|(_, key)| self.write(key, before[*key].as_ref(), after.get(key), &steps[*key], tally))
                 .collect();
             futures::stream::iter(writes_of_rank)
                 .buffer_unordered(self.config.write_concurrency.max(1))
                 .try_collect::<Vec<()>>()
                 .await?;
         }
-        Ok(results)
+        Ok(planned.results)
     }
 
-    /// Plans every event in order against the state its predecessors leave.
-    fn plan_batch(
-        &self,
-        events: &[LifecycleEvent],
-        initial: &State,
-    ) -> (Vec<RouteResult>, BTreeMap<ObjectKey, Vec<Step>>, State) {
+    /// Plans every event in order against the state its predecessors leave. Returns the results, the
+    /// steps per object, the objects as they were before the batch touched them, and the state after.
+    fn plan_batch(&self, events: &[LifecycleEvent], initial: State) -> Planned {
         let now = chrono::Utc::now();
-        let mut state = initial.clone();
-        let mut steps: BTreeMap<ObjectKey, Vec<Step>> = BTreeMap::new();
-        let mut results = Vec::with_capacity(events.len());
+        let mut planned = Planned {
+            state: initial,
+            ..Planned::default()
+        };
         for event in events {
             let mut result = RouteResult::for_event(event);
-            match higress::plan(event, &state, &self.config.settings, now) {
+            match higress::plan(event, &planned.state, &self.config.settings, now) {
                 Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
                 Ok(Decision::Stale { seen }) => {
                     result.outcome = Outcome::Stale;
@@ -187,49 +194,63 @@ impl Engine {
                         .warnings
                         .push(format!("route {} has already seen revision {seen}", event.model()));
                 }
-                Ok(Decision::Apply(plan)) => match higress::simulate(&mut state, &plan) {
-                    Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
-                    Ok(changes) => {
-                        result.outcome = if changes.is_empty() {
-                            Outcome::Unchanged
-                        } else {
-                            Outcome::Applied
-                        };
-                        result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
-                        result.warnings = plan.warnings;
-                        for step in plan.steps {
-                            steps.entry(step.key.clone()).or_default().push(step);
+                Ok(Decision::Apply(plan)) => {
+                    // Keep what each object was before the batch, not a copy of the whole state.
+                    for step in &plan.steps {
+                        if !planned.before.contains_key(&step.key) {
+                            planned
+                                .before
+                                .insert(step.key.clone(), planned.state.get(&step.key).cloned());
                         }
                     }
-                },
+                    match higress::simulate(&mut planned.state, &plan) {
+                        Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
+                        Ok(changes) => {
+                            result.outcome = if changes.is_empty() {
+                                Outcome::Unchanged
+                            } else {
+                                Outcome::Applied
+                            };
+                            result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
+                            result.warnings = plan.warnings;
+                            for step in plan.steps {
+                                planned.steps.entry(step.key.clone()).or_default().push(step);
+                            }
+                        }
+                    }
+                }
             }
-            results.push(result);
+            planned.results.push(result);
         }
-        (results, steps, state)
+        planned
     }
 
-    /// Brings one object to what `steps` make of it, re-reading and re-applying them after a 409.
+    /// `planned` is what the batch's simulation made of `initial`: the first attempt writes it as is.
     async fn write(
         &self,
         key: &ObjectKey,
         initial: Option<&Value>,
+        planned: Option<&Value>,
         steps: &[Step],
         tally: &Tally,
     ) -> Result<(), ApplyError> {
         let object = key.to_string();
         // `Some(current)` for the first attempt (what the batch read), `None` to read afresh.
-        let known: Mutex<Option<Option<Value>>> = Mutex::new(Some(initial.cloned()));
+        let known: Mutex<Option<(Option<Value>, Option<Value>)>> =
+            Mutex::new(Some((initial.cloned(), planned.cloned())));
         let attempt = || async {
             let cached = known.lock().expect("not poisoned").take();
-            let current = match cached {
-                Some(current) => current,
-                None => self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?,
+            let (current, desired) = match cached {
+                Some(first) => first,
+                None => {
+                    let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
+                    let mut desired = current.clone();
+                    for step in steps {
+                        apply_step(step, &mut desired).map_err(|refused| ApplyError::Refused(refused.into()))?;
+                    }
+                    (current, desired)
+                }
             };
-            let mut desired = current.clone();
-            for step in steps {
-                apply_step(step, &mut desired).map_err(|refused| ApplyError::Refused(refused.into()))?;
-            }
-
             if desired == current {
                 return Ok(());
             }

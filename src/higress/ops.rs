@@ -1,7 +1,7 @@
 //! Entry-level edits of shared objects. Each edit touches only its own entries and can be applied
 //! again to a freshly read copy after a 409, so other writers' entries survive, field for field.
 
-use super::plugins::{compare_rules, Targets};
+use super::plugins::{compare_rules, field, Targets};
 use serde_json::{json, Map, Value};
 
 /// Why an edit cannot be applied to the current object; the event is rejected.
@@ -125,7 +125,7 @@ impl Op {
                     .and_then(Value::as_array);
                 // The key-auth plugin rejects its whole config when a credential string is used twice.
                 let taken = consumers.into_iter().flatten().find(|c| {
-                    c.get("name").and_then(Value::as_str) != Some(name)
+                    field(c, "name").and_then(Value::as_str) != Some(name)
                         && credentials_of(c).any(|v| credentials_of(consumer).any(|ours| ours == v))
                 });
                 match taken {
@@ -146,7 +146,7 @@ impl Op {
         Ok(match self {
             Op::UpsertRegistry(registry) => upsert_registry(object, registry),
             Op::RemoveRegistry(name) => retain_in(object, "/spec/registries", |r| {
-                r.get("name").and_then(Value::as_str) != Some(name)
+                field(r, "name").and_then(Value::as_str) != Some(name)
             }),
             Op::UpsertProvider(entry) => {
                 let changed = upsert_by(list_in(default_config(object), "providers"), entry, "id");
@@ -154,7 +154,7 @@ impl Op {
             }
             Op::RemoveProvider(id) => {
                 let removed = retain_in(object, "/spec/defaultConfig/providers", |p| {
-                    p.get("id").and_then(Value::as_str) != Some(id)
+                    field(p, "id").and_then(Value::as_str) != Some(id)
                 });
                 let empty = object
                     .pointer("/spec/defaultConfig/providers")
@@ -187,7 +187,7 @@ impl Op {
             Op::RemoveConsumerIfUnused(name) => {
                 !allow_lists_name(object, name)
                     && retain_in(object, "/spec/defaultConfig/consumers", |c| {
-                        c.get("name").and_then(Value::as_str) != Some(name)
+                        field(c, "name").and_then(Value::as_str) != Some(name)
                     })
             }
             Op::EnsureKeyAuthGlobal => ensure_key_auth_global(object),
@@ -226,7 +226,9 @@ impl Op {
 }
 
 fn rule_provider(rule: &Value) -> Option<&str> {
-    rule.pointer("/config/activeProviderId").and_then(Value::as_str)
+    field(rule, "config")
+        .and_then(|c| field(c, "activeProviderId"))
+        .and_then(Value::as_str)
 }
 
 /// The revision a tombstone ConfigMap records for a model.
@@ -294,8 +296,8 @@ fn retain_in(object: &mut Value, pointer: &str, keep: impl FnMut(&Value) -> bool
 
 /// Replaces the entry with the same `key` or appends; says whether the list changed.
 fn upsert_by(list: &mut Vec<Value>, entry: &Value, key: &str) -> bool {
-    let id = entry.get(key);
-    match list.iter_mut().find(|item| item.get(key) == id) {
+    let id = field(entry, key);
+    match list.iter_mut().find(|item| field(item, key) == id) {
         Some(existing) if existing == entry => false,
         Some(existing) => {
             *existing = entry.clone();
@@ -361,7 +363,7 @@ fn upsert_registry(object: &mut Value, registry: &Value) -> bool {
     ];
     let registries = spec_list(object, "registries");
     let name = registry.get("name");
-    match registries.iter_mut().find(|r| r.get("name") == name) {
+    match registries.iter_mut().find(|r| field(r, "name") == name) {
         Some(existing) => {
             let existing = existing.as_object_mut().expect("registries are objects");
             let mut changed = false;
@@ -396,13 +398,12 @@ fn ensure_key_auth_global(object: &mut Value) -> bool {
 }
 
 fn credentials_of(consumer: &Value) -> impl Iterator<Item = &str> {
-    let list = consumer
-        .get("credentials")
+    let list = field(consumer, "credentials")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(Value::as_str);
-    list.chain(consumer.get("credential").and_then(Value::as_str))
+    list.chain(field(consumer, "credential").and_then(Value::as_str))
 }
 
 /// Whether any allow list of a key-auth CR (global or any rule, enabled or not) names the consumer.
@@ -417,7 +418,7 @@ pub fn allow_lists_name(object: &Value, consumer: &str) -> bool {
         || object
             .pointer("/spec/matchRules")
             .and_then(Value::as_array)
-            .is_some_and(|rules| rules.iter().any(|r| names(r.get("config"))))
+            .is_some_and(|rules| rules.iter().any(|r| names(field(r, "config"))))
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@ impl Default for Settings {
 pub enum Action {
     /// Entry-level edits of a shared object; `template` creates it when missing.
     Edit {
-        template: Option<Value>,
+        template: Option<Template>,
         ops: Vec<Op>,
     },
     /// An owned object, written whole.
@@ -91,7 +91,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn edit(&mut self, key: ObjectKey, template: Option<Value>, op: Op) {
+    fn edit(&mut self, key: ObjectKey, template: Option<Template>, op: Op) {
         if let Some(Step {
             action: Action::Edit { template: t, ops },
             ..
@@ -140,6 +140,45 @@ impl Plan {
     pub fn sorted(mut self) -> Self {
         self.steps.sort_by_key(Step::rank);
         self
+    }
+}
+
+/// How a missing shared object is created: described, and built only when needed (a batch holds
+/// thousands of steps).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Template {
+    Plugin {
+        plugin: BuiltinPlugin,
+        console: ConsoleVersion,
+        namespace: String,
+    },
+    McpBridge {
+        namespace: String,
+    },
+    Tombstones {
+        namespace: String,
+    },
+}
+
+impl Template {
+    pub fn build(&self) -> Value {
+        match self {
+            Template::Plugin {
+                plugin,
+                console,
+                namespace,
+            } => plugin.new_cr(*console, namespace),
+            Template::McpBridge { namespace } => new_mcp_bridge(namespace),
+            Template::Tombstones { namespace } => new_tombstones(namespace),
+        }
+    }
+
+    fn plugin(plugin: BuiltinPlugin, settings: &Settings) -> Option<Template> {
+        Some(Template::Plugin {
+            plugin,
+            console: settings.console,
+            namespace: settings.namespace.clone(),
+        })
     }
 }
 
@@ -450,13 +489,15 @@ fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings, tombst
         for registry in &provider.registries {
             plan.edit(
                 key.clone(),
-                Some(new_mcp_bridge(ns)),
+                Some(Template::McpBridge {
+                    namespace: ns.to_string(),
+                }),
                 Op::UpsertRegistry(registry.clone()),
             );
         }
     }
     let ai_proxy = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console));
-    let ai_proxy_cr = Some(BuiltinPlugin::AiProxy.new_cr(console, ns));
+    let ai_proxy_cr = Template::plugin(BuiltinPlugin::AiProxy, settings);
     plan.edit(
         ai_proxy.clone(),
         ai_proxy_cr.clone(),
@@ -495,7 +536,7 @@ fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings, tombst
 
     // Consumers and the route's allow rule, always written (disabled when auth is off).
     let key_auth = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::KeyAuth.cr_name(console));
-    let key_auth_cr = Some(BuiltinPlugin::KeyAuth.new_cr(console, ns));
+    let key_auth_cr = Template::plugin(BuiltinPlugin::KeyAuth, settings);
     let auth = event.auth.as_ref();
     let auth_enabled = auth.is_some_and(|a| a.enabled);
     if auth_enabled {
@@ -553,7 +594,7 @@ fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings, tombst
         match upstream.model_mapping.as_ref().filter(|m| !m.is_empty()) {
             Some(mapping) => plan.edit(
                 mapper.clone(),
-                Some(BuiltinPlugin::ModelMapper.new_cr(console, ns)),
+                Template::plugin(BuiltinPlugin::ModelMapper, settings),
                 Op::UpsertRule(targets.rule(json!({"modelMapping": mapping}), true)),
             ),
             None if state.get(&mapper).is_some() => plan.edit(mapper.clone(), None, Op::RemoveRule(targets)),
@@ -564,7 +605,7 @@ fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings, tombst
     if settings.model_router && route.model_predicates.as_ref().is_some_and(|p| !p.is_empty()) {
         plan.edit(
             ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::ModelRouter.cr_name(console)),
-            Some(BuiltinPlugin::ModelRouter.new_cr(console, ns)),
+            Template::plugin(BuiltinPlugin::ModelRouter, settings),
             Op::SetDefaultConfigKey("modelToHeader".into(), json!("x-higress-llm-model")),
         );
     }
@@ -572,7 +613,7 @@ fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings, tombst
     if settings.ai_statistics && !has_ai_statistics_rule(state, &ingress_name) {
         plan.edit(
             ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiStatistics.cr_name(console)),
-            Some(BuiltinPlugin::AiStatistics.new_cr(console, ns)),
+            Template::plugin(BuiltinPlugin::AiStatistics, settings),
             Op::InsertRuleIfAbsent(
                 Targets::ingress(&ingress_name).rule(json!({"use_default_response_attributes": true}), true),
             ),
@@ -637,7 +678,9 @@ fn plan_retire(event: &ModelRetired, state: &State, settings: &Settings, now: ch
     let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     plan.edit(
         ObjectKey::new(Kind::ConfigMap, names::TOMBSTONES),
-        Some(new_tombstones(ns)),
+        Some(Template::Tombstones {
+            namespace: ns.to_string(),
+        }),
         Op::SetTombstone {
             model: model.clone(),
             revision: event.revision,
@@ -740,7 +783,7 @@ pub fn apply_step(step: &Step, object: &mut Option<Value>) -> Result<bool, EditR
             let mut changed = false;
             if object.is_none() {
                 let Some(template) = template else { return Ok(false) };
-                *object = Some(template.clone());
+                *object = Some(template.build());
                 changed = true;
             }
             let current = object.as_mut().expect("present");

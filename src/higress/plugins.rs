@@ -295,8 +295,19 @@ impl Targets {
     }
 }
 
+/// A field of a small JSON object. Entries (rules, consumers, registries) have a handful of keys;
+/// comparing them beats hashing the key, and these lookups run for every entry of every edit.
+pub fn field<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
+    let map = object.as_object()?;
+    if map.len() <= 8 {
+        map.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
+    } else {
+        map.get(key)
+    }
+}
+
 fn target_list<'a>(rule: &'a Value, key: &str) -> impl Iterator<Item = &'a str> + Clone {
-    rule.get(key)
+    field(rule, key)
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -133,6 +133,8 @@ impl Worker {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("auto.offset.reset", "earliest"),
+                // librdkafka prefetches up to 64 MiB per consumer by default; events are small.
+                ("queued.max.messages.kbytes", "8192"),
             ],
         )
         .create_with_context(Context {
