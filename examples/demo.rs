@@ -106,6 +106,8 @@ async fn demo() -> anyhow::Result<()> {
 
     let events = metric_lines(metrics_port, "higress_route_worker_events_total").await;
     let status = worker.stop()?;
+    drop(broker);
+    sim.shutdown().await;
     println!("\nworker metrics:\n{}", events.join("\n"));
     println!(
         "\ndone in {:.1}s: worker stopped on SIGTERM ({status}); broker and API server stopped",

@@ -274,11 +274,10 @@ impl Worker {
             }
         }
         let started = Instant::now();
-        let results = self
-            .apply_until_deadline(valid.iter().map(|(_, e)| e.clone()).collect())
-            .await;
+        let (indices, events): (Vec<usize>, Vec<LifecycleEvent>) = valid.into_iter().unzip();
+        let results = self.apply_until_deadline(&events).await;
         let applied_in = started.elapsed();
-        for ((index, event), result) in valid.iter().zip(&results) {
+        for ((index, event), result) in indices.iter().zip(&events).zip(&results) {
             let span = tracing::info_span!("event", id = %event.envelope.id, model = %event.model(), revision = event.revision(), outcome = result.outcome.as_str());
             async {
                 match &result.error {
@@ -308,7 +307,7 @@ impl Worker {
         let delivered_in = started.elapsed() - applied_in;
         info!(
             records = batch.len(),
-            events = valid.len(),
+            events = events.len(),
             ?applied_in,
             ?delivered_in,
             "batch done"
@@ -318,14 +317,18 @@ impl Worker {
 
     /// Applies events, retrying those that failed transiently (in order, the rest of the model waiting)
     /// until the event deadline.
-    async fn apply_until_deadline(&self, events: Vec<LifecycleEvent>) -> Vec<RouteResult> {
+    async fn apply_until_deadline(&self, events: &[LifecycleEvent]) -> Vec<RouteResult> {
         let deadline = Instant::now() + self.config.event_deadline;
         let mut results: Vec<Option<RouteResult>> = vec![None; events.len()];
         let mut pending: Vec<usize> = (0..events.len()).collect();
         let mut pause = Duration::from_millis(100);
         while !pending.is_empty() {
-            let batch: Vec<LifecycleEvent> = pending.iter().map(|&i| events[i].clone()).collect();
-            let outcomes = self.engine.apply_batch(&batch).await;
+            let outcomes = if pending.len() == events.len() {
+                self.engine.apply_batch(events).await
+            } else {
+                let retried: Vec<LifecycleEvent> = pending.iter().map(|&i| events[i].clone()).collect();
+                self.engine.apply_batch(&retried).await
+            };
             let mut retry = Vec::new();
             for (&i, result) in pending.iter().zip(outcomes) {
                 if result.outcome == Outcome::Failed && is_retryable(&result) && Instant::now() + pause < deadline {
