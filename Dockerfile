@@ -6,7 +6,7 @@ FROM rust:1-bookworm AS build
 # rdkafka builds its bundled librdkafka: a C toolchain and make (in this image), pkg-config and zlib;
 # cmake for rdkafka's cmake-build feature.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake pkg-config zlib1g-dev \
+ && apt-get install -y --no-install-recommends cmake pkg-config zlib1g-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
