@@ -172,10 +172,30 @@ pub struct ProviderSpec {
     pub api_tokens_secret_ref: Option<SecretRef>,
     /// Extra ai-proxy keys, written verbatim into the provider entry.
     #[serde(default)]
-    pub config: Map<String, Value>,
+    pub config: RawConfig,
     /// The console's `tokenFailoverConfig`; the console UI always sends `{enabled: false}`.
     #[serde(default)]
     pub failover: Option<Map<String, Value>>,
+}
+
+/// Extra ai-proxy keys. They may hold credentials (`awsSecretKey`, `vertexAuthKey`, …), so `Debug`
+/// shows the keys only.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct RawConfig(pub Map<String, Value>);
+
+impl std::ops::Deref for RawConfig {
+    type Target = Map<String, Value>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RawConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 fn default_provider_type() -> String {
@@ -613,11 +633,16 @@ mod tests {
     #[test]
     fn secrets_do_not_show_in_debug_output() {
         let event = deployed(
-            json!({"model": "m", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-hidden"]},
+            json!({"model": "m", "revision": 1, "provider": {"type": "bedrock", "apiTokens": ["sk-hidden"],
+                "config": {"awsRegion": "us-east-1", "awsAccessKey": "AK", "awsSecretKey": "cfg-hidden"}},
             "auth": {"consumers": [{"name": "a", "source": "BEARER", "credentials": ["cred-hidden"]}]}}),
         )
         .unwrap();
         let text = format!("{event:?}");
-        assert!(!text.contains("sk-hidden") && !text.contains("cred-hidden"), "{text}");
+        assert!(
+            !text.contains("sk-hidden") && !text.contains("cred-hidden") && !text.contains("cfg-hidden"),
+            "{text}"
+        );
+        assert!(text.contains("awsSecretKey"), "keys are shown: {text}");
     }
 }

@@ -373,7 +373,7 @@ pub fn from_event(spec: &ProviderSpec, name: &str, tokens: Vec<String>) -> Resul
             }
         }
     }
-    raw.extend(spec.config.clone());
+    raw.extend(spec.config.0.clone());
     let protocol = match spec.protocol {
         ProviderProtocol::Openai => "openai/v1",
         ProviderProtocol::Original => "original",
