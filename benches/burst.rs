@@ -95,8 +95,12 @@ impl Worker {
     /// `higress_route_worker_conflicts_total` from the worker's /metrics.
     async fn conflicts(&self) -> u64 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.1)).await else {
-            return 0;
+        let mut stream = match tokio::net::TcpStream::connect(("127.0.0.1", self.1)).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                eprintln!("metrics of the worker on port {} unreachable: {e}", self.1);
+                return 0;
+            }
         };
         let _ = stream
             .write_all(b"GET /metrics HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n")
@@ -303,7 +307,7 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
                     ])
                     .args([
                         "--metrics-addr",
-                        "127.0.0.1:0",
+                        &format!("127.0.0.1:{port}"),
                         "--max-batch",
                         batch,
                         "--write-concurrency",
