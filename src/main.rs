@@ -127,7 +127,7 @@ struct KafkaArgs {
     /// Records applied together; 1 applies events one at a time, as the console does.
     #[arg(long, env = "HRW_MAX_BATCH", default_value_t = 256)]
     max_batch: usize,
-    /// Milliseconds to wait for more records once one has arrived.
+    /// Milliseconds to wait for a further record before applying the batch (at most 20 times this in all).
     #[arg(long, env = "HRW_LINGER_MS", default_value_t = 20)]
     linger_ms: u64,
     /// Seconds a transiently failing event is retried before it is failed and dead-lettered.

@@ -37,7 +37,7 @@ pub struct WorkerConfig {
     pub kafka_config: Vec<(String, String)>,
     /// Records applied together (coalesced); 1 is the console's one-event-at-a-time behaviour.
     pub max_batch: usize,
-    /// How long to wait for more records once one arrived.
+    /// How long to wait for a further record before applying the batch (at most 20 times this in all).
     pub linger: Duration,
     /// How long a transiently failing event is retried before it is `failed` and dead-lettered.
     pub event_deadline: Duration,
@@ -236,10 +236,15 @@ impl Worker {
         Ok(())
     }
 
+    /// Takes records while they keep coming: each may be followed by another within `linger`, up to
+    /// `max_batch` records or `LINGER_ROUNDS` lingers in all, so a burst that trickles in is applied
+    /// together and a lone event waits only one linger.
     async fn fill_batch(&self, first: OwnedMessage) -> Vec<OwnedMessage> {
+        const LINGER_ROUNDS: u32 = 20;
         let mut batch = vec![first];
-        let until = tokio::time::Instant::now() + self.config.linger;
+        let cap = tokio::time::Instant::now() + self.config.linger * LINGER_ROUNDS;
         while batch.len() < self.config.max_batch {
+            let until = (tokio::time::Instant::now() + self.config.linger).min(cap);
             match tokio::time::timeout_at(until, self.consumer.recv()).await {
                 Ok(Ok(record)) => batch.push(record.detach()),
                 Ok(Err(e)) => warn!(error = %e, "consumer error"),
