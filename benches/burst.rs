@@ -92,21 +92,24 @@ fn deploy(run: &str, i: usize, o: &Options) -> (String, Value) {
 struct Worker(Child, u16);
 
 impl Worker {
-    /// `higress_route_worker_conflicts_total` from the worker's /metrics.
-    async fn conflicts(&self) -> u64 {
+    /// Status and body of a GET on the worker's HTTP port (status 0: unreachable).
+    async fn get(&self, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = match tokio::net::TcpStream::connect(("127.0.0.1", self.1)).await {
-            Ok(stream) => stream,
-            Err(e) => {
-                eprintln!("metrics of the worker on port {} unreachable: {e}", self.1);
-                return 0;
-            }
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.1)).await else {
+            return (0, String::new());
         };
-        let _ = stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n")
-            .await;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(request.as_bytes()).await;
         let mut text = String::new();
         let _ = stream.read_to_string(&mut text).await;
+        let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        (status, text)
+    }
+
+    /// `higress_route_worker_conflicts_total` from the worker's /metrics.
+    async fn conflicts(&self) -> u64 {
+        let (status, text) = self.get("/metrics").await;
+        assert_eq!(status, 200, "metrics of the worker on port {}", self.1);
         text.lines()
             .find(|l| l.starts_with("higress_route_worker_conflicts_total "))
             .and_then(|l| l.split_whitespace().nth(1))
@@ -283,7 +286,8 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
         }
     });
 
-    let (batch, concurrency) = if batched { ("512", "32") } else { ("1", "1") };
+    // Batched mode is the worker's defaults; sequential applies one event at a time, as the console.
+    let (batch, concurrency) = if batched { ("256", "32") } else { ("1", "1") };
     let workers: Vec<Worker> = (0..o.workers)
         .map(|w| {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -313,7 +317,7 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
                         "--write-concurrency",
                         concurrency,
                         "--linger-ms",
-                        "50",
+                        "20",
                     ])
                     .args([
                         "--kafka-config",
@@ -339,7 +343,16 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
             )
         })
         .collect();
-    // Wait until the group has joined: a first event round-trips.
+    // Measure the steady state: every worker has partitions (its /readyz says so), the group has
+    // settled, and a first event round-trips.
+    for worker in &workers {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while worker.get("/readyz").await.0 != 200 {
+            assert!(Instant::now() < deadline, "worker not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let (warm_model, warm) = deploy(&format!("{run_name}-warm"), 0, o);
     broker
         .produce(&input, Some(&warm_model), warm.to_string().as_bytes(), &[])
