@@ -459,3 +459,30 @@ async fn a_batch_coalesces_shared_writes_and_reports_each_event() {
     assert_eq!(counters.get("create", "ingresses"), 20);
     assert!(cluster.get("ingresses", "ai-route-bad.internal").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_replaces_an_ingress_left_by_a_half_finished_deploy() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    // A deploy that wrote the Ingress but failed before its ConfigMap: the route looks new.
+    cluster
+        .sim
+        .insert(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                       "metadata": {"name": "ai-route-h0.internal", "namespace": NS, "labels": {"higress.io/resource-definer": "higress"}},
+                       "spec": {"ingressClassName": "stale"}}))
+        .unwrap();
+    let events: Vec<LifecycleEvent> = (0..6).map(|i| deploy(&format!("h{i}"), 1)).collect();
+    let results = engine.apply_batch(&events).await;
+    assert!(results.iter().all(|r| r.outcome == Outcome::Applied), "{results:?}");
+    let ingress = cluster.get("ingresses", "ai-route-h0.internal").unwrap();
+    assert_eq!(ingress["spec"]["ingressClassName"], "higress");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["higress.io/destination"],
+        "llm-p-h0.internal.dns:443"
+    );
+    assert_eq!(
+        cluster.sim.counters().get("list", "ingresses"),
+        0,
+        "new routes' Ingresses are not listed"
+    );
+}

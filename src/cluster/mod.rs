@@ -314,6 +314,34 @@ impl Engine {
             })
     }
 
+    /// Reads objects by name and by list, concurrently, into a state.
+    async fn fetch(&self, gets: &[ObjectKey], lists: &[(Kind, &str)]) -> Result<State, ApplyError> {
+        let api = &self.api;
+        let (got, listed) =
+            tokio::try_join!(
+                futures::future::try_join_all(gets.iter().map(|key| {
+                    let what = key.to_string();
+                    async move { self.read(&what, || api.get(key)).await.map(|object| (key, object)) }
+                })),
+                futures::future::try_join_all(lists.iter().map(|(kind, selector)| async move {
+                    self.read(kind.plural(), || api.list(*kind, selector)).await
+                })),
+            )?;
+        let mut state = State::new();
+        for (key, object) in got {
+            if let Some(mut object) = object {
+                // Some servers leave apiVersion/kind out of a GET; the key says what it is.
+                object["apiVersion"] = Value::String(key.kind.api_version());
+                object["kind"] = Value::String(key.kind.kind().to_string());
+                state.insert_object(object);
+            }
+        }
+        for object in listed.into_iter().flatten() {
+            state.insert_object(object);
+        }
+        Ok(state)
+    }
+
     /// Everything the mapping may read for these events: shared objects, the routes and domains they
     /// touch, the tombstones, and the Secrets they refer to. A few events read their own objects by
     /// name; a larger batch lists them, so a batch costs a fixed number of reads.
@@ -321,7 +349,7 @@ impl Engine {
         const CONSOLE: &str = "higress.io/resource-definer=higress";
         const AI_ROUTES: &str = "higress.io/resource-definer=higress,higress.io/config-map-type=ai-route";
         const TARGETED_UP_TO: usize = 4;
-        let api = &self.api;
+        const LIST_INGRESSES_ABOVE: usize = 32;
         let mut models: Vec<&str> = events.iter().map(LifecycleEvent::model).collect();
         models.sort_unstable();
         models.dedup();
@@ -367,7 +395,6 @@ impl Engine {
             }
         } else {
             lists.push((Kind::ConfigMap, CONSOLE));
-            lists.push((Kind::Ingress, CONSOLE));
             if !retiring.is_empty() {
                 lists.push((Kind::EnvoyFilter, CONSOLE));
             }
@@ -377,27 +404,30 @@ impl Engine {
         secrets.dedup();
         gets.extend(secrets.iter().map(|name| ObjectKey::new(Kind::Secret, *name)));
 
-        let (got, listed) =
-            tokio::try_join!(
-                futures::future::try_join_all(gets.iter().map(|key| {
-                    let what = key.to_string();
-                    async move { self.read(&what, || api.get(key)).await.map(|object| (key, object)) }
-                })),
-                futures::future::try_join_all(lists.iter().map(|(kind, selector)| async move {
-                    self.read(kind.plural(), || api.list(*kind, selector)).await
-                })),
-            )?;
-        let mut state = State::new();
-        for (key, object) in got {
-            if let Some(mut object) = object {
-                // Some servers leave apiVersion/kind out of a GET; the key says what it is.
-                object["apiVersion"] = Value::String(key.kind.api_version());
-                object["kind"] = Value::String(key.kind.kind().to_string());
-                state.insert_object(object);
+        let mut state = self.fetch(&gets, &lists).await?;
+        if !targeted {
+            // Only routes that exist (or are retired) can have Ingresses: read those, not every route's.
+            // A new route's Ingress is created; should one exist after all, the 409 makes it a replace.
+            let existing: Vec<&str> = models
+                .iter()
+                .copied()
+                .filter(|m| {
+                    retiring.contains(m) || state.get_named(Kind::ConfigMap, &names::route_config_map(m)).is_some()
+                })
+                .collect();
+            let (gets, lists) = if existing.len() <= LIST_INGRESSES_ABOVE {
+                let gets = existing
+                    .iter()
+                    .flat_map(|m| [names::route_ingress(m), names::fallback_ingress(m)])
+                    .map(|name| ObjectKey::new(Kind::Ingress, name))
+                    .collect();
+                (gets, Vec::new())
+            } else {
+                (Vec::new(), vec![(Kind::Ingress, CONSOLE)])
+            };
+            for (key, object) in self.fetch(&gets, &lists).await?.into_objects() {
+                state.set(key, Some(object));
             }
-        }
-        for object in listed.into_iter().flatten() {
-            state.insert_object(object);
         }
         Ok(state)
     }

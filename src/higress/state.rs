@@ -161,6 +161,10 @@ impl State {
         self.objects.keys()
     }
 
+    pub fn into_objects(self) -> impl Iterator<Item = (ObjectKey, Value)> {
+        self.objects.into_iter()
+    }
+
     pub fn len(&self) -> usize {
         self.objects.len()
     }
