@@ -137,21 +137,26 @@ fn spec_of(object: Option<Value>) -> Value {
     content
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_then_retire_leaves_console_entries_byte_identical() {
-    let cluster = Cluster::start().await;
-    for object in console_objects() {
-        cluster.sim.insert(object).unwrap();
-    }
-    let before: Vec<Value> = [
+/// The shared objects of `console_objects`, as they stand.
+fn console_entries(cluster: &Cluster) -> Vec<Value> {
+    [
         ("mcpbridges", "default"),
         ("wasmplugins", "ai-proxy.internal"),
         ("wasmplugins", "key-auth.internal"),
         ("configmaps", "domain-api.example.com"),
     ]
     .iter()
-    .map(|(r, n)| spec_of(cluster.get(r, n)))
-    .collect();
+    .map(|(resource, name)| spec_of(cluster.get(resource, name)))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_then_retire_leaves_console_entries_byte_identical() {
+    let cluster = Cluster::start().await;
+    for object in console_objects() {
+        cluster.sim.insert(object).unwrap();
+    }
+    let before = console_entries(&cluster);
     let engine = cluster.engine().await;
 
     let deployed = engine.apply(&deploy("chat", 1)).await;
@@ -178,15 +183,7 @@ async fn deploy_then_retire_leaves_console_entries_byte_identical() {
     assert_outcome(&retired, Outcome::Applied);
     assert!(cluster.get("ingresses", "ai-route-chat.internal").is_none());
     assert!(cluster.get("configmaps", "ai-route-chat").is_none());
-    let after: Vec<Value> = [
-        ("mcpbridges", "default"),
-        ("wasmplugins", "ai-proxy.internal"),
-        ("wasmplugins", "key-auth.internal"),
-        ("configmaps", "domain-api.example.com"),
-    ]
-    .iter()
-    .map(|(r, n)| spec_of(cluster.get(r, n)))
-    .collect();
+    let after = console_entries(&cluster);
     assert_eq!(after, before);
 }
 

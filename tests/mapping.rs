@@ -435,62 +435,46 @@ fn retire_keeps_the_provider_and_consumers_when_asked_to() {
     assert_eq!(key_auth["spec"]["matchRules"], json!([]));
 }
 
+/// Where a step for the object stands in a plan's write order.
+fn position(plan: &higress::Plan, kind: Kind, name: &str) -> usize {
+    plan.steps
+        .iter()
+        .position(|s| s.key.kind == kind && s.key.name == name)
+        .unwrap()
+}
+
 #[test]
 fn write_order_never_exposes_a_half_built_route() {
     let Decision::Apply(plan) = decide(&full_deploy("m1", 1), &State::new(), &Settings::default()).unwrap() else {
         panic!()
     };
-    let position = |kind: Kind, name: &str| {
-        plan.steps
-            .iter()
-            .position(|s| s.key.kind == kind && s.key.name == name)
-            .unwrap()
-    };
-    let ingress = position(Kind::Ingress, "ai-route-m1.internal");
-    for before in [
+    let ingress = position(&plan, Kind::Ingress, "ai-route-m1.internal");
+    for (kind, name) in [
         (Kind::McpBridge, "default"),
         (Kind::WasmPlugin, "ai-proxy.internal"),
         (Kind::WasmPlugin, "key-auth.internal"),
         (Kind::WasmPlugin, "model-mapper.internal"),
         (Kind::ConfigMap, "domain-taken.example.com"),
     ] {
-        assert!(
-            position(before.0, before.1) < ingress,
-            "{} must precede the Ingress",
-            before.1
-        );
+        assert!(position(&plan, kind, name) < ingress, "{name} must precede the Ingress");
     }
-    assert!(ingress < position(Kind::ConfigMap, "ai-route-m1"));
+    assert!(ingress < position(&plan, Kind::ConfigMap, "ai-route-m1"));
 
     let state = apply(&full_deploy("m1", 1), &State::new());
-    let Decision::Apply(plan) = decide(
-        &retire(json!({"model": "m1", "revision": 2})),
-        &state,
-        &Settings::default(),
-    )
-    .unwrap() else {
+    let retire_event = retire(json!({"model": "m1", "revision": 2}));
+    let Decision::Apply(plan) = decide(&retire_event, &state, &Settings::default()).unwrap() else {
         panic!()
     };
-    let position = |kind: Kind, name: &str| {
-        plan.steps
-            .iter()
-            .position(|s| s.key.kind == kind && s.key.name == name)
-            .unwrap()
-    };
-    let ingress = position(Kind::Ingress, "ai-route-m1.internal");
-    for after in [
+    let ingress = position(&plan, Kind::Ingress, "ai-route-m1.internal");
+    for (kind, name) in [
         (Kind::WasmPlugin, "key-auth.internal"),
         (Kind::WasmPlugin, "ai-proxy.internal"),
         (Kind::McpBridge, "default"),
     ] {
-        assert!(
-            ingress < position(after.0, after.1),
-            "the Ingress goes before {}",
-            after.1
-        );
+        assert!(ingress < position(&plan, kind, name), "the Ingress goes before {name}");
     }
     assert!(
-        position(Kind::ConfigMap, names::TOMBSTONES) < ingress,
+        position(&plan, Kind::ConfigMap, names::TOMBSTONES) < ingress,
         "the fence is written first"
     );
 }
