@@ -451,6 +451,21 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
         "data": {"model": "claude", "revision": 2}
     })));
     applied(engine.apply_batch(&batch).await);
+    // A batch redeploying many existing routes lists their Ingresses instead of reading each.
+    let many: Vec<LifecycleEvent> = (1..=40).map(|i| deploy(&format!("many-{i}"))).collect();
+    applied(engine.apply_batch(&many).await);
+    let redeployed: Vec<LifecycleEvent> = (1..=40)
+        .map(|i| {
+            let mut event = deploy(&format!("many-{i}"));
+            if let event::Lifecycle::Deployed(deployed) = &mut event.body {
+                deployed.revision = 2;
+                deployed.route.path = "/moved".into();
+            }
+            event
+        })
+        .collect();
+    applied(engine.apply_batch(&redeployed).await);
+    assert!(sim.counters().get("list", "ingresses") >= 1);
 
     let group_of: BTreeMap<&str, &str> = Kind::ALL.iter().map(|k| (k.plural(), k.group())).collect();
     sim.counters()
