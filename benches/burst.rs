@@ -322,7 +322,7 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
                     .args([
                         "--kafka-config",
                         "broker.address.family=v4",
-                        "--kafka-config",
+                        "--kafka-consumer-config",
                         "fetch.wait.max.ms=10",
                     ])
                     .env(

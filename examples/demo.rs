@@ -266,8 +266,9 @@ impl WorkerProcess {
             .args(["--linger-ms", "5"])
             // Tansu listens on IPv4 loopback only; a short session makes the group join quickly.
             .args(["--kafka-config", "broker.address.family=v4"])
-            .args(["--kafka-config", "session.timeout.ms=6000"])
-            .args(["--kafka-config", "heartbeat.interval.ms=500"])
+            .args(["--kafka-consumer-config", "session.timeout.ms=6000"])
+            .args(["--kafka-consumer-config", "heartbeat.interval.ms=500"])
+            .args(["--kafka-consumer-config", "fetch.wait.max.ms=50"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -124,6 +124,12 @@ struct KafkaArgs {
     /// Any librdkafka setting as key=value (repeatable), e.g. security.protocol=SASL_SSL.
     #[arg(long = "kafka-config", env = "HRW_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
     kafka_config: Vec<(String, String)>,
+    /// A librdkafka setting for the consumer only (repeatable), e.g. session.timeout.ms=10000.
+    #[arg(long = "kafka-consumer-config", env = "HRW_KAFKA_CONSUMER_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
+    kafka_consumer_config: Vec<(String, String)>,
+    /// A librdkafka setting for the producer only (repeatable), e.g. linger.ms=5.
+    #[arg(long = "kafka-producer-config", env = "HRW_KAFKA_PRODUCER_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
+    kafka_producer_config: Vec<(String, String)>,
     /// Records applied together; 1 applies events one at a time, as the console does.
     #[arg(long, env = "HRW_MAX_BATCH", default_value_t = 256)]
     max_batch: usize,
@@ -155,7 +161,7 @@ enum Command {
     /// Consume lifecycle events from Kafka, apply them, publish one result per event.
     Run {
         #[command(flatten)]
-        kafka: KafkaArgs,
+        kafka: Box<KafkaArgs>,
         #[command(flatten)]
         mapping: MappingArgs,
         #[command(flatten)]
@@ -205,7 +211,7 @@ fn main() -> ExitCode {
             log_format,
         } => {
             init_tracing(log_format);
-            match runtime().block_on(run_command(kafka, mapping.settings(), cluster, metrics_addr)) {
+            match runtime().block_on(run_command(*kafka, mapping.settings(), cluster, metrics_addr)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "worker stopped");
@@ -249,6 +255,8 @@ async fn run_command(
         result_topic: kafka.result_topic,
         dlq_topic: kafka.dlq_topic,
         kafka_config: kafka.kafka_config,
+        kafka_consumer_config: kafka.kafka_consumer_config,
+        kafka_producer_config: kafka.kafka_producer_config,
         max_batch: kafka.max_batch.max(1),
         linger: Duration::from_millis(kafka.linger_ms),
         event_deadline: Duration::from_secs(kafka.event_deadline_secs),

@@ -42,15 +42,16 @@ impl Fixture {
             .arg(self.dir.path().join("kubeconfig"))
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--linger-ms", "5", "--retry-base-ms", "2", "--retry-cap-ms", "50"]);
+        for setting in ["broker.address.family=v4", "reconnect.backoff.max.ms=500"] {
+            command.args(["--kafka-config", setting]);
+        }
+        // Tansu holds every fetch for the full wait; keep it short.
         for setting in [
-            "broker.address.family=v4",
-            "reconnect.backoff.max.ms=500",
             "session.timeout.ms=6000",
             "heartbeat.interval.ms=500",
-            // Tansu holds every fetch for the full wait; keep it short.
             "fetch.wait.max.ms=50",
         ] {
-            command.args(["--kafka-config", setting]);
+            command.args(["--kafka-consumer-config", setting]);
         }
         command
             .args(extra)

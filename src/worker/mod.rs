@@ -35,6 +35,9 @@ pub struct WorkerConfig {
     pub dlq_topic: String,
     /// Any librdkafka setting, applied to the consumer and the producer (SASL, SSL, …).
     pub kafka_config: Vec<(String, String)>,
+    /// Settings for one side only: librdkafka warns about consumer properties given to a producer.
+    pub kafka_consumer_config: Vec<(String, String)>,
+    pub kafka_producer_config: Vec<(String, String)>,
     /// Records applied together (coalesced); 1 is the console's one-event-at-a-time behaviour.
     pub max_batch: usize,
     /// How long to wait for a further record before applying the batch (at most 20 times this in all).
@@ -56,6 +59,8 @@ impl Default for WorkerConfig {
             result_topic: "model-route-results".into(),
             dlq_topic: "model-lifecycle-dlq".into(),
             kafka_config: Vec::new(),
+            kafka_consumer_config: Vec::new(),
+            kafka_producer_config: Vec::new(),
             max_batch: 256,
             linger: Duration::from_millis(20),
             event_deadline: Duration::from_secs(120),
@@ -96,14 +101,14 @@ impl ConsumerContext for Context {
     }
 }
 
-/// Our settings for a client, then the operator's `--kafka-config`, which wins.
-fn client_config(config: &WorkerConfig, ours: &[(&str, &str)]) -> ClientConfig {
+/// Our settings for a client, then the operator's common and side-specific settings, which win.
+fn client_config(config: &WorkerConfig, ours: &[(&str, &str)], theirs: &[(String, String)]) -> ClientConfig {
     let mut client = ClientConfig::new();
     client.set("bootstrap.servers", &config.brokers);
     for (key, value) in ours {
         client.set(*key, *value);
     }
-    for (key, value) in &config.kafka_config {
+    for (key, value) in config.kafka_config.iter().chain(theirs) {
         client.set(key, value);
     }
     client
@@ -136,14 +141,19 @@ impl Worker {
                 // librdkafka prefetches up to 64 MiB per consumer by default; events are small.
                 ("queued.max.messages.kbytes", "8192"),
             ],
+            &config.kafka_consumer_config,
         )
         .create_with_context(Context {
             readiness: readiness.clone(),
         })
         .context("creating the consumer")?;
-        let producer: FutureProducer = client_config(&config, &[("enable.idempotence", "true"), ("acks", "all")])
-            .create()
-            .context("creating the producer")?;
+        let producer: FutureProducer = client_config(
+            &config,
+            &[("enable.idempotence", "true"), ("acks", "all")],
+            &config.kafka_producer_config,
+        )
+        .create()
+        .context("creating the producer")?;
         Ok(Self {
             config,
             engine,
