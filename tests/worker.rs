@@ -529,3 +529,19 @@ async fn transient_cluster_errors_wait_then_fail_after_the_deadline() {
     fixture.sim.faults().clear();
     assert!(worker.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_topics_are_named_at_start_up() {
+    let fixture = Fixture::start().await;
+    let mut worker = fixture.worker(
+        "w",
+        &["--result-topic", "no-such-results", "--dlq-topic", "no-such-dlq"],
+    );
+    let status = worker.child.wait().unwrap();
+    assert!(!status.success(), "the worker must not run without its topics");
+    let log = worker.log();
+    assert!(
+        log.contains("missing Kafka topics: no-such-results, no-such-dlq"),
+        "{log}"
+    );
+}
