@@ -529,6 +529,11 @@ fn report(label: &str, m: &Measured) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // `cargo test --all-targets` runs benches too, without `--bench`: a benchmark is not a test.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("burst: run with `cargo bench --bench burst`; skipped");
+        return;
+    }
     let o = options();
     println!("burst: {o:?}");
     let batched = run("batched", &o, o.events, true).await;
