@@ -157,20 +157,8 @@ impl State {
             .map(|(k, v)| (k.name.as_str(), v))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &ObjectKey> {
-        self.objects.keys()
-    }
-
     pub fn into_objects(self) -> impl Iterator<Item = (ObjectKey, Value)> {
         self.objects.into_iter()
-    }
-
-    pub fn len(&self) -> usize {
-        self.objects.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
     }
 }
 
