@@ -38,6 +38,10 @@ struct MappingArgs {
     /// Days a retired model's tombstone is kept.
     #[arg(long, env = "HRW_TOMBSTONE_DAYS", default_value_t = 7)]
     tombstone_days: i64,
+    /// A Secret events may refer to although it lacks the label higress-route-worker.io/readable=true
+    /// (repeatable).
+    #[arg(long = "readable-secret", env = "HRW_READABLE_SECRETS", value_delimiter = ',')]
+    readable_secrets: Vec<String>,
 }
 
 impl MappingArgs {
@@ -48,6 +52,7 @@ impl MappingArgs {
             ai_statistics: !self.no_ai_statistics,
             model_router: !self.no_model_router,
             tombstone_ttl: chrono::Duration::days(self.tombstone_days),
+            readable_secrets: self.readable_secrets.clone(),
             ..Settings::default()
         }
     }
@@ -59,20 +64,23 @@ struct ClusterArgs {
     #[arg(long, env = "HRW_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
     /// Attempts per API request before giving up (conflicts and transient errors are retried).
-    #[arg(long, env = "HRW_RETRY_ATTEMPTS", default_value_t = 12)]
+    #[arg(long, env = "HRW_RETRY_ATTEMPTS", default_value_t = RetryPolicy::DEFAULT.max_attempts)]
     retry_attempts: usize,
     /// Longest time spent retrying one request, in seconds.
-    #[arg(long, env = "HRW_RETRY_DEADLINE_SECS", default_value_t = 30)]
+    #[arg(long, env = "HRW_RETRY_DEADLINE_SECS", default_value_t = RetryPolicy::DEFAULT.max_elapsed.as_secs())]
     retry_deadline_secs: u64,
     /// First backoff delay in milliseconds (doubles up to the cap, with full jitter).
-    #[arg(long, env = "HRW_RETRY_BASE_MS", default_value_t = 10)]
+    #[arg(long, env = "HRW_RETRY_BASE_MS", default_value_t = RetryPolicy::DEFAULT.base.as_millis() as u64)]
     retry_base_ms: u64,
     /// Largest backoff delay in milliseconds.
-    #[arg(long, env = "HRW_RETRY_CAP_MS", default_value_t = 2000)]
+    #[arg(long, env = "HRW_RETRY_CAP_MS", default_value_t = RetryPolicy::DEFAULT.cap.as_millis() as u64)]
     retry_cap_ms: u64,
     /// Object writes of one batch in flight at once.
-    #[arg(long, env = "HRW_WRITE_CONCURRENCY", default_value_t = 32)]
+    #[arg(long, env = "HRW_WRITE_CONCURRENCY", default_value_t = cluster::DEFAULT_WRITE_CONCURRENCY)]
     write_concurrency: usize,
+    /// Seconds from an event's first attempt to its `failed` result (and dead letter), retries included.
+    #[arg(long, env = "HRW_EVENT_DEADLINE_SECS", default_value_t = RetryPolicy::DEFAULT.event_deadline.as_secs())]
+    event_deadline_secs: u64,
 }
 
 impl ClusterArgs {
@@ -84,6 +92,7 @@ impl ClusterArgs {
                 cap: Duration::from_millis(self.retry_cap_ms),
                 max_attempts: self.retry_attempts,
                 max_elapsed: Duration::from_secs(self.retry_deadline_secs),
+                event_deadline: Duration::from_secs(self.event_deadline_secs),
             },
             write_concurrency: self.write_concurrency,
         }
@@ -136,9 +145,6 @@ struct KafkaArgs {
     /// Milliseconds to wait for a further record before applying the batch (at most 20 times this in all).
     #[arg(long, env = "HRW_LINGER_MS", default_value_t = 20)]
     linger_ms: u64,
-    /// Seconds a transiently failing event is retried before it is failed and dead-lettered.
-    #[arg(long, env = "HRW_EVENT_DEADLINE_SECS", default_value_t = 120)]
-    event_deadline_secs: u64,
     /// Seconds in-flight work may take on shutdown (keep below the group session timeout).
     #[arg(long, env = "HRW_DRAIN_DEADLINE_SECS", default_value_t = 20)]
     drain_deadline_secs: u64,
@@ -259,7 +265,6 @@ async fn run_command(
         kafka_producer_config: kafka.kafka_producer_config,
         max_batch: kafka.max_batch.max(1),
         linger: Duration::from_millis(kafka.linger_ms),
-        event_deadline: Duration::from_secs(kafka.event_deadline_secs),
         drain_deadline: Duration::from_secs(kafka.drain_deadline_secs),
         source: SOURCE.into(),
     };

@@ -2,6 +2,7 @@
 
 use crate::event::{InvalidEvent, LifecycleEvent, RESULT_TYPE};
 use crate::higress::{ObjectKey, Operation};
+use crate::reason::Reason;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -110,11 +111,11 @@ impl RouteResult {
         }
     }
 
-    pub fn fail(&mut self, outcome: Outcome, reason: &str, message: String, retryable: bool) {
+    pub fn fail(&mut self, outcome: Outcome, reason: Reason, message: String, retryable: bool) {
         self.outcome = outcome;
         self.changes.clear();
         self.error = Some(ResultError {
-            reason: reason.to_string(),
+            reason: reason.as_str().to_string(),
             message,
             retryable,
         });

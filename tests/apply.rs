@@ -39,6 +39,7 @@ impl Cluster {
             cap: Duration::from_millis(50),
             max_attempts: 30,
             max_elapsed: Duration::from_secs(20),
+            ..RetryPolicy::DEFAULT
         };
         self.engine_with(retry).await
     }
@@ -248,7 +249,7 @@ async fn transient_errors_and_dropped_connections_are_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forbidden_write_is_rejected_without_retrying() {
+async fn a_forbidden_write_is_not_retried_and_the_result_lists_what_was_written_before_it() {
     let cluster = Cluster::start().await;
     cluster
         .sim
@@ -256,9 +257,27 @@ async fn a_forbidden_write_is_rejected_without_retrying() {
         .fail_next(5, FaultSpec::new(403).for_method(Method::POST).for_path("wasmplugins"));
     let engine = cluster.engine().await;
     let result = engine.apply(&deploy("m", 1)).await;
-    assert_outcome(&result, Outcome::Rejected);
+    // Not `rejected`: the domain and the registry went in before ai-proxy was refused.
+    assert_outcome(&result, Outcome::Failed);
+    let written: Vec<(&str, &str, &str)> = result
+        .changes
+        .iter()
+        .map(|c| (c.kind.as_str(), c.name.as_str(), c.operation))
+        .collect();
+    assert_eq!(
+        written,
+        [
+            ("ConfigMap", "domain-api.example.com", "created"),
+            ("McpBridge", "default", "created")
+        ]
+    );
     let error = result.error.as_ref().unwrap();
-    assert_eq!(error.reason, "Forbidden");
+    assert_eq!(error.reason, "forbidden");
+    assert!(
+        error.message.contains("WasmPlugin/ai-proxy.internal"),
+        "{}",
+        error.message
+    );
     assert!(!error.retryable);
     assert_eq!(
         cluster.sim.counters().get("create", "wasmplugins"),
@@ -299,13 +318,13 @@ async fn a_missing_secret_is_rejected_by_name() {
     );
     let result = engine.apply(&event).await;
     assert_outcome(&result, Outcome::Rejected);
-    assert_eq!(result.error.as_ref().unwrap().reason, "SecretNotFound");
+    assert_eq!(result.error.as_ref().unwrap().reason, "secret-not-found");
     assert!(result.error.as_ref().unwrap().message.contains("llm-keys"));
     assert_eq!(cluster.writes(), 0);
     cluster
         .sim
         .insert(
-            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "llm-keys", "namespace": NS},
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "llm-keys", "namespace": NS, "labels": {"higress-route-worker.io/readable": "true"}},
                               "data": {"deepseek": "c2stZnJvbS1zZWNyZXQ="}}),
         )
         .unwrap();

@@ -594,7 +594,7 @@ fn results_the_worker_publishes_follow_the_result_schema() {
         check(&name(&path), &result);
         result.fail(
             Outcome::Failed,
-            "kubernetes-api",
+            higress_route_worker::reason::Reason::Unavailable,
             "the API server is unavailable".into(),
             true,
         );

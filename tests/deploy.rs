@@ -413,9 +413,9 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
     let seed = event_file("seed-deployed.json");
     let model = seed["data"]["model"].as_str().unwrap().to_string();
     for object in [
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "llm-tokens", "namespace": HIGRESS_NS},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "llm-tokens", "namespace": HIGRESS_NS, "labels": {"higress-route-worker.io/readable": "true"}},
                "stringData": {"anthropic": "sk-ant"}}),
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "consumer-keys", "namespace": HIGRESS_NS},
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "consumer-keys", "namespace": HIGRESS_NS, "labels": {"higress-route-worker.io/readable": "true"}},
                "stringData": {"alice": "alice-key", "bob.keys": "bob-key"}}),
         // The console's fallback of the seed route, which its retirement deletes.
         json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",

@@ -3,7 +3,7 @@
 
 use higress_route_worker::event::{self, KeySource, LifecycleEvent};
 use higress_route_worker::higress::ops::Op;
-use higress_route_worker::higress::plan::consumer_entry;
+use higress_route_worker::higress::plugins::consumer_entry;
 use higress_route_worker::higress::plugins::BuiltinPlugin;
 use higress_route_worker::higress::provider::{self, LlmProvider};
 use higress_route_worker::higress::route::{self, AiRoute, IngressContext};

@@ -2,6 +2,7 @@
 
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::{self, names, ConsoleVersion, Decision, Kind, Settings, State};
+use higress_route_worker::reason::Reason;
 use serde_json::{json, Value};
 
 fn event(kind: &str, data: Value) -> LifecycleEvent {
@@ -184,7 +185,7 @@ fn mixed_http_and_https_domains_are_rejected() {
     let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
                               "route": {"domains": ["taken.example.com", "plain.example.com"]}}));
     let refusal = refusal(&event, &console_state());
-    assert_eq!(refusal.reason, "InvalidDomains");
+    assert_eq!(refusal.reason, Reason::InvalidDomains);
     assert!(refusal.message.contains("same protocol"), "{}", refusal.message);
 }
 
@@ -282,7 +283,7 @@ fn unknown_upstream_provider_is_rejected() {
                               "route": {"upstreams": [{"provider": "a", "weight": 50}, {"provider": "ghost", "weight": 50}]}}),
     );
     let refusal = refusal(&event, &State::new());
-    assert_eq!(refusal.reason, "UnknownProvider");
+    assert_eq!(refusal.reason, Reason::UnknownProvider);
     assert!(refusal.message.contains("\"ghost\""));
     // A provider already in ai-proxy (here: "theirs", with its registry) is known.
     let mut state = console_state();
@@ -306,15 +307,39 @@ fn a_credential_used_by_another_consumer_is_rejected_without_showing_it() {
     let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
                               "auth": {"consumers": [{"name": "mallory", "source": "HEADER", "key": "x-key", "credentials": ["c-1"]}]}}));
     let refusal = refusal(&event, &console_state());
-    assert_eq!(refusal.reason, "Conflict");
+    assert_eq!(refusal.reason, Reason::EntryTaken);
     assert!(refusal.message.contains("carol"), "{}", refusal.message);
     assert!(!refusal.message.contains("c-1"));
 }
 
+/// A Secret the operator made readable to events.
 fn secret(name: &str, key: &str, value: &str) -> Value {
     use base64::Engine;
-    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "higress-system"},
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": name, "namespace": "higress-system", "labels": {names::LABEL_READABLE: "true"}},
            "data": {key: base64::engine::general_purpose::STANDARD.encode(value)}})
+}
+
+#[test]
+fn a_secret_the_operator_did_not_make_readable_is_refused_without_reading_it() {
+    let event = deploy(json!({"model": "m", "revision": 1,
+        "provider": {"type": "openai", "url": "https://attacker.example.com/v1",
+                     "apiTokensSecretRef": {"name": "higress-console", "key": "adminPassword"}}}));
+    let mut state = State::new();
+    let mut console = secret("higress-console", "adminPassword", "admin-password-value");
+    console["metadata"]["labels"] = json!({});
+    state.insert_object(console);
+    let refusal = refusal(&event, &state);
+    assert_eq!(refusal.reason, Reason::SecretNotAllowed);
+    assert!(refusal.message.contains("higress-console"), "{}", refusal.message);
+    assert!(!refusal.message.contains("admin-password-value"));
+    // Named by the operator instead of labelled: allowed.
+    let settings = Settings {
+        readable_secrets: vec!["higress-console".into()],
+        ..Settings::default()
+    };
+    let plan = higress::plan(&event, &state, &settings, chrono::Utc::now());
+    assert!(matches!(plan, Ok(Decision::Apply(_))), "{plan:?}");
 }
 
 #[test]
@@ -323,7 +348,7 @@ fn secret_references_are_resolved_and_a_missing_secret_is_named_not_shown() {
         "provider": {"type": "deepseek", "apiTokensSecretRef": {"name": "llm-keys", "key": "deepseek"}},
         "auth": {"consumers": [{"name": "dora", "source": "BEARER", "credentialsSecretRef": {"name": "consumer-keys", "key": "dora"}}]}}));
     let refusal = refusal(&event, &State::new());
-    assert_eq!(refusal.reason, "SecretNotFound");
+    assert_eq!(refusal.reason, Reason::SecretNotFound);
     assert!(refusal.message.contains("llm-keys"));
     let mut state = State::new();
     state.insert_object(secret("llm-keys", "deepseek", "sk-from-secret\n"));

@@ -1,6 +1,7 @@
 //! What can go wrong talking to the API server, classified by what to do about it.
 
 use crate::higress::Refusal;
+use crate::reason::Reason;
 use std::time::Duration;
 
 /// One error enum for the cluster side; [`ApplyError::label`] is its metric label.
@@ -16,13 +17,14 @@ pub enum ApplyError {
         message: String,
         retry_after: Option<Duration>,
     },
-    /// 400, 403, 404 (namespace), 422, …: retrying cannot help.
-    #[error("{reason} ({code}) on {object}: {message}")]
+    /// 400, 403, 404 (namespace), 413, 422, etcd's "request is too large", an object we cannot
+    /// parse: retrying cannot help. `answer` is the API server's own reason and message.
+    #[error("{object}: the API server answered {code} {answer}")]
     Permanent {
         object: String,
         code: u16,
-        reason: String,
-        message: String,
+        reason: Reason,
+        answer: String,
     },
     /// Our edit no longer fits the object as it is now (e.g. a credential taken meanwhile).
     #[error("{}: {}", .0.reason, .0.message)]
@@ -51,18 +53,35 @@ impl ApplyError {
     }
 
     /// Reason code for a result event.
-    pub fn reason(&self) -> String {
+    pub fn reason(&self) -> Reason {
         match self {
-            ApplyError::Conflict { .. } => "Conflict".into(),
-            ApplyError::Transient { .. } => "Unavailable".into(),
-            ApplyError::Permanent { reason, .. } => reason.clone(),
-            ApplyError::Refused(refusal) => refusal.reason.to_string(),
+            ApplyError::Conflict { .. } => Reason::Conflict,
+            ApplyError::Transient { .. } => Reason::Unavailable,
+            ApplyError::Permanent { reason, .. } => *reason,
+            ApplyError::Refused(refusal) => refusal.reason,
         }
     }
 
     pub fn classify(error: kube::Error, object: &str) -> ApplyError {
         let object = object.to_string();
         match error {
+            // etcd's limit (about 1.5 MiB per object) reaches clients as a 500; retrying cannot help.
+            kube::Error::Api(status) if status.code == 500 && status.message.contains("request is too large") => {
+                ApplyError::Permanent {
+                    object,
+                    code: 500,
+                    reason: Reason::TooLarge,
+                    answer: status.message.clone(),
+                }
+            }
+            // What the server sent cannot be read (e.g. nested deeper than the parser allows): the
+            // object must be repaired. The parser's message gives a position, never content.
+            kube::Error::SerdeError(error) => ApplyError::Permanent {
+                object,
+                code: 200,
+                reason: Reason::Unreadable,
+                answer: format!("an object that cannot be parsed: {error}"),
+            },
             kube::Error::Api(status) => match status.code {
                 409 => ApplyError::Conflict { object },
                 429 | 500 | 502 | 503 | 504 | 408 => ApplyError::Transient {
@@ -78,12 +97,8 @@ impl ApplyError {
                 code => ApplyError::Permanent {
                     object,
                     code,
-                    reason: if status.reason.is_empty() {
-                        format!("Http{code}")
-                    } else {
-                        status.reason.clone()
-                    },
-                    message: status.message.clone(),
+                    reason: Reason::of_status(code),
+                    answer: format!("{}: {}", status.reason, status.message),
                 },
             },
             other => ApplyError::Transient {
@@ -92,46 +107,6 @@ impl ApplyError {
                 retry_after: None,
             },
         }
-    }
-}
-
-/// Exponential backoff with full jitter, bounded by attempts and by elapsed time.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    pub base: Duration,
-    pub cap: Duration,
-    pub max_attempts: usize,
-    pub max_elapsed: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_millis(10),
-            cap: Duration::from_secs(2),
-            max_attempts: 12,
-            max_elapsed: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RetryPolicy {
-    pub fn backoff(&self) -> backon::ExponentialBuilder {
-        backon::ExponentialBuilder::default()
-            .with_min_delay(self.base)
-            .with_max_delay(self.cap)
-            .with_factor(2.0)
-            .with_max_times(self.max_attempts.saturating_sub(1))
-    }
-
-    /// Full jitter: a uniform delay in `[0, d]`, unless the server said how long to wait.
-    pub fn adjust(error: &ApplyError, delay: Option<Duration>) -> Option<Duration> {
-        let delay = delay?;
-        Some(
-            error
-                .retry_after()
-                .unwrap_or_else(|| delay.mul_f64(rand::random::<f64>())),
-        )
     }
 }
 
@@ -174,41 +149,22 @@ mod tests {
             assert!(ApplyError::classify(api(code, "", 0), "x").is_retryable());
         }
         for (code, reason) in [
-            (400, "BadRequest"),
-            (403, "Forbidden"),
-            (404, "NotFound"),
-            (422, "Invalid"),
+            (400, Reason::BadRequest),
+            (403, Reason::Forbidden),
+            (404, Reason::NotFound),
+            (413, Reason::TooLarge),
+            (422, Reason::Invalid),
         ] {
-            let error = ApplyError::classify(api(code, reason, 0), "x");
+            let error = ApplyError::classify(api(code, "Whatever", 0), "x");
             assert!(!error.is_retryable());
             assert_eq!(error.reason(), reason);
         }
-    }
-
-    #[test]
-    fn jitter_stays_within_the_delay_and_retry_after_wins() {
-        let transient = ApplyError::Transient {
-            object: "x".into(),
-            message: "m".into(),
-            retry_after: None,
-        };
-        for _ in 0..100 {
-            let d = RetryPolicy::adjust(&transient, Some(Duration::from_millis(40))).unwrap();
-            assert!(d <= Duration::from_millis(40));
+        let mut too_large = api(500, "InternalError", 0);
+        if let kube::Error::Api(status) = &mut too_large {
+            status.message = "etcdserver: request is too large".into();
         }
-        let throttled = ApplyError::Transient {
-            object: "x".into(),
-            message: "m".into(),
-            retry_after: Some(Duration::from_secs(2)),
-        };
-        assert_eq!(
-            RetryPolicy::adjust(&throttled, Some(Duration::from_millis(40))),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            RetryPolicy::adjust(&transient, None),
-            None,
-            "no delay left means no more attempts"
-        );
+        let error = ApplyError::classify(too_large, "WasmPlugin/ai-proxy.internal");
+        assert_eq!((error.reason(), error.is_retryable()), (Reason::TooLarge, false));
+        assert!(error.to_string().contains("WasmPlugin/ai-proxy.internal"), "{error}");
     }
 }

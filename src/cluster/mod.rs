@@ -1,6 +1,8 @@
-//! The apply engine: reads the objects events touch, plans them with the pure mapping, and writes
-//! the difference beside other writers — entry-level edits of shared objects by read-modify-write
-//! with `resourceVersion`, re-read and re-applied on 409; owned objects created, replaced or deleted.
+//! The apply engine: reads what the mapping declares it needs ([`higress::reads`]), plans the events
+//! with the pure mapping, and writes the difference beside other writers — entry-level edits of
+//! shared objects by read-modify-write with `resourceVersion`, re-read and re-applied on 409; owned
+//! objects created, replaced or deleted — in the mapping's write order ([`higress::write_rank`]).
+//! Every request is retried by the one [`RetryPolicy`], and nothing outlives the event deadline.
 //!
 //! Events are applied in batches: all events of a batch are planned in order against one read of the
 //! cluster, and each object is written once with every event's edits (coalescing). A batch of one is
@@ -9,21 +11,25 @@
 pub mod api;
 pub mod error;
 
+pub use crate::retry::RetryPolicy;
 pub use api::Api;
-pub use error::{ApplyError, RetryPolicy};
+pub use error::ApplyError;
 
-use crate::event::{Lifecycle, LifecycleEvent};
-use crate::higress::plan::{apply_step, Step};
-use crate::higress::{self, names, Action, Decision, Kind, ObjectKey, Settings, State};
+use crate::event::LifecycleEvent;
+use crate::higress::{self, apply_step, Decision, ObjectKey, Operation, ReadSet, Settings, State, Step};
 use crate::metrics::Metrics;
+use crate::reason::Reason;
 use crate::result::{Change, Outcome, RouteResult};
 use backon::Retryable;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use tokio::time::Instant;
+
+/// Object writes of one rank in flight at once, unless configured otherwise.
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 32;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -37,8 +43,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             settings: Settings::default(),
-            retry: RetryPolicy::default(),
-            write_concurrency: 16,
+            retry: RetryPolicy::DEFAULT,
+            write_concurrency: DEFAULT_WRITE_CONCURRENCY,
         }
     }
 }
@@ -48,16 +54,32 @@ impl Default for EngineConfig {
 struct Planned {
     results: Vec<RouteResult>,
     steps: BTreeMap<ObjectKey, Vec<Step>>,
+    /// The objects each event's plan touches, by event index.
+    touched: Vec<BTreeSet<ObjectKey>>,
     /// Each touched object as it was before the batch (`None`: absent).
     before: BTreeMap<ObjectKey, Option<Value>>,
     state: State,
 }
 
-/// Requests and conflicts of one batch.
+/// Requests, conflicts and successful writes of one batch.
 #[derive(Default)]
 struct Tally {
     attempts: AtomicU32,
     conflicts: AtomicU32,
+    written: Mutex<Vec<(ObjectKey, Operation)>>,
+}
+
+impl Tally {
+    fn written(&self) -> Vec<(ObjectKey, Operation)> {
+        self.written.lock().expect("not poisoned").clone()
+    }
+}
+
+/// A batch that failed part-way: the error, and what was written before it.
+struct BatchFailure {
+    error: ApplyError,
+    written: Vec<(ObjectKey, Operation)>,
+    touched: Vec<BTreeSet<ObjectKey>>,
 }
 
 pub struct Engine {
@@ -76,45 +98,36 @@ impl Engine {
         &self.api
     }
 
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.config.retry
+    }
+
     pub async fn apply(&self, event: &LifecycleEvent) -> RouteResult {
         self.apply_batch(std::slice::from_ref(event)).await.remove(0)
     }
 
-    /// One result per event, in order. When a write of a batch fails, each event is applied again on
-    /// its own, so one event's failure does not fail the others.
+    /// [`Engine::apply_batch_until`] with the policy's event deadline from now.
     pub async fn apply_batch(&self, events: &[LifecycleEvent]) -> Vec<RouteResult> {
+        let deadline = Instant::now() + self.config.retry.event_deadline;
+        self.apply_batch_until(events, deadline).await
+    }
+
+    /// One result per event, in order; no request outlives `deadline`. When a write of a batch fails,
+    /// each event is applied again on its own, so one event's failure does not fail the others.
+    pub async fn apply_batch_until(&self, events: &[LifecycleEvent], deadline: Instant) -> Vec<RouteResult> {
         let started = Instant::now();
         let tally = Tally::default();
-        let results = match self.try_batch(events, &tally).await {
+        let results = match self.try_batch(events, &tally, deadline).await {
             Ok(results) => results,
-            Err(error) if events.len() == 1 => {
+            Err(failure) if events.len() == 1 => {
                 let mut result = RouteResult::for_event(&events[0]);
-                let outcome = if error.is_retryable() {
-                    Outcome::Failed
-                } else {
-                    Outcome::Rejected
-                };
-                result.fail(outcome, &error.reason(), error.to_string(), error.is_retryable());
+                let written: Vec<Change> = failure.written.iter().map(|(k, op)| Change::new(k, *op)).collect();
+                fail(&mut result, &failure.error, written);
                 vec![result]
             }
-            Err(error) => {
-                tracing::warn!(error = %error, events = events.len(), "batch write failed; applying its events one by one");
-                let mut results: Vec<RouteResult> = Vec::with_capacity(events.len());
-                for event in events {
-                    // A model whose earlier event must be retried waits for it: order per model holds.
-                    let waiting = results.iter().any(|r| {
-                        r.model.as_deref() == Some(event.model()) && r.outcome == Outcome::Failed && is_retryable(r)
-                    });
-                    if waiting {
-                        let mut result = RouteResult::for_event(event);
-                        let message = format!("waits for an earlier event of model {}", event.model());
-                        result.fail(Outcome::Failed, "Blocked", message, true);
-                        results.push(result);
-                        continue;
-                    }
-                    results.push(Box::pin(self.apply_batch(std::slice::from_ref(event))).await.remove(0));
-                }
-                return results;
+            Err(failure) => {
+                tracing::warn!(error = %failure.error, events = events.len(), "batch write failed; applying its events one by one");
+                return self.one_by_one(events, failure, deadline).await;
             }
         };
         let elapsed = started.elapsed();
@@ -130,54 +143,129 @@ impl Engine {
             .collect()
     }
 
+    /// The fallback after a failed batch. Each event's result also lists what the failed batch wrote
+    /// of the objects its plan touched. A model's earlier event that a later one of the batch
+    /// supersedes is not applied (the live route never steps back); a model whose earlier event
+    /// must be retried waits for it, so order per model holds.
+    async fn one_by_one(
+        &self,
+        events: &[LifecycleEvent],
+        failure: BatchFailure,
+        deadline: Instant,
+    ) -> Vec<RouteResult> {
+        let mut results: Vec<RouteResult> = Vec::with_capacity(events.len());
+        for (i, event) in events.iter().enumerate() {
+            let superseded = events[i + 1..]
+                .iter()
+                .filter(|later| later.model() == event.model())
+                .map(LifecycleEvent::revision)
+                .max()
+                .filter(|&later| later > event.revision());
+            let waiting = results
+                .iter()
+                .any(|r| r.model.as_deref() == Some(event.model()) && r.outcome == Outcome::Failed && is_retryable(r));
+            let mut result = if let Some(later) = superseded {
+                let mut result = RouteResult::for_event(event);
+                result.outcome = Outcome::Stale;
+                result
+                    .warnings
+                    .push(format!("superseded by revision {later} of the same batch"));
+                result
+            } else if waiting {
+                let mut result = RouteResult::for_event(event);
+                let message = format!("waits for an earlier event of model {}", event.model());
+                result.fail(Outcome::Failed, Reason::Blocked, message, true);
+                result
+            } else if Instant::now() >= deadline {
+                let mut result = RouteResult::for_event(event);
+                result.fail(
+                    Outcome::Failed,
+                    Reason::Unavailable,
+                    "event deadline passed".into(),
+                    true,
+                );
+                result
+            } else {
+                Box::pin(self.apply_batch_until(std::slice::from_ref(event), deadline))
+                    .await
+                    .remove(0)
+            };
+            let touched = &failure.touched[i];
+            for (key, operation) in &failure.written {
+                let change = Change::new(key, *operation);
+                if touched.contains(key) && !result.changes.contains(&change) {
+                    result.changes.insert(0, change);
+                }
+            }
+            if result.outcome == Outcome::Unchanged && !result.changes.is_empty() {
+                result.outcome = Outcome::Applied;
+            }
+            results.push(result);
+        }
+        results
+    }
+
     /// Plans the events without writing: their results and the state they would leave.
     pub async fn dry_run(&self, events: &[LifecycleEvent]) -> Result<(Vec<RouteResult>, State), ApplyError> {
-        let planned = self.plan_batch(events, self.read_state(events).await?);
+        let deadline = Instant::now() + self.config.retry.event_deadline;
+        let planned = self.plan_batch(events, self.read_state(events, deadline).await?);
         Ok((planned.results, planned.state))
     }
 
-    async fn try_batch(&self, events: &[LifecycleEvent], tally: &Tally) -> Result<Vec<RouteResult>, ApplyError> {
-        let planned = self.plan_batch(events, self.read_state(events).await?);
+    async fn try_batch(
+        &self,
+        events: &[LifecycleEvent],
+        tally: &Tally,
+        deadline: Instant,
+    ) -> Result<Vec<RouteResult>, BatchFailure> {
+        let initial = self.read_state(events, deadline).await.map_err(|error| BatchFailure {
+            error,
+            written: Vec::new(),
+            touched: vec![BTreeSet::new(); events.len()],
+        })?;
+        let planned = self.plan_batch(events, initial);
         let (before, after, steps) = (&planned.before, &planned.state, &planned.steps);
 
         // Write each changed object once, rank by rank: the mapping's write order across the batch.
         let mut writes: Vec<(u8, &ObjectKey)> = before
             .iter()
             .filter(|(key, was)| was.as_ref() != after.get(key) && steps.contains_key(key))
-            .map(|(key, _)| {
-                let rank = match after.get(key) {
-                    None => Step {
-                        key: key.clone(),
-                        action: Action::Delete,
-                    }
-                    .rank(),
-                    Some(_) => steps[key].last().map(Step::rank).unwrap_or_default(),
-                };
-                (rank, key)
-            })
+            .map(|(key, _)| (higress::write_rank(key, after.get(key).is_none()), key))
             .collect();
         writes.sort();
-        for rank in writes
-            .iter()
-            .map(|(rank, _)| *rank)
-            .collect::<std::collections::BTreeSet<_>>()
-        {
+        let ranks: BTreeSet<u8> = writes.iter().map(|(rank, _)| *rank).collect();
+        for rank in ranks {
             // Built eagerly: a lazily mapping stream would make this future not `Send` for every lifetime.
             let writes_of_rank: Vec<_> = writes
                 .iter()
                 .filter(|(r, _)| *r == rank)
-                .map(|(_, key)| self.write(key, before[*key].as_ref(), after.get(key), &steps[*key], tally))
+                .map(|(_, key)| {
+                    self.write(
+                        key,
+                        before[*key].as_ref(),
+                        after.get(key),
+                        &steps[*key],
+                        tally,
+                        deadline,
+                    )
+                })
                 .collect();
-            futures::stream::iter(writes_of_rank)
+            let written = futures::stream::iter(writes_of_rank)
                 .buffer_unordered(self.config.write_concurrency.max(1))
                 .try_collect::<Vec<()>>()
-                .await?;
+                .await;
+            if let Err(error) = written {
+                return Err(BatchFailure {
+                    error,
+                    written: tally.written(),
+                    touched: planned.touched,
+                });
+            }
         }
         Ok(planned.results)
     }
 
-    /// Plans every event in order against the state its predecessors leave. Returns the results, the
-    /// steps per object, the objects as they were before the batch touched them, and the state after.
+    /// Plans every event in order against the state its predecessors leave.
     fn plan_batch(&self, events: &[LifecycleEvent], initial: State) -> Planned {
         let now = chrono::Utc::now();
         let mut planned = Planned {
@@ -186,6 +274,7 @@ impl Engine {
         };
         for event in events {
             let mut result = RouteResult::for_event(event);
+            let mut touched = BTreeSet::new();
             match higress::plan(event, &planned.state, &self.config.settings, now) {
                 Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
                 Ok(Decision::Stale { seen }) => {
@@ -214,6 +303,7 @@ impl Engine {
                             result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
                             result.warnings = plan.warnings;
                             for step in plan.steps {
+                                touched.insert(step.key.clone());
                                 planned.steps.entry(step.key.clone()).or_default().push(step);
                             }
                         }
@@ -221,6 +311,7 @@ impl Engine {
                 }
             }
             planned.results.push(result);
+            planned.touched.push(touched);
         }
         planned
     }
@@ -233,6 +324,7 @@ impl Engine {
         planned: Option<&Value>,
         steps: &[Step],
         tally: &Tally,
+        deadline: Instant,
     ) -> Result<(), ApplyError> {
         let object = key.to_string();
         // `Some(current)` for the first attempt (what the batch read), `None` to read afresh.
@@ -255,78 +347,80 @@ impl Engine {
                 return Ok(());
             }
             tally.attempts.fetch_add(1, Ordering::Relaxed);
-            let written = match (&current, &desired) {
-                (Some(_), None) => self.api.delete(key).await,
-                (None, Some(new)) => self.api.create(key.kind, new).await.map(drop),
-                (Some(_), Some(changed)) => self.api.replace(key, changed).await.map(drop),
-                (None, None) => Ok(()),
+            let (written, operation) = match (&current, &desired) {
+                (Some(_), None) => (self.api.delete(key).await, Operation::Deleted),
+                (None, Some(new)) => (self.api.create(key.kind, new).await.map(drop), Operation::Created),
+                (Some(_), Some(changed)) => (self.api.replace(key, changed).await.map(drop), Operation::Updated),
+                (None, None) => return Ok(()),
             };
-            written.map_err(|e| {
-                let error = ApplyError::classify(e, &object);
-                if matches!(error, ApplyError::Conflict { .. }) {
-                    tally.conflicts.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.conflicts.inc();
+            match written {
+                Ok(()) => {
+                    tally
+                        .written
+                        .lock()
+                        .expect("not poisoned")
+                        .push((key.clone(), operation));
+                    Ok(())
                 }
-                error
-            })
+                Err(e) => {
+                    let error = ApplyError::classify(e, &object);
+                    if matches!(error, ApplyError::Conflict { .. }) {
+                        tally.conflicts.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.conflicts.inc();
+                    }
+                    Err(error)
+                }
+            }
         };
+        self.retried(&object, attempt, deadline).await
+    }
+
+    /// Runs a request under the retry policy, never past `deadline`.
+    async fn retried<T, F, Fut>(&self, what: &str, attempt: F, deadline: Instant) -> Result<T, ApplyError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApplyError>>,
+    {
+        let policy = &self.config.retry;
         let retried = attempt
-            .retry(self.config.retry.backoff())
+            .retry(policy.backoff())
             .when(ApplyError::is_retryable)
-            .adjust(RetryPolicy::adjust)
+            .adjust(|error: &ApplyError, delay| RetryPolicy::jitter(error.retry_after(), delay))
             .notify(|error, delay| {
                 self.metrics.retried(error.label());
-                tracing::debug!(%error, ?delay, "retrying write");
+                tracing::debug!(%error, ?delay, "retrying request");
             });
-        match tokio::time::timeout(self.config.retry.max_elapsed, retried).await {
+        match tokio::time::timeout_at(policy.request_deadline(deadline), retried).await {
             Ok(result) => result,
             Err(_) => Err(ApplyError::Transient {
-                object,
-                message: format!("gave up after {:?}", self.config.retry.max_elapsed),
+                object: what.to_string(),
+                message: "gave up at the request or event deadline".into(),
                 retry_after: None,
             }),
         }
     }
 
-    async fn read<T, F, Fut>(&self, what: &str, read: F) -> Result<T, ApplyError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, kube::Error>>,
-    {
-        let mut read = read;
-        let attempt = || {
-            let fut = read();
-            async move { fut.await.map_err(|e| ApplyError::classify(e, what)) }
-        };
-        let retried = attempt
-            .retry(self.config.retry.backoff())
-            .when(ApplyError::is_retryable)
-            .adjust(RetryPolicy::adjust)
-            .notify(|error, _| self.metrics.retried(error.label()));
-        tokio::time::timeout(self.config.retry.max_elapsed, retried)
-            .await
-            .unwrap_or_else(|_| {
-                Err(ApplyError::Transient {
-                    object: what.into(),
-                    message: "read timed out".into(),
-                    retry_after: None,
-                })
-            })
-    }
-
-    /// Reads objects by name and by list, concurrently, into a state.
-    async fn fetch(&self, gets: &[ObjectKey], lists: &[(Kind, &str)]) -> Result<State, ApplyError> {
+    /// Reads a read set, concurrently, into a state.
+    async fn fetch(&self, reads: &ReadSet, deadline: Instant) -> Result<State, ApplyError> {
         let api = &self.api;
-        let (got, listed) =
-            tokio::try_join!(
-                futures::future::try_join_all(gets.iter().map(|key| {
-                    let what = key.to_string();
-                    async move { self.read(&what, || api.get(key)).await.map(|object| (key, object)) }
-                })),
-                futures::future::try_join_all(lists.iter().map(|(kind, selector)| async move {
-                    self.read(kind.plural(), || api.list(*kind, selector)).await
-                })),
-            )?;
+        let (got, listed) = tokio::try_join!(
+            futures::future::try_join_all(reads.gets.iter().map(|key| {
+                let what = key.to_string();
+                async move {
+                    let attempt = || async { api.get(key).await.map_err(|e| ApplyError::classify(e, &what)) };
+                    self.retried(&what, attempt, deadline).await.map(|object| (key, object))
+                }
+            })),
+            futures::future::try_join_all(reads.lists.iter().map(|(kind, selector)| async move {
+                let what = kind.plural();
+                let attempt = || async {
+                    api.list(*kind, selector)
+                        .await
+                        .map_err(|e| ApplyError::classify(e, what))
+                };
+                self.retried(what, attempt, deadline).await
+            })),
+        )?;
         let mut state = State::new();
         for (key, object) in got {
             if let Some(mut object) = object {
@@ -342,90 +436,12 @@ impl Engine {
         Ok(state)
     }
 
-    /// Everything the mapping may read for these events: shared objects, the routes and domains they
-    /// touch, the tombstones, and the Secrets they refer to. A few events read their own objects by
-    /// name; a larger batch lists them, so a batch costs a fixed number of reads.
-    pub async fn read_state(&self, events: &[LifecycleEvent]) -> Result<State, ApplyError> {
-        const CONSOLE: &str = "higress.io/resource-definer=higress";
-        const AI_ROUTES: &str = "higress.io/resource-definer=higress,higress.io/config-map-type=ai-route";
-        const TARGETED_UP_TO: usize = 4;
-        const LIST_INGRESSES_ABOVE: usize = 32;
-        let mut models: Vec<&str> = events.iter().map(LifecycleEvent::model).collect();
-        models.sort_unstable();
-        models.dedup();
-        let targeted = models.len() <= TARGETED_UP_TO;
-        let retiring: Vec<&str> = events
-            .iter()
-            .filter(|e| matches!(e.body, Lifecycle::Retired(_)))
-            .map(LifecycleEvent::model)
-            .collect();
-
-        let mut gets = vec![
-            ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE),
-            ObjectKey::new(Kind::ConfigMap, names::TOMBSTONES),
-        ];
-        let mut lists = vec![(Kind::WasmPlugin, CONSOLE)];
-        if targeted {
-            for model in &models {
-                gets.push(ObjectKey::new(Kind::ConfigMap, names::route_config_map(model)));
-                gets.push(ObjectKey::new(Kind::Ingress, names::route_ingress(model)));
-                gets.push(ObjectKey::new(Kind::Ingress, names::fallback_ingress(model)));
-            }
-            let mut domains = vec![names::DEFAULT_DOMAIN.to_string()];
-            for event in events {
-                if let Lifecycle::Deployed(deployed) = &event.body {
-                    domains.extend(deployed.route.domains.iter().cloned());
-                }
-            }
-            domains.sort_unstable();
-            domains.dedup();
-            gets.extend(
-                domains
-                    .iter()
-                    .map(|d| ObjectKey::new(Kind::ConfigMap, names::domain_config_map(d))),
-            );
-            gets.extend(
-                retiring
-                    .iter()
-                    .map(|m| ObjectKey::new(Kind::EnvoyFilter, names::fallback_envoy_filter(m))),
-            );
-            if !retiring.is_empty() {
-                // Providers are deleted only when no remaining route uses them.
-                lists.push((Kind::ConfigMap, AI_ROUTES));
-            }
-        } else {
-            lists.push((Kind::ConfigMap, CONSOLE));
-            if !retiring.is_empty() {
-                lists.push((Kind::EnvoyFilter, CONSOLE));
-            }
-        }
-        let mut secrets: Vec<&str> = events.iter().flat_map(secret_names).collect();
-        secrets.sort_unstable();
-        secrets.dedup();
-        gets.extend(secrets.iter().map(|name| ObjectKey::new(Kind::Secret, *name)));
-
-        let mut state = self.fetch(&gets, &lists).await?;
-        if !targeted {
-            // Only routes that exist (or are retired) can have Ingresses: read those, not every route's.
-            // A new route's Ingress is created; should one exist after all, the 409 makes it a replace.
-            let existing: Vec<&str> = models
-                .iter()
-                .copied()
-                .filter(|m| {
-                    retiring.contains(m) || state.get_named(Kind::ConfigMap, &names::route_config_map(m)).is_some()
-                })
-                .collect();
-            let (gets, lists) = if existing.len() <= LIST_INGRESSES_ABOVE {
-                let gets = existing
-                    .iter()
-                    .flat_map(|m| [names::route_ingress(m), names::fallback_ingress(m)])
-                    .map(|name| ObjectKey::new(Kind::Ingress, name))
-                    .collect();
-                (gets, Vec::new())
-            } else {
-                (Vec::new(), vec![(Kind::Ingress, CONSOLE)])
-            };
-            for (key, object) in self.fetch(&gets, &lists).await?.into_objects() {
+    /// Everything the mapping declares it may read for these events.
+    pub async fn read_state(&self, events: &[LifecycleEvent], deadline: Instant) -> Result<State, ApplyError> {
+        let mut state = self.fetch(&higress::reads(events), deadline).await?;
+        let more = higress::reads::follow_up_reads(events, &state);
+        if !more.is_empty() {
+            for (key, object) in self.fetch(&more, deadline).await?.into_objects() {
                 state.set(key, Some(object));
             }
         }
@@ -433,22 +449,22 @@ impl Engine {
     }
 }
 
+/// A failed event's result: `failed` when something was written before the error or it may succeed
+/// when applied again, `rejected` (nothing written) otherwise; `written` is what did get written.
+fn fail(result: &mut RouteResult, error: &ApplyError, written: Vec<Change>) {
+    let retryable = error.is_retryable();
+    let outcome = if retryable || !written.is_empty() {
+        Outcome::Failed
+    } else {
+        Outcome::Rejected
+    };
+    result.fail(outcome, error.reason(), error.to_string(), retryable);
+    result.changes = written;
+}
+
 /// Whether a failed result may succeed when applied again.
 pub fn is_retryable(result: &RouteResult) -> bool {
     result.error.as_ref().is_some_and(|e| e.retryable)
-}
-
-fn secret_names(event: &LifecycleEvent) -> Vec<&str> {
-    let Lifecycle::Deployed(deployed) = &event.body else {
-        return Vec::new();
-    };
-    let provider = deployed.provider.api_tokens_secret_ref.iter();
-    let consumers = deployed
-        .auth
-        .iter()
-        .flat_map(|a| a.consumers.iter())
-        .filter_map(|c| c.credentials_secret_ref.as_ref());
-    provider.chain(consumers).map(|r| r.name.as_str()).collect()
 }
 
 /// A client for the cluster of `kubeconfig`, else the standard discovery (`KUBECONFIG`, `~/.kube/config`,

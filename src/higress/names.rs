@@ -8,11 +8,17 @@ pub const MCP_BRIDGE: &str = "default";
 pub const LABEL_DEFINER: &str = "higress.io/resource-definer";
 pub const LABEL_INTERNAL: &str = "higress.io/internal";
 pub const LABEL_CONFIG_MAP_TYPE: &str = "higress.io/config-map-type";
+/// Selects everything the console manages (`higress.io/resource-definer=higress`).
+pub const SELECT_CONSOLE: &str = "higress.io/resource-definer=higress";
+/// Selects the console's AI route ConfigMaps.
+pub const SELECT_AI_ROUTES: &str = "higress.io/resource-definer=higress,higress.io/config-map-type=ai-route";
 pub const ANNOTATION_COMMENT: &str = "higress.io/comment";
 pub const COMMENT: &str = "PLEASE DO NOT EDIT DIRECTLY. This resource is managed by Higress.";
 
 /// Annotation on `ai-route-<m>` recording the revision of the event that last changed the route.
 pub const ANNOTATION_REVISION: &str = "higress-route-worker.io/revision";
+/// Label an operator puts on a Secret that events may refer to (`"true"`); other Secrets are refused.
+pub const LABEL_READABLE: &str = "higress-route-worker.io/readable";
 /// Label on the objects only this worker owns (the tombstone ConfigMap).
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "higress-route-worker";
@@ -27,8 +33,15 @@ pub fn normalize_domain(domain: &str) -> String {
     }
 }
 
+const DOMAIN_CONFIG_MAP_PREFIX: &str = "domain-";
+const ROUTE_CONFIG_MAP_PREFIX: &str = "ai-route-";
+
 pub fn domain_config_map(domain: &str) -> String {
-    format!("domain-{}", normalize_domain(domain))
+    format!("{DOMAIN_CONFIG_MAP_PREFIX}{}", normalize_domain(domain))
+}
+
+pub fn is_domain_config_map(name: &str) -> bool {
+    name.starts_with(DOMAIN_CONFIG_MAP_PREFIX)
 }
 
 pub fn domain_label_key(domain: &str) -> String {
@@ -36,7 +49,11 @@ pub fn domain_label_key(domain: &str) -> String {
 }
 
 pub fn route_config_map(route: &str) -> String {
-    format!("ai-route-{route}")
+    format!("{ROUTE_CONFIG_MAP_PREFIX}{route}")
+}
+
+pub fn is_route_config_map(name: &str) -> bool {
+    name.starts_with(ROUTE_CONFIG_MAP_PREFIX)
 }
 
 pub fn route_ingress(route: &str) -> String {

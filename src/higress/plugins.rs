@@ -3,6 +3,8 @@
 
 use super::names::{self, ANNOTATION_COMMENT, COMMENT, LABEL_DEFINER, LABEL_INTERNAL};
 use super::state::Kind;
+use crate::event::KeySource;
+use crate::secret::SecretString;
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
 use std::fmt;
@@ -168,6 +170,14 @@ impl BuiltinPlugin {
         }
     }
 
+    /// The built-in plugin whose internal CR has this name (`ai-proxy.internal` → `AiProxy`).
+    pub fn of_internal_cr(name: &str) -> Option<BuiltinPlugin> {
+        let plugin = name.strip_suffix(".internal")?;
+        [Self::AiProxy, Self::KeyAuth, Self::ModelRouter, Self::ModelMapper]
+            .into_iter()
+            .find(|p| p.plugin_name() == plugin)
+    }
+
     /// The whole CR as the console creates it when it is missing, with no global config and no rules.
     pub fn new_cr(self, console: ConsoleVersion, namespace: &str) -> Value {
         let c = self.catalogue();
@@ -321,6 +331,28 @@ pub fn compare_rules(a: &Value, b: &Value) -> Ordering {
     rank_a
         .cmp(&rank_b)
         .then_with(|| target_list(a, key).cmp(target_list(b, key)))
+}
+
+/// A key-auth consumer entry as `KeyAuthCredentialHandler.saveConsumer` writes it.
+pub fn consumer_entry(name: &str, source: KeySource, key: Option<&str>, values: &[SecretString]) -> Value {
+    let (keys, in_header, credentials): (String, bool, Vec<String>) = match source {
+        KeySource::Bearer => (
+            "Authorization".into(),
+            true,
+            values.iter().map(|v| format!("Bearer {}", v.expose())).collect(),
+        ),
+        KeySource::Header => (
+            key.unwrap_or_default().into(),
+            true,
+            values.iter().map(|v| v.expose().to_string()).collect(),
+        ),
+        KeySource::Query => (
+            key.unwrap_or_default().into(),
+            false,
+            values.iter().map(|v| v.expose().to_string()).collect(),
+        ),
+    };
+    json!({"name": name, "keys": [keys], "in_header": in_header, "in_query": !in_header, "credentials": credentials})
 }
 
 #[cfg(test)]

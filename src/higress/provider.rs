@@ -2,6 +2,8 @@
 //! an McpBridge registry, an ai-proxy provider entry, and the upstream service routes point at.
 
 use super::names;
+use super::plugins::{BuiltinPlugin, ConsoleVersion};
+use super::state::{Kind, State};
 use crate::event::{ProviderProtocol, ProviderSpec};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -267,6 +269,46 @@ fn endpoints_and_configs(p: &LlmProvider) -> Result<(Vec<Endpoint>, Map<String, 
         },
     };
     Ok((endpoints, raw))
+}
+
+/// McpBridge `default` as the console creates it, with no registries.
+pub fn new_mcp_bridge(namespace: &str) -> Value {
+    json!({
+        "apiVersion": Kind::McpBridge.api_version(),
+        "kind": "McpBridge",
+        "metadata": {"name": names::MCP_BRIDGE, "namespace": namespace},
+        "spec": {"registries": [], "proxies": []}
+    })
+}
+
+/// Service and `service:port` of a provider already in the cluster, as the console derives them.
+pub fn existing_upstream(state: &State, console: ConsoleVersion, provider: &str) -> Option<(String, u16)> {
+    let entry = state
+        .get_named(Kind::WasmPlugin, &BuiltinPlugin::AiProxy.cr_name(console))?
+        .pointer("/spec/defaultConfig/providers")?
+        .as_array()?
+        .iter()
+        .find(|p| p.get("id").and_then(Value::as_str) == Some(provider))?;
+    if let (Some(service), Some(port)) = (
+        entry.get("openaiCustomServiceName").and_then(Value::as_str),
+        entry.get("openaiCustomServicePort").and_then(Value::as_u64),
+    ) {
+        return Some((service.to_string(), u16::try_from(port).ok()?));
+    }
+    let registry_name = names::registry(provider);
+    let registry = state
+        .get_named(Kind::McpBridge, names::MCP_BRIDGE)?
+        .pointer("/spec/registries")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("name").and_then(Value::as_str) == Some(registry_name.as_str()))?;
+    let kind = registry.get("type")?.as_str()?;
+    let port = if kind == "static" {
+        80
+    } else {
+        u16::try_from(registry.get("port")?.as_u64()?).ok()?
+    };
+    Some((format!("{registry_name}.{kind}"), port))
 }
 
 /// What the console writes for a provider (`AbstractLlmProviderHandler.saveConfig` and `buildServiceSource`).

@@ -415,6 +415,27 @@ pub fn ingress(route: &AiRoute, ctx: &IngressContext<'_>) -> Value {
     })
 }
 
+/// A domain ConfigMap as the console creates it.
+pub fn domain_config_map(domain: &str, namespace: &str, https: Option<&crate::event::HttpsSpec>) -> Value {
+    let mut data = json!({"domain": domain, "enableHttps": https.map_or("off", |h| h.mode.as_str())});
+    if let Some(cert) = https
+        .and_then(|h| h.cert.as_deref())
+        .filter(|_| https.is_some_and(|h| h.mode != crate::event::HttpsMode::Off))
+    {
+        data["cert"] = json!(cert);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": names::domain_config_map(domain),
+            "namespace": namespace,
+            "labels": {names::LABEL_CONFIG_MAP_TYPE: "domain", LABEL_DEFINER: "higress"}
+        },
+        "data": data
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

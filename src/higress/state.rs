@@ -162,18 +162,22 @@ impl State {
     }
 }
 
+/// The `metadata` fields the API server owns. A whole-object write keeps them as read; comparisons
+/// leave them out, so an object read back from a real cluster equals what we would write.
+pub const SERVER_FIELDS: [&str; 6] = [
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "managedFields",
+    "selfLink",
+];
+
 /// Removes what the API server owns, so two versions of an object can be compared by content.
 pub fn without_server_fields(object: &Value) -> Value {
     let mut object = object.clone();
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        for field in [
-            "resourceVersion",
-            "uid",
-            "creationTimestamp",
-            "generation",
-            "managedFields",
-            "selfLink",
-        ] {
+        for field in SERVER_FIELDS {
             metadata.remove(field);
         }
     }

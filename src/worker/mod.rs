@@ -42,8 +42,6 @@ pub struct WorkerConfig {
     pub max_batch: usize,
     /// How long to wait for a further record before applying the batch (at most 20 times this in all).
     pub linger: Duration,
-    /// How long a transiently failing event is retried before it is `failed` and dead-lettered.
-    pub event_deadline: Duration,
     /// On shutdown, how long in-flight work may take before it is abandoned (not committed).
     pub drain_deadline: Duration,
     /// CloudEvents `source` of results.
@@ -63,7 +61,6 @@ impl Default for WorkerConfig {
             kafka_producer_config: Vec::new(),
             max_batch: 256,
             linger: Duration::from_millis(20),
-            event_deadline: Duration::from_secs(120),
             drain_deadline: Duration::from_secs(20),
             source: "higress-route-worker".into(),
         }
@@ -312,7 +309,13 @@ impl Worker {
             if result.outcome == Outcome::Failed {
                 let record = &batch[*index];
                 let message = result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
-                deliveries.push(self.dead_letter(record, &headers_of(record), "apply-failed", &message));
+                // Retried until the deadline, or refused after some of its writes: replay after the fix.
+                let reason = if is_retryable(result) {
+                    "apply-failed"
+                } else {
+                    "apply-partial"
+                };
+                deliveries.push(self.dead_letter(record, &headers_of(record), reason, &message));
             }
             deliveries.push(self.publish(result));
         }
@@ -331,32 +334,46 @@ impl Worker {
     }
 
     /// Applies events, retrying those that failed transiently (in order, the rest of the model waiting)
-    /// until the event deadline.
+    /// in rounds the retry policy allows before the event deadline; the deadline also bounds every
+    /// request of every round, so an event's `failed` result comes at the deadline, not after it.
     async fn apply_until_deadline(&self, events: &[LifecycleEvent]) -> Vec<RouteResult> {
-        let deadline = Instant::now() + self.config.event_deadline;
+        let policy = self.engine.retry_policy();
+        let deadline = tokio::time::Instant::now() + policy.event_deadline;
         let mut results: Vec<Option<RouteResult>> = vec![None; events.len()];
         let mut pending: Vec<usize> = (0..events.len()).collect();
-        let mut pause = Duration::from_millis(100);
+        let mut round = 0;
         while !pending.is_empty() {
             let outcomes = if pending.len() == events.len() {
-                self.engine.apply_batch(events).await
+                self.engine.apply_batch_until(events, deadline).await
             } else {
                 let retried: Vec<LifecycleEvent> = pending.iter().map(|&i| events[i].clone()).collect();
-                self.engine.apply_batch(&retried).await
+                self.engine.apply_batch_until(&retried, deadline).await
             };
+            let pause = policy.next_round(round, deadline);
             let mut retry = Vec::new();
-            for (&i, result) in pending.iter().zip(outcomes) {
-                if result.outcome == Outcome::Failed && is_retryable(&result) && Instant::now() + pause < deadline {
+            for (&i, mut result) in pending.iter().zip(outcomes) {
+                // What earlier rounds wrote stays part of the event's result.
+                if let Some(earlier) = results[i].take() {
+                    for change in earlier.changes.into_iter().rev() {
+                        if !result.changes.contains(&change) {
+                            result.changes.insert(0, change);
+                        }
+                    }
+                }
+                if result.outcome == Outcome::Unchanged && !result.changes.is_empty() {
+                    result.outcome = Outcome::Applied;
+                }
+                if result.outcome == Outcome::Failed && is_retryable(&result) && pause.is_some() {
                     retry.push(i);
                 }
                 results[i] = Some(result);
             }
-            if !retry.is_empty() {
+            if let (false, Some(pause)) = (retry.is_empty(), pause) {
                 warn!(events = retry.len(), ?pause, "retrying events after transient failures");
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
             }
             pending = retry;
+            round += 1;
         }
         results
             .into_iter()

@@ -1,0 +1,355 @@
+//! A deployed model: its provider (McpBridge registry, ai-proxy entry and service rule), its domains,
+//! its consumers and the route's plugin rules, then its Ingress and AI route ConfigMap — all as the
+//! console writes them for the same route.
+
+use super::names;
+use super::ops::Op;
+use super::plan::{Action, Plan, Refusal, Settings, Template};
+use super::plugins::{self, BuiltinPlugin, Targets};
+use super::route::{self, AiRoute, AiUpstream, AuthConfig, IngressContext, PathPredicate};
+use super::state::{label, Kind, ObjectKey, State};
+use super::{fence, provider};
+use crate::event::{ModelDeployed, SecretRef};
+use crate::reason::Reason;
+use crate::secret::SecretString;
+use serde_json::{json, Value};
+
+/// The console's AI route for a deploy event, shaped as the console UI sends it.
+pub fn ai_route(event: &ModelDeployed) -> AiRoute {
+    let upstreams = event
+        .upstreams()
+        .into_iter()
+        .map(|u| AiUpstream {
+            provider: u.provider,
+            weight: Some(u.weight),
+            model_mapping: Some(u.model_mapping),
+        })
+        .collect();
+    let auth = event.auth.as_ref();
+    AiRoute {
+        name: event.model.clone(),
+        domains: Some(event.route.domains.clone()),
+        path_predicate: Some(PathPredicate {
+            match_type: "PRE".into(),
+            match_value: event.route.path.clone(),
+            case_sensitive: None,
+        }),
+        header_predicates: Some(Vec::new()),
+        url_param_predicates: Some(Vec::new()),
+        upstreams,
+        model_predicates: Some(
+            event
+                .route
+                .model_predicates
+                .iter()
+                .map(|p| route::ModelPredicate {
+                    match_type: match p.match_type {
+                        crate::event::PredicateMatch::Equal => "EQUAL".into(),
+                        crate::event::PredicateMatch::Pre => "PRE".into(),
+                    },
+                    match_value: p.match_value.clone(),
+                })
+                .collect(),
+        ),
+        auth_config: Some(AuthConfig {
+            enabled: auth.is_some_and(|a| a.enabled),
+            allowed_credential_types: None,
+            allowed_consumers: Some(auth.map(|a| a.allow_list()).unwrap_or_default()),
+        }),
+        fallback_config: Some(route::FallbackConfig {
+            enabled: false,
+            upstreams: None,
+            fallback_strategy: None,
+            response_codes: None,
+        }),
+        ..AiRoute::default()
+    }
+}
+
+pub fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings) -> Result<Plan, Refusal> {
+    let tombstoned = fence::tombstone_revision(state, &event.model).is_some();
+    let ns = settings.namespace.as_str();
+    let console = settings.console;
+    let mut plan = Plan::default();
+
+    // Provider: McpBridge registry, ai-proxy entry and service rule.
+    let tokens = match &event.provider.api_tokens_secret_ref {
+        Some(secret) => vec![secret_value(
+            state,
+            settings,
+            secret,
+            "data.provider.apiTokensSecretRef",
+        )?],
+        None => event.provider.api_tokens.clone(),
+    };
+    let provider_name = event.provider_name();
+    let llm_provider = provider::from_event(
+        &event.provider,
+        provider_name,
+        tokens.iter().map(|t| t.expose().to_string()).collect(),
+    )
+    .map_err(|m| Refusal::new(Reason::InvalidProvider, format!("data.provider: {m}")))?;
+    let provider = provider::render(&llm_provider)
+        .map_err(|m| Refusal::new(Reason::InvalidProvider, format!("data.provider: {m}")))?;
+
+    // Domains: created only when missing; existing settings win. The route's TLS comes from them.
+    let mut route_domains = State::new();
+    if let Some(default) = state.get_named(Kind::ConfigMap, &names::domain_config_map(names::DEFAULT_DOMAIN)) {
+        route_domains.insert_object(default.clone());
+    }
+    for domain in &event.route.domains {
+        let desired = route::domain_config_map(domain, ns, event.route.https.as_ref());
+        match state.get_named(Kind::ConfigMap, &names::domain_config_map(domain)) {
+            Some(existing) => {
+                route_domains.insert_object(existing.clone());
+                let field = |o: &Value, k: &str| {
+                    o.pointer(&format!("/data/{k}"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                };
+                if event.route.https.is_some()
+                    && (field(existing, "enableHttps").unwrap_or_else(|| "off".into())
+                        != field(&desired, "enableHttps").unwrap_or_default()
+                        || field(existing, "cert") != field(&desired, "cert"))
+                {
+                    plan.warnings.push(format!(
+                        "domain {domain} already exists with other HTTPS settings; the existing settings are kept"
+                    ));
+                }
+            }
+            None => {
+                route_domains.insert_object(desired.clone());
+                plan.push(desired, Action::CreateIfMissing);
+            }
+        }
+    }
+
+    if !provider.registries.is_empty() {
+        let key = ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE);
+        for registry in &provider.registries {
+            plan.edit(
+                key.clone(),
+                Some(Template::McpBridge {
+                    namespace: ns.to_string(),
+                }),
+                Op::UpsertRegistry(registry.clone()),
+            );
+        }
+    }
+    let ai_proxy = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console));
+    let ai_proxy_cr = Template::plugin(BuiltinPlugin::AiProxy, settings);
+    plan.edit(
+        ai_proxy.clone(),
+        ai_proxy_cr.clone(),
+        Op::UpsertProvider(provider.entry.clone()),
+    );
+    plan.edit(
+        ai_proxy,
+        ai_proxy_cr,
+        Op::UpsertProviderServiceRule {
+            provider: provider_name.to_string(),
+            service: provider.service.clone(),
+        },
+    );
+
+    // Route: upstream services must exist (the console fails later with "Unknown provider").
+    let mut route = ai_route(event);
+    route.fill_defaults(console);
+    route
+        .validate()
+        .map_err(|m| Refusal::new(Reason::InvalidRoute, format!("data.route: {m}")))?;
+    let mut upstream_services = Vec::new();
+    for upstream in &route.upstreams {
+        let (service, port) = if upstream.provider == provider_name {
+            (provider.service.clone(), provider.port)
+        } else {
+            provider::existing_upstream(state, console, &upstream.provider).ok_or_else(|| {
+                Refusal::new(
+                    Reason::UnknownProvider,
+                    format!("data.route.upstreams: Unknown provider {:?}: it is neither this event's provider nor in ai-proxy.internal", upstream.provider),
+                )
+            })?
+        };
+        upstream_services.push((service, port, upstream.weight));
+    }
+    let ingress_name = names::route_ingress(&route.name);
+
+    // Consumers and the route's allow rule, always written (disabled when auth is off).
+    let key_auth = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::KeyAuth.cr_name(console));
+    let key_auth_cr = Template::plugin(BuiltinPlugin::KeyAuth, settings);
+    let auth = event.auth.as_ref();
+    let auth_enabled = auth.is_some_and(|a| a.enabled);
+    if auth_enabled {
+        plan.edit(key_auth.clone(), key_auth_cr.clone(), Op::EnsureKeyAuthGlobal);
+    }
+    for (i, consumer) in auth
+        .map(|a| a.consumers.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let values = match &consumer.credentials_secret_ref {
+            Some(secret) => vec![secret_value(
+                state,
+                settings,
+                secret,
+                &format!("data.auth.consumers[{i}].credentialsSecretRef"),
+            )?],
+            None => consumer.credentials.clone(),
+        };
+        let entry = plugins::consumer_entry(&consumer.name, consumer.source, consumer.key.as_deref(), &values);
+        plan.edit(key_auth.clone(), key_auth_cr.clone(), Op::UpsertConsumer(entry));
+    }
+    let allow = route.allowed_consumers();
+    let known = state
+        .get_named(Kind::WasmPlugin, &key_auth.name)
+        .and_then(|k| k.pointer("/spec/defaultConfig/consumers"))
+        .and_then(Value::as_array)
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for name in &allow {
+        let in_event = auth.is_some_and(|a| a.consumers.iter().any(|c| &c.name == name));
+        if !in_event && !known.contains(name) {
+            plan.warnings
+                .push(format!("allowed consumer {name:?} does not exist in key-auth.internal"));
+        }
+    }
+    plan.edit(
+        key_auth,
+        key_auth_cr,
+        Op::UpsertRule(Targets::ingress(&ingress_name).rule(json!({"allow": allow}), auth_enabled)),
+    );
+
+    // model-mapper: one rule per upstream with a mapping; rules of upstreams without one go.
+    let mapper = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::ModelMapper.cr_name(console));
+    for (upstream, (service, _, _)) in route.upstreams.iter().zip(&upstream_services) {
+        let targets = Targets {
+            ingress: vec![ingress_name.clone()],
+            service: vec![service.clone()],
+            domain: Vec::new(),
+        };
+        match upstream.model_mapping.as_ref().filter(|m| !m.is_empty()) {
+            Some(mapping) => plan.edit(
+                mapper.clone(),
+                Template::plugin(BuiltinPlugin::ModelMapper, settings),
+                Op::UpsertRule(targets.rule(json!({"modelMapping": mapping}), true)),
+            ),
+            None if state.get(&mapper).is_some() => plan.edit(mapper.clone(), None, Op::RemoveRule(targets)),
+            None => {}
+        }
+    }
+
+    if settings.model_router && route.model_predicates.as_ref().is_some_and(|p| !p.is_empty()) {
+        plan.edit(
+            ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::ModelRouter.cr_name(console)),
+            Template::plugin(BuiltinPlugin::ModelRouter, settings),
+            Op::SetDefaultConfigKey("modelToHeader".into(), json!("x-higress-llm-model")),
+        );
+    }
+
+    if settings.ai_statistics && !has_ai_statistics_rule(state, &ingress_name) {
+        plan.edit(
+            ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiStatistics.cr_name(console)),
+            Template::plugin(BuiltinPlugin::AiStatistics, settings),
+            Op::InsertRuleIfAbsent(
+                Targets::ingress(&ingress_name).rule(json!({"use_default_response_attributes": true}), true),
+            ),
+        );
+    }
+
+    let tls = route::tls(&event.route.domains, &route_domains)
+        .map_err(|m| Refusal::new(Reason::InvalidDomains, format!("data.route.domains: {m}")))?;
+    let ctx = IngressContext {
+        namespace: ns,
+        ingress_class: &settings.ingress_class,
+        tls: &tls,
+        destinations: upstream_services
+            .iter()
+            .map(|(s, p, w)| (format!("{s}:{p}"), *w))
+            .collect(),
+        fallback_from: None,
+    };
+    plan.put(route::ingress(&route, &ctx));
+    // The route of a previous deploy may have had a fallback (made in the console): it goes.
+    plan.delete(Kind::Ingress, names::fallback_ingress(&route.name));
+    plan.put(route::config_map(&route, ns, Some(event.revision)));
+    if tombstoned {
+        plan.edit(
+            ObjectKey::new(Kind::ConfigMap, names::TOMBSTONES),
+            None,
+            Op::ClearTombstone(event.model.clone()),
+        );
+    }
+    Ok(plan)
+}
+
+/// Whether a non-internal ai-statistics CR already has a rule for the Ingress (then the console adds none).
+fn has_ai_statistics_rule(state: &State, ingress: &str) -> bool {
+    state.of_kind(Kind::WasmPlugin).any(|(name, plugin)| {
+        !names::is_internal(name)
+            && label(plugin, "higress.io/wasm-plugin-name") == Some("ai-statistics")
+            && plugin
+                .pointer("/spec/matchRules")
+                .and_then(Value::as_array)
+                .is_some_and(|rules| {
+                    rules
+                        .iter()
+                        .any(|r| Targets::of(r).ingress.iter().any(|i| i == ingress))
+                })
+    })
+}
+
+/// The value of a Secret an event refers to, if the operator made it readable: it carries the label
+/// [`names::LABEL_READABLE`] `"true"` or is named in the settings. Refusals name the reference, never
+/// the content.
+fn secret_value(state: &State, settings: &Settings, secret: &SecretRef, path: &str) -> Result<SecretString, Refusal> {
+    let missing = || {
+        Refusal::new(
+            Reason::SecretNotFound,
+            format!("{path}: key {:?} of Secret {:?} not found", secret.key, secret.name),
+        )
+    };
+    let object = state.get_named(Kind::Secret, &secret.name).ok_or_else(missing)?;
+    let readable =
+        label(object, names::LABEL_READABLE) == Some("true") || settings.readable_secrets.contains(&secret.name);
+    if !readable {
+        return Err(Refusal::new(
+            Reason::SecretNotAllowed,
+            format!(
+                "{path}: Secret {:?} may not be read by events: label it {}=true or name it in --readable-secret",
+                secret.name,
+                names::LABEL_READABLE
+            ),
+        ));
+    }
+    if let Some(plain) = object
+        .pointer("/stringData")
+        .and_then(|d| d.get(&secret.key))
+        .and_then(Value::as_str)
+    {
+        return Ok(SecretString::new(plain.trim()));
+    }
+    let encoded = object
+        .pointer("/data")
+        .and_then(|d| d.get(&secret.key))
+        .and_then(Value::as_str)
+        .ok_or_else(missing)?;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| {
+        Refusal::new(
+            Reason::SecretInvalid,
+            format!("{path}: key {:?} of Secret {:?} is not base64", secret.key, secret.name),
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Refusal::new(
+            Reason::SecretInvalid,
+            format!("{path}: key {:?} of Secret {:?} is not UTF-8", secret.key, secret.name),
+        )
+    })?;
+    Ok(SecretString::new(text.trim()))
+}

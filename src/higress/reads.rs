@@ -1,0 +1,145 @@
+//! What a batch must read before it is planned, declared by the mapping itself: the engine fetches
+//! exactly this, so when the planner starts consulting something new, this is the one place to say so
+//! (and `tests/reads.rs` fails until it does).
+//!
+//! A few models read their own objects by name; a larger batch lists them, so a batch costs a fixed
+//! number of reads whatever its size.
+
+use super::names;
+use super::state::{label, Kind, ObjectKey, State};
+use crate::event::{Lifecycle, LifecycleEvent};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// Up to this many models, their objects are read by name.
+pub const TARGETED_UP_TO: usize = 4;
+/// Above this many existing routes in a batch, their Ingresses are listed rather than read by name.
+pub const LIST_INGRESSES_ABOVE: usize = 32;
+
+/// Objects to read by name, and lists by label selector.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadSet {
+    pub gets: BTreeSet<ObjectKey>,
+    pub lists: BTreeSet<(Kind, &'static str)>,
+}
+
+impl ReadSet {
+    fn get(&mut self, kind: Kind, name: impl Into<String>) {
+        self.gets.insert(ObjectKey::new(kind, name));
+    }
+
+    fn list(&mut self, kind: Kind, selector: &'static str) {
+        self.lists.insert((kind, selector));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.gets.is_empty() && self.lists.is_empty()
+    }
+
+    /// Whether reading this set returns `object` (stored under `key`).
+    pub fn covers(&self, key: &ObjectKey, object: &Value) -> bool {
+        self.gets.contains(key)
+            || self
+                .lists
+                .iter()
+                .any(|(kind, selector)| *kind == key.kind && matches_selector(object, selector))
+    }
+}
+
+/// `a=b,c=d` selectors, the only form the mapping uses.
+fn matches_selector(object: &Value, selector: &str) -> bool {
+    selector.split(',').all(|term| match term.split_once('=') {
+        Some((key, value)) => label(object, key) == Some(value),
+        None => false,
+    })
+}
+
+fn models(events: &[LifecycleEvent]) -> BTreeSet<&str> {
+    events.iter().map(LifecycleEvent::model).collect()
+}
+
+/// The first read of a batch.
+pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
+    let mut set = ReadSet::default();
+    let models = models(events);
+    let retiring = events.iter().any(|e| matches!(e.body, Lifecycle::Retired(_)));
+    set.get(Kind::McpBridge, names::MCP_BRIDGE);
+    set.get(Kind::ConfigMap, names::TOMBSTONES);
+    // Plugin CRs are few (one per plugin), and a retirement removes every console rule naming its route.
+    set.list(Kind::WasmPlugin, names::SELECT_CONSOLE);
+    if models.len() <= TARGETED_UP_TO {
+        for model in &models {
+            set.get(Kind::ConfigMap, names::route_config_map(model));
+            set.get(Kind::Ingress, names::route_ingress(model));
+            set.get(Kind::Ingress, names::fallback_ingress(model));
+        }
+        set.get(Kind::ConfigMap, names::domain_config_map(names::DEFAULT_DOMAIN));
+        for event in events {
+            match &event.body {
+                Lifecycle::Deployed(deployed) => {
+                    for domain in &deployed.route.domains {
+                        set.get(Kind::ConfigMap, names::domain_config_map(domain));
+                    }
+                }
+                Lifecycle::Retired(retired) => {
+                    set.get(Kind::EnvoyFilter, names::fallback_envoy_filter(&retired.model));
+                }
+            }
+        }
+        if retiring {
+            // A provider goes only when no remaining route uses it.
+            set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
+        }
+    } else {
+        set.list(Kind::ConfigMap, names::SELECT_CONSOLE);
+        if retiring {
+            set.list(Kind::EnvoyFilter, names::SELECT_CONSOLE);
+        }
+    }
+    for name in events.iter().flat_map(secret_names) {
+        set.get(Kind::Secret, name);
+    }
+    set
+}
+
+/// What a large batch reads once the first read is in: the Ingresses of routes that exist (or are
+/// retired), not every route's. A new route's Ingress is created; should one exist after all, the 409
+/// makes the write a replace.
+pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
+    let mut set = ReadSet::default();
+    let models = models(events);
+    if models.len() <= TARGETED_UP_TO {
+        return set;
+    }
+    let existing: Vec<&str> = models
+        .into_iter()
+        .filter(|m| {
+            events
+                .iter()
+                .any(|e| e.model() == *m && matches!(e.body, Lifecycle::Retired(_)))
+                || state.get_named(Kind::ConfigMap, &names::route_config_map(m)).is_some()
+        })
+        .collect();
+    if existing.len() > LIST_INGRESSES_ABOVE {
+        set.list(Kind::Ingress, names::SELECT_CONSOLE);
+    } else {
+        for model in existing {
+            set.get(Kind::Ingress, names::route_ingress(model));
+            set.get(Kind::Ingress, names::fallback_ingress(model));
+        }
+    }
+    set
+}
+
+fn secret_names(event: &LifecycleEvent) -> Vec<&str> {
+    let Lifecycle::Deployed(deployed) = &event.body else {
+        return Vec::new();
+    };
+    let provider = deployed.provider.api_tokens_secret_ref.iter();
+    let consumers = deployed
+        .auth
+        .iter()
+        .flat_map(|a| a.consumers.iter())
+        .filter_map(|c| c.credentials_secret_ref.as_ref());
+    provider.chain(consumers).map(|r| r.name.as_str()).collect()
+}

@@ -1,0 +1,158 @@
+//! What a batch reads is declared by the mapping (`higress::reads`): planning against exactly the
+//! declared objects gives the same plans and changes as planning against the whole cluster. When the
+//! planner starts consulting an object the read set leaves out, these tests fail.
+
+use higress_route_worker::event::{self, LifecycleEvent};
+use higress_route_worker::higress::{self, names, reads, Decision, ReadSet, Settings, State};
+use serde_json::{json, Value};
+
+fn event(kind: &str, data: Value) -> LifecycleEvent {
+    let event = json!({"specversion": "1.0", "id": "id", "source": "tests", "type": kind, "data": data});
+    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Deploys that share providers, consumers and domains, with Secrets, mappings and predicates.
+fn deploy(model: &str, revision: u64, i: usize) -> LifecycleEvent {
+    let provider = format!("p{}", i % 3);
+    let mut data = json!({
+        "model": model, "revision": revision,
+        "provider": {"name": provider, "type": "openai", "url": format!("https://{provider}.example.com/v1"), "apiTokens": [format!("sk-{provider}")]},
+        "route": {"domains": [format!("d{}.example.com", i % 2)], "path": format!("/{model}")},
+        "auth": {"allowedConsumers": ["shared"],
+                 "consumers": [{"name": format!("c-{model}"), "source": "BEARER", "credentials": [format!("key-{model}")]}]}
+    });
+    if i % 4 == 1 {
+        data["provider"]["apiTokensSecretRef"] = json!({"name": "tokens", "key": "k"});
+        data["provider"].as_object_mut().unwrap().remove("apiTokens");
+    }
+    if i % 4 == 2 {
+        data["route"]["modelMapping"] = json!({"*": "gpt-4o"});
+        data["route"]["modelPredicates"] = json!([{"matchType": "EQUAL", "matchValue": model}]);
+    }
+    if i % 4 == 3 {
+        data["route"]["https"] = json!({"mode": "on", "cert": "wildcard-cert"});
+    }
+    event(event::DEPLOYED_TYPE, data)
+}
+
+fn retire(model: &str, revision: u64, delete_consumers: bool) -> LifecycleEvent {
+    event(
+        event::RETIRED_TYPE,
+        json!({"model": model, "revision": revision, "deleteConsumers": delete_consumers}),
+    )
+}
+
+/// Applies events one by one to a state, as the engine's simulation does.
+fn apply_all(state: &mut State, events: &[LifecycleEvent]) {
+    let now = chrono::Utc::now();
+    for event in events {
+        if let Ok(Decision::Apply(plan)) = higress::plan(event, state, &Settings::default(), now) {
+            higress::simulate(state, &plan).unwrap();
+        }
+    }
+}
+
+/// A cluster with 37 routes, providers, consumers, a retired model, a console fallback, foreign objects.
+fn cluster() -> State {
+    let mut state = State::new();
+    for object in [
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "tokens", "labels": {names::LABEL_READABLE: "true"}}, "stringData": {"k": "sk-secret"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated"}, "data": {"a": "b"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "domain-higress-default-domain",
+               "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}},
+               "data": {"domain": "higress-default-domain", "enableHttps": "off"}}),
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "ai-route-old.fallback.internal",
+               "labels": {"higress.io/resource-definer": "higress"}}, "spec": {}}),
+        json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter", "metadata": {"name": "ai-route-old.internal",
+               "labels": {"higress.io/resource-definer": "higress"}}, "spec": {}}),
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+               "metadata": {"name": "ai-statistics-1.0.0", "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "ai-statistics"}},
+               "spec": {"matchRules": [{"ingress": ["ai-route-m3.internal"], "config": {}, "configDisable": false}]}}),
+    ] {
+        state.insert_object(object);
+    }
+    let shared = event(
+        event::DEPLOYED_TYPE,
+        json!({"model": "base", "revision": 1, "provider": {"name": "p0", "type": "openai", "url": "https://p0.example.com/v1", "apiTokens": ["sk-p0"]},
+               "auth": {"consumers": [{"name": "shared", "source": "BEARER", "credentials": ["key-shared"]}]}}),
+    );
+    let mut events = vec![shared];
+    events.extend((0..36).map(|i| deploy(&format!("m{i}"), 1, i)));
+    events.extend([deploy("old", 1, 0), retire("old", 2, false), retire("gone", 5, true)]);
+    apply_all(&mut state, &events);
+    state
+}
+
+/// The objects of `whole` that reading `set` returns.
+fn restrict(whole: &State, set: &ReadSet) -> State {
+    let mut state = State::new();
+    for (key, object) in whole.clone().into_objects() {
+        if set.covers(&key, &object) {
+            state.set(key, Some(object));
+        }
+    }
+    state
+}
+
+/// Plans and simulates a batch against the whole cluster and against its declared reads.
+fn assert_reads_suffice(batch: &[LifecycleEvent]) {
+    let whole = cluster();
+    let first = reads(batch);
+    let mut declared = restrict(&whole, &first);
+    let follow_up = higress::reads::follow_up_reads(batch, &declared);
+    for (key, object) in restrict(&whole, &follow_up).into_objects() {
+        declared.set(key, Some(object));
+    }
+    let now = chrono::Utc::now();
+    let settings = Settings::default();
+    let mut everything = whole;
+    for event in batch {
+        let expected = higress::plan(event, &everything, &settings, now);
+        let planned = higress::plan(event, &declared, &settings, now);
+        assert_eq!(
+            planned,
+            expected,
+            "{} r{} planned differently",
+            event.model(),
+            event.revision()
+        );
+        if let Ok(Decision::Apply(plan)) = expected {
+            let expected = higress::simulate(&mut everything, &plan);
+            let changes = higress::simulate(&mut declared, &plan);
+            assert_eq!(
+                changes,
+                expected,
+                "{} r{} changes differently",
+                event.model(),
+                event.revision()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_few_models_read_their_own_objects_and_plan_as_against_the_whole_cluster() {
+    assert_reads_suffice(&[deploy("m1", 2, 1)]);
+    assert_reads_suffice(&[deploy("m2", 2, 3), deploy("new", 1, 2)]);
+    // Retirements: the last user of a provider, a route with a console fallback, a shared consumer.
+    assert_reads_suffice(&[retire("m5", 2, true)]);
+    assert_reads_suffice(&[retire("m3", 2, true), retire("m6", 3, false), deploy("m7", 2, 5)]);
+    // Stale and resurrecting events.
+    assert_reads_suffice(&[deploy("old", 1, 0), deploy("old", 3, 0), retire("m0", 1, false)]);
+}
+
+#[test]
+fn a_large_batch_lists_and_plans_as_against_the_whole_cluster() {
+    let mut batch: Vec<LifecycleEvent> = (0..8).map(|i| deploy(&format!("m{i}"), 2, i + 1)).collect();
+    batch.extend((0..40).map(|i| deploy(&format!("n{i}"), 1, i)));
+    batch.extend([retire("m2", 3, true), retire("old", 2, false), deploy("old", 4, 1)]);
+    assert!(batch.len() > higress::reads::TARGETED_UP_TO);
+    assert_reads_suffice(&batch);
+    // Many existing routes: their Ingresses are listed rather than read one by one.
+    let many: Vec<LifecycleEvent> = (0..34)
+        .map(|i| retire(&format!("m{i}"), 9, i % 2 == 0))
+        .chain((0..40).map(|i| deploy(&format!("n{i}"), 1, i)))
+        .collect();
+    assert_reads_suffice(&many);
+}

@@ -1,0 +1,111 @@
+//! The one write order, checked where it happens: in the order of writes kube-sim's audit log
+//! records, for a deploy and a retirement that touch every kind of object.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::{parse, Cluster};
+use higress_route_worker::event;
+use higress_route_worker::higress::{write_rank, Kind, ObjectKey};
+use higress_route_worker::result::Outcome;
+use serde_json::json;
+
+fn key_of(resource: &str, name: &str) -> ObjectKey {
+    let kind = Kind::ALL
+        .into_iter()
+        .find(|k| k.plural() == resource)
+        .unwrap_or_else(|| panic!("unknown resource {resource}"));
+    ObjectKey::new(kind, name)
+}
+
+/// The audit log's writes as (resource/name, verb).
+fn writes(cluster: &Cluster) -> Vec<(String, String)> {
+    cluster
+        .sim
+        .audit()
+        .into_iter()
+        .map(|e| (format!("{}/{}", e.resource, e.name), e.verb))
+        .collect()
+}
+
+fn position(writes: &[(String, String)], object: &str) -> usize {
+    writes
+        .iter()
+        .position(|(o, _)| o == object)
+        .unwrap_or_else(|| panic!("{object} was not written: {writes:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_over_the_wire_in_the_one_write_order() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    let deploy = parse(
+        event::DEPLOYED_TYPE,
+        json!({
+            "model": "chat", "revision": 1,
+            "provider": {"name": "p", "type": "openai", "url": "https://models.example.com/v1", "apiTokens": ["sk-1"]},
+            "route": {"domains": ["api.example.com"], "path": "/chat", "modelMapping": {"*": "gpt-4o"},
+                      "modelPredicates": [{"matchType": "PRE", "matchValue": "gpt-"}]},
+            "auth": {"consumers": [{"name": "alice", "source": "BEARER", "credentials": ["key-a"]}]}
+        }),
+    );
+    let deployed = engine.apply(&deploy).await;
+    assert_eq!(deployed.outcome, Outcome::Applied, "{deployed:?}");
+    let order = writes(&cluster);
+    // Every write in the order the mapping ranks it: a half-built route is never visible.
+    let ranks: Vec<u8> = order
+        .iter()
+        .map(|(object, verb)| {
+            let (resource, name) = object.split_once('/').unwrap();
+            write_rank(&key_of(resource, name), verb == "delete")
+        })
+        .collect();
+    assert!(ranks.is_sorted(), "writes out of order: {order:?}");
+    // What a new Ingress needs is in place before it; the ConfigMap the console lists routes by is last.
+    let ingress = position(&order, "ingresses/ai-route-chat.internal");
+    for needed in [
+        "configmaps/domain-api.example.com",
+        "mcpbridges/default",
+        "wasmplugins/ai-proxy.internal",
+        "wasmplugins/key-auth.internal",
+        "wasmplugins/model-mapper.internal",
+        "wasmplugins/model-router.internal",
+        "wasmplugins/ai-statistics-2.0.1",
+    ] {
+        assert!(
+            position(&order, needed) < ingress,
+            "{needed} after the Ingress: {order:?}"
+        );
+    }
+    assert_eq!(order.last().unwrap().0, "configmaps/ai-route-chat", "{order:?}");
+
+    cluster.sim.clear_audit();
+    let retire = parse(
+        event::RETIRED_TYPE,
+        json!({"model": "chat", "revision": 2, "deleteConsumers": true}),
+    );
+    let retired = engine.apply(&retire).await;
+    assert_eq!(retired.outcome, Outcome::Applied, "{retired:?}");
+    let order = writes(&cluster);
+    // The fence first; the Ingress before anything it used; the route's record last, so a retirement
+    // cut short still finds what it has to clean up.
+    assert_eq!(
+        order.first().unwrap(),
+        &(
+            "configmaps/higress-route-worker-tombstones".to_string(),
+            "create".to_string()
+        )
+    );
+    let ingress = position(&order, "ingresses/ai-route-chat.internal");
+    for used in [
+        "mcpbridges/default",
+        "wasmplugins/ai-proxy.internal",
+        "wasmplugins/key-auth.internal",
+    ] {
+        assert!(ingress < position(&order, used), "{used} before the Ingress: {order:?}");
+    }
+    assert_eq!(
+        order.last().unwrap(),
+        &("configmaps/ai-route-chat".to_string(), "delete".to_string())
+    );
+}
