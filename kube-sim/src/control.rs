@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::faults::FaultSpec;
-use crate::lock;
 use crate::observed::Counters;
-use crate::server::Shared;
+use crate::shared::Shared;
+use crate::sync::lock;
 
 type SimState = State<Arc<Shared>>;
 type Answer = Result<StatusCode, (StatusCode, String)>;

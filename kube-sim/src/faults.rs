@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::Method;
 
-use crate::lock;
+use crate::sync::lock;
 
 /// An error response to inject, and which requests it applies to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,14 +11,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::discovery;
-use crate::lock;
+use crate::managed;
 use crate::observed::AuditEntry;
 use crate::patch::Patch;
 use crate::resources::{by_path, ResourceType};
 use crate::selector::Selector;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::status::ApiError;
 use crate::store::{Preconditions, Store};
+use crate::sync::lock;
 
 pub(crate) enum Endpoint {
     Discovery(Value),
@@ -173,6 +174,8 @@ fn serve(
     }
     let ns = namespace.as_deref().unwrap_or_default();
     let name = name.as_deref().unwrap_or_default();
+    let user_agent = headers.get(header::USER_AGENT).and_then(|agent| agent.to_str().ok());
+    let manager = managed::manager_name(query.get("fieldManager").map(String::as_str), user_agent);
     // A forced conflict advances the object's resourceVersion, as the concurrent
     // writer it stands for would, so the client has to re-read before retrying.
     let forced_conflict = || {
@@ -193,19 +196,23 @@ fn serve(
         }
         Verb::Create => {
             let object = json_body(headers, body)?;
-            let created = audited(shared, verb, rt, ns, |store| store.create(rt, ns, object))?;
+            let created = audited(shared, verb, rt, ns, |store| store.create(rt, ns, object, &manager))?;
             Ok((StatusCode::CREATED, created))
         }
         Verb::Update => {
             forced_conflict()?;
             let object = json_body(headers, body)?;
-            let updated = audited(shared, verb, rt, ns, |store| store.update(rt, ns, name, object))?;
+            let updated = audited(shared, verb, rt, ns, |store| {
+                store.update(rt, ns, name, object, &manager)
+            })?;
             Ok((StatusCode::OK, updated))
         }
         Verb::Patch => {
             forced_conflict()?;
             let patch = patch_body(rt, headers, body)?;
-            let patched = audited(shared, verb, rt, ns, |store| store.patch(rt, ns, name, &patch))?;
+            let patched = audited(shared, verb, rt, ns, |store| {
+                store.patch(rt, ns, name, &patch, &manager)
+            })?;
             Ok((StatusCode::OK, patched))
         }
         Verb::Delete => {

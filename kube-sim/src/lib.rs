@@ -20,19 +20,23 @@ mod control;
 mod discovery;
 mod faults;
 mod http;
+mod managed;
 mod observed;
 mod patch;
 mod resources;
+mod schema;
 mod selector;
 mod server;
+mod shared;
 mod status;
 mod store;
+mod sync;
 mod validation;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 pub use axum::http::Method;
 pub use faults::{FaultSpec, Faults};
@@ -44,7 +48,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use resources::ResourceType;
-use server::Shared;
+use shared::Shared;
+use sync::lock;
+
+/// The field manager of objects made with [`Sim::insert`].
+pub const INSERT_MANAGER: &str = "kube-sim";
 
 /// The namespace of the kubeconfig's context.
 const KUBECONFIG_NAMESPACE: &str = "higress-system";
@@ -163,7 +171,7 @@ users:
                 )))
             }
         };
-        lock(&self.shared.store).create(rt, &namespace, object)
+        lock(&self.shared.store).create(rt, &namespace, object, INSERT_MANAGER)
     }
 
     /// The stored object, read directly. `resource` is the plural
@@ -212,10 +220,4 @@ fn resource_type(resource: &str) -> &'static ResourceType {
         let known: Vec<&str> = resources::RESOURCES.iter().map(|r| r.plural).collect();
         panic!("kube-sim does not serve {resource:?}; it serves {known:?}")
     })
-}
-
-/// Locks shared state. Each critical section leaves the data consistent
-/// before anything can panic, so a poisoned lock is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

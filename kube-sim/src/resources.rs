@@ -127,11 +127,6 @@ impl ResourceType {
     pub(crate) fn qualified_plural(&self) -> String {
         qualify(self.plural, self.group)
     }
-
-    /// How validation messages name the type: `ConfigMap`, `WasmPlugin.extensions.higress.io`.
-    pub(crate) fn qualified_kind(&self) -> String {
-        qualify(self.kind, self.group)
-    }
 }
 
 fn qualify(name: &str, group: &str) -> String {
@@ -192,7 +187,6 @@ mod tests {
         let ingress = by_name("ingresses").unwrap();
         assert_eq!(ingress.qualified_plural(), "ingresses.networking.k8s.io");
         assert_eq!(ingress.api_version(), "networking.k8s.io/v1");
-        assert_eq!(by_name("configmaps").unwrap().qualified_kind(), "ConfigMap");
         assert_eq!(group_versions().len(), 4);
     }
 }

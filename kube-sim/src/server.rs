@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,49 +16,18 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::faults::{Faults, Injected};
-use crate::observed::{AuditEntry, Counters};
-use crate::resources::NAMESPACES;
+use crate::faults::Injected;
+use crate::shared::Shared;
 use crate::status::ApiError;
-use crate::store::Store;
-use crate::{control, http, lock};
+use crate::sync::lock;
+use crate::{control, http};
 
 /// The API server's own limit on request bodies.
 const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-
-/// Namespaces that exist from the start, as in a cluster with Higress installed.
-const INITIAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "higress-system"];
-
-/// State shared by the server and the [`crate::Sim`] handle.
-pub(crate) struct Shared {
-    pub(crate) store: Mutex<Store>,
-    pub(crate) audit: Mutex<Vec<AuditEntry>>,
-    pub(crate) counters: Mutex<Counters>,
-    pub(crate) faults: Faults,
-}
-
-impl Shared {
-    pub(crate) fn new() -> Self {
-        let mut store = Store::default();
-        for name in INITIAL_NAMESPACES {
-            let namespace = json!({"metadata": {"name": name}});
-            if let Err(error) = store.create(NAMESPACES, "", namespace) {
-                unreachable!("initial namespace {name}: {error}");
-            }
-        }
-        Shared {
-            store: Mutex::new(store),
-            audit: Mutex::default(),
-            counters: Mutex::default(),
-            faults: Faults::new(),
-        }
-    }
-}
 
 /// Serves until the task is aborted; aborting drops the open connections too.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
@@ -124,7 +93,7 @@ async fn gate(shared: Arc<Shared>, control: Router, request: Request<Incoming>) 
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
         Ok(body) => body,
-        Err(_) => return Ok(ApiError::too_large().into_response()),
+        Err(_) => return Ok(ApiError::request_too_large(MAX_BODY_BYTES).into_response()),
     };
     Ok(match endpoint {
         Ok(endpoint) => http::respond(&shared, endpoint, &parts.headers, &body),

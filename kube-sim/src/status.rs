@@ -26,7 +26,7 @@ pub struct ApiError {
 
 /// One entry of an `Invalid` error, rendered like Kubernetes' field errors.
 pub(crate) struct FieldError {
-    field: String,
+    pub(crate) field: String,
     reason: &'static str,
     message: String,
 }
@@ -38,6 +38,14 @@ impl FieldError {
             field: field.into(),
             reason: "FieldValueInvalid",
             message: format!("Invalid value: {value}: {detail}"),
+        }
+    }
+
+    pub(crate) fn too_long(field: impl Into<String>, limit: usize) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueTooLong",
+            message: format!("Too long: must have at most {limit} bytes"),
         }
     }
 
@@ -102,12 +110,24 @@ impl ApiError {
             [one] => one.clone(),
             many => format!("[{}]", many.join(", ")),
         };
-        let message = format!("{} \"{name}\" is invalid: {summary}", rt.qualified_kind());
+        // As recorded from kube-apiserver 1.24: a custom resource is named by
+        // its resource, an Ingress by its legacy group `extensions`.
+        let (group, kind) = match rt.plural {
+            _ if rt.custom => (rt.group, rt.plural),
+            "ingresses" => ("extensions", rt.kind),
+            _ => (rt.group, rt.kind),
+        };
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let message = format!("{qualified} \"{name}\" is invalid: {summary}");
         let causes: Vec<Value> = errors
             .iter()
             .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
             .collect();
-        let mut error = Self::new(422, "Invalid", message).about(rt.group, rt.kind, name);
+        let mut error = Self::new(422, "Invalid", message).about(group, kind, name);
         if let Some(details) = error.details.as_mut() {
             details.insert("causes".into(), causes.into());
         }
@@ -145,12 +165,19 @@ impl ApiError {
         Self::new(500, "InternalError", message.into())
     }
 
-    pub(crate) fn too_large() -> Self {
+    /// A request body over the API server's limit (`limit` bytes).
+    pub(crate) fn request_too_large(limit: usize) -> Self {
         Self::new(
             413,
             "RequestEntityTooLarge",
-            "the request body is larger than the API server accepts (3 MiB)".to_string(),
+            format!("Request entity too large: limit is {limit}"),
         )
+    }
+
+    /// etcd refused the write: the API server passes etcd's error on as a
+    /// 500 without a reason, which clients must not take for a transient failure.
+    pub(crate) fn etcd_request_too_large() -> Self {
+        Self::new(500, "", "etcdserver: request is too large".to_string())
     }
 
     /// What the API server answers for a path it does not serve.
@@ -304,11 +331,11 @@ mod tests {
         assert_eq!(error.code, 422);
         assert_eq!(
             error.message,
-            "WasmPlugin.extensions.higress.io \"p\" is invalid: metadata.resourceVersion: \
+            "wasmplugins.extensions.higress.io \"p\" is invalid: metadata.resourceVersion: \
              Invalid value: 0x0: must be specified for an update"
         );
         let status = error.to_status();
-        assert_eq!(status["details"]["kind"], "WasmPlugin");
+        assert_eq!(status["details"]["kind"], "wasmplugins");
         assert_eq!(status["details"]["causes"][0]["field"], "metadata.resourceVersion");
     }
 

@@ -7,11 +7,17 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::managed;
 use crate::patch::{Patch, PatchError};
 use crate::resources::{ResourceType, NAMESPACES};
+use crate::schema;
 use crate::selector::Selector;
 use crate::status::{ApiError, FieldError};
-use crate::validation::metadata_errors;
+use crate::validation::{content_errors, metadata_errors};
+
+/// etcd's default limit on one request (`--max-request-bytes`, 1.5 MiB): a
+/// larger object cannot be stored.
+pub(crate) const ETCD_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 
 /// Objects by resource plural, then by (namespace, name); the namespace is
 /// empty for cluster-scoped types. Ordered as etcd lists keys.
@@ -31,7 +37,10 @@ pub(crate) struct Preconditions {
 
 /// An object taken apart: `apiVersion` and `kind` are implied by the type.
 struct Parts {
+    /// Without `managedFields`, which are in `recorded_managers`.
     metadata: Map<String, Value>,
+    /// The `managedFields` the request carried; empty when it sent none.
+    recorded_managers: Vec<Value>,
     /// Everything else: `spec`, `data`, `status`, ...
     body: Map<String, Value>,
 }
@@ -86,9 +95,20 @@ impl Store {
         })
     }
 
-    /// POST. `namespace` is the one in the request path (empty for cluster-scoped types).
-    pub(crate) fn create(&mut self, rt: &ResourceType, namespace: &str, object: Value) -> Result<Value, ApiError> {
-        let Parts { mut metadata, mut body } = split(rt, object)?;
+    /// POST. `namespace` is the one in the request path (empty for
+    /// cluster-scoped types); `manager` is the field manager of the write.
+    pub(crate) fn create(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        object: Value,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let Parts {
+            mut metadata,
+            recorded_managers,
+            mut body,
+        } = split(rt, object)?;
         scope_to_namespace(rt, namespace, &mut metadata)?;
         let name = match (text(&metadata, "name"), text(&metadata, "generateName")) {
             (Some(name), _) => name.to_string(),
@@ -99,7 +119,7 @@ impl Store {
             }
         };
         metadata.insert("name".into(), name.clone().into());
-        validate(rt, &name, &metadata)?;
+        validate(rt, &name, &metadata, &body)?;
         if rt.namespaced && self.stored(NAMESPACES, "", namespace).is_none() {
             return Err(ApiError::not_found(NAMESPACES, namespace));
         }
@@ -114,7 +134,8 @@ impl Store {
         metadata.insert("uid".into(), new_uid().into());
         // Set on commit; inserted here to take its place among the leading fields.
         metadata.insert("resourceVersion".into(), Value::Null);
-        metadata.insert("creationTimestamp".into(), now().into());
+        let now = now();
+        metadata.insert("creationTimestamp".into(), now.clone().into());
         if rt.tracks_generation {
             metadata.insert("generation".into(), 1.into());
         } else {
@@ -125,7 +146,18 @@ impl Store {
         }
         apply_creation_defaults(rt, &mut body);
         normalize(rt, &name, &mut metadata, &mut body);
-        Ok(self.commit(rt, namespace, &name, assemble(rt, metadata, body)))
+        let mut created = assemble(rt, metadata, body);
+        let managers = managed::after_update(
+            rt,
+            &recorded_managers,
+            &managed::empty_object(rt),
+            &created,
+            manager,
+            &now,
+        );
+        set_managed_fields(&mut created, managers);
+        check_stored_size(&created)?;
+        Ok(self.commit(rt, namespace, &name, created))
     }
 
     /// PUT. Custom resources require `metadata.resourceVersion`; built-in types
@@ -136,6 +168,7 @@ impl Store {
         namespace: &str,
         name: &str,
         object: Value,
+        manager: &str,
     ) -> Result<Value, ApiError> {
         if self.stored(rt, namespace, name).is_none() {
             return Err(ApiError::not_found(rt, name));
@@ -146,7 +179,7 @@ impl Store {
             let error = FieldError::invalid("metadata.resourceVersion", "0x0", "must be specified for an update");
             return Err(ApiError::invalid(rt, name, vec![error]));
         }
-        self.write(rt, namespace, name, parts)
+        self.write(rt, namespace, name, parts, manager)
     }
 
     /// PATCH. The patched object keeps the stored resourceVersion unless the
@@ -157,6 +190,7 @@ impl Store {
         namespace: &str,
         name: &str,
         patch: &Patch,
+        manager: &str,
     ) -> Result<Value, ApiError> {
         let current = self
             .stored(rt, namespace, name)
@@ -167,7 +201,7 @@ impl Store {
         })?;
         let mut parts = split(rt, patched)?;
         check_identity(rt, namespace, name, &mut parts.metadata)?;
-        self.write(rt, namespace, name, parts)
+        self.write(rt, namespace, name, parts, manager)
     }
 
     /// DELETE. Deleting a namespace deletes everything in it at once (there is
@@ -225,8 +259,19 @@ impl Store {
     /// The shared tail of PUT and PATCH: optimistic concurrency, server-owned
     /// fields, generation. A write that changes nothing is not stored and keeps
     /// the resourceVersion, as in the API server.
-    fn write(&mut self, rt: &ResourceType, namespace: &str, name: &str, parts: Parts) -> Result<Value, ApiError> {
-        let Parts { mut metadata, mut body } = parts;
+    fn write(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        parts: Parts,
+        manager: &str,
+    ) -> Result<Value, ApiError> {
+        let Parts {
+            mut metadata,
+            recorded_managers,
+            mut body,
+        } = parts;
         let current = self
             .stored(rt, namespace, name)
             .ok_or_else(|| ApiError::not_found(rt, name))?;
@@ -234,7 +279,7 @@ impl Store {
         if text(&metadata, "resourceVersion").is_some_and(|version| version != current_version) {
             return Err(ApiError::stale(rt, name));
         }
-        validate(rt, name, &metadata)?;
+        validate(rt, name, &metadata, &body)?;
         metadata.insert("resourceVersion".into(), current_version.into());
         for owned in ["uid", "creationTimestamp"] {
             match current["metadata"].get(owned) {
@@ -257,10 +302,21 @@ impl Store {
         } else {
             metadata.shift_remove("generation");
         }
-        let updated = assemble(rt, metadata, body);
+        let mut updated = assemble(rt, metadata, body);
+        // A request without managedFields keeps the stored ones.
+        let recorded_managers = match recorded_managers.is_empty() {
+            true => current["metadata"]["managedFields"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+            false => recorded_managers,
+        };
+        let managers = managed::after_update(rt, &recorded_managers, current, &updated, manager, &now());
+        set_managed_fields(&mut updated, managers);
         if &updated == current {
             return Ok(updated);
         }
+        check_stored_size(&updated)?;
         Ok(self.commit(rt, namespace, name, updated))
     }
 
@@ -319,12 +375,28 @@ fn split(rt: &ResourceType, object: Value) -> Result<Parts, ApiError> {
         }
         _ => {}
     }
-    let metadata = match body.shift_remove("metadata") {
+    let mut metadata = match body.shift_remove("metadata") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(metadata)) => metadata,
         Some(_) => return Err(ApiError::bad_request("metadata must be a JSON object")),
     };
-    Ok(Parts { metadata, body })
+    let recorded_managers = match metadata.shift_remove("managedFields") {
+        Some(Value::Array(entries)) => entries,
+        _ => Vec::new(),
+    };
+    if let Some(schema) = schema::of(rt) {
+        let mut pruned = Value::Object(body);
+        schema::prune(&mut pruned, schema);
+        body = match pruned {
+            Value::Object(body) => body,
+            _ => unreachable!("pruning keeps an object an object"),
+        };
+    }
+    Ok(Parts {
+        metadata,
+        recorded_managers,
+        body,
+    })
 }
 
 /// Reassembles an object in the API server's field order.
@@ -381,8 +453,14 @@ fn check_identity(
     scope_to_namespace(rt, namespace, metadata)
 }
 
-fn validate(rt: &ResourceType, name: &str, metadata: &Map<String, Value>) -> Result<(), ApiError> {
-    let errors = metadata_errors(rt, name, metadata);
+fn validate(
+    rt: &ResourceType,
+    name: &str,
+    metadata: &Map<String, Value>,
+    body: &Map<String, Value>,
+) -> Result<(), ApiError> {
+    let mut errors = metadata_errors(rt, name, metadata);
+    errors.extend(content_errors(rt, body));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -399,8 +477,43 @@ fn desired_state(fields: &Map<String, Value>) -> BTreeMap<&str, &Value> {
         .collect()
 }
 
+/// `managedFields` go last in metadata, as in the API server's Go type; none at all when no manager owns a field.
+fn set_managed_fields(object: &mut Value, managers: Vec<Value>) {
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        metadata.shift_remove("managedFields");
+        if !managers.is_empty() {
+            metadata.insert("managedFields".into(), managers.into());
+        }
+    }
+}
+
+/// What etcd would refuse. Sizes are of the object's JSON; the API server
+/// stores built-in types as protobuf, a little smaller.
+fn check_stored_size(object: &Value) -> Result<(), ApiError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut size = Count(0);
+    serde_json::to_writer(&mut size, object).map_err(|error| ApiError::internal(error.to_string()))?;
+    if size.0 > ETCD_MAX_REQUEST_BYTES {
+        return Err(ApiError::etcd_request_too_large());
+    }
+    Ok(())
+}
+
 fn apply_creation_defaults(rt: &ResourceType, body: &mut Map<String, Value>) {
     match rt.plural {
+        // The Ingress status the API server reports before any controller writes one.
+        "ingresses" => {
+            body.insert("status".into(), json!({"loadBalancer": {}}));
+        }
         "namespaces" => {
             let spec = body.entry("spec").or_insert_with(|| json!({}));
             if let Value::Object(spec) = spec {
@@ -486,11 +599,12 @@ mod tests {
     use crate::resources::by_name;
 
     const NS: &str = "higress-system";
+    const MANAGER: &str = "test";
 
     fn store() -> Store {
         let mut store = Store::default();
         let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}});
-        store.create(NAMESPACES, "", namespace).unwrap();
+        store.create(NAMESPACES, "", namespace, MANAGER).unwrap();
         store
     }
 
@@ -516,7 +630,12 @@ mod tests {
         let mut store = store();
         let before = store.revision();
         let cm = store
-            .create(rt("configmaps"), NS, json!({"metadata": {"name": "a", "uid": "mine"}}))
+            .create(
+                rt("configmaps"),
+                NS,
+                json!({"metadata": {"name": "a", "uid": "mine"}}),
+                MANAGER,
+            )
             .unwrap();
         assert_eq!(cm["apiVersion"], "v1");
         assert_eq!(cm["kind"], "ConfigMap");
@@ -529,7 +648,7 @@ mod tests {
         assert!(cm["metadata"].get("generation").is_none());
 
         let plugin = store
-            .create(rt("wasmplugins"), NS, wasmplugin("p", json!({"x": 1})))
+            .create(rt("wasmplugins"), NS, wasmplugin("p", json!({"x": 1})), MANAGER)
             .unwrap();
         assert_eq!(plugin["metadata"]["generation"], 1);
     }
@@ -538,34 +657,42 @@ mod tests {
     fn create_refusals() {
         let mut store = store();
         let cms = rt("configmaps");
-        store.create(cms, NS, configmap("a", json!({}))).unwrap();
+        store.create(cms, NS, configmap("a", json!({})), MANAGER).unwrap();
         let reason = |result: Result<Value, ApiError>| result.unwrap_err().reason;
         assert_eq!(
-            reason(store.create(cms, NS, configmap("a", json!({})))),
+            reason(store.create(cms, NS, configmap("a", json!({})), MANAGER)),
             "AlreadyExists"
         );
         assert_eq!(
-            reason(store.create(cms, "nowhere", configmap("b", json!({})))),
+            reason(store.create(cms, "nowhere", configmap("b", json!({})), MANAGER)),
             "NotFound"
         );
-        assert_eq!(reason(store.create(cms, NS, json!({"metadata": {}}))), "Invalid");
         assert_eq!(
-            reason(store.create(cms, NS, configmap("Bad_Name", json!({})))),
+            reason(store.create(cms, NS, json!({"metadata": {}}), MANAGER)),
+            "Invalid"
+        );
+        assert_eq!(
+            reason(store.create(cms, NS, configmap("Bad_Name", json!({})), MANAGER)),
             "Invalid"
         );
         let elsewhere = json!({"metadata": {"name": "c", "namespace": "default"}});
-        assert_eq!(reason(store.create(cms, NS, elsewhere)), "BadRequest");
+        assert_eq!(reason(store.create(cms, NS, elsewhere, MANAGER)), "BadRequest");
         let wrong_kind = json!({"kind": "Secret", "metadata": {"name": "d"}});
-        assert_eq!(reason(store.create(cms, NS, wrong_kind)), "BadRequest");
+        assert_eq!(reason(store.create(cms, NS, wrong_kind, MANAGER)), "BadRequest");
         let with_version = json!({"metadata": {"name": "e", "resourceVersion": "3"}});
-        assert_eq!(reason(store.create(cms, NS, with_version)), "InternalError");
+        assert_eq!(reason(store.create(cms, NS, with_version, MANAGER)), "InternalError");
     }
 
     #[test]
     fn generate_name_appends_a_suffix() {
         let mut store = store();
         let cm = store
-            .create(rt("configmaps"), NS, json!({"metadata": {"generateName": "gen-"}}))
+            .create(
+                rt("configmaps"),
+                NS,
+                json!({"metadata": {"generateName": "gen-"}}),
+                MANAGER,
+            )
             .unwrap();
         let name = cm["metadata"]["name"].as_str().unwrap();
         assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
@@ -575,28 +702,36 @@ mod tests {
     fn update_enforces_optimistic_concurrency() {
         let mut store = store();
         let cms = rt("configmaps");
-        let created = store.create(cms, NS, configmap("a", json!({"k": "1"}))).unwrap();
+        let created = store
+            .create(cms, NS, configmap("a", json!({"k": "1"})), MANAGER)
+            .unwrap();
         let mut stale = created.clone();
         let mut fresh = created.clone();
         fresh["data"]["k"] = "2".into();
-        let updated = store.update(cms, NS, "a", fresh).unwrap();
+        let updated = store.update(cms, NS, "a", fresh, MANAGER).unwrap();
         assert_eq!(version(&updated), version(&created) + 1);
         assert_eq!(updated["metadata"]["uid"], created["metadata"]["uid"]);
         stale["data"]["k"] = "3".into();
-        let conflict = store.update(cms, NS, "a", stale).unwrap_err();
+        let conflict = store.update(cms, NS, "a", stale, MANAGER).unwrap_err();
         assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
 
         // Built-in types accept a replace without resourceVersion.
-        let unconditional = store.update(cms, NS, "a", configmap("a", json!({"k": "4"}))).unwrap();
+        let unconditional = store
+            .update(cms, NS, "a", configmap("a", json!({"k": "4"})), MANAGER)
+            .unwrap();
         assert_eq!(unconditional["data"]["k"], "4");
         assert_eq!(
             unconditional["metadata"]["creationTimestamp"],
             created["metadata"]["creationTimestamp"]
         );
 
-        let missing = store.update(cms, NS, "b", configmap("b", json!({}))).unwrap_err();
+        let missing = store
+            .update(cms, NS, "b", configmap("b", json!({})), MANAGER)
+            .unwrap_err();
         assert_eq!(missing.code, 404);
-        let renamed = store.update(cms, NS, "a", configmap("z", json!({}))).unwrap_err();
+        let renamed = store
+            .update(cms, NS, "a", configmap("z", json!({})), MANAGER)
+            .unwrap_err();
         assert_eq!(renamed.code, 400);
     }
 
@@ -604,16 +739,18 @@ mod tests {
     fn custom_resources_need_a_resource_version_and_track_generation() {
         let mut store = store();
         let plugins = rt("wasmplugins");
-        let created = store.create(plugins, NS, wasmplugin("p", json!({"v": 1}))).unwrap();
+        let created = store
+            .create(plugins, NS, wasmplugin("p", json!({"priority": 1})), MANAGER)
+            .unwrap();
         let error = store
-            .update(plugins, NS, "p", wasmplugin("p", json!({"v": 2})))
+            .update(plugins, NS, "p", wasmplugin("p", json!({"priority": 2})), MANAGER)
             .unwrap_err();
         assert_eq!((error.code, error.reason.as_str()), (422, "Invalid"));
 
         let mut relabelled = created.clone();
         relabelled["metadata"]["labels"] = json!({"a": "b"});
         relabelled["status"] = json!({"ignored": true});
-        let relabelled = store.update(plugins, NS, "p", relabelled).unwrap();
+        let relabelled = store.update(plugins, NS, "p", relabelled, MANAGER).unwrap();
         assert_eq!(
             relabelled["metadata"]["generation"], 1,
             "metadata changes keep the generation"
@@ -621,18 +758,89 @@ mod tests {
         assert!(relabelled.get("status").is_none(), "status is a subresource");
 
         let mut respecced = relabelled.clone();
-        respecced["spec"]["v"] = 2.into();
-        let respecced = store.update(plugins, NS, "p", respecced).unwrap();
+        respecced["spec"]["priority"] = 2.into();
+        let respecced = store.update(plugins, NS, "p", respecced, MANAGER).unwrap();
         assert_eq!(respecced["metadata"]["generation"], 2);
+    }
+
+    #[test]
+    fn custom_resources_are_pruned_on_every_write() {
+        let mut store = store();
+        let plugins = rt("wasmplugins");
+        let spec = json!({"priority": 1, "stray": 1, "defaultConfig": {"kept": 1}});
+        let created = store.create(plugins, NS, wasmplugin("p", spec), MANAGER).unwrap();
+        assert_eq!(created["spec"], json!({"priority": 1, "defaultConfig": {"kept": 1}}));
+        let mut replaced = created.clone();
+        replaced["spec"]["stray"] = 2.into();
+        let replaced = store.update(plugins, NS, "p", replaced, MANAGER).unwrap();
+        assert_eq!(replaced, created, "a PUT of only pruned fields changes nothing");
+        let patch = Patch::Merge(json!({"spec": {"stray": 3, "pluginName": "x"}}));
+        let patched = store.patch(plugins, NS, "p", &patch, MANAGER).unwrap();
+        assert_eq!(
+            patched["spec"],
+            json!({"priority": 1, "defaultConfig": {"kept": 1}, "pluginName": "x"})
+        );
+    }
+
+    #[test]
+    fn objects_over_the_etcd_limit_are_refused_and_not_stored() {
+        let mut store = store();
+        let plugins = rt("wasmplugins");
+        let created = store.create(plugins, NS, wasmplugin("p", json!({})), MANAGER).unwrap();
+        let mut big = created.clone();
+        big["spec"]["defaultConfig"] = json!({"blob": "x".repeat(ETCD_MAX_REQUEST_BYTES)});
+        let error = store.update(plugins, NS, "p", big.clone(), MANAGER).unwrap_err();
+        assert_eq!(error.to_status(), ApiError::etcd_request_too_large().to_status());
+        assert_eq!(error.code, 500);
+        assert_eq!(store.get(plugins, NS, "p").unwrap(), created);
+        big["metadata"] = json!({"name": "q"});
+        assert_eq!(store.create(plugins, NS, big, MANAGER).unwrap_err().code, 500);
+        assert_eq!(store.get(plugins, NS, "q").unwrap_err().code, 404);
+    }
+
+    #[test]
+    fn managed_fields_name_each_writer() {
+        let mut store = store();
+        let cms = rt("configmaps");
+        let created = store
+            .create(cms, NS, configmap("a", json!({"k": "1"})), "first")
+            .unwrap();
+        let mut changed = created.clone();
+        changed["data"]["j"] = "2".into();
+        changed["metadata"].as_object_mut().unwrap().remove("managedFields");
+        let changed = store.update(cms, NS, "a", changed, "second").unwrap();
+        let managers: Vec<(&str, &Value)> = changed["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["manager"].as_str().unwrap(), &e["fieldsV1"]))
+            .collect();
+        assert_eq!(
+            managers,
+            [
+                ("first", &json!({"f:data": {".": {}, "f:k": {}}})),
+                ("second", &json!({"f:data": {"f:j": {}}})),
+            ]
+        );
+        let names = store.get(NAMESPACES, "", NS).unwrap();
+        assert_eq!(
+            names["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:metadata": {"f:labels": {".": {}, "f:kubernetes.io/metadata.name": {}}}}),
+            "defaults applied after tracking (spec.finalizers, status) are no one's"
+        );
     }
 
     #[test]
     fn a_write_that_changes_nothing_keeps_the_resource_version() {
         let mut store = store();
         let cms = rt("configmaps");
-        let created = store.create(cms, NS, configmap("a", json!({"k": "1"}))).unwrap();
+        let created = store
+            .create(cms, NS, configmap("a", json!({"k": "1"})), MANAGER)
+            .unwrap();
         let before = store.revision();
-        let same = store.update(cms, NS, "a", configmap("a", json!({"k": "1"}))).unwrap();
+        let same = store
+            .update(cms, NS, "a", configmap("a", json!({"k": "1"})), MANAGER)
+            .unwrap();
         assert_eq!(same, created);
         assert_eq!(store.revision(), before);
     }
@@ -642,31 +850,43 @@ mod tests {
         let mut store = store();
         let cms = rt("configmaps");
         let created = store
-            .create(cms, NS, configmap("a", json!({"k": "1", "drop": "x"})))
+            .create(cms, NS, configmap("a", json!({"k": "1", "drop": "x"})), MANAGER)
             .unwrap();
         let merged = store
-            .patch(cms, NS, "a", &Patch::Merge(json!({"data": {"k": "2", "drop": null}})))
+            .patch(
+                cms,
+                NS,
+                "a",
+                &Patch::Merge(json!({"data": {"k": "2", "drop": null}})),
+                MANAGER,
+            )
             .unwrap();
         assert_eq!(merged["data"], json!({"k": "2"}));
         assert_eq!(version(&merged), version(&created) + 1);
 
         let stale =
             json!({"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "data": {"k": "3"}});
-        assert_eq!(store.patch(cms, NS, "a", &Patch::Merge(stale)).unwrap_err().code, 409);
+        assert_eq!(
+            store
+                .patch(cms, NS, "a", &Patch::Merge(stale), MANAGER)
+                .unwrap_err()
+                .code,
+            409
+        );
 
         let failing = Patch::Json(vec![json!({"op": "test", "path": "/data/k", "value": "1"})]);
-        assert_eq!(store.patch(cms, NS, "a", &failing).unwrap_err().code, 422);
+        assert_eq!(store.patch(cms, NS, "a", &failing, MANAGER).unwrap_err().code, 422);
         let rename = Patch::Merge(json!({"metadata": {"name": "b"}}));
-        assert_eq!(store.patch(cms, NS, "a", &rename).unwrap_err().code, 400);
+        assert_eq!(store.patch(cms, NS, "a", &rename, MANAGER).unwrap_err().code, 400);
         let missing = Patch::Merge(json!({}));
-        assert_eq!(store.patch(cms, NS, "zz", &missing).unwrap_err().code, 404);
+        assert_eq!(store.patch(cms, NS, "zz", &missing, MANAGER).unwrap_err().code, 404);
     }
 
     #[test]
     fn delete_checks_preconditions_and_namespaces_cascade() {
         let mut store = store();
         let cms = rt("configmaps");
-        let created = store.create(cms, NS, configmap("a", json!({}))).unwrap();
+        let created = store.create(cms, NS, configmap("a", json!({})), MANAGER).unwrap();
         let stale = Preconditions {
             resource_version: Some("1".into()),
             uid: None,
@@ -682,7 +902,7 @@ mod tests {
             404
         );
 
-        store.create(cms, NS, configmap("b", json!({}))).unwrap();
+        store.create(cms, NS, configmap("b", json!({})), MANAGER).unwrap();
         store.delete(NAMESPACES, "", NS, &Preconditions::default()).unwrap();
         assert_eq!(store.get(cms, NS, "b").unwrap_err().code, 404);
     }
@@ -691,11 +911,11 @@ mod tests {
     fn list_filters_and_sorts() {
         let mut store = store();
         let default = json!({"metadata": {"name": "default"}});
-        store.create(NAMESPACES, "", default).unwrap();
+        store.create(NAMESPACES, "", default, MANAGER).unwrap();
         let cms = rt("configmaps");
         for (ns, name, tier) in [(NS, "b", "web"), (NS, "a", "db"), ("default", "c", "web")] {
             let cm = json!({"metadata": {"name": name, "labels": {"tier": tier}}});
-            store.create(cms, ns, cm).unwrap();
+            store.create(cms, ns, cm, MANAGER).unwrap();
         }
         let names = |list: Value| -> Vec<String> {
             list["items"]
@@ -734,7 +954,7 @@ mod tests {
         assert!(namespace["metadata"].get("namespace").is_none());
 
         let secret = json!({"metadata": {"name": "s"}, "stringData": {"token": "hello"}});
-        let secret = store.create(rt("secrets"), NS, secret).unwrap();
+        let secret = store.create(rt("secrets"), NS, secret, MANAGER).unwrap();
         assert_eq!(secret["type"], "Opaque");
         assert_eq!(secret["data"]["token"], "aGVsbG8=");
         assert!(secret.get("stringData").is_none());

@@ -1,5 +1,6 @@
-//! The metadata validation every API server type applies: object names and
-//! label keys and values. Field validation of `spec` is out of scope.
+//! The validation kube-sim applies: object names, label keys and values
+//! (every type), the size of ConfigMap and Secret data, and Ingress hosts and
+//! paths. Other validation of `spec` is out of scope.
 
 use serde_json::{Map, Value};
 
@@ -13,6 +14,10 @@ const DNS_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of 
      alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character \
      (e.g. 'example.com', regex used for validation is \
      '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+const WILDCARD_DNS_SUBDOMAIN_MSG: &str = "a wildcard DNS-1123 subdomain must start with '*.', \
+     followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, \
+     '-' or '.' and end with an alphanumeric character (e.g. '*.example.com', regex used for \
+     validation is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric \
      characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. \
      'MyValue',  or 'my_value',  or '12345', regex used for validation is \
@@ -67,6 +72,79 @@ pub(crate) fn metadata_errors(rt: &ResourceType, name: &str, metadata: &Map<Stri
         }
     }
     errors
+}
+
+/// A ConfigMap's (or Secret's) data may hold at most 1 MiB.
+pub(crate) const MAX_DATA_BYTES: usize = 1024 * 1024;
+
+/// Limits on the object's content: the total size of a ConfigMap's or
+/// Secret's `data` and `binaryData` (keys and values; `binaryData` and Secret
+/// `data` counted decoded).
+pub(crate) fn content_errors(rt: &ResourceType, body: &Map<String, Value>) -> Vec<FieldError> {
+    // The API server reports a ConfigMap's excess at the path "" (rendered
+    // "[]"), a Secret's at "data".
+    let (encoded, reported_at) = match rt.plural {
+        "configmaps" => (["binaryData"].as_slice(), "[]"),
+        "secrets" => (["data"].as_slice(), "data"),
+        "ingresses" => return ingress_errors(body),
+        _ => return Vec::new(),
+    };
+    let mut size = 0;
+    for field in ["data", "binaryData"] {
+        for (key, value) in body.get(field).and_then(Value::as_object).into_iter().flatten() {
+            let text = value.as_str().unwrap_or_default();
+            let value_size = if encoded.contains(&field) {
+                base64_decoded_len(text)
+            } else {
+                text.len()
+            };
+            size += key.len() + value_size;
+        }
+    }
+    if size > MAX_DATA_BYTES {
+        vec![FieldError::too_long(reported_at, MAX_DATA_BYTES)]
+    } else {
+        Vec::new()
+    }
+}
+
+/// An Ingress's rule hosts (lower-case DNS names, optionally `*.` wildcards)
+/// and HTTP paths (absolute for `Prefix` and `Exact`).
+fn ingress_errors(body: &Map<String, Value>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let rules = body
+        .get("spec")
+        .and_then(|spec| spec.get("rules"))
+        .and_then(Value::as_array);
+    for (r, rule) in rules.into_iter().flatten().enumerate() {
+        if let Some(host) = rule.get("host").and_then(Value::as_str).filter(|h| !h.is_empty()) {
+            let field = format!("spec.rules[{r}].host");
+            match host.strip_prefix("*.") {
+                Some(domain) if !is_dns_subdomain(domain) => {
+                    errors.push(FieldError::invalid(field, &quoted(host), WILDCARD_DNS_SUBDOMAIN_MSG))
+                }
+                None if !is_dns_subdomain(host) => {
+                    errors.push(FieldError::invalid(field, &quoted(host), DNS_SUBDOMAIN_MSG))
+                }
+                _ => {}
+            }
+        }
+        let paths = rule.pointer("/http/paths").and_then(Value::as_array);
+        for (p, path) in paths.into_iter().flatten().enumerate() {
+            let kind = path.get("pathType").and_then(Value::as_str).unwrap_or_default();
+            let text = path.get("path").and_then(Value::as_str).unwrap_or_default();
+            if matches!(kind, "Prefix" | "Exact") && !text.starts_with('/') {
+                let field = format!("spec.rules[{r}].http.paths[{p}].path");
+                errors.push(FieldError::invalid(field, &quoted(text), "must be an absolute path"));
+            }
+        }
+    }
+    errors
+}
+
+fn base64_decoded_len(text: &str) -> usize {
+    let padding = text.bytes().rev().take_while(|b| *b == b'=').count();
+    (text.len() / 4 * 3).saturating_sub(padding)
 }
 
 fn quoted(text: &str) -> String {
@@ -129,6 +207,40 @@ mod tests {
             unreachable!()
         };
         metadata_errors(by_name(resource).unwrap(), name, &metadata).len()
+    }
+
+    #[test]
+    fn data_size_is_limited_to_one_mebibyte() {
+        let size = |resource: &str, body: Value| {
+            let Value::Object(body) = body else { unreachable!() };
+            content_errors(by_name(resource).unwrap(), &body).len()
+        };
+        let exactly = "v".repeat(MAX_DATA_BYTES - 1);
+        assert_eq!(size("configmaps", json!({"data": {"k": exactly}})), 0);
+        assert_eq!(size("configmaps", json!({"data": {"k": exactly, "x": ""}})), 1);
+        // binaryData counts decoded bytes: 4 base64 characters are 3 bytes.
+        let encoded = "AAAA".repeat(MAX_DATA_BYTES / 3);
+        assert_eq!(size("configmaps", json!({"binaryData": {"k": encoded}})), 0);
+        assert_eq!(size("secrets", json!({"data": {"kk": encoded}})), 1);
+        assert_eq!(size("ingresses", json!({"data": {"k": "v".repeat(MAX_DATA_BYTES)}})), 0);
+    }
+
+    #[test]
+    fn ingress_hosts_and_paths() {
+        let ingress = |host: &str, path: &str| {
+            let body = json!({"spec": {"rules": [{"host": host, "http": {"paths": [
+                {"path": path, "pathType": "Prefix"},
+                {"path": "anything", "pathType": "ImplementationSpecific"},
+            ]}}]}});
+            let Value::Object(body) = body else { unreachable!() };
+            let errors = content_errors(by_name("ingresses").unwrap(), &body);
+            errors.into_iter().map(|e| e.field).collect::<Vec<_>>()
+        };
+        assert!(ingress("a.example.com", "/v1").is_empty());
+        assert!(ingress("*.a.example.com", "/").is_empty());
+        assert_eq!(ingress("A.example.com", "/"), ["spec.rules[0].host"]);
+        assert_eq!(ingress("*.-a.com", "/"), ["spec.rules[0].host"]);
+        assert_eq!(ingress("a.com", "v1"), ["spec.rules[0].http.paths[0].path"]);
     }
 
     #[test]
