@@ -4,7 +4,7 @@ use higress_route_worker::higress::{ConsoleVersion, Settings};
 use higress_route_worker::metrics::Metrics;
 use higress_route_worker::result::Outcome;
 use higress_route_worker::worker::{self, Readiness, Worker, WorkerConfig};
-use higress_route_worker::{event, render};
+use higress_route_worker::{contract, event, render};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -300,7 +300,7 @@ fn read_event(path: &std::path::Path) -> Result<event::LifecycleEvent, ExitCode>
         eprintln!("error: cannot read {}: {e}", path.display());
         ExitCode::from(1)
     })?;
-    event::parse(&bytes).map_err(|invalid| {
+    contract::parse(&bytes).map_err(|invalid| {
         eprintln!("error: invalid event ({})", invalid.reason.as_str());
         for problem in &invalid.problems {
             eprintln!("  {problem}");

@@ -1,6 +1,7 @@
 //! The `route-result` event: one per input event, saying what became of it.
 
-use crate::event::{InvalidEvent, LifecycleEvent, RESULT_TYPE};
+use crate::contract::InvalidEvent;
+use crate::event::{LifecycleEvent, RESULT_TYPE};
 use crate::higress::{ObjectKey, Operation};
 use crate::reason::Reason;
 use serde::Serialize;

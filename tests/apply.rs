@@ -2,6 +2,7 @@
 //! conflicts and transient errors are retried, permanent errors are not, stale events change nothing.
 
 use higress_route_worker::cluster::{self, Engine, EngineConfig, RetryPolicy};
+use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::state::without_server_fields;
 use higress_route_worker::metrics::Metrics;
@@ -78,7 +79,7 @@ impl Cluster {
 
 fn parse(kind: &str, data: Value) -> LifecycleEvent {
     let event = json!({"specversion": "1.0", "id": format!("id-{}", rand_suffix()), "source": "tests", "type": kind, "data": data});
-    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    contract::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn rand_suffix() -> u64 {

@@ -2,8 +2,8 @@
 //! valid example passes (and parses into the typed model), every invalid example fails with the
 //! problem its `.expect` file names, and no problem ever shows a secret.
 
-use higress_route_worker::contract::{validate, Schema};
-use higress_route_worker::event::{self, HttpsMode, InvalidReason, KeySource, Lifecycle, Problem};
+use higress_route_worker::contract::{self, validate, InvalidReason, Problem, Schema};
+use higress_route_worker::event::{self, HttpsMode, KeySource, Lifecycle};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::fs;
@@ -234,7 +234,7 @@ fn valid_lifecycle_examples_parse_into_the_typed_model() {
             continue;
         }
         let bytes = fs::read(&path).expect("example");
-        let lifecycle = event::parse(&bytes).unwrap_or_else(|e| panic!("{} does not parse: {e}", name(&path)));
+        let lifecycle = contract::parse(&bytes).unwrap_or_else(|e| panic!("{} does not parse: {e}", name(&path)));
         assert_eq!(lifecycle.model(), value["data"]["model"], "{}", name(&path));
         assert_eq!(
             Some(lifecycle.revision()),
@@ -251,7 +251,7 @@ fn valid_lifecycle_examples_parse_into_the_typed_model() {
 #[test]
 fn seed_examples_say_what_the_issue_says() {
     let seed = example("seed-deployed.json");
-    let lifecycle = event::parse(seed.to_string().as_bytes()).expect("seed parses");
+    let lifecycle = contract::parse(seed.to_string().as_bytes()).expect("seed parses");
     let Lifecycle::Deployed(deployed) = &lifecycle.body else {
         panic!("seed is a deployment")
     };
@@ -272,7 +272,7 @@ fn seed_examples_say_what_the_issue_says() {
     let credentials: Vec<&str> = auth.consumers[0].credentials.iter().map(|c| c.expose()).collect();
     assert_eq!(credentials, ["123456-xxx"]);
 
-    let retired = event::parse(example("seed-retired.json").to_string().as_bytes()).expect("retirement parses");
+    let retired = contract::parse(example("seed-retired.json").to_string().as_bytes()).expect("retirement parses");
     let Lifecycle::Retired(retired) = &retired.body else {
         panic!("seed-retired is a retirement")
     };
@@ -311,21 +311,29 @@ struct Expectation {
     schema: Schema,
     path: String,
     rule: String,
+    /// The schema accepts the example; the rules checked after it (`contract::rules`) reject it.
+    after_schema: bool,
 }
 
 fn expectation(json_path: &Path) -> Expectation {
     let path = json_path.with_extension("expect");
     let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let field = |key: &str| {
+    let optional = |key: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(key).and_then(|rest| rest.strip_prefix(": ")))
-            .unwrap_or_else(|| panic!("{}: no `{key}: ` line", path.display()))
-            .to_string()
+            .map(str::to_string)
+    };
+    let field = |key: &str| optional(key).unwrap_or_else(|| panic!("{}: no `{key}: ` line", path.display()));
+    let after_schema = match optional("stage").as_deref() {
+        None => false,
+        Some("rules") => true,
+        Some(other) => panic!("{}: unknown stage {other:?} (rules)", path.display()),
     };
     Expectation {
         schema: schema_named(&field("schema")),
         path: field("path"),
         rule: field("rule"),
+        after_schema,
     }
 }
 
@@ -334,9 +342,22 @@ fn invalid_examples_break_exactly_the_expected_rule() {
     let examples = files("examples/invalid", ".json");
     assert!(examples.len() >= 40, "only {} invalid examples", examples.len());
     let readme = fs::read_to_string(schemas_dir().join("examples/invalid/README.md")).expect("invalid/README.md");
+    let mut after_schema = 0;
     for path in &examples {
         let expect = expectation(path);
-        let problems = validate(expect.schema, &read_json(path));
+        let mut problems = validate(expect.schema, &read_json(path));
+        if expect.after_schema {
+            assert!(
+                problems.is_empty(),
+                "{}: the schema should accept it, but:\n  {}",
+                name(path),
+                render(&problems)
+            );
+            problems = contract::parse(&fs::read(path).expect("example"))
+                .expect_err("rejected after the schema")
+                .problems;
+            after_schema += 1;
+        }
         assert!(
             problems.len() == 1 && problems[0].path == expect.path && problems[0].rule.contains(&expect.rule),
             "{}: expected exactly `{}: …{}…`, got:\n  {}",
@@ -351,6 +372,7 @@ fn invalid_examples_break_exactly_the_expected_rule() {
             "invalid/README.md does not list {stem}"
         );
     }
+    assert!(after_schema >= 1, "no example of a rule checked after the schema");
     // Every expectation has its example.
     for expect in files("examples/invalid", ".expect") {
         assert!(
@@ -361,7 +383,7 @@ fn invalid_examples_break_exactly_the_expected_rule() {
     }
 }
 
-/// What the schema rejects, `event::parse` rejects too, with the same problems.
+/// What the schema rejects, `contract::parse` rejects too, with the same problems.
 #[test]
 fn invalid_lifecycle_examples_are_rejected_by_parse() {
     let mut checked = 0;
@@ -371,12 +393,12 @@ fn invalid_lifecycle_examples_are_rejected_by_parse() {
             continue;
         }
         let value = read_json(&path);
-        let invalid = match event::parse(&fs::read(&path).expect("example")) {
+        let invalid = match contract::parse(&fs::read(&path).expect("example")) {
             Ok(_) => panic!("{} parses, but breaks {}: {}", name(&path), expect.path, expect.rule),
             Err(invalid) => invalid,
         };
         let own_schema = value["type"].as_str().and_then(schema_for_type) == Some(expect.schema);
-        if invalid.reason == InvalidReason::SchemaViolation && own_schema {
+        if invalid.reason == InvalidReason::SchemaViolation && own_schema && !expect.after_schema {
             assert_eq!(invalid.problems, validate(expect.schema, &value), "{}", name(&path));
             assert_eq!(invalid.event_id.as_deref(), value["id"].as_str(), "{}", name(&path));
         }
@@ -475,7 +497,7 @@ fn problems_never_show_a_secret() {
                 "{label}: problem shows the secret: {problem}"
             );
         }
-        if let Err(invalid) = event::parse(value.to_string().as_bytes()) {
+        if let Err(invalid) = contract::parse(value.to_string().as_bytes()) {
             assert!(
                 !invalid.to_string().contains(CANARY),
                 "{label}: parse error shows the secret: {invalid}"
@@ -578,7 +600,7 @@ fn results_the_worker_publishes_follow_the_result_schema() {
         if value["type"] == event::RESULT_TYPE {
             continue;
         }
-        let lifecycle = event::parse(&fs::read(&path).expect("example")).expect("valid example parses");
+        let lifecycle = contract::parse(&fs::read(&path).expect("example")).expect("valid example parses");
         let mut result = RouteResult::for_event(&lifecycle);
         check(&name(&path), &result);
         result.outcome = Outcome::Applied;
@@ -602,19 +624,19 @@ fn results_the_worker_publishes_follow_the_result_schema() {
         checked += 1;
     }
     for path in files("examples/invalid", ".json") {
-        if let Err(invalid) = event::parse(&fs::read(&path).expect("example")) {
+        if let Err(invalid) = contract::parse(&fs::read(&path).expect("example")) {
             check(&name(&path), &RouteResult::for_invalid(&invalid));
             checked += 1;
         }
     }
     for bytes in [&b"not json"[..], b"[]", b"{\"data\": {\"model\": 7, \"revision\": -1}}"] {
-        let invalid = event::parse(bytes).expect_err("not an event");
+        let invalid = contract::parse(bytes).expect_err("not an event");
         check(&String::from_utf8_lossy(bytes), &RouteResult::for_invalid(&invalid));
         checked += 1;
     }
     assert!(checked >= 50, "only {checked} results checked");
     // And the check can fail: a failure without its error is refused.
-    let invalid = event::parse(b"[]").expect_err("not an event");
+    let invalid = contract::parse(b"[]").expect_err("not an event");
     let mut result = RouteResult::for_invalid(&invalid);
     result.error = None;
     assert!(!validate(Schema::Result, &result.to_cloud_event(source)).is_empty());

@@ -4,6 +4,7 @@
 //! the apply engine makes (measured against the in-memory API server), nothing more and nothing less.
 
 use higress_route_worker::cluster::{self, Engine, EngineConfig};
+use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::{names, Kind};
 use higress_route_worker::metrics::Metrics;
@@ -374,7 +375,7 @@ fn event_file(name: &str) -> Value {
 }
 
 fn parse(event: &Value) -> LifecycleEvent {
-    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    contract::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn with(mut event: Value, id: &str, revision: u64) -> Value {

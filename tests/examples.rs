@@ -1,6 +1,7 @@
 //! Every example in `../shared/higress/examples/` (objects traced from the Higress console's code)
 //! reproduced by the mapping.
 
+use higress_route_worker::contract;
 use higress_route_worker::event::{self, KeySource, LifecycleEvent};
 use higress_route_worker::higress::ops::Op;
 use higress_route_worker::higress::plugins::consumer_entry;
@@ -34,7 +35,7 @@ fn retired(data: Value) -> LifecycleEvent {
 
 fn cloud_event(kind: &str, data: Value) -> LifecycleEvent {
     let event = json!({"specversion": "1.0", "id": "test-1", "source": "tests", "type": kind, "data": data});
-    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    contract::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Applies an event to a state and returns the state after it.

@@ -1,5 +1,6 @@
 //! Rules of spec sections 1–5 that the examples do not show, checked through the public mapping API.
 
+use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::{self, names, ConsoleVersion, Decision, Kind, Settings, State};
 use higress_route_worker::reason::Reason;
@@ -7,7 +8,7 @@ use serde_json::{json, Value};
 
 fn event(kind: &str, data: Value) -> LifecycleEvent {
     let event = json!({"specversion": "1.0", "id": "id-1", "source": "tests", "type": kind, "data": data});
-    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    contract::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn deploy(data: Value) -> LifecycleEvent {

@@ -2,13 +2,14 @@
 //! declared objects gives the same plans and changes as planning against the whole cluster. When the
 //! planner starts consulting an object the read set leaves out, these tests fail.
 
+use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::{self, names, reads, Decision, ReadSet, Settings, State};
 use serde_json::{json, Value};
 
 fn event(kind: &str, data: Value) -> LifecycleEvent {
     let event = json!({"specversion": "1.0", "id": "id", "source": "tests", "type": kind, "data": data});
-    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    contract::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Deploys that share providers, consumers and domains, with Secrets, mappings and predicates.

@@ -1,7 +1,8 @@
 //! From a Kafka record to a lifecycle event: CloudEvents structured mode (the JSON payload) or
 //! binary mode (`ce_*` headers, the payload is `data`), per the CloudEvents Kafka binding.
 
-use crate::event::{self, InvalidEvent, InvalidReason, LifecycleEvent, Problem, MAX_EVENT_BYTES};
+use crate::contract::{self, InvalidEvent, InvalidReason, Problem, MAX_EVENT_BYTES};
+use crate::event::LifecycleEvent;
 use serde_json::{Map, Value};
 
 /// Headers of a record, as (name, value) pairs.
@@ -20,11 +21,11 @@ pub fn decode(payload: Option<&[u8]>, headers: &Headers) -> Result<LifecycleEven
         })
         .collect();
     if !binary.contains_key("specversion") {
-        return event::parse(payload);
+        return contract::parse(payload);
     }
     if payload.len() > MAX_EVENT_BYTES {
         // Reuse the structured-mode check for the one message format.
-        return event::parse(payload);
+        return contract::parse(payload);
     }
     let data: Value = serde_json::from_slice(payload).map_err(|e| InvalidEvent {
         reason: InvalidReason::NotJson,
@@ -36,12 +37,13 @@ pub fn decode(payload: Option<&[u8]>, headers: &Headers) -> Result<LifecycleEven
     })?;
     let mut structured = binary;
     structured.insert("data".into(), data);
-    event::parse_value(Value::Object(structured))
+    contract::parse_value(Value::Object(structured))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event;
 
     const DATA: &str = r#"{"model":"m","revision":1,"provider":{"type":"deepseek"}}"#;
 

@@ -10,7 +10,8 @@ pub mod decode;
 pub mod http;
 
 use crate::cluster::{is_retryable, Engine};
-use crate::event::{InvalidEvent, LifecycleEvent};
+use crate::contract::InvalidEvent;
+use crate::event::LifecycleEvent;
 use crate::metrics::{EventLabels, Metrics, ReasonLabels};
 use crate::result::{Outcome, RouteResult};
 use anyhow::Context as _;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use higress_route_worker::cluster::{self, Engine, EngineConfig, RetryPolicy};
+use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::Settings;
 use higress_route_worker::metrics::Metrics;
@@ -84,7 +85,7 @@ pub fn parse(kind: &str, data: Value) -> LifecycleEvent {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     let event = json!({"specversion": "1.0", "id": format!("id-{id}"), "source": "tests", "type": kind, "data": data});
-    event::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    contract::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A deploy with its own provider and consumer on a shared domain.

@@ -7,7 +7,7 @@
 //! never quote instance values (only property names, in paths), so secrets (`apiTokens`,
 //! `credentials`, values in `config`) cannot leak through a problem.
 
-use crate::event::Problem;
+use super::Problem;
 use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::{ValidationError, Validator};
 use serde_json::{Map, Value};
@@ -41,19 +41,19 @@ fn compile(name: &str, text: &str) -> Compiled {
 static DEPLOYED: LazyLock<Compiled> = LazyLock::new(|| {
     compile(
         "model-deployed.schema.json",
-        include_str!("../schemas/model-deployed.schema.json"),
+        include_str!("../../schemas/model-deployed.schema.json"),
     )
 });
 static RETIRED: LazyLock<Compiled> = LazyLock::new(|| {
     compile(
         "model-retired.schema.json",
-        include_str!("../schemas/model-retired.schema.json"),
+        include_str!("../../schemas/model-retired.schema.json"),
     )
 });
 static RESULT: LazyLock<Compiled> = LazyLock::new(|| {
     compile(
         "route-result.schema.json",
-        include_str!("../schemas/route-result.schema.json"),
+        include_str!("../../schemas/route-result.schema.json"),
     )
 });
 
@@ -357,7 +357,7 @@ fn dotted(instance: &Value, pointer: &str) -> String {
 
 /// The path of property `name` of the value at `path`: `a.b`, or `a["x.y"]` for a name that is
 /// not a plain identifier.
-fn child(path: &str, name: &str) -> String {
+pub(crate) fn child(path: &str, name: &str) -> String {
     let identifier = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     match (path == "$", identifier) {
@@ -368,8 +368,23 @@ fn child(path: &str, name: &str) -> String {
     }
 }
 
+/// `["name"]`, with the characters no object may hold written as `\uXXXX`, so that a path never
+/// carries a control or bidi character into a log or a result.
 fn bracket(name: &str) -> String {
-    format!("[{}]", Value::String(name.to_string()))
+    let quoted = Value::String(name.to_string()).to_string();
+    let mut out = String::with_capacity(quoted.len() + 2);
+    out.push('[');
+    for c in quoted.chars() {
+        if super::rules::is_forbidden_char(c) {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.push(']');
+    out
 }
 
 /// A schema value in words: strings bare, anything else as compact JSON.

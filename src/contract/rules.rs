@@ -1,0 +1,265 @@
+//! The rules a JSON Schema cannot state well, checked after the schema: byte sizes and depth of the
+//! free-form parts, characters no object may hold, sums, uniqueness by a field, names derived from
+//! other fields, and what each provider type requires of its endpoint.
+//!
+//! The schema states the depth and character limits too; checking them here again keeps an input
+//! that slips past a schema edit from reaching an object.
+
+use super::Problem;
+use crate::event::ModelDeployed;
+use serde_json::Value;
+
+/// Most levels of objects and arrays in a free-form part (`provider.config`, `provider.failover`),
+/// the part itself counting as one. The worker reads these parts back from shared objects with
+/// serde_json, whose recursion limit is 128; 8 keeps the stored object far inside it.
+pub const MAX_FREE_FORM_DEPTH: usize = 8;
+
+/// Most bytes of one free-form part as compact JSON. A provider's whole configuration (a vertex
+/// service-account key is about 2.5 KiB) fits; `ai-proxy.internal` holds every provider, and an
+/// object over etcd's 1.5 MiB request limit is refused with a 500.
+pub const MAX_FREE_FORM_BYTES: usize = 16 * 1024;
+
+/// The free-form parts of a deploy's `data`: JSON passed on verbatim into shared objects.
+fn free_form_parts(data: &Value) -> Vec<(String, &Value)> {
+    let mut parts = Vec::new();
+    for (pointer, path) in [
+        ("/provider/config", "data.provider.config"),
+        ("/provider/failover", "data.provider.failover"),
+        ("/route/modelMapping", "data.route.modelMapping"),
+    ] {
+        if let Some(part) = data.pointer(pointer) {
+            parts.push((path.to_string(), part));
+        }
+    }
+    let upstreams = data.pointer("/route/upstreams").and_then(Value::as_array);
+    for (i, upstream) in upstreams.into_iter().flatten().enumerate() {
+        if let Some(mapping) = upstream.get("modelMapping") {
+            parts.push((format!("data.route.upstreams[{i}].modelMapping"), mapping));
+        }
+    }
+    parts
+}
+
+/// Levels of objects and arrays in `value`: 0 for a scalar.
+fn depth(value: &Value) -> usize {
+    let children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Array(items) => Box::new(items.iter()),
+        Value::Object(members) => Box::new(members.values()),
+        _ => return 0,
+    };
+    1 + children.map(depth).max().unwrap_or(0)
+}
+
+/// A character no object may hold: control characters (C0, DEL, C1), and the invisible formatting
+/// and bidirectional controls that make a name read differently from what it is (U+200E/F,
+/// U+202A..U+202E, U+2066..U+2069, zero-width characters, line and paragraph separators, BOM).
+pub fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+            | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// Tab, line feed and carriage return are fine inside the values of free-form configuration
+/// (a service-account key is multi-line text); nowhere else.
+fn is_forbidden_in(c: char, free_form_value: bool) -> bool {
+    is_forbidden_char(c) && !(free_form_value && matches!(c, '\t' | '\n' | '\r'))
+}
+
+/// Size, depth and character limits of a deploy's or retirement's `data`.
+pub fn limit_problems(data: &Value) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (path, part) in free_form_parts(data) {
+        let levels = depth(part);
+        if levels > MAX_FREE_FORM_DEPTH {
+            problems.push(Problem::new(
+                &path,
+                format!("nests objects and arrays {levels} levels deep, at most {MAX_FREE_FORM_DEPTH} allowed"),
+            ));
+        }
+        let bytes = part.to_string().len();
+        if bytes > MAX_FREE_FORM_BYTES {
+            problems.push(Problem::new(
+                &path,
+                format!("is {bytes} bytes as JSON, at most {MAX_FREE_FORM_BYTES} allowed"),
+            ));
+        }
+    }
+    check_characters(data, "data", false, &mut problems);
+    problems.sort_by(|a, b| (&a.path, &a.rule).cmp(&(&b.path, &b.rule)));
+    problems
+}
+
+/// Names the first forbidden character of every string (keys included) by path, never by value:
+/// the value may be a secret.
+fn check_characters(value: &Value, path: &str, free_form: bool, problems: &mut Vec<Problem>) {
+    const RULE: &str = "must not contain control or bidirectional-formatting characters";
+    match value {
+        Value::String(text) if text.chars().any(|c| is_forbidden_in(c, free_form)) => {
+            problems.push(Problem::new(path, RULE));
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_characters(item, &format!("{path}[{i}]"), free_form, problems);
+            }
+        }
+        Value::Object(members) => {
+            for (key, member) in members {
+                let child = super::schema::child(path, key);
+                if key.chars().any(|c| is_forbidden_in(c, false)) {
+                    problems.push(Problem::new(&child, format!("{RULE} in its name")));
+                }
+                let free_form =
+                    free_form || matches!(child.as_str(), "data.provider.config" | "data.provider.failover");
+                check_characters(member, &child, free_form, problems);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Rules a JSON Schema cannot state: sums, uniqueness by a field, names derived from other fields,
+/// and what each provider type requires of its endpoint.
+pub fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_dns_name(&event.model, "data.model", &mut problems);
+    let provider_path = if event.provider.name.is_some() {
+        "data.provider.name"
+    } else {
+        "data.model"
+    };
+    check_provider_name(event.provider_name(), provider_path, &mut problems);
+    if let Err(rule) = crate::higress::provider::check(&event.provider, event.provider_name()) {
+        problems.push(Problem::new("data.provider", rule));
+    }
+    if let Some(upstreams) = &event.route.upstreams {
+        let sum: u32 = upstreams.iter().map(|u| u.weight).sum();
+        if sum != 100 {
+            problems.push(Problem::new(
+                "data.route.upstreams",
+                format!("weights sum to {sum}, must be 100"),
+            ));
+        }
+        for (i, upstream) in upstreams.iter().enumerate() {
+            if upstreams[..i].iter().any(|u| u.provider == upstream.provider) {
+                problems.push(Problem::new(
+                    format!("data.route.upstreams[{i}].provider"),
+                    format!("provider {:?} is listed twice", upstream.provider),
+                ));
+            }
+        }
+    }
+    let consumers = event.auth.as_ref().map(|a| a.consumers.as_slice()).unwrap_or_default();
+    for (i, consumer) in consumers.iter().enumerate() {
+        if consumers[..i].iter().any(|c| c.name == consumer.name) {
+            problems.push(Problem::new(
+                format!("data.auth.consumers[{i}].name"),
+                format!("consumer {:?} is listed twice", consumer.name),
+            ));
+        }
+        // The key-auth plugin rejects its whole config when two consumers share a credential.
+        if consumers[..i]
+            .iter()
+            .any(|c| c.credentials.iter().any(|v| consumer.credentials.contains(v)))
+        {
+            problems.push(Problem::new(
+                format!("data.auth.consumers[{i}].credentials"),
+                "a credential is also given to an earlier consumer",
+            ));
+        }
+    }
+    problems
+}
+
+/// `ai-route-<model>` must be a DNS subdomain: every dot-separated label starts and ends alphanumeric.
+fn check_dns_name(name: &str, path: &str, problems: &mut Vec<Problem>) {
+    let labels_ok = name
+        .split('.')
+        .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+    if !labels_ok {
+        problems.push(Problem::new(
+            path,
+            format!("{name:?} would make invalid Kubernetes names: each '.'-separated part must start and end with a letter or digit"),
+        ));
+    }
+}
+
+/// Provider names end up in hostnames (`llm-<p>.internal.dns`): lowercase DNS labels, at most 59
+/// characters so that `llm-<p>` stays within 63. Without `provider.name` the model name is used.
+fn check_provider_name(name: &str, path: &str, problems: &mut Vec<Problem>) {
+    let valid = !name.is_empty()
+        && name.len() <= 59
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid {
+        let defaulted = if path == "data.model" {
+            " (the provider name defaults to the model name; set data.provider.name)"
+        } else {
+            ""
+        };
+        problems.push(Problem::new(
+            path,
+            format!("{name:?} is not a valid provider name: lowercase letters, digits, '-' and '.', at most 59 characters{defaulted}"),
+        ));
+    } else {
+        check_dns_name(name, path, problems);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nested(levels: usize) -> Value {
+        (1..levels).fold(json!({"leaf": 1}), |inner, _| json!({"k": inner}))
+    }
+
+    #[test]
+    fn depth_counts_containers_only() {
+        assert_eq!(depth(&json!(1)), 0);
+        assert_eq!(depth(&json!({})), 1);
+        assert_eq!(depth(&json!({"a": [1, {"b": []}]})), 4);
+        assert_eq!(depth(&nested(MAX_FREE_FORM_DEPTH)), MAX_FREE_FORM_DEPTH);
+    }
+
+    /// The schema says the same, so these limits are reached here only if the schema is loosened;
+    /// they must hold on their own.
+    #[test]
+    fn free_form_parts_are_bounded_in_depth_and_bytes() {
+        let data = json!({"provider": {"config": nested(MAX_FREE_FORM_DEPTH + 1)},
+                          "route": {"upstreams": [{"modelMapping": {"*": "x".repeat(MAX_FREE_FORM_BYTES)}}]}});
+        let found: Vec<String> = limit_problems(&data).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            [
+                "data.provider.config: nests objects and arrays 9 levels deep, at most 8 allowed".to_string(),
+                format!(
+                    "data.route.upstreams[0].modelMapping: is {} bytes as JSON, at most 16384 allowed",
+                    MAX_FREE_FORM_BYTES + 8
+                ),
+            ]
+        );
+        assert!(limit_problems(&json!({"provider": {"config": nested(MAX_FREE_FORM_DEPTH)}})).is_empty());
+    }
+
+    #[test]
+    fn control_and_bidi_characters_are_named_by_path_not_value() {
+        let data = json!({"route": {"path": "/x\n---\nkind: Secret", "modelPredicates": [{"matchValue": "gpt\u{202E}4"}]},
+                          "provider": {"apiTokens": ["sk-\u{7}secret"], "config": {"vertexAuthKey": "{\n\t\"k\": 1\n}", "a\u{2066}": 1}}});
+        let found: Vec<String> = limit_problems(&data).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            found,
+            [
+                "data.provider.apiTokens[0]: must not contain control or bidirectional-formatting characters",
+                r#"data.provider.config["a\u2066"]: must not contain control or bidirectional-formatting characters in its name"#,
+                "data.route.modelPredicates[0].matchValue: must not contain control or bidirectional-formatting characters",
+                "data.route.path: must not contain control or bidirectional-formatting characters",
+            ]
+        );
+        assert!(found
+            .iter()
+            .all(|p| !p.contains("secret") && !p.chars().any(is_forbidden_char)));
+    }
+}
