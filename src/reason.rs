@@ -25,6 +25,9 @@ pub enum Reason {
     EntryTaken,
     /// A shared object would grow past its size budget.
     Capacity,
+    /// Another writer fenced the model with a newer revision while the event was being applied; the
+    /// event ends `stale`.
+    Superseded,
     // The cluster.
     /// 409 on every attempt until the deadline.
     Conflict,
@@ -46,7 +49,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::NotJson,
         Reason::NotCloudEvent,
         Reason::UnknownType,
@@ -61,6 +64,7 @@ impl Reason {
         Reason::SecretNotAllowed,
         Reason::EntryTaken,
         Reason::Capacity,
+        Reason::Superseded,
         Reason::Conflict,
         Reason::Unavailable,
         Reason::Blocked,
@@ -89,6 +93,7 @@ impl Reason {
             Reason::SecretNotAllowed => "secret-not-allowed",
             Reason::EntryTaken => "entry-taken",
             Reason::Capacity => "capacity",
+            Reason::Superseded => "superseded",
             Reason::Conflict => "conflict",
             Reason::Unavailable => "unavailable",
             Reason::Blocked => "blocked",

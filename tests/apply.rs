@@ -4,6 +4,7 @@
 use higress_route_worker::cluster::{self, Engine, EngineConfig, RetryPolicy};
 use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
+use higress_route_worker::higress::names;
 use higress_route_worker::higress::state::without_server_fields;
 use higress_route_worker::metrics::Metrics;
 use higress_route_worker::result::{Outcome, RouteResult};
@@ -258,7 +259,7 @@ async fn a_forbidden_write_is_not_retried_and_the_result_lists_what_was_written_
         .fail_next(5, FaultSpec::new(403).for_method(Method::POST).for_path("wasmplugins"));
     let engine = cluster.engine().await;
     let result = engine.apply(&deploy("m", 1)).await;
-    // Not `rejected`: the domain and the registry went in before ai-proxy was refused.
+    // Not `rejected`: the fence, the domain and the registry went in before ai-proxy was refused.
     assert_outcome(&result, Outcome::Failed);
     let written: Vec<(&str, &str, &str)> = result
         .changes
@@ -268,6 +269,7 @@ async fn a_forbidden_write_is_not_retried_and_the_result_lists_what_was_written_
     assert_eq!(
         written,
         [
+            ("ConfigMap", names::fence("m").as_str(), "created"),
             ("ConfigMap", "domain-api.example.com", "created"),
             ("McpBridge", "default", "created")
         ]

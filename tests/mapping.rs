@@ -196,7 +196,10 @@ fn an_existing_ai_proxy_keeps_its_metadata_url_and_unknown_fields() {
     let after = apply(&full_deploy("m1", 1), &before);
     let ai_proxy = after.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
     let old = before.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
-    assert_eq!(ai_proxy["metadata"], old["metadata"]);
+    // Metadata as it was, plus the record of which routes of ours use which provider.
+    let mut metadata = old["metadata"].clone();
+    metadata["annotations"] = json!({names::ANNOTATION_PROVIDER_USERS: r#"{"p-m1":["m1"]}"#});
+    assert_eq!(ai_proxy["metadata"], metadata);
     assert_eq!(ai_proxy["spec"]["url"], "oci://mirror/ai-proxy:1.0.0");
     assert_eq!(ai_proxy["spec"]["vmConfig"], old["spec"]["vmConfig"]);
     assert_eq!(ai_proxy["spec"]["matchRules"][1], old["spec"]["matchRules"][0]);
@@ -403,12 +406,12 @@ fn older_revisions_are_stale_and_a_retired_model_stays_retired() {
         .unwrap(),
         Decision::Stale { seen: 3 }
     );
-    // A newer deploy brings it back and clears the tombstone.
+    // A newer deploy brings it back; its fence entry is a deploy again.
     let back = apply(&deploy(basic("m", 4)), &retired);
     assert!(back.get_named(Kind::ConfigMap, "ai-route-m").is_some());
     assert_eq!(
-        back.get_named(Kind::ConfigMap, names::TOMBSTONES).unwrap()["data"],
-        json!({})
+        back.get_named(Kind::ConfigMap, &names::fence("m")).unwrap()["data"],
+        json!({"m": "{\"revision\":4}"})
     );
 }
 
@@ -431,9 +434,12 @@ fn a_provider_still_used_by_another_route_is_kept_on_retire() {
         .iter()
         .any(|w| w.contains("provider shared is kept: route b still uses it")));
     let after = apply(&retire(json!({"model": "a", "revision": 2})), &state);
+    let bridge = |state: &State| state.get_named(Kind::McpBridge, "default").unwrap().clone();
+    assert_eq!(bridge(&after)["spec"], bridge(&state)["spec"]);
     assert_eq!(
-        after.get_named(Kind::McpBridge, "default"),
-        state.get_named(Kind::McpBridge, "default")
+        bridge(&after)["metadata"]["annotations"][names::ANNOTATION_PROVIDER_USERS],
+        r#"{"shared":["b"]}"#,
+        "a is no longer a user"
     );
     let last = apply(&retire(json!({"model": "b", "revision": 2})), &after);
     let ai_proxy = last.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
@@ -453,8 +459,8 @@ fn retire_keeps_the_provider_and_consumers_when_asked_to() {
         &state,
     );
     assert_eq!(
-        after.get_named(Kind::McpBridge, "default"),
-        state.get_named(Kind::McpBridge, "default")
+        after.get_named(Kind::McpBridge, "default").unwrap()["spec"],
+        state.get_named(Kind::McpBridge, "default").unwrap()["spec"]
     );
     let key_auth = after.get_named(Kind::WasmPlugin, "key-auth.internal").unwrap();
     assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"][0]["name"], "c-m1");
@@ -500,7 +506,7 @@ fn write_order_never_exposes_a_half_built_route() {
         assert!(ingress < position(&plan, kind, name), "the Ingress goes before {name}");
     }
     assert!(
-        position(&plan, Kind::ConfigMap, names::TOMBSTONES) < ingress,
+        position(&plan, Kind::ConfigMap, &names::fence("m1")) < ingress,
         "the fence is written first"
     );
 }
@@ -552,9 +558,14 @@ fn route_changes_report_updates_and_deletions() {
     let mut changed = basic("m", 2);
     changed["route"] = json!({"path": "/v2"});
     let (_, changes) = apply_with(&deploy(changed), &state, &Settings::default());
+    // The fence records the new revision first.
     assert_eq!(
         changes,
-        ["updated Ingress/ai-route-m.internal", "updated ConfigMap/ai-route-m"]
+        [
+            &format!("updated ConfigMap/{}", names::fence("m")),
+            "updated Ingress/ai-route-m.internal",
+            "updated ConfigMap/ai-route-m"
+        ]
     );
     let (_, changes) = apply_with(
         &retire(json!({"model": "m", "revision": 3})),
@@ -563,5 +574,5 @@ fn route_changes_report_updates_and_deletions() {
     );
     assert!(changes.contains(&"deleted Ingress/ai-route-m.internal".to_string()));
     assert!(changes.contains(&"deleted ConfigMap/ai-route-m".to_string()));
-    assert!(changes.contains(&"created ConfigMap/higress-route-worker-tombstones".to_string()));
+    assert!(changes.contains(&format!("updated ConfigMap/{}", names::fence("m"))));
 }

@@ -2,13 +2,14 @@
 //! its consumers and the route's plugin rules, then its Ingress and AI route ConfigMap — all as the
 //! console writes them for the same route.
 
+use super::fence::FenceEntry;
 use super::names;
 use super::ops::Op;
 use super::plan::{Action, Plan, Refusal, Settings, Template};
 use super::plugins::{self, BuiltinPlugin, Targets};
 use super::route::{self, AiRoute, AiUpstream, AuthConfig, IngressContext, PathPredicate};
 use super::state::{label, Kind, ObjectKey, State};
-use super::{fence, provider};
+use super::{provider, retire};
 use crate::event::{ModelDeployed, SecretRef};
 use crate::reason::Reason;
 use crate::secret::SecretString;
@@ -66,8 +67,12 @@ pub fn ai_route(event: &ModelDeployed) -> AiRoute {
     }
 }
 
-pub fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings) -> Result<Plan, Refusal> {
-    let tombstoned = fence::tombstone_revision(state, &event.model).is_some();
+pub fn plan_deploy(
+    event: &ModelDeployed,
+    state: &State,
+    settings: &Settings,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Plan, Refusal> {
     let ns = settings.namespace.as_str();
     let console = settings.console;
     let mut plan = Plan::default();
@@ -276,14 +281,44 @@ pub fn plan_deploy(event: &ModelDeployed, state: &State, settings: &Settings) ->
     plan.put(route::ingress(&route, &ctx));
     // The route of a previous deploy may have had a fallback (made in the console): it goes.
     plan.delete(Kind::Ingress, names::fallback_ingress(&route.name));
-    plan.put(route::config_map(&route, ns, Some(event.revision)));
-    if tombstoned {
+    plan.put(route::config_map(&route, ns));
+
+    // The route's providers know it uses them, where a concurrent clean-up re-checks (see
+    // `retire::release_provider`); providers a redeploy no longer uses are let go, not deleted.
+    let providers = route.providers();
+    for provider in &providers {
+        let join = || Op::AddProviderUser {
+            provider: provider.clone(),
+            route: route.name.clone(),
+        };
         plan.edit(
-            ObjectKey::new(Kind::ConfigMap, names::TOMBSTONES),
-            None,
-            Op::ClearTombstone(event.model.clone()),
+            ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console)),
+            Template::plugin(BuiltinPlugin::AiProxy, settings),
+            join(),
+        );
+        plan.edit(
+            ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE),
+            Some(Template::McpBridge {
+                namespace: ns.to_string(),
+            }),
+            join(),
         );
     }
+    let previous = state
+        .get_named(Kind::ConfigMap, &names::route_config_map(&route.name))
+        .and_then(AiRoute::from_config_map);
+    for provider in previous.iter().flat_map(AiRoute::providers) {
+        if !providers.contains(&provider) {
+            retire::release_provider(&mut plan, state, settings, &route.name, &provider, false);
+        }
+    }
+    retire::set_fence(
+        &mut plan,
+        &event.model,
+        FenceEntry::deployed(event.revision),
+        settings,
+        now,
+    );
     Ok(plan)
 }
 

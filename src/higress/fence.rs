@@ -1,45 +1,110 @@
-//! Revisions fence a route: the revision that last changed it is kept in an annotation of its
-//! `ai-route-<m>` ConfigMap, and a retired model leaves a tombstone, so a late or replayed event
-//! cannot undo a newer one.
+//! Revisions fence a model: its fence entry records the revision that last changed its route and,
+//! once retired, the retirement and what it cleans up, so a late or replayed event cannot undo a
+//! newer one, and whoever finds a route that outlived its retirement can finish the job.
+//!
+//! Fence entries live in ConfigMaps of their own, sharded by model ([`names::fence`]): the console
+//! rewrites an AI route's ConfigMap whole when someone edits the route, so nothing of ours may live
+//! there, and one ConfigMap for every model would reach the 1 MiB limit.
 
 use super::names;
-use super::ops;
-use super::state::{annotation, Kind, State};
+use super::state::{Kind, State};
 use crate::event::{Lifecycle, LifecycleEvent};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-/// `Some(newest revision seen)` when the event is older than what the route has seen. An equal
-/// revision is a replay of the same event: it is applied again (and changes nothing when the first
-/// run finished), so a retry after a partial failure completes the job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FenceEntry {
+    pub revision: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_provider: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_consumers: bool,
+}
+
+impl FenceEntry {
+    pub fn deployed(revision: u64) -> Self {
+        Self {
+            revision,
+            retired_at: None,
+            delete_provider: false,
+            delete_consumers: false,
+        }
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired_at.is_some()
+    }
+
+    /// Whether this entry makes `newcomer` stale. An equal revision is a replay of the same event: it
+    /// is applied again (and changes nothing when the first run finished), so a retry after a partial
+    /// failure completes the job; but no deploy revives the revision it was retired at.
+    pub fn supersedes(&self, newcomer: &FenceEntry) -> bool {
+        self.revision > newcomer.revision
+            || (self.revision == newcomer.revision && self.is_retired() && !newcomer.is_retired())
+    }
+
+    pub fn parse(value: &Value) -> Option<FenceEntry> {
+        serde_json::from_str(value.as_str()?).ok()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a fence entry serializes")
+    }
+}
+
+/// The model's fence entry, as the state holds it.
+pub fn entry(state: &State, model: &str) -> Option<FenceEntry> {
+    state
+        .get_named(Kind::ConfigMap, &names::fence(model))?
+        .get("data")?
+        .get(model)
+        .and_then(FenceEntry::parse)
+}
+
+/// `Some(newest revision seen)` when the event is older than what its model has seen.
 pub fn stale(event: &LifecycleEvent, state: &State) -> Option<u64> {
-    let route = route_revision(state, event.model());
-    let tombstone = tombstone_revision(state, event.model());
-    let revision = event.revision();
-    let stale = match &event.body {
-        Lifecycle::Deployed(_) => route.is_some_and(|r| r > revision) || tombstone.is_some_and(|t| t >= revision),
-        Lifecycle::Retired(_) => route.is_some_and(|r| r > revision) || tombstone.is_some_and(|t| t > revision),
+    let current = entry(state, event.model())?;
+    let newcomer = match &event.body {
+        Lifecycle::Deployed(_) => FenceEntry::deployed(event.revision()),
+        Lifecycle::Retired(_) => FenceEntry {
+            retired_at: Some(String::new()),
+            ..FenceEntry::deployed(event.revision())
+        },
     };
-    stale.then(|| route.into_iter().chain(tombstone).max().unwrap_or_default())
+    current.supersedes(&newcomer).then_some(current.revision)
 }
 
-pub fn route_revision(state: &State, model: &str) -> Option<u64> {
-    state
-        .get_named(Kind::ConfigMap, &names::route_config_map(model))
-        .and_then(|cm| annotation(cm, names::ANNOTATION_REVISION))
-        .and_then(|r| r.parse::<u64>().ok())
-}
-
-pub fn tombstone_revision(state: &State, model: &str) -> Option<u64> {
-    state
-        .get_named(Kind::ConfigMap, names::TOMBSTONES)
-        .and_then(|t| ops::tombstone_revision(t, model))
-}
-
-pub fn new_tombstones(namespace: &str) -> Value {
+/// A fence shard as the worker creates it.
+pub fn new_fence(name: &str, namespace: &str) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": names::TOMBSTONES, "namespace": namespace, "labels": {names::LABEL_MANAGED_BY: names::MANAGER}},
+        "metadata": {"name": name, "namespace": namespace, "labels": {names::LABEL_MANAGED_BY: names::MANAGER}},
         "data": {}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn newer_revisions_win_and_a_retirement_outranks_a_deploy_of_its_revision() {
+        let retired = FenceEntry {
+            retired_at: Some("t".into()),
+            ..FenceEntry::deployed(3)
+        };
+        assert!(retired.supersedes(&FenceEntry::deployed(3)));
+        assert!(retired.supersedes(&FenceEntry::deployed(2)));
+        assert!(!retired.supersedes(&FenceEntry::deployed(4)));
+        assert!(!retired.supersedes(&retired), "a replayed retirement applies again");
+        assert!(
+            !FenceEntry::deployed(3).supersedes(&FenceEntry::deployed(3)),
+            "a replay applies again"
+        );
+        assert!(!FenceEntry::deployed(3).supersedes(&retired));
+    }
 }

@@ -15,15 +15,31 @@ pub const SELECT_AI_ROUTES: &str = "higress.io/resource-definer=higress,higress.
 pub const ANNOTATION_COMMENT: &str = "higress.io/comment";
 pub const COMMENT: &str = "PLEASE DO NOT EDIT DIRECTLY. This resource is managed by Higress.";
 
-/// Annotation on `ai-route-<m>` recording the revision of the event that last changed the route.
-pub const ANNOTATION_REVISION: &str = "higress-route-worker.io/revision";
+/// Annotation on McpBridge `default` and `ai-proxy.internal`: the routes of ours using each provider.
+pub const ANNOTATION_PROVIDER_USERS: &str = "higress-route-worker.io/provider-users";
 /// Label an operator puts on a Secret that events may refer to (`"true"`); other Secrets are refused.
 pub const LABEL_READABLE: &str = "higress-route-worker.io/readable";
-/// Label on the objects only this worker owns (the tombstone ConfigMap).
+/// Label on the objects only this worker owns (the fence ConfigMaps).
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "higress-route-worker";
-/// ConfigMap holding the revisions of retired models, so a late deploy cannot resurrect them.
-pub const TOMBSTONES: &str = "higress-route-worker-tombstones";
+/// Selects the fence ConfigMaps.
+pub const SELECT_FENCES: &str = "app.kubernetes.io/managed-by=higress-route-worker";
+const FENCE_PREFIX: &str = "higress-route-worker-fence-";
+/// Fence entries are spread over this many ConfigMaps, so none nears the 1 MiB limit: at about 100
+/// bytes an entry, 16 shards hold some 160,000 models.
+pub const FENCE_SHARDS: u32 = 16;
+
+/// The fence ConfigMap holding a model's entry. FNV-1a: stable across versions and platforms.
+pub fn fence(model: &str) -> String {
+    let hash = model.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    format!("{FENCE_PREFIX}{:02x}", hash % FENCE_SHARDS)
+}
+
+pub fn is_fence(name: &str) -> bool {
+    name.starts_with(FENCE_PREFIX)
+}
 
 /// `*.a.com` → `wildcard.a.com` (`KubernetesUtil.normalizeDomainName`).
 pub fn normalize_domain(domain: &str) -> String {
@@ -87,6 +103,16 @@ mod tests {
         assert_eq!(domain_config_map("*.a.com"), "domain-wildcard.a.com");
         assert_eq!(domain_label_key("*.a.com"), "higress.io/domain_wildcard.a.com");
         assert_eq!(domain_config_map("zimomo.com"), "domain-zimomo.com");
+    }
+
+    #[test]
+    fn fences_spread_models_over_a_fixed_set_of_shards() {
+        let shards: std::collections::BTreeSet<String> = (0..1000).map(|i| fence(&format!("m{i}"))).collect();
+        assert_eq!(shards.len(), FENCE_SHARDS as usize);
+        assert!(shards.iter().all(|s| is_fence(s)));
+        assert_eq!(fence("chat"), fence("chat"), "stable");
+        // FNV-1a("chat") = 0xa24bf9ab, 11 mod 16 (computed outside Rust): stable across versions.
+        assert_eq!(fence("chat"), "higress-route-worker-fence-0b");
     }
 
     #[test]

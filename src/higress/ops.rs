@@ -1,12 +1,17 @@
 //! Entry-level edits of shared objects. Each edit touches only its own entries and can be applied
 //! again to a freshly read copy after a 409, so other writers' entries survive, field for field.
 
+use super::fence::FenceEntry;
+use super::names;
 use super::plugins::{compare_rules, field, Targets};
+use crate::reason::Reason;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
-/// Why an edit cannot be applied to the current object; the event is rejected.
+/// Why an edit cannot be applied to the current object; the event is rejected (or, when a newer
+/// event has fenced the model meanwhile, stale).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EditRefused(pub String);
+pub struct EditRefused(pub Reason, pub String);
 
 /// One entry-level edit. Which object it applies to is said by the [`super::plan::Step`] holding it.
 /// Its `Debug` output redacts API tokens and credentials.
@@ -42,14 +47,28 @@ pub enum Op {
     EnsureKeyAuthGlobal,
     /// Sets one key of `defaultConfig` and enables it (model-router `modelToHeader`).
     SetDefaultConfigKey(String, Value),
-    /// Tombstone ConfigMap: record a retired model's revision; drop entries retired before `prune_before`.
-    SetTombstone {
+    /// Fence ConfigMap: record the model's entry unless a newer one is there (then the edit is
+    /// refused as superseded); drop other models' retirements older than `prune_before`.
+    SetFence {
         model: String,
-        revision: u64,
-        retired_at: String,
+        entry: FenceEntry,
         prune_before: String,
     },
-    ClearTombstone(String),
+    /// McpBridge, ai-proxy: record that a route of ours uses a provider (the object's annotation), so
+    /// a concurrent clean-up of the provider, re-checking on its 409 re-read, keeps it.
+    AddProviderUser {
+        provider: String,
+        route: String,
+    },
+    RemoveProviderUser {
+        provider: String,
+        route: String,
+    },
+    /// The edit, only if no route of ours uses the provider according to this object, as it is now.
+    IfProviderUnused {
+        provider: String,
+        then: Box<Op>,
+    },
 }
 
 impl std::fmt::Debug for Op {
@@ -73,12 +92,22 @@ impl std::fmt::Debug for Op {
             Op::RemoveConsumerIfUnused(v) => f.debug_tuple("RemoveConsumerIfUnused").field(v).finish(),
             Op::EnsureKeyAuthGlobal => f.write_str("EnsureKeyAuthGlobal"),
             Op::SetDefaultConfigKey(k, v) => f.debug_tuple("SetDefaultConfigKey").field(k).field(v).finish(),
-            Op::SetTombstone { model, revision, .. } => f
-                .debug_struct("SetTombstone")
+            Op::SetFence { model, entry, .. } => f
+                .debug_struct("SetFence")
                 .field("model", model)
-                .field("revision", revision)
+                .field("entry", entry)
                 .finish(),
-            Op::ClearTombstone(v) => f.debug_tuple("ClearTombstone").field(v).finish(),
+            Op::AddProviderUser { provider, route } => {
+                f.debug_tuple("AddProviderUser").field(provider).field(route).finish()
+            }
+            Op::RemoveProviderUser { provider, route } => f
+                .debug_tuple("RemoveProviderUser")
+                .field(provider)
+                .field(route)
+                .finish(),
+            Op::IfProviderUnused { provider, then } => {
+                f.debug_tuple("IfProviderUnused").field(provider).field(then).finish()
+            }
         }
     }
 }
@@ -105,16 +134,33 @@ impl Op {
     /// Whether the edit fits the object as it is, without changing it.
     pub fn check(&self, object: &Value) -> Result<(), EditRefused> {
         match self {
+            Op::SetFence { model, entry, .. } => {
+                let current = object
+                    .pointer("/data")
+                    .and_then(|d| d.get(model))
+                    .and_then(FenceEntry::parse);
+                match current.filter(|c| c.supersedes(entry)) {
+                    Some(current) => Err(EditRefused(
+                        Reason::Superseded,
+                        format!("model {model} has meanwhile seen revision {}", current.revision),
+                    )),
+                    None => Ok(()),
+                }
+            }
+            Op::IfProviderUnused { then, .. } => then.check(object),
             Op::UpsertProviderServiceRule { provider, service } => {
                 let rules = object.pointer("/spec/matchRules").and_then(Value::as_array);
                 let taken = rules.into_iter().flatten().find(|r| {
                     Targets::is_exactly(r, "service", service) && rule_provider(r) != Some(provider.as_str())
                 });
                 match taken {
-                    Some(other) => Err(EditRefused(format!(
-                        "service {service} is already bound to provider {:?} in ai-proxy.internal",
-                        rule_provider(other).unwrap_or_default()
-                    ))),
+                    Some(other) => Err(EditRefused(
+                        Reason::EntryTaken,
+                        format!(
+                            "service {service} is already bound to provider {:?} in ai-proxy.internal",
+                            rule_provider(other).unwrap_or_default()
+                        ),
+                    )),
                     None => Ok(()),
                 }
             }
@@ -129,10 +175,13 @@ impl Op {
                         && credentials_of(c).any(|v| credentials_of(consumer).any(|ours| ours == v))
                 });
                 match taken {
-                    Some(other) => Err(EditRefused(format!(
-                        "a credential of consumer {name:?} is already used by consumer {:?}",
-                        other.get("name").and_then(Value::as_str).unwrap_or_default()
-                    ))),
+                    Some(other) => Err(EditRefused(
+                        Reason::EntryTaken,
+                        format!(
+                            "a credential of consumer {name:?} is already used by consumer {:?}",
+                            other.get("name").and_then(Value::as_str).unwrap_or_default()
+                        ),
+                    )),
                     None => Ok(()),
                 }
             }
@@ -195,55 +244,84 @@ impl Op {
                 let changed = default_config(object).insert(key.clone(), value.clone()).as_ref() != Some(value);
                 set_default_config_disable(object, false) | changed
             }
-            Op::SetTombstone {
+            Op::SetFence {
                 model,
-                revision,
-                retired_at,
+                entry,
                 prune_before,
             } => {
                 let data = object_at(object, "data");
                 let before = data.len();
-                data.retain(|key, entry| {
-                    key == model || tombstone_time(entry).is_none_or(|at| at.as_str() >= prune_before.as_str())
+                data.retain(|key, other| {
+                    key == model
+                        || FenceEntry::parse(other)
+                            .and_then(|e| e.retired_at)
+                            .is_none_or(|at| at.as_str() >= prune_before.as_str())
                 });
                 let pruned = data.len() != before;
                 // A replayed retirement keeps the first retirement's time.
-                let same = data
-                    .get(model)
-                    .is_some_and(|e| tombstone_entry_revision(e) == Some(*revision));
+                let current = data.get(model).and_then(FenceEntry::parse);
+                let same =
+                    current.is_some_and(|c| c.revision == entry.revision && c.is_retired() == entry.is_retired());
                 if !same {
-                    let entry = json!({"revision": revision, "retiredAt": retired_at}).to_string();
-                    data.insert(model.clone(), Value::String(entry));
+                    data.insert(model.clone(), Value::String(entry.to_json()));
                 }
                 pruned || !same
             }
-            Op::ClearTombstone(model) => object
-                .get_mut("data")
-                .and_then(Value::as_object_mut)
-                .is_some_and(|data| data.shift_remove(model).is_some()),
+            Op::AddProviderUser { provider, route } => {
+                let mut users = provider_users(object);
+                let added = users.entry(provider.clone()).or_default().insert(route.clone());
+                added && set_provider_users(object, &users)
+            }
+            Op::RemoveProviderUser { provider, route } => {
+                let mut users = provider_users(object);
+                let removed = users.get_mut(provider).is_some_and(|routes| routes.remove(route));
+                users.retain(|_, routes| !routes.is_empty());
+                removed && set_provider_users(object, &users)
+            }
+            Op::IfProviderUnused { provider, then } => {
+                let used = provider_users(object)
+                    .get(provider)
+                    .is_some_and(|routes| !routes.is_empty());
+                !used && then.apply(object)?
+            }
         })
     }
+}
+
+/// The routes of ours that use each provider, from the object's annotation.
+pub fn provider_users(object: &Value) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(names::ANNOTATION_PROVIDER_USERS))
+        .and_then(Value::as_str)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
+}
+
+/// Always true: the annotation changed.
+fn set_provider_users(object: &mut Value, users: &BTreeMap<String, std::collections::BTreeSet<String>>) -> bool {
+    let metadata = object_at(object, "metadata");
+    let slot = metadata.entry("annotations".to_string()).or_insert_with(|| json!({}));
+    if !slot.is_object() {
+        *slot = json!({});
+    }
+    let annotations = slot.as_object_mut().expect("just made an object");
+    if users.is_empty() {
+        annotations.shift_remove(names::ANNOTATION_PROVIDER_USERS);
+        if annotations.is_empty() {
+            metadata.shift_remove("annotations");
+        }
+    } else {
+        let text = serde_json::to_string(users).expect("a map of strings serializes");
+        annotations.insert(names::ANNOTATION_PROVIDER_USERS.to_string(), Value::String(text));
+    }
+    true
 }
 
 fn rule_provider(rule: &Value) -> Option<&str> {
     field(rule, "config")
         .and_then(|c| field(c, "activeProviderId"))
         .and_then(Value::as_str)
-}
-
-/// The revision a tombstone ConfigMap records for a model.
-pub fn tombstone_revision(tombstones: &Value, model: &str) -> Option<u64> {
-    tombstone_entry_revision(tombstones.get("data")?.get(model)?)
-}
-
-fn tombstone_entry_revision(entry: &Value) -> Option<u64> {
-    let entry: Value = serde_json::from_str(entry.as_str()?).ok()?;
-    entry.get("revision")?.as_u64()
-}
-
-fn tombstone_time(entry: &Value) -> Option<String> {
-    let entry: Value = serde_json::from_str(entry.as_str()?).ok()?;
-    entry.get("retiredAt")?.as_str().map(str::to_string)
 }
 
 fn object_at<'a>(object: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
@@ -486,7 +564,7 @@ mod tests {
         assert!(taken
             .apply(&mut ai_proxy)
             .unwrap_err()
-            .0
+            .1
             .contains("already bound to provider \"b\""));
     }
 
@@ -551,8 +629,8 @@ mod tests {
         assert_eq!(key_auth["spec"]["defaultConfigDisable"], false);
         let bob = json!({"name": "bob", "keys": ["Authorization"], "in_header": true, "in_query": false, "credentials": ["Bearer k1"]});
         let refused = Op::UpsertConsumer(bob).apply(&mut key_auth).unwrap_err();
-        assert!(refused.0.contains("already used by consumer \"alice\""));
-        assert!(!refused.0.contains("k1"), "the credential never appears in the error");
+        assert!(refused.1.contains("already used by consumer \"alice\""));
+        assert!(!refused.1.contains("k1"), "the credential never appears in the error");
     }
 
     #[test]
@@ -570,21 +648,56 @@ mod tests {
     }
 
     #[test]
-    fn tombstones_record_revisions_and_prune_old_entries() {
-        let mut tombstones = json!({"data": {
-            "old": json!({"revision": 1, "retiredAt": "2026-01-01T00:00:00Z"}).to_string()
-        }});
-        Op::SetTombstone {
+    fn fences_record_entries_refuse_older_ones_and_prune_old_retirements() {
+        let retired = |revision, at: &str| FenceEntry {
+            revision,
+            retired_at: Some(at.into()),
+            delete_provider: true,
+            delete_consumers: false,
+        };
+        let mut fence = json!({"data": {"old": retired(1, "2026-01-01T00:00:00Z").to_json()}});
+        let set = |entry: FenceEntry| Op::SetFence {
             model: "m".into(),
-            revision: 7,
-            retired_at: "2026-11-25T00:00:00Z".into(),
+            entry,
             prune_before: "2026-11-18T00:00:00Z".into(),
-        }
-        .apply(&mut tombstones)
-        .unwrap();
-        assert_eq!(tombstone_revision(&tombstones, "m"), Some(7));
-        assert_eq!(tombstone_revision(&tombstones, "old"), None);
-        Op::ClearTombstone("m".into()).apply(&mut tombstones).unwrap();
-        assert_eq!(tombstone_revision(&tombstones, "m"), None);
+        };
+        assert_eq!(set(retired(7, "2026-11-25T00:00:00Z")).apply(&mut fence), Ok(true));
+        let entry = |fence: &Value, model: &str| fence["data"].get(model).and_then(FenceEntry::parse);
+        assert_eq!(entry(&fence, "m").map(|e| e.revision), Some(7));
+        assert_eq!(entry(&fence, "old"), None, "pruned");
+        // A replay keeps the first retirement's time; a deploy of the retired revision is refused.
+        assert_eq!(set(retired(7, "2026-11-26T00:00:00Z")).apply(&mut fence), Ok(false));
+        let deployed = FenceEntry::deployed(7);
+        assert_eq!(set(deployed.clone()).check(&fence).unwrap_err().0, Reason::Superseded);
+        assert_eq!(set(FenceEntry::deployed(8)).apply(&mut fence), Ok(true));
+        assert!(!entry(&fence, "m").unwrap().is_retired());
+    }
+
+    #[test]
+    fn a_provider_is_removed_only_when_no_route_of_ours_uses_it_as_the_object_says() {
+        let mut ai_proxy = plugin(json!({"defaultConfig": {"providers": [{"id": "p"}]}}));
+        let add = |route: &str| Op::AddProviderUser {
+            provider: "p".into(),
+            route: route.into(),
+        };
+        let remove = |route: &str| Op::RemoveProviderUser {
+            provider: "p".into(),
+            route: route.into(),
+        };
+        let if_unused = Op::IfProviderUnused {
+            provider: "p".into(),
+            then: Box::new(Op::RemoveProvider("p".into())),
+        };
+        add("a").apply(&mut ai_proxy).unwrap();
+        add("b").apply(&mut ai_proxy).unwrap();
+        remove("a").apply(&mut ai_proxy).unwrap();
+        assert_eq!(if_unused.apply(&mut ai_proxy), Ok(false), "b still uses p");
+        remove("b").apply(&mut ai_proxy).unwrap();
+        assert_eq!(if_unused.apply(&mut ai_proxy), Ok(true));
+        assert_eq!(ai_proxy["spec"]["defaultConfig"]["providers"], json!([]));
+        assert!(
+            ai_proxy["metadata"].get("annotations").is_none(),
+            "no empty annotation is left"
+        );
     }
 }

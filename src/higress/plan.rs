@@ -22,7 +22,7 @@ pub struct Settings {
     pub ai_statistics: bool,
     /// Enable model-router for routes with model predicates (`AI_ROUTE_AUTO_ENABLE_MODEL_ROUTER`).
     pub model_router: bool,
-    /// How long a retired model's tombstone is kept.
+    /// How long a retired model's fence entry is kept.
     pub tombstone_ttl: chrono::Duration,
     /// Secrets an event may refer to without carrying the label [`names::LABEL_READABLE`].
     pub readable_secrets: Vec<String>,
@@ -75,7 +75,7 @@ impl Step {
 /// routes by it, and a retirement cut short still finds in it what it has to clean up.
 pub fn write_rank(key: &ObjectKey, deleting: bool) -> u8 {
     match key.kind {
-        Kind::ConfigMap if key.name == names::TOMBSTONES => 0,
+        Kind::ConfigMap if names::is_fence(&key.name) => 0,
         Kind::Ingress | Kind::EnvoyFilter if deleting => 1,
         Kind::ConfigMap if names::is_route_config_map(&key.name) => 12,
         _ if deleting => 2,
@@ -164,7 +164,8 @@ pub enum Template {
     McpBridge {
         namespace: String,
     },
-    Tombstones {
+    Fence {
+        name: String,
         namespace: String,
     },
 }
@@ -178,7 +179,7 @@ impl Template {
                 namespace,
             } => plugin.new_cr(*console, namespace),
             Template::McpBridge { namespace } => provider::new_mcp_bridge(namespace),
-            Template::Tombstones { namespace } => fence::new_tombstones(namespace),
+            Template::Fence { name, namespace } => fence::new_fence(name, namespace),
         }
     }
 
@@ -219,7 +220,7 @@ impl Refusal {
 
 impl From<EditRefused> for Refusal {
     fn from(refused: EditRefused) -> Self {
-        Refusal::new(Reason::EntryTaken, refused.0)
+        Refusal::new(refused.0, refused.1)
     }
 }
 
@@ -233,7 +234,7 @@ pub fn plan(
         return Ok(Decision::Stale { seen });
     }
     let plan = match &event.body {
-        Lifecycle::Deployed(deployed) => deploy::plan_deploy(deployed, state, settings)?,
+        Lifecycle::Deployed(deployed) => deploy::plan_deploy(deployed, state, settings, now)?,
         Lifecycle::Retired(retired) => retire::plan_retire(retired, state, settings, now),
     };
     Ok(Decision::Apply(plan.sorted()))

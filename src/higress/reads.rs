@@ -64,11 +64,11 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
     let models = models(events);
     let retiring = events.iter().any(|e| matches!(e.body, Lifecycle::Retired(_)));
     set.get(Kind::McpBridge, names::MCP_BRIDGE);
-    set.get(Kind::ConfigMap, names::TOMBSTONES);
     // Plugin CRs are few (one per plugin), and a retirement removes every console rule naming its route.
     set.list(Kind::WasmPlugin, names::SELECT_CONSOLE);
     if models.len() <= TARGETED_UP_TO {
         for model in &models {
+            set.get(Kind::ConfigMap, names::fence(model));
             set.get(Kind::ConfigMap, names::route_config_map(model));
             set.get(Kind::Ingress, names::route_ingress(model));
             set.get(Kind::Ingress, names::fallback_ingress(model));
@@ -92,6 +92,7 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
         }
     } else {
         set.list(Kind::ConfigMap, names::SELECT_CONSOLE);
+        set.list(Kind::ConfigMap, names::SELECT_FENCES);
         if retiring {
             set.list(Kind::EnvoyFilter, names::SELECT_CONSOLE);
         }

@@ -1,9 +1,10 @@
 //! A retired model: its route goes completely — Ingresses, fallback EnvoyFilter, every console plugin
 //! rule naming them, the AI route ConfigMap — and, when nothing else uses them, its provider and (if
-//! asked) its consumers. A tombstone keeps late deploys out.
+//! asked) its consumers. Its fence entry keeps late deploys out.
 
+use super::fence::FenceEntry;
 use super::names::{self, LABEL_DEFINER};
-use super::ops::Op;
+use super::ops::{self, Op};
 use super::plan::{Plan, Settings, Template};
 use super::plugins::{BuiltinPlugin, Targets};
 use super::provider;
@@ -18,7 +19,6 @@ pub fn plan_retire(
     settings: &Settings,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Plan {
-    let ns = settings.namespace.as_str();
     let mut plan = Plan::default();
     let model = &event.model;
     let config_map_name = names::route_config_map(model);
@@ -27,22 +27,15 @@ pub fn plan_retire(
         .and_then(AiRoute::from_config_map);
     if route.is_none() {
         plan.warnings
-            .push(format!("route {model} does not exist; only its tombstone is recorded"));
+            .push(format!("route {model} does not exist; only its retirement is recorded"));
     }
-
-    let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    plan.edit(
-        ObjectKey::new(Kind::ConfigMap, names::TOMBSTONES),
-        Some(Template::Tombstones {
-            namespace: ns.to_string(),
-        }),
-        Op::SetTombstone {
-            model: model.clone(),
-            revision: event.revision,
-            retired_at: time(now),
-            prune_before: time(now - settings.tombstone_ttl),
-        },
-    );
+    let entry = FenceEntry {
+        revision: event.revision,
+        retired_at: Some(rfc3339(now)),
+        delete_provider: event.delete_provider,
+        delete_consumers: event.delete_consumers,
+    };
+    set_fence(&mut plan, model, entry, settings, now);
 
     let ingresses = [names::route_ingress(model), names::fallback_ingress(model)];
     for ingress in &ingresses {
@@ -74,33 +67,89 @@ pub fn plan_retire(
             plan.edit(key_auth.clone(), None, Op::RemoveConsumerIfUnused(consumer));
         }
     }
-    if event.delete_provider {
-        let others: Vec<AiRoute> = state
-            .of_kind(Kind::ConfigMap)
-            .filter(|(name, cm)| {
-                *name != config_map_name && label(cm, names::LABEL_CONFIG_MAP_TYPE) == Some("ai-route")
-            })
-            .filter_map(|(_, cm)| AiRoute::from_config_map(cm))
-            .collect();
-        for provider in route.providers() {
-            if let Some(user) = others.iter().find(|r| r.providers().contains(&provider)) {
-                plan.warnings.push(format!(
-                    "provider {provider} is kept: route {} still uses it",
-                    user.name
-                ));
-                continue;
-            }
-            let ai_proxy = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(settings.console));
-            if let Some((service, _)) = provider::existing_upstream(state, settings.console, &provider) {
-                plan.edit(ai_proxy.clone(), None, Op::RemoveServiceTarget(service));
-            }
-            plan.edit(ai_proxy, None, Op::RemoveProvider(provider.clone()));
-            plan.edit(
-                ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE),
-                None,
-                Op::RemoveRegistry(names::registry(&provider)),
-            );
-        }
+    for provider in route.providers() {
+        release_provider(&mut plan, state, settings, model, &provider, event.delete_provider);
     }
     plan
+}
+
+pub(super) fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Records a model's fence entry; it goes first, and is refused at write time should another writer
+/// have fenced the model with a newer revision since it was read.
+pub(super) fn set_fence(
+    plan: &mut Plan,
+    model: &str,
+    entry: FenceEntry,
+    settings: &Settings,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    let name = names::fence(model);
+    plan.edit(
+        ObjectKey::new(Kind::ConfigMap, name.clone()),
+        Some(Template::Fence {
+            name,
+            namespace: settings.namespace.clone(),
+        }),
+        Op::SetFence {
+            model: model.to_string(),
+            entry,
+            prune_before: rfc3339(now - settings.tombstone_ttl),
+        },
+    );
+}
+
+/// A route of ours stops using a provider. It leaves the provider's users in McpBridge `default` and
+/// `ai-proxy.internal`; with `delete`, the provider goes from each object if, as that object is at
+/// write time (re-read after a 409), no route of ours uses it — so a route another replica deploys
+/// meanwhile keeps it — and if no route of the console's uses it now. A route that exists without
+/// being among the users (the console's, or written before users were recorded) keeps the provider.
+pub(super) fn release_provider(
+    plan: &mut Plan,
+    state: &State,
+    settings: &Settings,
+    model: &str,
+    provider: &str,
+    delete: bool,
+) {
+    let ai_proxy = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(settings.console));
+    let bridge = ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE);
+    let leave = || Op::RemoveProviderUser {
+        provider: provider.to_string(),
+        route: model.to_string(),
+    };
+    plan.edit(ai_proxy.clone(), None, leave());
+    plan.edit(bridge.clone(), None, leave());
+    if !delete {
+        return;
+    }
+    let others: Vec<String> = state
+        .of_kind(Kind::ConfigMap)
+        .filter(|(name, cm)| {
+            names::is_route_config_map(name) && label(cm, names::LABEL_CONFIG_MAP_TYPE) == Some("ai-route")
+        })
+        .filter_map(|(_, cm)| AiRoute::from_config_map(cm))
+        .filter(|route| route.name != model && route.providers().iter().any(|p| p == provider))
+        .map(|route| route.name)
+        .collect();
+    if let Some(other) = others.first() {
+        plan.warnings
+            .push(format!("provider {provider} is kept: route {other} still uses it"));
+    }
+    let ours = state.get(&ai_proxy).map(ops::provider_users).unwrap_or_default();
+    let recorded = |route: &String| ours.get(provider).is_some_and(|users| users.contains(route));
+    if !others.iter().all(recorded) {
+        return;
+    }
+    let unless_used = |then: Op| Op::IfProviderUnused {
+        provider: provider.to_string(),
+        then: Box::new(then),
+    };
+    if let Some((service, _)) = provider::existing_upstream(state, settings.console, provider) {
+        plan.edit(ai_proxy.clone(), None, unless_used(Op::RemoveServiceTarget(service)));
+    }
+    plan.edit(ai_proxy, None, unless_used(Op::RemoveProvider(provider.to_string())));
+    plan.edit(bridge, None, unless_used(Op::RemoveRegistry(names::registry(provider))));
 }

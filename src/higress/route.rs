@@ -199,15 +199,12 @@ pub fn gson(value: &impl Serialize) -> String {
 }
 
 /// `aiRoute2ConfigMap` + default metadata, plus the revision annotation when the worker writes it.
-pub fn config_map(route: &AiRoute, namespace: &str, revision: Option<u64>) -> Value {
-    let mut metadata = json!({
+pub fn config_map(route: &AiRoute, namespace: &str) -> Value {
+    let metadata = json!({
         "name": names::route_config_map(&route.name),
         "namespace": namespace,
         "labels": {LABEL_CONFIG_MAP_TYPE: "ai-route", LABEL_DEFINER: "higress"},
     });
-    if let Some(revision) = revision {
-        metadata["annotations"] = json!({names::ANNOTATION_REVISION: revision.to_string()});
-    }
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"data": gson(route)}})
 }
 
