@@ -4,11 +4,13 @@
 use higress_route_worker::cluster::{self, Engine, EngineConfig, RetryPolicy};
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::state::without_server_fields;
+use higress_route_worker::higress::{Kind, ObjectKey};
 use higress_route_worker::metrics::Metrics;
 use higress_route_worker::result::{Outcome, RouteResult};
 use http::Method;
 use kube_sim::{FaultSpec, Sim};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +59,25 @@ impl Cluster {
 
     fn get(&self, resource: &str, name: &str) -> Option<Value> {
         self.sim.get(resource, NS, name)
+    }
+
+    /// Write requests the server answered with a failure or not at all, by (verb, resource): the
+    /// requests it counted less the writes its audit log records as done.
+    fn failed_writes(&self) -> BTreeMap<(String, String), u64> {
+        let mut failed: BTreeMap<(String, String), u64> = self
+            .sim
+            .counters()
+            .requests
+            .into_iter()
+            .filter(|((verb, _), _)| ["create", "update", "patch", "delete"].contains(&verb.as_str()))
+            .collect();
+        for done in self.sim.audit() {
+            *failed
+                .get_mut(&(done.verb, done.resource))
+                .expect("an audited write was counted") -= 1;
+        }
+        failed.retain(|_, n| *n > 0);
+        failed
     }
 
     fn writes(&self) -> u64 {
@@ -231,18 +252,51 @@ async fn forced_conflicts_on_every_shared_object_are_re_read_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_errors_and_dropped_connections_are_retried() {
     let cluster = Cluster::start().await;
+    // The console's shared objects exist, so the deploy replaces them (PUT) as well as creating its own (POST).
+    for object in console_objects() {
+        cluster.sim.insert(object).unwrap();
+    }
     let faults = cluster.sim.faults();
     faults.fail_next(2, FaultSpec::new(503).for_method(Method::POST));
     faults.fail_next(1, FaultSpec::new(429).with_retry_after(1).for_method(Method::PUT));
     faults.fail_next(1, FaultSpec::new(500).for_method(Method::GET));
     faults.drop_next(2, Some(Method::POST), Some("ingresses"));
     let engine = cluster.engine().await;
-    let started = std::time::Instant::now();
     let result = engine.apply(&deploy("m", 1)).await;
     assert_outcome(&result, Outcome::Applied);
     assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
     assert!(cluster.get("configmaps", "ai-route-m").is_some());
-    let _ = started;
+
+    // Every injected write fault was served, and nothing else failed: the 2 dropped connections to the
+    // Ingress, the 2 other creates answered 503 (drops are matched first, and the Ingress, written last,
+    // finds the 503s used up) and the one replace answered 429.
+    let failed = cluster.failed_writes();
+    let failed_creates: u64 = failed
+        .iter()
+        .filter(|((verb, _), _)| verb == "create")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(failed_creates, 4, "{failed:?}");
+    assert_eq!(
+        failed[&("create".to_string(), "ingresses".to_string())],
+        2,
+        "{failed:?}"
+    );
+    let failed_updates: u64 = failed
+        .iter()
+        .filter(|((verb, _), _)| verb == "update")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(failed_updates, 1, "{failed:?}");
+    assert_eq!(
+        failed_creates + failed_updates,
+        failed.values().sum::<u64>(),
+        "{failed:?}"
+    );
+    // The 500 answers the next GET, whatever it reads: a read succeeding now proves the apply's reads used it.
+    let probe = ObjectKey::new(Kind::ConfigMap, "ai-route-m");
+    assert!(engine.api().get(&probe).await.unwrap().is_some());
+
     let again = engine.apply(&deploy("m", 1)).await;
     assert_outcome(&again, Outcome::Unchanged);
 }
