@@ -214,8 +214,28 @@ async fn the_same_event_twice_writes_nothing_the_second_time() {
     let engine = cluster.engine().await;
     let event = deploy("m", 1);
     assert_outcome(&engine.apply(&event).await, Outcome::Applied);
+    // On an empty cluster the first deploy creates each object it needs once, and writes nothing else:
+    // the shared McpBridge and plugins, the domain, and the route's own Ingress and ConfigMap.
+    let mut created: Vec<(String, String, String)> = cluster
+        .sim
+        .audit()
+        .into_iter()
+        .map(|write| (write.verb, write.resource, write.name))
+        .collect();
+    created.sort();
+    let expected = [
+        ("configmaps", "ai-route-m"),
+        ("configmaps", "domain-api.example.com"),
+        ("ingresses", "ai-route-m.internal"),
+        ("mcpbridges", "default"),
+        ("wasmplugins", "ai-proxy.internal"),
+        ("wasmplugins", "ai-statistics-2.0.1"),
+        ("wasmplugins", "key-auth.internal"),
+    ]
+    .map(|(resource, name)| ("create".to_string(), resource.to_string(), name.to_string()));
+    assert_eq!(created, expected);
     let writes = cluster.writes();
-    assert!(writes >= 7, "{writes}");
+    assert_eq!(writes, 7, "each write done at the first attempt");
     let again = engine.apply(&event).await;
     assert_outcome(&again, Outcome::Unchanged);
     assert_eq!(again.attempts, 0);
@@ -268,8 +288,8 @@ async fn transient_errors_and_dropped_connections_are_retried() {
     assert!(cluster.get("configmaps", "ai-route-m").is_some());
 
     // Every injected write fault was served, and nothing else failed: the 2 dropped connections to the
-    // Ingress, the 2 other creates answered 503 (drops are matched first, and the Ingress, written last,
-    // finds the 503s used up) and the one replace answered 429.
+    // Ingress, 2 other create requests answered 503 (drops are matched first, and the Ingress is written
+    // after the objects it uses, which meet the 503s first) and one replace answered 429.
     let failed = cluster.failed_writes();
     let failed_creates: u64 = failed
         .iter()

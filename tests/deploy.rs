@@ -452,7 +452,7 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
     // A concurrent writer: the engine re-reads the plugin and applies its edits again.
     sim.faults().conflict_next("wasmplugins", "ai-proxy.internal", 1);
     let first = applied(vec![engine.apply(&parse(&seed)).await]);
-    assert!(first[0].conflicts >= 1, "the forced conflict was met: {first:?}");
+    assert_eq!(first[0].conflicts, 1, "the one forced conflict was met: {first:?}");
     // A new revision replaces the route's own objects.
     let mut moved = with(seed.clone(), "seed-2", 2);
     moved["data"]["route"]["path"] = json!("/v2");
@@ -487,7 +487,9 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
         })
         .collect();
     applied(engine.apply_batch(&redeployed).await);
-    assert!(sim.counters().get("list", "ingresses") >= 1);
+    // Only the redeploy of the 40 existing routes lists Ingresses, in one request: a new route's Ingress
+    // is not read, and a few existing ones are read by name.
+    assert_eq!(sim.counters().get("list", "ingresses"), 1);
 
     let group_of: BTreeMap<&str, &str> = Kind::ALL.iter().map(|k| (k.plural(), k.group())).collect();
     sim.counters()

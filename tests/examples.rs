@@ -151,7 +151,25 @@ fn every_provider_type_maps_to_its_registry_entry_and_destination() {
         .as_array()
         .unwrap()
         .clone();
-    assert!(cases.len() >= 11);
+    // The fixture's 11 cases, by name: a case lost on the way (a renamed key, a YAML slip) fails here
+    // instead of going unchecked.
+    let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "lololo",
+            "vllm-pool",
+            "in-cluster",
+            "qwen-main",
+            "qwen-intl",
+            "azure-1",
+            "ollama-1",
+            "ollama-ip",
+            "deepseek-1",
+            "vertex-1",
+            "bedrock-1",
+        ]
+    );
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let mut input = case["input"].clone();
