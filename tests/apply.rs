@@ -6,11 +6,13 @@ use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::names;
 use higress_route_worker::higress::state::without_server_fields;
+use higress_route_worker::higress::{Kind, ObjectKey};
 use higress_route_worker::metrics::Metrics;
 use higress_route_worker::result::{Outcome, RouteResult};
 use http::Method;
 use kube_sim::{FaultSpec, Sim};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +62,25 @@ impl Cluster {
 
     fn get(&self, resource: &str, name: &str) -> Option<Value> {
         self.sim.get(resource, NS, name)
+    }
+
+    /// Write requests the server answered with a failure or not at all, by (verb, resource): the
+    /// requests it counted less the writes its audit log records as done.
+    fn failed_writes(&self) -> BTreeMap<(String, String), u64> {
+        let mut failed: BTreeMap<(String, String), u64> = self
+            .sim
+            .counters()
+            .requests
+            .into_iter()
+            .filter(|((verb, _), _)| ["create", "update", "patch", "delete"].contains(&verb.as_str()))
+            .collect();
+        for done in self.sim.audit() {
+            *failed
+                .get_mut(&(done.verb, done.resource))
+                .expect("an audited write was counted") -= 1;
+        }
+        failed.retain(|_, n| *n > 0);
+        failed
     }
 
     fn writes(&self) -> u64 {
@@ -196,8 +217,28 @@ async fn the_same_event_twice_writes_nothing_the_second_time() {
     let engine = cluster.engine().await;
     let event = deploy("m", 1);
     assert_outcome(&engine.apply(&event).await, Outcome::Applied);
+    // On an empty cluster the first deploy creates each object it needs once, and writes nothing else:
+    // the shared McpBridge and plugins, the domain, and the route's own Ingress and ConfigMap.
+    let mut created: Vec<(String, String, String)> = cluster
+        .sim
+        .audit()
+        .into_iter()
+        .map(|write| (write.verb, write.resource, write.name))
+        .collect();
+    created.sort();
+    let expected = [
+        ("configmaps", "ai-route-m"),
+        ("configmaps", "domain-api.example.com"),
+        ("ingresses", "ai-route-m.internal"),
+        ("mcpbridges", "default"),
+        ("wasmplugins", "ai-proxy.internal"),
+        ("wasmplugins", "ai-statistics-2.0.1"),
+        ("wasmplugins", "key-auth.internal"),
+    ]
+    .map(|(resource, name)| ("create".to_string(), resource.to_string(), name.to_string()));
+    assert_eq!(created, expected);
     let writes = cluster.writes();
-    assert!(writes >= 7, "{writes}");
+    assert_eq!(writes, 7, "each write done at the first attempt");
     let again = engine.apply(&event).await;
     assert_outcome(&again, Outcome::Unchanged);
     assert_eq!(again.attempts, 0);
@@ -234,18 +275,51 @@ async fn forced_conflicts_on_every_shared_object_are_re_read_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_errors_and_dropped_connections_are_retried() {
     let cluster = Cluster::start().await;
+    // The console's shared objects exist, so the deploy replaces them (PUT) as well as creating its own (POST).
+    for object in console_objects() {
+        cluster.sim.insert(object).unwrap();
+    }
     let faults = cluster.sim.faults();
     faults.fail_next(2, FaultSpec::new(503).for_method(Method::POST));
     faults.fail_next(1, FaultSpec::new(429).with_retry_after(1).for_method(Method::PUT));
     faults.fail_next(1, FaultSpec::new(500).for_method(Method::GET));
     faults.drop_next(2, Some(Method::POST), Some("ingresses"));
     let engine = cluster.engine().await;
-    let started = std::time::Instant::now();
     let result = engine.apply(&deploy("m", 1)).await;
     assert_outcome(&result, Outcome::Applied);
     assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
     assert!(cluster.get("configmaps", "ai-route-m").is_some());
-    let _ = started;
+
+    // Every injected write fault was served, and nothing else failed: the 2 dropped connections to the
+    // Ingress, 2 other create requests answered 503 (drops are matched first, and the Ingress is written
+    // after the objects it uses, which meet the 503s first) and one replace answered 429.
+    let failed = cluster.failed_writes();
+    let failed_creates: u64 = failed
+        .iter()
+        .filter(|((verb, _), _)| verb == "create")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(failed_creates, 4, "{failed:?}");
+    assert_eq!(
+        failed[&("create".to_string(), "ingresses".to_string())],
+        2,
+        "{failed:?}"
+    );
+    let failed_updates: u64 = failed
+        .iter()
+        .filter(|((verb, _), _)| verb == "update")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(failed_updates, 1, "{failed:?}");
+    assert_eq!(
+        failed_creates + failed_updates,
+        failed.values().sum::<u64>(),
+        "{failed:?}"
+    );
+    // The 500 answers the next GET, whatever it reads: a read succeeding now proves the apply's reads used it.
+    let probe = ObjectKey::new(Kind::ConfigMap, "ai-route-m");
+    assert!(engine.api().get(&probe).await.unwrap().is_some());
+
     let again = engine.apply(&deploy("m", 1)).await;
     assert_outcome(&again, Outcome::Unchanged);
 }

@@ -30,7 +30,7 @@ fn render_prints_the_seed_scenario_as_the_console_writes_it() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let rendered = documents(&String::from_utf8(output.stdout).unwrap());
     let expected = documents(
-        &std::fs::read_to_string(root().join("../shared/higress/examples/blog-scenario-as-console-writes-it.yaml"))
+        &std::fs::read_to_string(root().join("tests/fixtures/console/blog-scenario-as-console-writes-it.yaml"))
             .unwrap(),
     );
     let find = |kind: &str, name: &str| {

@@ -337,18 +337,40 @@ fn the_settings_are_flags_of_run() {
     assert!(String::from_utf8_lossy(&render.stdout).contains(&format!("namespace: {}", settings["HRW_NAMESPACE"])));
 }
 
+/// docker-compose's k3s installs these CRDs: without a served, stored version of every custom kind the
+/// worker writes, at the group, version and scope it writes them, the demo's writes would be 404s.
 #[test]
-fn the_compose_crds_are_the_shared_ones() {
-    let shared = repo().join("../shared/higress/crds.yaml");
-    let Ok(shared) = std::fs::read_to_string(&shared) else {
-        eprintln!("{} not present: nothing to compare", shared.display());
-        return;
-    };
-    let copy = std::fs::read_to_string(repo().join("deploy/compose/higress-crds.yaml")).unwrap();
-    assert!(
-        copy.ends_with(&shared),
-        "deploy/compose/higress-crds.yaml is not a copy of shared/higress/crds.yaml (after its comment)"
-    );
+fn the_compose_crds_serve_every_custom_kind_the_worker_writes() {
+    let text = std::fs::read_to_string(repo().join("deploy/compose/higress-crds.yaml")).unwrap();
+    let crds: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|crd| crd["kind"] == "CustomResourceDefinition")
+        .collect();
+    let custom = Kind::ALL
+        .into_iter()
+        .filter(|k| !matches!(k.group(), "" | "networking.k8s.io"));
+    for kind in custom {
+        let name = format!("{}.{}", kind.plural(), kind.group());
+        let crd = crds
+            .iter()
+            .find(|crd| crd["metadata"]["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("no CRD {name} in deploy/compose/higress-crds.yaml"));
+        assert_eq!(crd["spec"]["group"], kind.group(), "{name}");
+        assert_eq!(crd["spec"]["names"]["kind"], kind.kind(), "{name}");
+        assert_eq!(crd["spec"]["scope"], "Namespaced", "{name}");
+        let version = crd["spec"]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == kind.version())
+            .unwrap_or_else(|| panic!("{name} has no version {}", kind.version()));
+        assert_eq!(
+            (&version["served"], &version["storage"]),
+            (&json!(true), &json!(true)),
+            "{name} {}",
+            kind.version()
+        );
+    }
 }
 
 // --- The Role against the requests the code makes -------------------------------------------------
@@ -431,7 +453,7 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
     // A concurrent writer: the engine re-reads the plugin and applies its edits again.
     sim.faults().conflict_next("wasmplugins", "ai-proxy.internal", 1);
     let first = applied(vec![engine.apply(&parse(&seed)).await]);
-    assert!(first[0].conflicts >= 1, "the forced conflict was met: {first:?}");
+    assert_eq!(first[0].conflicts, 1, "the one forced conflict was met: {first:?}");
     // A new revision replaces the route's own objects.
     let mut moved = with(seed.clone(), "seed-2", 2);
     moved["data"]["route"]["path"] = json!("/v2");
@@ -466,7 +488,9 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
         })
         .collect();
     applied(engine.apply_batch(&redeployed).await);
-    assert!(sim.counters().get("list", "ingresses") >= 1);
+    // Only the redeploy of the 40 existing routes lists Ingresses, in one request: a new route's Ingress
+    // is not read, and a few existing ones are read by name.
+    assert_eq!(sim.counters().get("list", "ingresses"), 1);
 
     let group_of: BTreeMap<&str, &str> = Kind::ALL.iter().map(|k| (k.plural(), k.group())).collect();
     sim.counters()
