@@ -544,3 +544,68 @@ async fn wait_for_results(fixture: &Fixture, ids: &[String]) -> Vec<Value> {
         }
     }
 }
+
+/// A record the broker refuses for good (here: larger than the producer's `message.max.bytes`, set to
+/// librdkafka's minimum) does not stop the worker: it is logged, counted, and the input is
+/// dead-lettered in a form cut to fit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_broker_refuses_are_counted_and_dead_lettered_small() {
+    let fixture = Fixture::start().await;
+    let mut worker = fixture.worker("w", "info", &["--kafka-producer-config", "message.max.bytes=1000"]);
+    let mut poison = deploy_data("poison");
+    poison["provider"]["apiTokens"] = json!(vec![7; 20_000]);
+    fixture
+        .produce("poison", &event("poison-1", DEPLOYED, poison), &[])
+        .await;
+    fixture
+        .produce("after", &event("after-1", DEPLOYED, deploy_data("after")), &[])
+        .await;
+
+    // The poison's dead letter, and one per result too large to publish: the poison's and after's.
+    let dead = fixture.read(DLQ, 3, Duration::from_secs(60)).await;
+    worker.assert_alive();
+    let mut reasons: Vec<(String, String)> = dead
+        .iter()
+        .map(|r| {
+            (
+                r.key.clone().unwrap_or_default(),
+                header(r, "hrw_dlq_reason").unwrap_or_default(),
+            )
+        })
+        .collect();
+    // Deliveries of one batch run concurrently: their order is not fixed.
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("after".to_string(), "result-undeliverable".to_string()),
+            ("poison".to_string(), "result-undeliverable".to_string()),
+            ("poison".to_string(), "schema-violation".to_string()),
+        ],
+        "log:\n{}",
+        worker.log()
+    );
+    for letter in &dead {
+        // Nothing of the payload fits beside the headers in 1000 bytes.
+        assert_eq!(header(letter, "hrw_truncated").as_deref(), Some("true"));
+        assert!(letter.payload.is_empty());
+        assert!(header(letter, "hrw_original_size").unwrap().parse::<usize>().unwrap() > 1000);
+    }
+    // The valid event was applied all the same; only its result could not be told.
+    assert!(fixture.sim.get("ingresses", NS, "ai-route-after.internal").is_some());
+    let (_, metrics) = worker.http_get("/metrics").await;
+    // Two results refused, and the poison's bounded dead letter (its 4 KiB message) before its minimal form.
+    for expected in [
+        r#"higress_route_worker_undeliverable_total{output="results",error="message-too-large"} 2"#,
+        r#"higress_route_worker_undeliverable_total{output="dead-letters",error="message-too-large"} 1"#,
+        "higress_route_worker_dead_letters_truncated_total 3",
+    ] {
+        assert!(metrics.contains(expected), "{expected}\n{metrics}");
+    }
+    let log = worker.log();
+    assert!(
+        log.contains("result refused by the broker") && log.contains("dead-letter refused by the broker"),
+        "{log}"
+    );
+    assert!(worker.terminate().success());
+}

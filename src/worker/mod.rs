@@ -429,14 +429,16 @@ impl Worker {
         };
         for form in [Form::Bounded, Form::Minimal] {
             let letter = DeadLetter::new(&original, reason, &message, self.max_message_bytes, form);
-            if letter.truncated {
-                self.metrics.dead_letters_truncated.inc();
-            }
             match self
                 .send(&self.config.dlq_topic, &letter.key, &letter.payload, letter.headers())
                 .await
             {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if letter.truncated {
+                        self.metrics.dead_letters_truncated.inc();
+                    }
+                    return Ok(());
+                }
                 Err(e) => self.refused_for_good(e, "dead-letters", record, "dead-letter")?,
             }
         }
@@ -544,8 +546,9 @@ const MAX_KEY_BYTES: usize = 1024;
 /// Room left in `message.max.bytes` for librdkafka's framing of the record and the headers added
 /// after the payload is cut (`hrw_truncated`, `hrw_original_size`).
 const FRAMING_BYTES: usize = 1024;
-/// Payload kept in the minimal form, sent when the broker refused the bounded one.
+/// Payload and message kept in the minimal form, sent when the broker refused the bounded one.
 const MINIMAL_PAYLOAD_BYTES: usize = 1024;
+const MINIMAL_MESSAGE_BYTES: usize = 256;
 
 /// The record being dead-lettered, as read.
 struct Original<'a> {
@@ -561,7 +564,7 @@ struct Original<'a> {
 enum Form {
     /// The original bytes when they fit, the input headers copied (bounded).
     Bounded,
-    /// A last resort: our headers and the first bytes of the payload only.
+    /// A last resort: our headers (a shorter message) and the first bytes of the payload only.
     Minimal,
 }
 
@@ -579,6 +582,10 @@ struct DeadLetter {
 impl DeadLetter {
     fn new(original: &Original<'_>, reason: &str, message: &str, max_message_bytes: usize, form: Form) -> Self {
         let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+        let message_bytes = match form {
+            Form::Bounded => MAX_MESSAGE_BYTES,
+            Form::Minimal => MINIMAL_MESSAGE_BYTES,
+        };
         if form == Form::Bounded {
             let copied = original.headers.iter().filter(|(name, _)| !name.starts_with("hrw_"));
             let mut cut = 0;
@@ -598,7 +605,7 @@ impl DeadLetter {
         }
         for (name, value) in [
             ("hrw_dlq_reason", bounded(reason, MAX_NAME_BYTES)),
-            ("hrw_dlq_message", bounded(message, MAX_MESSAGE_BYTES)),
+            ("hrw_dlq_message", bounded(message, message_bytes)),
             ("hrw_source_topic", original.topic.to_string()),
             ("hrw_source_partition", original.partition.to_string()),
             ("hrw_source_offset", original.offset.to_string()),
@@ -720,5 +727,6 @@ mod tests {
         assert_eq!(minimal.payload.len(), MINIMAL_PAYLOAD_BYTES);
         assert!(minimal.size() < 8 * 1024, "{}", minimal.size());
         assert_eq!(header(&minimal, "hrw_dlq_reason"), Some(&b"oversize"[..]));
+        assert!(header(&minimal, "hrw_dlq_message").unwrap().len() <= MINIMAL_MESSAGE_BYTES);
     }
 }
