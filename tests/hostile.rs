@@ -252,7 +252,8 @@ fn cases() -> Vec<Case> {
     }
     for i in 0..8 {
         // As large as the test producer may send: the dead letter, with its headers, cannot keep it all.
-        let pad = "x".repeat(MESSAGE_MAX_BYTES - 2_000);
+        // About 999,400 bytes: the producer's framing fits in the rest, the dead letter's headers do not.
+        let pad = "x".repeat(MESSAGE_MAX_BYTES - 700);
         let payload = event(
             &format!("big{i}"),
             DEPLOYED,
@@ -294,7 +295,13 @@ async fn a_thousand_hostile_records_are_each_refused_and_the_worker_lives_on() {
                        "metadata": {"name": "higress-console", "namespace": NS},
                        "data": {"adminPassword": "YWRtaW4tcGFzc3dvcmQtOTk="}}))
         .unwrap();
-    let mut worker = fixture.worker("w", "info", &[]);
+    // Short deadlines: a hostile record that reached the cluster and failed must not hold the stream
+    // for the default two minutes.
+    let mut worker = fixture.worker(
+        "w",
+        "info",
+        &["--event-deadline-secs", "3", "--retry-deadline-secs", "1"],
+    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while worker.http_get("/readyz").await.0 != 200 {
         worker.assert_alive();
@@ -332,11 +339,12 @@ async fn a_thousand_hostile_records_are_each_refused_and_the_worker_lives_on() {
         worker.assert_alive();
     }
 
-    let dead_lettered = cases
+    let expected_letters: Vec<&str> = cases
         .iter()
         .filter(|c| matches!(c.expect, Expect::DeadLetter(_)))
-        .count();
-    let dead = fixture.read(DLQ, dead_lettered, Duration::from_secs(240)).await;
+        .map(|c| c.key.as_str())
+        .collect();
+    let dead = wait_for_dead_letters(&fixture, &expected_letters).await;
     let rejected: Vec<String> = cases
         .iter()
         .filter(|c| matches!(c.expect, Expect::Rejected(_)))
@@ -616,4 +624,16 @@ async fn records_the_broker_refuses_are_counted_and_dead_lettered_small() {
         "{log}"
     );
     assert!(worker.terminate().success());
+}
+
+/// All dead letters so far, once each of `keys` has one (or four minutes passed).
+async fn wait_for_dead_letters(fixture: &Fixture, keys: &[&str]) -> Vec<Record> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let dead = fixture.read(DLQ, keys.len(), Duration::from_secs(5)).await;
+        let seen = |key: &&str| dead.iter().any(|r| r.key.as_deref() == Some(*key));
+        if keys.iter().all(seen) || tokio::time::Instant::now() > deadline {
+            return dead;
+        }
+    }
 }

@@ -101,12 +101,12 @@ pub fn free_port() -> u16 {
 }
 
 impl WorkerProcess {
-    /// The body of a GET on the worker's HTTP port, with its status.
+    /// The body of a GET on the worker's HTTP port, with its status; status 0 while nothing listens.
     pub async fn http_get(&self, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
-            .await
-            .unwrap();
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await else {
+            return (0, String::new());
+        };
         let request = format!("GET {path} HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
