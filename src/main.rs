@@ -35,8 +35,8 @@ struct MappingArgs {
     /// Do not enable model-router for model predicates (AI_ROUTE_AUTO_ENABLE_MODEL_ROUTER=false).
     #[arg(long, env = "HRW_NO_MODEL_ROUTER")]
     no_model_router: bool,
-    /// Days a retired model's tombstone is kept.
-    #[arg(long, env = "HRW_TOMBSTONE_DAYS", default_value_t = 7)]
+    /// Days a retired model's tombstone is kept (1 to 36500: 0 would let a replayed deploy revive it).
+    #[arg(long, env = "HRW_TOMBSTONE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=36_500))]
     tombstone_days: i64,
     /// A Secret events may refer to although it lacks the label higress-route-worker.io/readable=true
     /// (repeatable).

@@ -8,15 +8,38 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::event::{DEPLOYED_TYPE, RETIRED_TYPE};
+
+// Label values are `&'static str`: each comes from a closed set written in the code, never from
+// input, so a hostile event cannot create series.
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
-    pub r#type: String,
-    pub outcome: String,
+    /// One of the lifecycle types, or `unknown` (see [`event_type_label`]).
+    pub r#type: &'static str,
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    pub reason: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UndeliverableLabels {
+    /// `results` or `dead-letters`.
+    pub output: &'static str,
+    /// `message-too-large`, `invalid-topic` or `invalid-record`.
+    pub error: &'static str,
+}
+
+/// The `type` label of an input: a lifecycle type we know, else `unknown`.
+pub fn event_type_label(raw: Option<&str>) -> &'static str {
+    match raw {
+        Some(DEPLOYED_TYPE) => DEPLOYED_TYPE,
+        Some(RETIRED_TYPE) => RETIRED_TYPE,
+        _ => "unknown",
+    }
 }
 
 pub struct Metrics {
@@ -26,6 +49,10 @@ pub struct Metrics {
     pub conflicts: Counter,
     pub retries: Family<ReasonLabels, Counter>,
     pub dead_lettered: Family<ReasonLabels, Counter>,
+    /// Dead letters whose payload was cut to fit the producer's message size.
+    pub dead_letters_truncated: Counter,
+    /// Records the broker refused for good (too large, invalid topic): logged, counted, skipped.
+    pub undeliverable: Family<UndeliverableLabels, Counter>,
     pub in_flight: Gauge,
 }
 
@@ -58,6 +85,18 @@ impl Default for Metrics {
             "Inputs sent to the dead-letter topic, by reason",
             dead_lettered.clone(),
         );
+        let dead_letters_truncated = Counter::default();
+        registry.register(
+            "dead_letters_truncated",
+            "Dead letters whose original payload was cut to fit the message size",
+            dead_letters_truncated.clone(),
+        );
+        let undeliverable = Family::<UndeliverableLabels, Counter>::default();
+        registry.register(
+            "undeliverable",
+            "Records the broker refused permanently (too large, invalid topic), by output and error",
+            undeliverable.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "in_flight",
@@ -71,6 +110,8 @@ impl Default for Metrics {
             conflicts,
             retries,
             dead_lettered,
+            dead_letters_truncated,
+            undeliverable,
             in_flight,
         }
     }
@@ -84,11 +125,7 @@ impl Metrics {
         out
     }
 
-    pub fn retried(&self, reason: &str) {
-        self.retries
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc();
+    pub fn retried(&self, reason: &'static str) {
+        self.retries.get_or_create(&ReasonLabels { reason }).inc();
     }
 }

@@ -1,6 +1,6 @@
 //! The `route-result` event: one per input event, saying what became of it.
 
-use crate::contract::InvalidEvent;
+use crate::contract::{InvalidEvent, Problem};
 use crate::event::{LifecycleEvent, RESULT_TYPE};
 use crate::higress::{ObjectKey, Operation};
 use crate::reason::Reason;
@@ -106,7 +106,7 @@ impl RouteResult {
             warnings: Vec::new(),
             error: Some(ResultError {
                 reason: invalid.reason.as_str().to_string(),
-                message: invalid.message(),
+                message: problems_summary(&invalid.problems),
                 retryable: false,
             }),
         }
@@ -122,9 +122,27 @@ impl RouteResult {
         });
     }
 
-    /// The CloudEvent (structured mode) carrying this result.
+    /// This result with every free-form part cut to its bound: what is published.
+    pub fn bounded(&self) -> Self {
+        let name = |text: &str| bounded(text, MAX_NAME_BYTES);
+        Self {
+            input_event_id: name(&self.input_event_id),
+            input_type: name(&self.input_type),
+            model: self.model.as_deref().map(name),
+            warnings: capped(&self.warnings),
+            error: self.error.as_ref().map(|error| ResultError {
+                reason: name(&error.reason),
+                message: bounded(&error.message, MAX_MESSAGE_BYTES),
+                retryable: error.retryable,
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// The CloudEvent (structured mode) carrying this result, bounded.
     pub fn to_cloud_event(&self, source: &str) -> Value {
-        let id = format!("{}/result", self.input_event_id);
+        let bounded = self.bounded();
+        let id = format!("{}/result", bounded.input_event_id);
         let mut event = json!({
             "specversion": "1.0",
             "id": id,
@@ -132,11 +150,128 @@ impl RouteResult {
             "type": RESULT_TYPE,
             "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "datacontenttype": "application/json",
-            "data": self,
+            "data": bounded,
         });
-        if let Some(model) = self.model.as_deref().filter(|m| !m.is_empty()) {
+        if let Some(model) = bounded.model.as_deref().filter(|m| !m.is_empty()) {
             event["subject"] = json!(model);
         }
         event
+    }
+}
+
+/// At most this many problems or warnings are listed; the rest are counted ("and K more").
+pub const MAX_LISTED: usize = 10;
+/// Bytes of one listed problem or warning.
+pub const MAX_ITEM_BYTES: usize = 300;
+/// Bytes of an error message (a result's, a dead letter's, a log line's).
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+/// Bytes of an id, a type, a model name or a reason taken from input.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// `text` cut to at most `max_bytes` (on a character boundary, "…" marking the cut), with control
+/// and bidirectional-override characters escaped so that a hostile value cannot forge log lines or
+/// disguise itself.
+pub fn bounded(text: &str, max_bytes: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_bytes));
+    for c in text.chars() {
+        let piece = if c.is_control() || is_bidi_control(c) {
+            c.escape_unicode().to_string()
+        } else {
+            c.to_string()
+        };
+        if out.len() + piece.len() > max_bytes {
+            let end = floor_char_boundary(&out, max_bytes.saturating_sub(ELLIPSIS.len()));
+            out.truncate(end);
+            out.push_str(ELLIPSIS);
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+const ELLIPSIS: &str = "…";
+
+/// The largest character boundary of `text` at or before `index` (`str::floor_char_boundary`,
+/// stable only since Rust 1.91).
+pub fn floor_char_boundary(text: &str, index: usize) -> usize {
+    let mut end = index.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The first [`MAX_LISTED`] items, each bounded, and "and K more" for the rest.
+pub fn capped(items: &[String]) -> Vec<String> {
+    let mut listed: Vec<String> = items
+        .iter()
+        .take(MAX_LISTED)
+        .map(|item| bounded(item, MAX_ITEM_BYTES))
+        .collect();
+    if items.len() > MAX_LISTED {
+        listed.push(format!("and {} more", items.len() - MAX_LISTED));
+    }
+    listed
+}
+
+/// Problems on one bounded line, `; `-separated: the first [`MAX_LISTED`] and "and K more".
+pub fn problems_summary(problems: &[Problem]) -> String {
+    let listed: Vec<String> = problems.iter().take(MAX_LISTED).map(ToString::to_string).collect();
+    let mut parts = capped(&listed);
+    if problems.len() > MAX_LISTED {
+        parts.push(format!("and {} more", problems.len() - MAX_LISTED));
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_cuts_on_a_character_boundary_and_escapes_controls() {
+        assert_eq!(bounded("short", 10), "short");
+        let cut = bounded(&"é".repeat(100), 11);
+        // 11 bytes: four 2-byte characters and the 3-byte ellipsis.
+        assert_eq!(cut, "éééé…");
+        assert_eq!(bounded("/x\n---\u{202e}", 100), "/x\\u{a}---\\u{202e}");
+        assert!(bounded(&"\n".repeat(1000), 50).len() <= 50);
+    }
+
+    #[test]
+    fn twenty_thousand_problems_make_one_short_line() {
+        let problems: Vec<Problem> = (0..20_000)
+            .map(|i| Problem::new(format!("data.provider.apiTokens.{i}"), "must be a string"))
+            .collect();
+        let summary = problems_summary(&problems);
+        assert!(summary.starts_with("data.provider.apiTokens.0: must be a string; "));
+        assert!(summary.ends_with("; and 19990 more"), "{summary}");
+        assert_eq!(summary.matches("must be a string").count(), MAX_LISTED);
+        let long = vec![Problem::new("p".repeat(100_000), "x")];
+        assert!(problems_summary(&long).len() <= MAX_ITEM_BYTES);
+    }
+
+    #[test]
+    fn published_results_are_bounded() {
+        let mut result = RouteResult::for_invalid(&InvalidEvent {
+            reason: crate::contract::InvalidReason::UnknownType,
+            problems: vec![Problem::new("type", "unknown")],
+            event_id: Some("i".repeat(100_000)),
+            event_type: Some("t".repeat(100_000)),
+            model: Some("m".repeat(100_000)),
+            revision: None,
+        });
+        result.warnings = (0..1000).map(|i| format!("warning {i} {}", "w".repeat(1000))).collect();
+        let published = result.to_cloud_event("test").to_string();
+        // Three names, ten warnings and the ellipsis line, the envelope: well under 16 KiB.
+        assert!(published.len() < 16 * 1024, "{} bytes", published.len());
+        let data = &result.to_cloud_event("test")["data"];
+        assert_eq!(data["warnings"].as_array().unwrap().len(), MAX_LISTED + 1);
+        assert_eq!(data["warnings"][MAX_LISTED], "and 990 more");
     }
 }

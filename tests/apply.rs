@@ -218,7 +218,8 @@ async fn the_same_event_twice_writes_nothing_the_second_time() {
     let event = deploy("m", 1);
     assert_outcome(&engine.apply(&event).await, Outcome::Applied);
     // On an empty cluster the first deploy creates each object it needs once, and writes nothing else:
-    // the shared McpBridge and plugins, the domain, and the route's own Ingress and ConfigMap.
+    // the model's fence, the shared McpBridge and plugins, the domain, and the route's own Ingress
+    // and ConfigMap.
     let mut created: Vec<(String, String, String)> = cluster
         .sim
         .audit()
@@ -226,9 +227,11 @@ async fn the_same_event_twice_writes_nothing_the_second_time() {
         .map(|write| (write.verb, write.resource, write.name))
         .collect();
     created.sort();
+    let fence = names::fence("m");
     let expected = [
         ("configmaps", "ai-route-m"),
         ("configmaps", "domain-api.example.com"),
+        ("configmaps", fence.as_str()),
         ("ingresses", "ai-route-m.internal"),
         ("mcpbridges", "default"),
         ("wasmplugins", "ai-proxy.internal"),
@@ -238,7 +241,7 @@ async fn the_same_event_twice_writes_nothing_the_second_time() {
     .map(|(resource, name)| ("create".to_string(), resource.to_string(), name.to_string()));
     assert_eq!(created, expected);
     let writes = cluster.writes();
-    assert_eq!(writes, 7, "each write done at the first attempt");
+    assert_eq!(writes, 8, "each write done at the first attempt");
     let again = engine.apply(&event).await;
     assert_outcome(&again, Outcome::Unchanged);
     assert_eq!(again.attempts, 0);

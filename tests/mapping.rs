@@ -278,10 +278,12 @@ fn applying_the_same_event_twice_changes_nothing_the_second_time() {
     // The console's shared objects gain the route's entries; what only this route uses is created.
     // (Sorted: the order of writes is `write_order_never_exposes_a_half_built_route`'s subject.)
     first.sort();
+    let fence = format!("created ConfigMap/{}", names::fence("m1"));
     assert_eq!(
         first,
         [
             "created ConfigMap/ai-route-m1",
+            fence.as_str(),
             "created Ingress/ai-route-m1.internal",
             "created WasmPlugin/ai-statistics-2.0.1",
             "created WasmPlugin/model-mapper.internal",
@@ -424,10 +426,14 @@ fn older_revisions_are_stale_and_a_retired_model_stays_retired() {
     // A newer deploy brings it back; its fence entry is a deploy again.
     let back = apply(&deploy(basic("m", 4)), &retired);
     assert!(back.get_named(Kind::ConfigMap, "ai-route-m").is_some());
-    assert_eq!(
-        back.get_named(Kind::ConfigMap, &names::fence("m")).unwrap()["data"],
-        json!({"m": "{\"revision\":4}"})
-    );
+    let entry: Value = serde_json::from_str(
+        back.get_named(Kind::ConfigMap, &names::fence("m")).unwrap()["data"]["m"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(entry["revision"], 4);
+    assert!(entry.get("retiredAt").is_none(), "{entry}");
 }
 
 #[test]
@@ -590,4 +596,38 @@ fn route_changes_report_updates_and_deletions() {
     assert!(changes.contains(&"deleted Ingress/ai-route-m.internal".to_string()));
     assert!(changes.contains(&"deleted ConfigMap/ai-route-m".to_string()));
     assert!(changes.contains(&format!("updated ConfigMap/{}", names::fence("m"))));
+}
+
+#[test]
+fn a_retirement_releases_what_a_deploy_cut_short_before_its_route_record_had_written() {
+    let event = deploy(json!({"model": "m", "revision": 1,
+        "provider": {"name": "p", "type": "openai", "url": "https://p.example.com/v1", "apiTokens": ["sk-p"]},
+        "auth": {"consumers": [{"name": "c", "source": "BEARER", "credentials": ["key-c"]}]}}));
+    let Decision::Apply(plan) = decide(&event, &State::new(), &Settings::default()).unwrap() else {
+        panic!("a deploy on an empty cluster applies")
+    };
+    // The deploy stopped before its Ingress and its route ConfigMap: only its fence entry knows it.
+    let mut cut = plan;
+    cut.steps
+        .retain(|s| s.key.kind != Kind::Ingress && !names::is_route_config_map(&s.key.name));
+    let mut state = State::new();
+    higress::simulate(&mut state, &cut).unwrap();
+    let ai_proxy = |state: &State| state.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap().clone();
+    assert_eq!(ai_proxy(&state)["spec"]["defaultConfig"]["providers"][0]["id"], "p");
+
+    let after = apply(
+        &retire(json!({"model": "m", "revision": 2, "deleteConsumers": true})),
+        &state,
+    );
+    assert_eq!(ai_proxy(&after)["spec"]["defaultConfig"]["providers"], json!([]));
+    assert!(
+        ai_proxy(&after)["metadata"]["annotations"]
+            .get(names::ANNOTATION_PROVIDER_USERS)
+            .is_none(),
+        "no user left"
+    );
+    let bridge = after.get_named(Kind::McpBridge, "default").unwrap();
+    assert_eq!(bridge["spec"]["registries"], json!([]));
+    let key_auth = after.get_named(Kind::WasmPlugin, "key-auth.internal").unwrap();
+    assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"], json!([]));
 }

@@ -37,8 +37,11 @@ impl Api {
         Request::new(path)
     }
 
+    /// Parsed here rather than by kube-client, which logs a body it cannot parse — and shared objects
+    /// hold API tokens. serde's own error names a position, never content.
     async fn send(&self, request: http::Request<Vec<u8>>) -> Result<Value, kube::Error> {
-        self.client.request::<Value>(request).await
+        let text = self.client.request_text(request).await?;
+        serde_json::from_str(&text).map_err(kube::Error::SerdeError)
     }
 
     /// `None` when the object does not exist.

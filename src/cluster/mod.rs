@@ -15,18 +15,22 @@ pub use crate::retry::RetryPolicy;
 pub use api::Api;
 pub use error::ApplyError;
 
-use crate::event::LifecycleEvent;
-use crate::higress::{self, apply_step, Decision, ObjectKey, Operation, ReadSet, Settings, State, Step};
+use crate::event::{Lifecycle, LifecycleEvent, ModelRetired};
+use crate::higress::fence::{self, FenceEntry};
+use crate::higress::{self, apply_step, names, Decision, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::result::{Change, Outcome, RouteResult};
 use backon::Retryable;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
+
+/// The client's timeout for one request; an attempt started before the event deadline ends within it.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Object writes of one rank in flight at once, unless configured otherwise.
 pub const DEFAULT_WRITE_CONCURRENCY: usize = 32;
@@ -56,6 +60,8 @@ struct Planned {
     steps: BTreeMap<ObjectKey, Vec<Step>>,
     /// The objects each event's plan touches, by event index.
     touched: Vec<BTreeSet<ObjectKey>>,
+    /// The objects each event's simulation changed, in write order, by event index.
+    changed: Vec<Vec<ObjectKey>>,
     /// Each touched object as it was before the batch (`None`: absent).
     before: BTreeMap<ObjectKey, Option<Value>>,
     state: State,
@@ -117,7 +123,7 @@ impl Engine {
     pub async fn apply_batch_until(&self, events: &[LifecycleEvent], deadline: Instant) -> Vec<RouteResult> {
         let started = Instant::now();
         let tally = Tally::default();
-        let results = match self.try_batch(events, &tally, deadline).await {
+        let mut results = match self.try_batch(events, &tally, deadline).await {
             Ok(results) => results,
             Err(failure) if events.len() == 1 => {
                 let mut result = RouteResult::for_event(&events[0]);
@@ -130,6 +136,7 @@ impl Engine {
                 return self.one_by_one(events, failure, deadline).await;
             }
         };
+        self.settle_fences(events, &mut results, deadline).await;
         let elapsed = started.elapsed();
         self.metrics.apply_duration.observe(elapsed.as_secs_f64());
         results
@@ -141,6 +148,86 @@ impl Engine {
                 result
             })
             .collect()
+    }
+
+    /// Fencing across writers. The fence is written first and refuses an older revision, but a deploy
+    /// that passed it can still be writing when another writer retires the model. So each side looks
+    /// again once its own writes are done: a deploy reads its model's fence, and if a retirement has
+    /// come, applies that retirement (its fence entry says what to clean up); a retirement reads the
+    /// route's Ingress, and if a route is there, applies itself again. Whichever of the two looks
+    /// last sees the other's writes, so no route outlives its retirement.
+    async fn settle_fences(&self, events: &[LifecycleEvent], results: &mut [RouteResult], deadline: Instant) {
+        let wrote: Vec<usize> = (0..events.len()).filter(|&i| !results[i].changes.is_empty()).collect();
+        let mut reads = ReadSet::default();
+        for (i, event) in wrote.iter().map(|&i| (i, &events[i])) {
+            reads
+                .gets
+                .insert(ObjectKey::new(Kind::ConfigMap, names::fence(event.model())));
+            if matches!(event.body, Lifecycle::Retired(_)) && results[i].outcome != Outcome::Stale {
+                reads
+                    .gets
+                    .insert(ObjectKey::new(Kind::Ingress, names::route_ingress(event.model())));
+            }
+        }
+        if reads.is_empty() {
+            return;
+        }
+        let now = match self.fetch(&reads, deadline).await {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(%error, "fence not checked after the writes");
+                return;
+            }
+        };
+        for (i, event) in wrote.iter().map(|&i| (i, &events[i])) {
+            let Some(entry) = fence::entry(&now, event.model()).filter(FenceEntry::is_retired) else {
+                continue;
+            };
+            let (again, note) = match &event.body {
+                Lifecycle::Deployed(_) if entry.revision > event.revision() => {
+                    let retirement = LifecycleEvent {
+                        envelope: event.envelope.clone(),
+                        body: Lifecycle::Retired(ModelRetired {
+                            model: event.model().to_string(),
+                            revision: entry.revision,
+                            delete_provider: entry.delete_provider,
+                            delete_consumers: entry.delete_consumers,
+                        }),
+                    };
+                    results[i].outcome = Outcome::Stale;
+                    let note = format!(
+                        "retired at revision {} by another writer while this deploy was applied; its route was removed again",
+                        entry.revision
+                    );
+                    (retirement, note)
+                }
+                Lifecycle::Retired(_)
+                    if entry.revision == event.revision()
+                        && now
+                            .get_named(Kind::Ingress, &names::route_ingress(event.model()))
+                            .is_some() =>
+                {
+                    (
+                        event.clone(),
+                        "a route another writer deployed meanwhile was removed".to_string(),
+                    )
+                }
+                _ => continue,
+            };
+            let settled = Box::pin(self.apply_batch_until(std::slice::from_ref(&again), deadline))
+                .await
+                .remove(0);
+            for change in settled.changes {
+                if !results[i].changes.contains(&change) {
+                    results[i].changes.push(change);
+                }
+            }
+            results[i].warnings.push(note);
+            if let Some(error) = settled.error {
+                results[i].outcome = Outcome::Failed;
+                results[i].error = Some(error);
+            }
+        }
     }
 
     /// The fallback after a failed batch. Each event's result also lists what the failed batch wrote
@@ -250,11 +337,13 @@ impl Engine {
                     )
                 })
                 .collect();
-            let written = futures::stream::iter(writes_of_rank)
+            // Every write of the rank runs to its end, even after one fails: a write cut off in flight
+            // might have been made without our knowing, and the result must say what was written.
+            let outcomes: Vec<Result<(), ApplyError>> = futures::stream::iter(writes_of_rank)
                 .buffer_unordered(self.config.write_concurrency.max(1))
-                .try_collect::<Vec<()>>()
+                .collect()
                 .await;
-            if let Err(error) = written {
+            if let Some(error) = outcomes.into_iter().find_map(Result::err) {
                 return Err(BatchFailure {
                     error,
                     written: tally.written(),
@@ -262,7 +351,20 @@ impl Engine {
                 });
             }
         }
-        Ok(planned.results)
+        // What each event changed, as written: the write may have met another writer's change (a
+        // create that became a replace after a 409), or found its work already done.
+        let written: BTreeMap<ObjectKey, Operation> = tally.written().into_iter().collect();
+        let mut results = planned.results;
+        for (result, changed) in results.iter_mut().zip(&planned.changed) {
+            result.changes = changed
+                .iter()
+                .filter_map(|key| written.get(key).map(|op| Change::new(key, *op)))
+                .collect();
+            if result.outcome == Outcome::Applied && result.changes.is_empty() {
+                result.outcome = Outcome::Unchanged;
+            }
+        }
+        Ok(results)
     }
 
     /// Plans every event in order against the state its predecessors leave.
@@ -275,6 +377,7 @@ impl Engine {
         for event in events {
             let mut result = RouteResult::for_event(event);
             let mut touched = BTreeSet::new();
+            let mut changed = Vec::new();
             match higress::plan(event, &planned.state, &self.config.settings, now) {
                 Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
                 Ok(Decision::Stale { seen }) => {
@@ -301,6 +404,7 @@ impl Engine {
                                 Outcome::Applied
                             };
                             result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
+                            changed = changes.into_iter().map(|(key, _)| key).collect();
                             result.warnings = plan.warnings;
                             for step in plan.steps {
                                 touched.insert(step.key.clone());
@@ -312,6 +416,7 @@ impl Engine {
             }
             planned.results.push(result);
             planned.touched.push(touched);
+            planned.changed.push(changed);
         }
         planned
     }
@@ -375,29 +480,34 @@ impl Engine {
         self.retried(&object, attempt, deadline).await
     }
 
-    /// Runs a request under the retry policy, never past `deadline`.
+    /// Runs a request under the retry policy. No attempt starts after the request's deadline (its own
+    /// budget, never past the event's), but one that has started is not cut off: a write the server
+    /// made is then always known, and reported. The client's own timeouts bound an attempt.
     async fn retried<T, F, Fut>(&self, what: &str, attempt: F, deadline: Instant) -> Result<T, ApplyError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, ApplyError>>,
     {
         let policy = &self.config.retry;
-        let retried = attempt
+        let stop_at = policy.request_deadline(deadline);
+        if Instant::now() >= stop_at {
+            return Err(ApplyError::Transient {
+                object: what.to_string(),
+                message: "not attempted: the event deadline has passed".into(),
+                retry_after: None,
+            });
+        }
+        attempt
             .retry(policy.backoff())
             .when(ApplyError::is_retryable)
-            .adjust(|error: &ApplyError, delay| RetryPolicy::jitter(error.retry_after(), delay))
+            .adjust(move |error: &ApplyError, delay| {
+                RetryPolicy::jitter(error.retry_after(), delay).filter(|pause| Instant::now() + *pause < stop_at)
+            })
             .notify(|error, delay| {
                 self.metrics.retried(error.label());
                 tracing::debug!(%error, ?delay, "retrying request");
-            });
-        match tokio::time::timeout_at(policy.request_deadline(deadline), retried).await {
-            Ok(result) => result,
-            Err(_) => Err(ApplyError::Transient {
-                object: what.to_string(),
-                message: "gave up at the request or event deadline".into(),
-                retry_after: None,
-            }),
-        }
+            })
+            .await
     }
 
     /// Reads a read set, concurrently, into a state.
@@ -478,8 +588,8 @@ pub async fn connect(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kub
         None => kube::Config::infer().await?,
     };
     config.connect_timeout = Some(std::time::Duration::from_secs(5));
-    config.read_timeout = Some(std::time::Duration::from_secs(15));
-    config.write_timeout = Some(std::time::Duration::from_secs(15));
+    config.read_timeout = Some(REQUEST_TIMEOUT);
+    config.write_timeout = Some(REQUEST_TIMEOUT);
     // One retry policy, ours: it also re-reads after conflicts, honours Retry-After, and counts retries.
     config.default_retry = false;
     Ok(kube::Client::try_from(config)?)

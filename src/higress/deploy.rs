@@ -312,13 +312,12 @@ pub fn plan_deploy(
             retire::release_provider(&mut plan, state, settings, &route.name, &provider, false);
         }
     }
-    retire::set_fence(
-        &mut plan,
-        &event.model,
-        FenceEntry::deployed(event.revision),
-        settings,
-        now,
-    );
+    let entry = FenceEntry {
+        providers,
+        consumers: allow,
+        ..FenceEntry::deployed(event.revision)
+    };
+    retire::set_fence(&mut plan, &event.model, entry, settings, now);
     Ok(plan)
 }
 

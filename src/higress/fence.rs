@@ -22,6 +22,11 @@ pub struct FenceEntry {
     pub delete_provider: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub delete_consumers: bool,
+    /// The providers and allowed consumers of the route: what a retirement releases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<String>,
 }
 
 impl FenceEntry {
@@ -31,6 +36,8 @@ impl FenceEntry {
             retired_at: None,
             delete_provider: false,
             delete_consumers: false,
+            providers: Vec::new(),
+            consumers: Vec::new(),
         }
     }
 

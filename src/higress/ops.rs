@@ -650,10 +650,9 @@ mod tests {
     #[test]
     fn fences_record_entries_refuse_older_ones_and_prune_old_retirements() {
         let retired = |revision, at: &str| FenceEntry {
-            revision,
             retired_at: Some(at.into()),
             delete_provider: true,
-            delete_consumers: false,
+            ..FenceEntry::deployed(revision)
         };
         let mut fence = json!({"data": {"old": retired(1, "2026-01-01T00:00:00Z").to_json()}});
         let set = |entry: FenceEntry| Op::SetFence {

@@ -7,11 +7,12 @@ use super::names::{self, LABEL_DEFINER};
 use super::ops::{self, Op};
 use super::plan::{Plan, Settings, Template};
 use super::plugins::{BuiltinPlugin, Targets};
-use super::provider;
 use super::route::AiRoute;
 use super::state::{label, Kind, ObjectKey, State};
+use super::{fence, provider};
 use crate::event::ModelRetired;
 use serde_json::Value;
+use std::collections::BTreeSet;
 
 pub fn plan_retire(
     event: &ModelRetired,
@@ -25,7 +26,17 @@ pub fn plan_retire(
     let route = state
         .get_named(Kind::ConfigMap, &config_map_name)
         .and_then(AiRoute::from_config_map);
-    if route.is_none() {
+    // What the route uses: from its ConfigMap and from its fence entry, which a deploy writes first —
+    // so a deploy cut short before the ConfigMap, or a retirement cut short after its fence, still
+    // leaves the retirement what it must clean up. The retirement's entry carries it on until done.
+    let previous = fence::entry(state, model);
+    let mut providers: BTreeSet<String> = previous.iter().flat_map(|e| e.providers.clone()).collect();
+    let mut consumers: BTreeSet<String> = previous.iter().flat_map(|e| e.consumers.clone()).collect();
+    if let Some(route) = &route {
+        providers.extend(route.providers());
+        consumers.extend(route.allowed_consumers());
+    }
+    if route.is_none() && providers.is_empty() && consumers.is_empty() {
         plan.warnings
             .push(format!("route {model} does not exist; only its retirement is recorded"));
     }
@@ -34,6 +45,8 @@ pub fn plan_retire(
         retired_at: Some(rfc3339(now)),
         delete_provider: event.delete_provider,
         delete_consumers: event.delete_consumers,
+        providers: providers.iter().cloned().collect(),
+        consumers: consumers.iter().cloned().collect(),
     };
     set_fence(&mut plan, model, entry, settings, now);
 
@@ -60,14 +73,13 @@ pub fn plan_retire(
     }
     plan.delete(Kind::ConfigMap, config_map_name.clone());
 
-    let Some(route) = route else { return plan };
     if event.delete_consumers {
         let key_auth = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::KeyAuth.cr_name(settings.console));
-        for consumer in route.allowed_consumers() {
+        for consumer in consumers {
             plan.edit(key_auth.clone(), None, Op::RemoveConsumerIfUnused(consumer));
         }
     }
-    for provider in route.providers() {
+    for provider in providers {
         release_provider(&mut plan, state, settings, model, &provider, event.delete_provider);
     }
     plan

@@ -3,13 +3,22 @@
 
 use crate::contract::{self, InvalidEvent, InvalidReason, Problem, MAX_EVENT_BYTES};
 use crate::event::LifecycleEvent;
+use crate::result::bounded;
 use serde_json::{Map, Value};
 
 /// Headers of a record, as (name, value) pairs.
 pub type Headers = Vec<(String, Vec<u8>)>;
 
+/// Most `ce_*` headers a binary-mode event may carry: the CloudEvents attributes and a few extensions.
+pub const MAX_CE_HEADERS: usize = 32;
+/// Largest `ce_*` header value, in bytes; attributes are ids, URIs and timestamps.
+pub const MAX_CE_HEADER_BYTES: usize = 4096;
+/// Longest `ce_*` header name, in bytes.
+pub const MAX_CE_HEADER_NAME_BYTES: usize = 64;
+
 pub fn decode(payload: Option<&[u8]>, headers: &Headers) -> Result<LifecycleEvent, InvalidEvent> {
     let payload = payload.unwrap_or_default();
+    check_ce_headers(headers)?;
     let binary: Map<String, Value> = headers
         .iter()
         .filter_map(|(name, value)| {
@@ -38,6 +47,44 @@ pub fn decode(payload: Option<&[u8]>, headers: &Headers) -> Result<LifecycleEven
     let mut structured = binary;
     structured.insert("data".into(), data);
     contract::parse_value(Value::Object(structured))
+}
+
+/// Binary-mode headers within bounds, checked before anything is copied out of them.
+fn check_ce_headers(headers: &Headers) -> Result<(), InvalidEvent> {
+    let oversize = |path: &str, rule: String| InvalidEvent {
+        reason: InvalidReason::Oversize,
+        problems: vec![Problem::new(bounded(path, MAX_CE_HEADER_NAME_BYTES), rule)],
+        event_id: None,
+        event_type: None,
+        model: None,
+        revision: None,
+    };
+    let ce_headers = headers.iter().filter(|(name, _)| name.starts_with("ce_"));
+    let count = ce_headers.clone().count();
+    if count > MAX_CE_HEADERS {
+        return Err(oversize(
+            "ce_*",
+            format!("{count} binary-mode headers, at most {MAX_CE_HEADERS} allowed"),
+        ));
+    }
+    for (name, value) in ce_headers {
+        if name.len() > MAX_CE_HEADER_NAME_BYTES {
+            return Err(oversize(
+                name,
+                format!(
+                    "header name is {} bytes, at most {MAX_CE_HEADER_NAME_BYTES} allowed",
+                    name.len()
+                ),
+            ));
+        }
+        if value.len() > MAX_CE_HEADER_BYTES {
+            return Err(oversize(
+                name,
+                format!("header is {} bytes, at most {MAX_CE_HEADER_BYTES} allowed", value.len()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -80,6 +127,32 @@ mod tests {
         assert_eq!(
             decode(Some(b"not json"), &headers).unwrap_err().reason,
             InvalidReason::NotJson
+        );
+    }
+
+    #[test]
+    fn oversize_or_too_many_binary_mode_headers_are_invalid() {
+        let mut headers: Headers = vec![
+            ("ce_specversion".into(), b"1.0".to_vec()),
+            ("ce_id".into(), vec![b'x'; MAX_CE_HEADER_BYTES + 1]),
+        ];
+        let invalid = decode(Some(DATA.as_bytes()), &headers).unwrap_err();
+        assert_eq!(invalid.reason, InvalidReason::Oversize);
+        assert_eq!(
+            invalid.problems,
+            vec![Problem::new("ce_id", "header is 4097 bytes, at most 4096 allowed")]
+        );
+        headers[1].1.truncate(MAX_CE_HEADER_BYTES);
+        headers.extend((0..MAX_CE_HEADERS).map(|i| (format!("ce_x{i}"), b"v".to_vec())));
+        let invalid = decode(Some(DATA.as_bytes()), &headers).unwrap_err();
+        assert_eq!(invalid.reason, InvalidReason::Oversize);
+        assert_eq!(invalid.problems[0].rule, "34 binary-mode headers, at most 32 allowed");
+        let long_name: Headers = vec![(format!("ce_{}", "n".repeat(10_000)), b"v".to_vec())];
+        let invalid = decode(Some(DATA.as_bytes()), &long_name).unwrap_err();
+        assert!(invalid.problems[0].path.len() <= MAX_CE_HEADER_NAME_BYTES);
+        assert_eq!(
+            invalid.problems[0].rule,
+            "header name is 10003 bytes, at most 64 allowed"
         );
     }
 }

@@ -12,12 +12,15 @@ pub mod http;
 use crate::cluster::{is_retryable, Engine};
 use crate::contract::InvalidEvent;
 use crate::event::LifecycleEvent;
-use crate::metrics::{EventLabels, Metrics, ReasonLabels};
-use crate::result::{Outcome, RouteResult};
+use crate::metrics::{event_type_label, EventLabels, Metrics, ReasonLabels, UndeliverableLabels};
+use crate::result::{
+    bounded, floor_char_boundary, problems_summary, Outcome, RouteResult, MAX_MESSAGE_BYTES, MAX_NAME_BYTES,
+};
 use anyhow::Context as _;
 use decode::Headers;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientContext;
@@ -112,6 +115,9 @@ fn client_config(config: &WorkerConfig, ours: &[(&str, &str)], theirs: &[(String
     client
 }
 
+/// A batch fills for at most this many lingers.
+const LINGER_ROUNDS: u32 = 20;
+
 pub struct Worker {
     config: WorkerConfig,
     engine: Arc<Engine>,
@@ -119,6 +125,8 @@ pub struct Worker {
     readiness: Arc<Readiness>,
     consumer: StreamConsumer<Context>,
     producer: FutureProducer,
+    /// The producer's effective `message.max.bytes`: what a dead letter must fit in.
+    max_message_bytes: usize,
 }
 
 impl Worker {
@@ -128,7 +136,7 @@ impl Worker {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
     ) -> anyhow::Result<Self> {
-        let consumer: StreamConsumer<Context> = client_config(
+        let consumer_config = client_config(
             &config,
             &[
                 ("group.id", &config.group),
@@ -140,18 +148,42 @@ impl Worker {
                 ("queued.max.messages.kbytes", "8192"),
             ],
             &config.kafka_consumer_config,
-        )
-        .create_with_context(Context {
-            readiness: readiness.clone(),
-        })
-        .context("creating the consumer")?;
-        let producer: FutureProducer = client_config(
+        );
+        // A batch is never in flight while the consumer polls; if one took longer than the poll
+        // interval, the group would hand its partitions to another replica while it still writes.
+        let max_poll_interval = consumer_config
+            .create_native_config()
+            .and_then(|native| native.get("max.poll.interval.ms"))
+            .context("reading the consumer's max.poll.interval.ms")?
+            .parse::<u64>()
+            .context("the consumer's max.poll.interval.ms")?;
+        let longest_batch = engine.retry_policy().event_deadline
+            + crate::cluster::REQUEST_TIMEOUT
+            + config.linger * LINGER_ROUNDS
+            + config.drain_deadline;
+        anyhow::ensure!(
+            longest_batch < Duration::from_millis(max_poll_interval),
+            "--event-deadline-secs plus the request timeout, the batch fill and --drain-deadline-secs ({longest_batch:?}) \
+             must stay below the consumer's max.poll.interval.ms ({max_poll_interval} ms)"
+        );
+        let consumer: StreamConsumer<Context> = consumer_config
+            .create_with_context(Context {
+                readiness: readiness.clone(),
+            })
+            .context("creating the consumer")?;
+        let producer_config = client_config(
             &config,
             &[("enable.idempotence", "true"), ("acks", "all")],
             &config.kafka_producer_config,
-        )
-        .create()
-        .context("creating the producer")?;
+        );
+        // librdkafka refuses a record (key, payload and headers) larger than this before sending it.
+        let max_message_bytes = producer_config
+            .create_native_config()
+            .and_then(|native| native.get("message.max.bytes"))
+            .context("reading the producer's message.max.bytes")?
+            .parse()
+            .context("the producer's message.max.bytes")?;
+        let producer: FutureProducer = producer_config.create().context("creating the producer")?;
         Ok(Self {
             config,
             engine,
@@ -159,6 +191,7 @@ impl Worker {
             readiness,
             consumer,
             producer,
+            max_message_bytes,
         })
     }
 
@@ -208,7 +241,10 @@ impl Worker {
                     continue;
                 }
             };
-            let batch = self.fill_batch(first).await;
+            let batch = self.still_assigned(self.fill_batch(first).await);
+            if batch.is_empty() {
+                continue;
+            }
             self.metrics
                 .in_flight
                 .set(i64::try_from(batch.len()).unwrap_or(i64::MAX));
@@ -248,7 +284,6 @@ impl Worker {
     /// `max_batch` records or `LINGER_ROUNDS` lingers in all, so a burst that trickles in is applied
     /// together and a lone event waits only one linger.
     async fn fill_batch(&self, first: OwnedMessage) -> Vec<OwnedMessage> {
-        const LINGER_ROUNDS: u32 = 20;
         let mut batch = vec![first];
         let cap = tokio::time::Instant::now() + self.config.linger * LINGER_ROUNDS;
         while batch.len() < self.config.max_batch {
@@ -260,6 +295,27 @@ impl Worker {
             }
         }
         batch
+    }
+
+    /// Records of partitions revoked while the batch filled (a rebalance runs inside `recv`) are
+    /// dropped: their new owner replays them, and applying them here could land an old owner's deploy
+    /// after the new owner's retirement.
+    fn still_assigned(&self, batch: Vec<OwnedMessage>) -> Vec<OwnedMessage> {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return batch;
+        };
+        let taken = batch.len();
+        let kept: Vec<OwnedMessage> = batch
+            .into_iter()
+            .filter(|r| assignment.find_partition(r.topic(), r.partition()).is_some())
+            .collect();
+        if kept.len() < taken {
+            info!(
+                dropped = taken - kept.len(),
+                "records of revoked partitions dropped; their new owner replays them"
+            );
+        }
+        kept
     }
 
     fn store_offsets(&self, batch: &[OwnedMessage]) {
@@ -274,27 +330,28 @@ impl Worker {
         }
     }
 
-    /// Applies a batch and delivers its results and dead letters. An error means delivery failed:
-    /// nothing of the batch is committed and it is replayed.
+    /// Applies a batch and delivers its results and dead letters. An error means the broker could not
+    /// be reached: nothing of the batch is committed and it is replayed.
     async fn process(&self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
         let mut valid: Vec<(usize, LifecycleEvent)> = Vec::new();
-        let mut deliveries = Vec::new();
+        let mut rejections = Vec::new();
         for (index, record) in batch.iter().enumerate() {
             let headers = headers_of(record);
             match decode::decode(record.payload(), &headers) {
                 Ok(event) => valid.push((index, event)),
-                Err(invalid) => deliveries.push(self.reject(record, &headers, &invalid)),
+                Err(invalid) => rejections.push(self.reject(record, headers, &invalid)),
             }
         }
         let started = Instant::now();
         let (indices, events): (Vec<usize>, Vec<LifecycleEvent>) = valid.into_iter().unzip();
         let results = self.apply_until_deadline(&events).await;
         let applied_in = started.elapsed();
+        let mut deliveries: Vec<futures::future::BoxFuture<'_, anyhow::Result<()>>> = rejections;
         for ((index, event), result) in indices.iter().zip(&events).zip(&results) {
-            let span = tracing::info_span!("event", id = %event.envelope.id, model = %event.model(), revision = event.revision(), outcome = result.outcome.as_str());
+            let span = tracing::info_span!("event", id = %bounded(&event.envelope.id, MAX_NAME_BYTES), model = %event.model(), revision = event.revision(), outcome = result.outcome.as_str());
             async {
                 match &result.error {
-                    Some(error) => warn!(reason = %error.reason, message = %error.message, "event not applied"),
+                    Some(error) => warn!(reason = %bounded(&error.reason, MAX_NAME_BYTES), message = %bounded(&error.message, MAX_MESSAGE_BYTES), "event not applied"),
                     None => info!(changes = result.changes.len(), "event done"),
                 }
             }
@@ -303,12 +360,12 @@ impl Worker {
             self.metrics
                 .events
                 .get_or_create(&EventLabels {
-                    r#type: event.envelope.event_type.clone(),
-                    outcome: result.outcome.as_str().into(),
+                    r#type: event_type_label(Some(&event.envelope.event_type)),
+                    outcome: result.outcome.as_str(),
                 })
                 .inc();
+            let record = &batch[*index];
             if result.outcome == Outcome::Failed {
-                let record = &batch[*index];
                 let message = result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
                 // Retried until the deadline, or refused after some of its writes: replay after the fix.
                 let reason = if is_retryable(result) {
@@ -316,9 +373,9 @@ impl Worker {
                 } else {
                     "apply-partial"
                 };
-                deliveries.push(self.dead_letter(record, &headers_of(record), reason, &message));
+                deliveries.push(Box::pin(self.dead_letter(record, headers_of(record), reason, message)));
             }
-            deliveries.push(self.publish(result));
+            deliveries.push(Box::pin(self.publish(result, record)));
         }
         for delivery in futures::future::join_all(deliveries).await {
             delivery?;
@@ -385,100 +442,127 @@ impl Worker {
     fn reject<'a>(
         &'a self,
         record: &'a OwnedMessage,
-        headers: &Headers,
+        headers: Headers,
         invalid: &InvalidEvent,
     ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
         let reason = invalid.reason.as_str();
-        warn!(reason, message = %invalid.message(), topic = record.topic(), partition = record.partition(), offset = record.offset(), "dead-lettering invalid input");
+        let message = problems_summary(&invalid.problems);
+        warn!(reason, %message, topic = record.topic(), partition = record.partition(), offset = record.offset(), "dead-lettering invalid input");
         let result = RouteResult::for_invalid(invalid);
         self.metrics
             .events
             .get_or_create(&EventLabels {
-                r#type: result.input_type.clone(),
-                outcome: "rejected".into(),
+                r#type: event_type_label(invalid.event_type.as_deref()),
+                outcome: Outcome::Rejected.as_str(),
             })
             .inc();
-        let dead_letter = self.dead_letter(record, headers, reason, &invalid.message());
-        let published = result.model.is_some().then(|| self.publish(&result));
         Box::pin(async move {
-            dead_letter.await?;
-            if let Some(published) = published {
-                published.await?;
+            self.dead_letter(record, headers, reason, message).await?;
+            if result.model.is_some() {
+                self.publish(&result, record).await?;
             }
             Ok(())
         })
     }
 
-    fn dead_letter<'a>(
-        &'a self,
-        record: &'a OwnedMessage,
-        headers: &Headers,
-        reason: &str,
-        message: &str,
-    ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
-        self.metrics
-            .dead_lettered
-            .get_or_create(&ReasonLabels {
-                reason: reason.to_string(),
-            })
-            .inc();
-        let mut out = OwnedHeaders::new();
-        for (name, value) in headers {
-            out = out.insert(Header {
-                key: name,
-                value: Some(value),
-            });
-        }
-        let partition = record.partition().to_string();
-        let offset = record.offset().to_string();
-        for (key, value) in [
-            ("hrw_dlq_reason", reason),
-            ("hrw_dlq_message", message),
-            ("hrw_source_topic", record.topic()),
-            ("hrw_source_partition", partition.as_str()),
-            ("hrw_source_offset", offset.as_str()),
-        ] {
-            out = out.insert(Header {
-                key,
-                value: Some(value.as_bytes()),
-            });
-        }
-        let payload = record.payload().map(<[u8]>::to_vec).unwrap_or_default();
-        let key = record.key().map(<[u8]>::to_vec);
-        let topic = self.config.dlq_topic.clone();
-        Box::pin(async move {
-            let mut to_send = FutureRecord::<Vec<u8>, Vec<u8>>::to(&topic)
-                .payload(&payload)
-                .headers(out);
-            if let Some(key) = &key {
-                to_send = to_send.key(key);
-            }
-            self.producer
-                .send(to_send, Duration::from_secs(30))
+    /// Sends `record` to the dead-letter topic, bounded (see [`DeadLetter`]). When the broker refuses
+    /// it for good, a minimal form is sent; when even that is refused, the loss is logged and counted.
+    /// Only an unreachable broker is an error.
+    async fn dead_letter(
+        &self,
+        record: &OwnedMessage,
+        headers: Headers,
+        reason: &'static str,
+        message: String,
+    ) -> anyhow::Result<()> {
+        self.metrics.dead_lettered.get_or_create(&ReasonLabels { reason }).inc();
+        let original = Original {
+            topic: record.topic(),
+            partition: record.partition(),
+            offset: record.offset(),
+            key: record.key().unwrap_or_default(),
+            payload: record.payload().unwrap_or_default(),
+            headers: &headers,
+        };
+        for form in [Form::Bounded, Form::Minimal] {
+            let letter = DeadLetter::new(&original, reason, &message, self.max_message_bytes, form);
+            match self
+                .send(&self.config.dlq_topic, &letter.key, &letter.payload, letter.headers())
                 .await
-                .map_err(|(e, _)| anyhow::anyhow!("dead-letter delivery failed: {e}"))?;
-            Ok(())
-        })
+            {
+                Ok(()) => {
+                    if letter.truncated {
+                        self.metrics.dead_letters_truncated.inc();
+                    }
+                    return Ok(());
+                }
+                Err(e) => self.refused_for_good(e, "dead-letters", record, "dead-letter")?,
+            }
+        }
+        warn!(
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+            "dead letter dropped: the broker refused even its minimal form"
+        );
+        Ok(())
     }
 
-    fn publish<'a>(&'a self, result: &RouteResult) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+    /// Publishes the (bounded) result; if the broker refuses it for good, the input is dead-lettered.
+    async fn publish(&self, result: &RouteResult, record: &OwnedMessage) -> anyhow::Result<()> {
         let payload = result.to_cloud_event(&self.config.source).to_string();
-        let key = result.model.clone().unwrap_or_else(|| result.input_event_id.clone());
-        let topic = self.config.result_topic.clone();
-        Box::pin(async move {
-            let record = FutureRecord::to(&topic)
-                .key(&key)
-                .payload(&payload)
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: "content-type",
-                    value: Some("application/cloudevents+json"),
-                }));
-            self.producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .map_err(|(e, _)| anyhow::anyhow!("result delivery failed: {e}"))?;
-            Ok(())
-        })
+        let key = bounded(
+            result.model.as_deref().unwrap_or(&result.input_event_id),
+            MAX_NAME_BYTES,
+        );
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "content-type",
+            value: Some("application/cloudevents+json"),
+        });
+        match self
+            .send(&self.config.result_topic, key.as_bytes(), payload.as_bytes(), headers)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.refused_for_good(e, "results", record, "result")?;
+                let message = format!("the result event could not be delivered ({} bytes)", payload.len());
+                self.dead_letter(record, headers_of(record), "result-undeliverable", message)
+                    .await
+            }
+        }
+    }
+
+    async fn send(&self, topic: &str, key: &[u8], payload: &[u8], headers: OwnedHeaders) -> Result<(), KafkaError> {
+        let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
+        if !key.is_empty() {
+            record = record.key(key);
+        }
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(e, _)| e)
+    }
+
+    /// Logs and counts a delivery error that retrying cannot cure; any other error (the broker is
+    /// gone, a timeout) is returned so the worker stops without committing.
+    fn refused_for_good(
+        &self,
+        error: KafkaError,
+        output: &'static str,
+        record: &OwnedMessage,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        let Some(label) = permanent_refusal(&error) else {
+            anyhow::bail!("{what} delivery failed: {error}");
+        };
+        warn!(error = %error, output, topic = record.topic(), partition = record.partition(), offset = record.offset(), "{what} refused by the broker");
+        self.metrics
+            .undeliverable
+            .get_or_create(&UndeliverableLabels { output, error: label })
+            .inc();
+        Ok(())
     }
 
     pub fn readiness(&self) -> Arc<Readiness> {
@@ -496,4 +580,210 @@ fn headers_of(record: &OwnedMessage) -> Headers {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The metric label of a delivery error that retrying cannot cure, or `None` for one it may.
+fn permanent_refusal(error: &KafkaError) -> Option<&'static str> {
+    match error.rdkafka_error_code()? {
+        RDKafkaErrorCode::MessageSizeTooLarge
+        | RDKafkaErrorCode::InvalidMessageSize
+        | RDKafkaErrorCode::MessageBatchTooLarge => Some("message-too-large"),
+        RDKafkaErrorCode::InvalidTopic => Some("invalid-topic"),
+        RDKafkaErrorCode::InvalidMessage | RDKafkaErrorCode::InvalidRecord => Some("invalid-record"),
+        _ => None,
+    }
+}
+
+/// Most input headers copied into a dead letter.
+const MAX_COPIED_HEADERS: usize = 32;
+/// Longest copied header name and value, in bytes.
+const MAX_COPIED_HEADER_NAME_BYTES: usize = 256;
+const MAX_COPIED_HEADER_VALUE_BYTES: usize = 1024;
+const MAX_KEY_BYTES: usize = 1024;
+/// Room left in `message.max.bytes` for librdkafka's framing of the record and the headers added
+/// after the payload is cut (`hrw_truncated`, `hrw_original_size`).
+const FRAMING_BYTES: usize = 1024;
+/// Payload and message kept in the minimal form, sent when the broker refused the bounded one.
+const MINIMAL_PAYLOAD_BYTES: usize = 1024;
+const MINIMAL_MESSAGE_BYTES: usize = 256;
+
+/// The record being dead-lettered, as read.
+struct Original<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    key: &'a [u8],
+    payload: &'a [u8],
+    headers: &'a Headers,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// The original bytes when they fit, the input headers copied (bounded).
+    Bounded,
+    /// A last resort: our headers (a shorter message) and the first bytes of the payload only.
+    Minimal,
+}
+
+/// A dead letter that fits `message.max.bytes`, whatever the input: the input's headers (at most
+/// [`MAX_COPIED_HEADERS`], each cut; `hrw_*` ones dropped so input cannot forge ours), our `hrw_*`
+/// headers (each bounded), and the original payload, cut to what is left (`hrw_truncated: true` and
+/// `hrw_original_size`) when it does not fit.
+struct DeadLetter {
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+    truncated: bool,
+}
+
+impl DeadLetter {
+    fn new(original: &Original<'_>, reason: &str, message: &str, max_message_bytes: usize, form: Form) -> Self {
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+        let message_bytes = match form {
+            Form::Bounded => MAX_MESSAGE_BYTES,
+            Form::Minimal => MINIMAL_MESSAGE_BYTES,
+        };
+        if form == Form::Bounded {
+            let copied = original.headers.iter().filter(|(name, _)| !name.starts_with("hrw_"));
+            let mut cut = 0;
+            for (name, value) in copied.clone().take(MAX_COPIED_HEADERS) {
+                let name_fits = name.len() <= MAX_COPIED_HEADER_NAME_BYTES;
+                let value_fits = value.len() <= MAX_COPIED_HEADER_VALUE_BYTES;
+                if !name_fits || !value_fits {
+                    cut += 1;
+                }
+                let name = name[..floor_char_boundary(name, MAX_COPIED_HEADER_NAME_BYTES)].to_string();
+                headers.push((name, value[..value.len().min(MAX_COPIED_HEADER_VALUE_BYTES)].to_vec()));
+            }
+            let dropped = copied.count().saturating_sub(MAX_COPIED_HEADERS);
+            if cut + dropped > 0 {
+                headers.push(("hrw_headers_cut".into(), (cut + dropped).to_string().into_bytes()));
+            }
+        }
+        for (name, value) in [
+            ("hrw_dlq_reason", bounded(reason, MAX_NAME_BYTES)),
+            ("hrw_dlq_message", bounded(message, message_bytes)),
+            ("hrw_source_topic", original.topic.to_string()),
+            ("hrw_source_partition", original.partition.to_string()),
+            ("hrw_source_offset", original.offset.to_string()),
+        ] {
+            headers.push((name.into(), value.into_bytes()));
+        }
+        let key = original.key[..original.key.len().min(MAX_KEY_BYTES)].to_vec();
+        let used: usize = key.len() + headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>();
+        let mut room = max_message_bytes.saturating_sub(used + FRAMING_BYTES);
+        if form == Form::Minimal {
+            room = room.min(MINIMAL_PAYLOAD_BYTES);
+        }
+        let truncated = original.payload.len() > room;
+        if truncated {
+            headers.push(("hrw_truncated".into(), b"true".to_vec()));
+            headers.push((
+                "hrw_original_size".into(),
+                original.payload.len().to_string().into_bytes(),
+            ));
+        }
+        Self {
+            key,
+            payload: original.payload[..original.payload.len().min(room)].to_vec(),
+            headers,
+            truncated,
+        }
+    }
+
+    fn headers(&self) -> OwnedHeaders {
+        self.headers.iter().fold(OwnedHeaders::new(), |out, (key, value)| {
+            out.insert(Header {
+                key,
+                value: Some(value),
+            })
+        })
+    }
+
+    #[cfg(test)]
+    fn size(&self) -> usize {
+        self.key.len() + self.payload.len() + self.headers.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn original<'a>(payload: &'a [u8], headers: &'a Headers) -> Original<'a> {
+        Original {
+            topic: "in",
+            partition: 2,
+            offset: 7,
+            key: b"k",
+            payload,
+            headers,
+        }
+    }
+
+    fn header<'a>(letter: &'a DeadLetter, name: &str) -> Option<&'a [u8]> {
+        letter
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    #[test]
+    fn a_dead_letter_that_fits_keeps_the_original_bytes() {
+        let headers: Headers = vec![("content-type".into(), b"application/json".to_vec())];
+        let letter = DeadLetter::new(&original(b"{}", &headers), "not-json", "x", 1_000_000, Form::Bounded);
+        assert_eq!(letter.payload, b"{}");
+        assert!(!letter.truncated);
+        assert_eq!(header(&letter, "content-type"), Some(&b"application/json"[..]));
+        assert_eq!(header(&letter, "hrw_source_offset"), Some(&b"7"[..]));
+        assert_eq!(header(&letter, "hrw_truncated"), None);
+    }
+
+    #[test]
+    fn a_dead_letter_too_large_is_cut_to_fit() {
+        let payload = vec![b'x'; 2_000_000];
+        // Hostile headers: many, long names, long values, and one forging ours.
+        let mut headers: Headers = (0..100)
+            .map(|i| (format!("h{i}{}", "n".repeat(1000)), vec![b'v'; 100_000]))
+            .collect();
+        headers.insert(0, ("hrw_truncated".into(), b"false".to_vec()));
+        let message = "m".repeat(1_000_000);
+        let letter = DeadLetter::new(
+            &original(&payload, &headers),
+            "oversize",
+            &message,
+            1_000_000,
+            Form::Bounded,
+        );
+        assert!(letter.truncated);
+        // It fills what is left of message.max.bytes once the framing room is kept.
+        let size = letter.size();
+        assert!(
+            (1_000_000 - FRAMING_BYTES..=1_000_000 - FRAMING_BYTES / 2).contains(&size),
+            "{size}"
+        );
+        assert_eq!(header(&letter, "hrw_truncated"), Some(&b"true"[..]));
+        assert_eq!(header(&letter, "hrw_original_size"), Some(&b"2000000"[..]));
+        assert_eq!(
+            header(&letter, "hrw_headers_cut"),
+            Some(&b"100"[..]),
+            "32 cut, 68 dropped"
+        );
+        assert!(header(&letter, "hrw_dlq_message").unwrap().len() <= MAX_MESSAGE_BYTES);
+        assert_eq!(letter.headers.iter().filter(|(n, _)| n == "hrw_truncated").count(), 1);
+        assert_eq!(&letter.payload[..], &payload[..letter.payload.len()]);
+
+        let minimal = DeadLetter::new(
+            &original(&payload, &headers),
+            "oversize",
+            &message,
+            1_000_000,
+            Form::Minimal,
+        );
+        assert_eq!(minimal.payload.len(), MINIMAL_PAYLOAD_BYTES);
+        assert!(minimal.size() < 8 * 1024, "{}", minimal.size());
+        assert_eq!(header(&minimal, "hrw_dlq_reason"), Some(&b"oversize"[..]));
+        assert!(header(&minimal, "hrw_dlq_message").unwrap().len() <= MINIMAL_MESSAGE_BYTES);
+    }
 }

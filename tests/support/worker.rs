@@ -1,0 +1,164 @@
+//! The worker process against a real broker (Tansu) and the in-memory API server, for tests that
+//! feed it records and read what comes out: results, dead letters, log and /metrics.
+//!
+//! Include with `#[path = "support/worker.rs"] mod worker;` next to `support/broker.rs`.
+
+// Each test binary uses a different subset.
+#![allow(dead_code)]
+
+use crate::broker::{Broker, Record};
+use kube_sim::Sim;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const INPUT: &str = "model-lifecycle";
+pub const RESULTS: &str = "model-route-results";
+pub const DLQ: &str = "model-lifecycle-dlq";
+pub const NS: &str = "higress-system";
+
+pub struct Fixture {
+    pub broker: Broker,
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub async fn start() -> Self {
+        let broker = Broker::start().await;
+        broker.create_topics(&[(INPUT, 3), (RESULTS, 1), (DLQ, 1)]).await;
+        let sim = kube_sim::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        sim.write_kubeconfig(dir.path().join("kubeconfig")).unwrap();
+        Self { broker, sim, dir }
+    }
+
+    /// Starts the worker with `RUST_LOG=rust_log`, its stderr in `<dir>/<name>.log`.
+    pub fn worker(&self, name: &str, rust_log: &str, extra: &[&str]) -> WorkerProcess {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let metrics_port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_higress-route-worker"));
+        command
+            .args(["run", "--brokers", &self.broker.bootstrap(), "--kubeconfig"])
+            .arg(self.dir.path().join("kubeconfig"))
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--linger-ms", "5", "--retry-base-ms", "2", "--retry-cap-ms", "50"]);
+        for setting in ["broker.address.family=v4", "reconnect.backoff.max.ms=500"] {
+            command.args(["--kafka-config", setting]);
+        }
+        // Tansu holds every fetch for the full wait; keep it short.
+        for setting in [
+            "session.timeout.ms=6000",
+            "heartbeat.interval.ms=500",
+            "fetch.wait.max.ms=50",
+        ] {
+            command.args(["--kafka-consumer-config", setting]);
+        }
+        command
+            .args(extra)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        WorkerProcess {
+            child: command.spawn().expect("start the worker"),
+            log,
+            metrics_port,
+        }
+    }
+
+    pub async fn produce(&self, key: &str, payload: &[u8], headers: &[(&str, &[u8])]) {
+        self.broker.produce(INPUT, Some(key), payload, headers).await;
+    }
+
+    /// Every record of `topic` once at least `expected` arrived (or `wait` passed).
+    pub async fn read(&self, topic: &str, expected: usize, wait: Duration) -> Vec<Record> {
+        self.broker.consume_all(topic, expected, wait).await
+    }
+
+    /// The `data` of every result published so far (at least `expected`, or `wait` passed).
+    pub async fn results(&self, expected: usize, wait: Duration) -> Vec<Value> {
+        self.read(RESULTS, expected, wait)
+            .await
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.payload).unwrap()["data"].clone())
+            .collect()
+    }
+}
+
+pub struct WorkerProcess {
+    pub child: Child,
+    pub log: PathBuf,
+    pub metrics_port: u16,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl WorkerProcess {
+    /// The body of a GET on the worker's HTTP port, with its status; status 0 while nothing listens.
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await else {
+            return (0, String::new());
+        };
+        let request = format!("GET {path} HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        (status, response)
+    }
+
+    /// Panics, with the log, if the worker has exited.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("the worker exited ({status}); log:\n{}", self.log());
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("worker did not stop on SIGTERM; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of header `name` of a record, as text.
+pub fn header(record: &Record, name: &str) -> Option<String> {
+    record
+        .headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+}
