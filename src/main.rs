@@ -78,6 +78,9 @@ struct ClusterArgs {
     /// Object writes of one batch in flight at once.
     #[arg(long, env = "HRW_WRITE_CONCURRENCY", default_value_t = cluster::DEFAULT_WRITE_CONCURRENCY)]
     write_concurrency: usize,
+    /// Largest serialized size, in bytes, an event may take a shared object to (McpBridge, plugin CRs).
+    #[arg(long, env = "HRW_SHARED_OBJECT_BUDGET_BYTES", default_value_t = cluster::DEFAULT_SHARED_OBJECT_BUDGET)]
+    shared_object_budget_bytes: usize,
     /// Seconds from an event's first attempt to its `failed` result (and dead letter), retries included.
     #[arg(long, env = "HRW_EVENT_DEADLINE_SECS", default_value_t = RetryPolicy::DEFAULT.event_deadline.as_secs())]
     event_deadline_secs: u64,
@@ -95,6 +98,7 @@ impl ClusterArgs {
                 event_deadline: Duration::from_secs(self.event_deadline_secs),
             },
             write_concurrency: self.write_concurrency,
+            shared_object_budget: self.shared_object_budget_bytes,
         }
     }
 

@@ -20,6 +20,12 @@ pub struct EventLabels {
     pub outcome: &'static str,
 }
 
+/// A shared object, `Kind/name`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub object: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
@@ -53,6 +59,8 @@ pub struct Metrics {
     pub dead_letters_truncated: Counter,
     /// Records the broker refused for good (too large, invalid topic): logged, counted, skipped.
     pub undeliverable: Family<UndeliverableLabels, Counter>,
+    pub shared_object_bytes: Family<ObjectLabels, Gauge>,
+    pub shared_object_budget: Gauge,
     pub in_flight: Gauge,
 }
 
@@ -97,6 +105,18 @@ impl Default for Metrics {
             "Records the broker refused permanently (too large, invalid topic), by output and error",
             undeliverable.clone(),
         );
+        let shared_object_bytes = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "shared_object_bytes",
+            "Serialized size of each shared object as last written (McpBridge, plugin CRs, fences)",
+            shared_object_bytes.clone(),
+        );
+        let shared_object_budget = Gauge::default();
+        registry.register(
+            "shared_object_budget_bytes",
+            "Largest size an event may take a shared object to (--shared-object-budget-bytes)",
+            shared_object_budget.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "in_flight",
@@ -112,6 +132,8 @@ impl Default for Metrics {
             dead_lettered,
             dead_letters_truncated,
             undeliverable,
+            shared_object_bytes,
+            shared_object_budget,
             in_flight,
         }
     }
@@ -123,6 +145,15 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+
+    /// The object names come from the mapping, never from input: a bounded set.
+    pub fn shared_object_size(&self, object: &crate::higress::ObjectKey, bytes: usize) {
+        self.shared_object_bytes
+            .get_or_create(&ObjectLabels {
+                object: object.to_string(),
+            })
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn retried(&self, reason: &'static str) {

@@ -6,7 +6,7 @@ mod cluster;
 
 use cluster::{parse, Cluster};
 use higress_route_worker::event;
-use higress_route_worker::higress::{write_rank, Kind, ObjectKey};
+use higress_route_worker::higress::{names, write_rank, Kind, ObjectKey};
 use higress_route_worker::result::Outcome;
 use serde_json::json;
 
@@ -91,10 +91,7 @@ async fn writes_go_over_the_wire_in_the_one_write_order() {
     // cut short still finds what it has to clean up.
     assert_eq!(
         order.first().unwrap(),
-        &(
-            "configmaps/higress-route-worker-tombstones".to_string(),
-            "create".to_string()
-        )
+        &(format!("configmaps/{}", names::fence("chat")), "update".to_string())
     );
     let ingress = position(&order, "ingresses/ai-route-chat.internal");
     for used in [

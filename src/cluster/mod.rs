@@ -17,7 +17,10 @@ pub use error::ApplyError;
 
 use crate::event::{Lifecycle, LifecycleEvent, ModelRetired};
 use crate::higress::fence::{self, FenceEntry};
-use crate::higress::{self, apply_step, names, Decision, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
+use crate::higress::ops::Op;
+use crate::higress::{
+    self, apply_step, names, Action, Decision, Kind, ObjectKey, Operation, ReadSet, Refusal, Settings, State, Step,
+};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::result::{Change, Outcome, RouteResult};
@@ -35,12 +38,18 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Object writes of one rank in flight at once, unless configured otherwise.
 pub const DEFAULT_WRITE_CONCURRENCY: usize = 32;
 
+/// Largest serialized size of a shared object an event may leave, unless configured otherwise: below
+/// etcd's request limit (1.5 MiB), with room for what the API server adds (managedFields).
+pub const DEFAULT_SHARED_OBJECT_BUDGET: usize = 1_400_000;
+
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub settings: Settings,
     pub retry: RetryPolicy,
     /// Object writes of the same rank in flight at once.
     pub write_concurrency: usize,
+    /// Largest serialized size, in bytes, of a shared object an event may leave.
+    pub shared_object_budget: usize,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +58,7 @@ impl Default for EngineConfig {
             settings: Settings::default(),
             retry: RetryPolicy::DEFAULT,
             write_concurrency: DEFAULT_WRITE_CONCURRENCY,
+            shared_object_budget: DEFAULT_SHARED_OBJECT_BUDGET,
         }
     }
 }
@@ -97,6 +107,9 @@ pub struct Engine {
 impl Engine {
     pub fn new(client: kube::Client, config: EngineConfig, metrics: Arc<Metrics>) -> Self {
         let api = Api::new(client, &config.settings.namespace);
+        metrics
+            .shared_object_budget
+            .set(i64::try_from(config.shared_object_budget).unwrap_or(i64::MAX));
         Self { api, config, metrics }
     }
 
@@ -374,6 +387,7 @@ impl Engine {
             state: initial,
             ..Planned::default()
         };
+        let mut sizes = SharedSizes::default();
         for event in events {
             let mut result = RouteResult::for_event(event);
             let mut touched = BTreeSet::new();
@@ -395,7 +409,20 @@ impl Engine {
                                 .insert(step.key.clone(), planned.state.get(&step.key).cloned());
                         }
                     }
-                    match higress::simulate(&mut planned.state, &plan) {
+                    let near = sizes.near_the_budget(&plan, &planned.state, self.config.shared_object_budget);
+                    let simulated = higress::simulate(&mut planned.state, &plan).and_then(|changes| {
+                        let over = sizes.measure(&plan, &near, &planned.state, self.config.shared_object_budget);
+                        match over {
+                            None => Ok(changes),
+                            Some(refusal) => {
+                                for (key, object) in near {
+                                    planned.state.set(key, object);
+                                }
+                                Err(refusal)
+                            }
+                        }
+                    });
+                    match simulated {
                         Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
                         Ok(changes) => {
                             result.outcome = if changes.is_empty() {
@@ -460,6 +487,16 @@ impl Engine {
             };
             match written {
                 Ok(()) => {
+                    if let (
+                        Some(object),
+                        Some(Step {
+                            action: Action::Edit { .. },
+                            ..
+                        }),
+                    ) = (&desired, steps.first())
+                    {
+                        self.metrics.shared_object_size(key, serialized_size(Some(object)));
+                    }
                     tally
                         .written
                         .lock()
@@ -556,6 +593,88 @@ impl Engine {
             }
         }
         Ok(state)
+    }
+}
+
+/// Serialized sizes of the shared objects a batch edits: exact once measured, then an upper bound
+/// grown by each event's edits ([`Op::growth_bound`]), so objects are serialized again only when an
+/// event could take them past the budget.
+#[derive(Default)]
+struct SharedSizes {
+    bytes: BTreeMap<ObjectKey, usize>,
+}
+
+fn serialized_size(object: Option<&Value>) -> usize {
+    object
+        .and_then(|o| serde_json::to_vec(o).ok())
+        .map_or(0, |bytes| bytes.len())
+}
+
+fn edits(plan: &higress::Plan) -> impl Iterator<Item = (&ObjectKey, usize)> {
+    plan.steps.iter().filter_map(|step| match &step.action {
+        Action::Edit { template, ops } => {
+            let created = if template.is_some() { 4096 } else { 0 };
+            Some((&step.key, created + ops.iter().map(Op::growth_bound).sum::<usize>()))
+        }
+        _ => None,
+    })
+}
+
+impl SharedSizes {
+    /// The objects this plan could take past the budget, as they are before it (to put back).
+    fn near_the_budget(
+        &mut self,
+        plan: &higress::Plan,
+        state: &State,
+        budget: usize,
+    ) -> Vec<(ObjectKey, Option<Value>)> {
+        let mut near = Vec::new();
+        for (key, growth) in edits(plan) {
+            let size = *self
+                .bytes
+                .entry(key.clone())
+                .or_insert_with(|| serialized_size(state.get(key)));
+            if size + growth > budget {
+                near.push((key.clone(), state.get(key).cloned()));
+            }
+        }
+        near
+    }
+
+    /// After the plan is simulated: the objects near the budget measured exactly, the others' bound
+    /// grown. A refusal when one grew past the budget.
+    fn measure(
+        &mut self,
+        plan: &higress::Plan,
+        near: &[(ObjectKey, Option<Value>)],
+        state: &State,
+        budget: usize,
+    ) -> Option<Refusal> {
+        let mut over = Vec::new();
+        for (key, growth) in edits(plan) {
+            match near.iter().find(|(k, _)| k == key) {
+                Some((_, before)) => {
+                    let after = serialized_size(state.get(key));
+                    let before = serialized_size(before.as_ref());
+                    if after > budget && after > before {
+                        over.push(format!("{key} would grow from {before} to {after} bytes"));
+                    } else {
+                        self.bytes.insert(key.clone(), after);
+                    }
+                }
+                None => *self.bytes.entry(key.clone()).or_default() += growth,
+            }
+        }
+        (!over.is_empty()).then(|| {
+            Refusal::new(
+                Reason::Capacity,
+                format!(
+                    "{}, past the shared-object budget of {budget} bytes (etcd refuses objects over 1.5 MiB): \
+                     share providers or consumers between routes, or run with --no-ai-statistics",
+                    over.join("; ")
+                ),
+            )
+        })
     }
 }
 

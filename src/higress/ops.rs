@@ -131,6 +131,32 @@ pub fn redacted(value: &Value) -> Value {
 }
 
 impl Op {
+    /// An upper bound of how many bytes the edit can add to the object's JSON: what a batch adds to
+    /// a shared object is known without serializing it after every event.
+    pub fn growth_bound(&self) -> usize {
+        let json = |value: &Value| serde_json::to_string(value).map_or(0, |text| text.len());
+        // A value stored inside a JSON string (annotations, ConfigMap data) may double when escaped.
+        const ENTRY: usize = 64;
+        match self {
+            Op::UpsertRegistry(v) | Op::UpsertProvider(v) | Op::UpsertConsumer(v) => json(v) + ENTRY,
+            Op::UpsertRule(v) | Op::InsertRuleIfAbsent(v) => json(v) + ENTRY,
+            Op::SetDefaultConfigKey(k, v) => k.len() + json(v) + ENTRY,
+            Op::UpsertProviderServiceRule { provider, service } => 2 * (provider.len() + service.len()) + 4 * ENTRY,
+            Op::EnsureKeyAuthGlobal => 4 * ENTRY,
+            Op::SetFence { model, entry, .. } => 2 * (model.len() + entry.to_json().len()) + ENTRY,
+            Op::AddProviderUser { provider, route } => 2 * (provider.len() + route.len()) + ENTRY,
+            // The last provider out disables the global config.
+            Op::RemoveProvider(_) => 16,
+            Op::RemoveRegistry(_)
+            | Op::RemoveServiceTarget(_)
+            | Op::RemoveRule(_)
+            | Op::RemoveIngressTarget(_)
+            | Op::RemoveConsumerIfUnused(_)
+            | Op::RemoveProviderUser { .. }
+            | Op::IfProviderUnused { .. } => 0,
+        }
+    }
+
     /// Whether the edit fits the object as it is, without changing it.
     pub fn check(&self, object: &Value) -> Result<(), EditRefused> {
         match self {

@@ -1,0 +1,104 @@
+//! Capacity is known before writing: an event that would take a shared object past the budget is
+//! `rejected` with reason `capacity` before any of its writes, alone or inside a batch.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use cluster::{deploy, quick_retries, Cluster};
+use higress_route_worker::cluster::{Engine, EngineConfig};
+use higress_route_worker::metrics::Metrics;
+use higress_route_worker::result::Outcome;
+use std::sync::Arc;
+
+/// Room for a few routes' providers and consumers, not for many.
+const BUDGET: usize = 6_000;
+
+async fn engine(cluster: &Cluster) -> Engine {
+    let client = higress_route_worker::cluster::connect(Some(&cluster.kubeconfig))
+        .await
+        .unwrap();
+    Engine::new(
+        client,
+        EngineConfig {
+            retry: quick_retries(),
+            shared_object_budget: BUDGET,
+            ..EngineConfig::default()
+        },
+        Arc::new(Metrics::default()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_past_the_budget_is_rejected_before_any_write() {
+    let cluster = Cluster::start().await;
+    let engine = engine(&cluster).await;
+    let mut applied = 0;
+    let refused = loop {
+        assert!(applied < 50, "the budget never bit");
+        let writes = cluster.writes();
+        let result = engine.apply(&deploy(&format!("m{applied}"), 1)).await;
+        if result.outcome == Outcome::Rejected {
+            assert_eq!(cluster.writes(), writes, "nothing written: {result:?}");
+            break result;
+        }
+        assert_eq!(result.outcome, Outcome::Applied, "{result:?}");
+        applied += 1;
+    };
+    assert!(applied >= 2, "a few routes fit: {applied}");
+    let error = refused.error.unwrap();
+    assert_eq!(error.reason, "capacity");
+    // Names the object and its sizes, and what to do.
+    assert!(error.message.contains("WasmPlugin/"), "{}", error.message);
+    assert!(
+        error.message.contains(&format!("budget of {BUDGET} bytes")),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains("share providers"), "{}", error.message);
+    assert!(refused.changes.is_empty());
+    // Every shared object stays within the budget.
+    for (resource, name) in [
+        ("wasmplugins", "ai-proxy.internal"),
+        ("wasmplugins", "key-auth.internal"),
+        ("mcpbridges", "default"),
+    ] {
+        let object = cluster.get(resource, name).unwrap();
+        let size = serde_json::to_vec(&object).unwrap().len();
+        // What the API server adds (managedFields, uid, timestamps) is outside our budget.
+        let ours = serde_json::to_vec(&higress_route_worker::higress::state::without_server_fields(&object))
+            .unwrap()
+            .len();
+        assert!(ours <= BUDGET, "{name}: {ours} (stored {size})");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_batch_only_the_events_past_the_budget_are_rejected() {
+    let cluster = Cluster::start().await;
+    let engine = engine(&cluster).await;
+    let batch: Vec<_> = (0..20).map(|i| deploy(&format!("b{i}"), 1)).collect();
+    let results = engine.apply_batch(&batch).await;
+    let outcomes: Vec<Outcome> = results.iter().map(|r| r.outcome).collect();
+    let first_refused = outcomes
+        .iter()
+        .position(|o| *o == Outcome::Rejected)
+        .expect("20 routes do not fit the budget");
+    assert!(first_refused >= 2, "{outcomes:?}");
+    assert!(
+        outcomes[..first_refused].iter().all(|o| *o == Outcome::Applied),
+        "{outcomes:?}"
+    );
+    for (result, event) in results.iter().zip(&batch) {
+        let live = cluster
+            .get("ingresses", &format!("ai-route-{}.internal", event.model()))
+            .is_some();
+        match result.outcome {
+            Outcome::Applied => assert!(live, "{result:?}"),
+            Outcome::Rejected => {
+                assert_eq!(result.error.as_ref().unwrap().reason, "capacity");
+                assert!(!live, "a refused event writes nothing: {result:?}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
