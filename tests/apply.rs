@@ -1,157 +1,23 @@
 //! The apply engine against the in-memory API server, over HTTP: other writers' entries survive,
 //! conflicts and transient errors are retried, permanent errors are not, stale events change nothing.
 
-use higress_route_worker::cluster::{self, Engine, EngineConfig, RetryPolicy};
-use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::names;
 use higress_route_worker::higress::state::without_server_fields;
 use higress_route_worker::higress::{Kind, ObjectKey};
-use higress_route_worker::metrics::Metrics;
 use higress_route_worker::result::{Outcome, RouteResult};
 use http::Method;
-use kube_sim::{FaultSpec, Sim};
+use kube_sim::FaultSpec;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-const NS: &str = "higress-system";
+#[path = "support/cluster.rs"]
+mod support;
 
-struct Cluster {
-    sim: Sim,
-    _dir: tempfile::TempDir,
-    kubeconfig: std::path::PathBuf,
-}
-
-impl Cluster {
-    async fn start() -> Self {
-        let sim = kube_sim::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig).unwrap();
-        Self {
-            sim,
-            _dir: dir,
-            kubeconfig,
-        }
-    }
-
-    async fn engine(&self) -> Engine {
-        let retry = RetryPolicy {
-            base: Duration::from_millis(2),
-            cap: Duration::from_millis(50),
-            max_attempts: 30,
-            max_elapsed: Duration::from_secs(20),
-            ..RetryPolicy::DEFAULT
-        };
-        self.engine_with(retry).await
-    }
-
-    async fn engine_with(&self, retry: RetryPolicy) -> Engine {
-        let client = cluster::connect(Some(&self.kubeconfig)).await.unwrap();
-        Engine::new(
-            client,
-            EngineConfig {
-                retry,
-                ..EngineConfig::default()
-            },
-            Arc::new(Metrics::default()),
-        )
-    }
-
-    fn get(&self, resource: &str, name: &str) -> Option<Value> {
-        self.sim.get(resource, NS, name)
-    }
-
-    /// Write requests the server answered with a failure or not at all, by (verb, resource): the
-    /// requests it counted less the writes its audit log records as done.
-    fn failed_writes(&self) -> BTreeMap<(String, String), u64> {
-        let mut failed: BTreeMap<(String, String), u64> = self
-            .sim
-            .counters()
-            .requests
-            .into_iter()
-            .filter(|((verb, _), _)| ["create", "update", "patch", "delete"].contains(&verb.as_str()))
-            .collect();
-        for done in self.sim.audit() {
-            *failed
-                .get_mut(&(done.verb, done.resource))
-                .expect("an audited write was counted") -= 1;
-        }
-        failed.retain(|_, n| *n > 0);
-        failed
-    }
-
-    fn writes(&self) -> u64 {
-        let counters = self.sim.counters();
-        ["create", "update", "patch", "delete"]
-            .iter()
-            .map(|verb| {
-                counters
-                    .requests
-                    .iter()
-                    .filter(|((v, _), _)| v == verb)
-                    .map(|(_, n)| n)
-                    .sum::<u64>()
-            })
-            .sum()
-    }
-}
-
-fn parse(kind: &str, data: Value) -> LifecycleEvent {
-    let event = json!({"specversion": "1.0", "id": format!("id-{}", rand_suffix()), "source": "tests", "type": kind, "data": data});
-    contract::parse(event.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-fn deploy(model: &str, revision: u64) -> LifecycleEvent {
-    parse(
-        event::DEPLOYED_TYPE,
-        json!({
-            "model": model, "revision": revision,
-            "provider": {"name": format!("p-{model}"), "type": "openai", "url": format!("https://{model}.models.example.com/v1"), "apiTokens": [format!("sk-{model}")]},
-            "route": {"domains": ["api.example.com"], "path": format!("/{model}")},
-            "auth": {"consumers": [{"name": format!("c-{model}"), "source": "BEARER", "credentials": [format!("key-{model}")]}]}
-        }),
-    )
-}
-
-fn retire(model: &str, revision: u64) -> LifecycleEvent {
-    parse(
-        event::RETIRED_TYPE,
-        json!({"model": model, "revision": revision, "deleteConsumers": true}),
-    )
-}
+use support::{console_objects, deploy, parse, retire, Cluster, NS};
 
 fn assert_outcome(result: &RouteResult, outcome: Outcome) {
     assert_eq!(result.outcome, outcome, "{result:?}");
-}
-
-/// Objects the console made: the registries, providers, consumers and rules of other people.
-fn console_objects() -> Vec<Value> {
-    vec![
-        json!({"apiVersion": "networking.higress.io/v1", "kind": "McpBridge", "metadata": {"name": "default", "namespace": NS},
-               "spec": {"registries": [{"domain": "nacos.local", "name": "nacos-prod", "port": 8848, "type": "nacos2", "nacosNamespace": "prod"}], "proxies": []}}),
-        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
-               "metadata": {"name": "ai-proxy.internal", "namespace": NS, "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "ai-proxy"}},
-               "spec": {"defaultConfig": {"providers": [{"id": "theirs", "type": "moonshot", "protocol": "openai", "apiTokens": ["x"]}]}, "defaultConfigDisable": false,
-                        "matchRules": [{"config": {"activeProviderId": "theirs"}, "configDisable": false, "service": ["llm-theirs.internal.dns"]}],
-                        "url": "oci://mirror/ai-proxy:1.0.0", "phase": "UNSPECIFIED_PHASE", "priority": 100}}),
-        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
-               "metadata": {"name": "key-auth.internal", "namespace": NS, "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "key-auth"}},
-               "spec": {"defaultConfig": {"global_auth": false, "allow": [], "keys": ["x-higress-dummy-key"],
-                        "consumers": [{"name": "carol", "keys": ["x-key"], "in_header": true, "in_query": false, "credentials": ["c-1"]}]},
-                        "defaultConfigDisable": false, "matchRules": [{"config": {"allow": ["carol"]}, "configDisable": false, "ingress": ["their-route"]}]}}),
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "domain-api.example.com", "namespace": NS,
-               "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}},
-               "data": {"domain": "api.example.com", "enableHttps": "off"}}),
-    ]
 }
 
 fn spec_of(object: Option<Value>) -> Value {
@@ -478,7 +344,9 @@ async fn concurrent_appliers_and_a_foreign_writer_lose_no_update() {
             outcomes
         }));
     }
-    let client = cluster::connect(Some(&cluster.kubeconfig)).await.unwrap();
+    let client = higress_route_worker::cluster::connect(Some(&cluster.kubeconfig))
+        .await
+        .unwrap();
     let foreign = tokio::spawn(async move {
         for i in 0..20 {
             foreign_writer(client.clone(), i).await;

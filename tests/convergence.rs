@@ -13,7 +13,7 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 
-use cluster::{parse, quick_retries, Cluster, NS};
+use cluster::{console_objects, parse, quick_retries, Cluster, NS};
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::route::AiRoute;
 use higress_route_worker::higress::state::without_server_fields;
@@ -101,23 +101,12 @@ fn history(rng: &mut StdRng) -> Vec<Vec<LifecycleEvent>> {
 
 /// Other people's entries in every shared object, and the domains, there before the worker.
 fn foreign_objects() -> Vec<Value> {
-    let mut objects = vec![
-        json!({"apiVersion": "networking.higress.io/v1", "kind": "McpBridge", "metadata": {"name": "default", "namespace": NS},
-               "spec": {"registries": [{"domain": "nacos.local", "name": "nacos-prod", "port": 8848, "type": "nacos2"}], "proxies": []}}),
-        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
-               "metadata": {"name": "ai-proxy.internal", "namespace": NS, "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "ai-proxy"}},
-               "spec": {"defaultConfig": {"providers": [{"id": "theirs", "type": "moonshot", "protocol": "openai", "apiTokens": ["x"]}]}, "defaultConfigDisable": false,
-                        "matchRules": [{"config": {"activeProviderId": "theirs"}, "configDisable": false, "service": ["llm-theirs.internal.dns"]}],
-                        "url": "oci://mirror/ai-proxy:1.0.0", "phase": "UNSPECIFIED_PHASE", "priority": 100}}),
-        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
-               "metadata": {"name": "key-auth.internal", "namespace": NS, "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "key-auth"}},
-               "spec": {"defaultConfig": {"global_auth": false, "allow": [], "keys": ["x-higress-dummy-key"],
-                        "consumers": [{"name": "carol", "keys": ["x-key"], "in_header": true, "in_query": false, "credentials": ["c-1"]}]},
-                        "defaultConfigDisable": false, "matchRules": [{"config": {"allow": ["carol"]}, "configDisable": false, "ingress": ["their-route"]}]}}),
+    let mut objects = console_objects();
+    objects.extend([
         json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
                "metadata": {"name": "ai-statistics-2.0.1", "namespace": NS, "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "ai-statistics", "higress.io/wasm-plugin-version": "2.0.1"}},
                "spec": {"matchRules": [{"config": {}, "configDisable": false, "ingress": ["their-route"]}], "phase": "UNSPECIFIED_PHASE", "priority": 900}}),
-    ];
+    ]);
     for d in 0..DOMAINS {
         let domain = format!("d{d}.example.com");
         objects.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -203,7 +192,9 @@ fn differences(actual: &BTreeMap<String, Value>, expected: &BTreeMap<String, Val
 /// Live routes whose provider is missing from ai-proxy or McpBridge: the gateway would answer 503.
 /// Sampled while the engines run, because a replay would heal a provider removed under a route's
 /// feet. A route counts only if the same Ingress (by uid) lived before and after the providers were
-/// read, so a route deployed or retired meanwhile is not taken for a violation.
+/// read, so a route deployed or retired meanwhile is not taken for a violation; and only if its model
+/// is not retired: a deploy that passed the fence just before a retirement may still be writing, and
+/// its route lives until its own look at the fence removes it again (the oracle check covers that).
 fn routes_missing_their_provider(cluster: &Cluster) -> Vec<String> {
     let live = || -> BTreeMap<String, (Value, Vec<String>)> {
         cluster
@@ -211,6 +202,11 @@ fn routes_missing_their_provider(cluster: &Cluster) -> Vec<String> {
             .list("configmaps", NS)
             .into_iter()
             .filter_map(|cm| AiRoute::from_config_map(&cm))
+            .filter(|route| {
+                let fence = cluster.get("configmaps", &names::fence(&route.name));
+                let entry = fence.as_ref().and_then(|f| f["data"].get(&route.name));
+                !entry.and_then(Value::as_str).is_some_and(|e| e.contains("retiredAt"))
+            })
             .filter_map(|route| {
                 let ingress = cluster.get("ingresses", &names::route_ingress(&route.name))?;
                 Some((

@@ -284,11 +284,33 @@ impl Op {
                             .is_none_or(|at| at.as_str() >= prune_before.as_str())
                 });
                 let pruned = data.len() != before;
-                // A replayed retirement keeps the first retirement's time.
+                // A replayed retirement keeps the first retirement's time. A retirement also keeps what
+                // the entry it replaces says the route uses: a deploy may have recorded it after the
+                // retirement was planned, and the retirement's replay must still release it.
                 let current = data.get(model).and_then(FenceEntry::parse);
-                let same =
-                    current.is_some_and(|c| c.revision == entry.revision && c.is_retired() == entry.is_retired());
+                let mut entry = entry.clone();
+                if let (Some(current), true) = (&current, entry.is_retired()) {
+                    for (ours, theirs) in [
+                        (&mut entry.providers, &current.providers),
+                        (&mut entry.consumers, &current.consumers),
+                    ] {
+                        for name in theirs {
+                            if !ours.contains(name) {
+                                ours.push(name.clone());
+                            }
+                        }
+                    }
+                }
+                let same = current.as_ref().is_some_and(|c| {
+                    c.revision == entry.revision
+                        && c.is_retired() == entry.is_retired()
+                        && c.providers == entry.providers
+                        && c.consumers == entry.consumers
+                });
                 if !same {
+                    if let Some(first) = current.filter(|c| c.revision == entry.revision && c.is_retired()) {
+                        entry.retired_at = first.retired_at;
+                    }
                     data.insert(model.clone(), Value::String(entry.to_json()));
                 }
                 pruned || !same

@@ -12,6 +12,7 @@ use higress_route_worker::higress::Settings;
 use higress_route_worker::metrics::Metrics;
 use kube_sim::Sim;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +69,25 @@ impl Cluster {
         self.sim.get(resource, NS, name)
     }
 
+    /// Write requests the server answered with a failure or not at all, by (verb, resource): the
+    /// requests it counted less the writes its audit log records as done.
+    pub fn failed_writes(&self) -> BTreeMap<(String, String), u64> {
+        let mut failed: BTreeMap<(String, String), u64> = self
+            .sim
+            .counters()
+            .requests
+            .into_iter()
+            .filter(|((verb, _), _)| ["create", "update", "patch", "delete"].contains(&verb.as_str()))
+            .collect();
+        for done in self.sim.audit() {
+            *failed
+                .get_mut(&(done.verb, done.resource))
+                .expect("an audited write was counted") -= 1;
+        }
+        failed.retain(|_, n| *n > 0);
+        failed
+    }
+
     /// Writes (create, update, patch, delete) the API server has served.
     pub fn writes(&self) -> u64 {
         let counters = self.sim.counters();
@@ -106,4 +126,25 @@ pub fn retire(model: &str, revision: u64) -> LifecycleEvent {
         event::RETIRED_TYPE,
         json!({"model": model, "revision": revision, "deleteConsumers": true}),
     )
+}
+
+/// Objects the console made: the registries, providers, consumers and rules of other people.
+pub fn console_objects() -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "networking.higress.io/v1", "kind": "McpBridge", "metadata": {"name": "default", "namespace": NS},
+               "spec": {"registries": [{"domain": "nacos.local", "name": "nacos-prod", "port": 8848, "type": "nacos2", "nacosNamespace": "prod"}], "proxies": []}}),
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+               "metadata": {"name": "ai-proxy.internal", "namespace": NS, "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "ai-proxy"}},
+               "spec": {"defaultConfig": {"providers": [{"id": "theirs", "type": "moonshot", "protocol": "openai", "apiTokens": ["x"]}]}, "defaultConfigDisable": false,
+                        "matchRules": [{"config": {"activeProviderId": "theirs"}, "configDisable": false, "service": ["llm-theirs.internal.dns"]}],
+                        "url": "oci://mirror/ai-proxy:1.0.0", "phase": "UNSPECIFIED_PHASE", "priority": 100}}),
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+               "metadata": {"name": "key-auth.internal", "namespace": NS, "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "key-auth"}},
+               "spec": {"defaultConfig": {"global_auth": false, "allow": [], "keys": ["x-higress-dummy-key"],
+                        "consumers": [{"name": "carol", "keys": ["x-key"], "in_header": true, "in_query": false, "credentials": ["c-1"]}]},
+                        "defaultConfigDisable": false, "matchRules": [{"config": {"allow": ["carol"]}, "configDisable": false, "ingress": ["their-route"]}]}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "domain-api.example.com", "namespace": NS,
+               "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}},
+               "data": {"domain": "api.example.com", "enableHttps": "off"}}),
+    ]
 }
