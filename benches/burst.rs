@@ -2,14 +2,20 @@
 //! API server with per-request latency, batched (coalesced) against per-event sequential.
 //!
 //! `cargo bench --bench burst -- --events 1000 --latency-ms 5 --providers 1000 --consumers 1`
-//! Add `--workers 3 --foreign-writer` for the contention variant. The last line is one JSON object.
+//! Add `--workers 3 --foreign-writer` for the contention variant, `--existing-routes 5000` to start from
+//! a cluster that already holds 5,000 routes. A null worker (consume, produce a result, commit; no API
+//! work) moves the same burst through the same kind of broker as the ceiling. The last line is one JSON
+//! object.
 
 #[path = "../tests/support/broker.rs"]
 mod broker;
 
 use broker::Broker;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use higress_route_worker::contract;
+use higress_route_worker::higress::{plan, simulate, Decision, Settings, State};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -26,6 +32,9 @@ struct Options {
     workers: usize,
     foreign_writer: bool,
     baseline_events: usize,
+    existing_routes: usize,
+    /// Skip the sequential baseline (for profiling the batched run).
+    no_baseline: bool,
 }
 
 fn options() -> Options {
@@ -38,6 +47,8 @@ fn options() -> Options {
         workers: 1,
         foreign_writer: false,
         baseline_events: 0,
+        existing_routes: 0,
+        no_baseline: false,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut i = 0;
@@ -56,8 +67,14 @@ fn options() -> Options {
             "--partitions" => o.partitions = value(i) as i32,
             "--workers" => o.workers = value(i),
             "--baseline-events" => o.baseline_events = value(i),
+            "--existing-routes" => o.existing_routes = value(i),
             "--foreign-writer" => {
                 o.foreign_writer = true;
+                i += 1;
+                continue;
+            }
+            "--no-baseline" => {
+                o.no_baseline = true;
                 i += 1;
                 continue;
             }
@@ -76,9 +93,13 @@ fn options() -> Options {
 }
 
 fn deploy(run: &str, i: usize, o: &Options) -> (String, Value) {
+    deploy_with(run, i, o.providers, o.consumers)
+}
+
+fn deploy_with(run: &str, i: usize, providers: usize, consumers: usize) -> (String, Value) {
     let model = format!("{run}-m{i}");
-    let provider = format!("{run}-p{}", i % o.providers);
-    let consumers: Vec<Value> = (0..o.consumers)
+    let provider = format!("{run}-p{}", i % providers);
+    let consumers: Vec<Value> = (0..consumers)
         .map(|c| json!({"name": format!("{model}-c{c}"), "source": "BEARER", "credentials": [format!("key-{model}-{c}")]}))
         .collect();
     let event = json!({"specversion": "1.0", "id": format!("{model}-1"), "source": "bench", "type": "io.higress.model.deployed.v1",
@@ -87,6 +108,108 @@ fn deploy(run: &str, i: usize, o: &Options) -> (String, Value) {
                  "route": {"domains": ["api.example.com"], "path": format!("/{model}")},
                  "auth": {"consumers": consumers}}});
     (model, event)
+}
+
+fn domain_config_map() -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "domain-api.example.com", "namespace": "higress-system",
+        "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}}, "data": {"domain": "api.example.com", "enableHttps": "off"}})
+}
+
+/// The cluster `routes` existing routes leave (each with its own provider and one Bearer consumer),
+/// exactly as the worker would have written them: the crate's own mapping applies one deploy event per
+/// route to the bench's starting objects. Seeding is not measured.
+fn existing_cluster(routes: usize) -> Vec<Value> {
+    let settings = Settings::default();
+    let now = chrono::Utc::now();
+    let mut state = State::new();
+    state.insert_object(domain_config_map());
+    for i in 0..routes {
+        let (_, event) = deploy_with("seed", i, routes, 1);
+        let event = contract::parse(event.to_string().as_bytes()).expect("a valid deploy event");
+        match plan(&event, &state, &settings, now).expect("the deploy is planned") {
+            Decision::Apply(plan) => {
+                simulate(&mut state, &plan).expect("the deploy applies");
+            }
+            Decision::Stale { seen } => panic!("a new route cannot be stale (seen {seen})"),
+        }
+    }
+    state.into_objects().map(|(_, object)| object).collect()
+}
+
+/// How a run treats the burst.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The worker with its defaults (coalesced batches).
+    Batched,
+    /// The worker one event at a time, one write at a time: what the console does.
+    Sequential,
+    /// No API work: consume, produce a small result per record, commit per batch. The ceiling the
+    /// broker and the machine allow.
+    Null,
+}
+
+/// The null worker, run as a separate process (as the worker is): the worker's consumer and producer
+/// settings and its batching (up to 256 records, 20 ms linger, 20 lingers at most), then one small
+/// result per record, delivery awaited, offsets stored and committed per batch.
+async fn null_worker(brokers: &str, input: &str, results: &str, group: &str) {
+    const MAX_BATCH: usize = 256;
+    const LINGER: Duration = Duration::from_millis(20);
+    let consumer: StreamConsumer = broker::client_config(brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("queued.max.messages.kbytes", "8192")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let producer: FutureProducer = broker::client_config(brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[input]).unwrap();
+    loop {
+        let mut batch = vec![consumer.recv().await.unwrap().detach()];
+        let cap = tokio::time::Instant::now() + LINGER * 20;
+        while batch.len() < MAX_BATCH {
+            let until = (tokio::time::Instant::now() + LINGER).min(cap);
+            match tokio::time::timeout_at(until, consumer.recv()).await {
+                Ok(Ok(record)) => batch.push(record.detach()),
+                Ok(Err(_)) => {}
+                Err(_) => break,
+            }
+        }
+        let sends: Vec<_> = batch
+            .iter()
+            .map(|record| {
+                let event: Value = serde_json::from_slice(record.payload().unwrap_or_default()).unwrap_or(Value::Null);
+                let payload = json!({"specversion": "1.0", "type": "io.higress.model.route.result.v1",
+                    "data": {"inputEventId": event["id"], "outcome": "unchanged"}})
+                .to_string();
+                let key = record.key().map(<[u8]>::to_vec).unwrap_or_default();
+                let producer = &producer;
+                async move {
+                    producer
+                        .send(
+                            FutureRecord::to(results).key(&key).payload(&payload),
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .map_err(|(e, _)| e)
+                }
+            })
+            .collect();
+        for sent in futures::future::join_all(sends).await {
+            sent.unwrap();
+        }
+        for record in &batch {
+            consumer
+                .store_offset(record.topic(), record.partition(), record.offset())
+                .unwrap();
+        }
+        let _ = consumer.commit_consumer_state(CommitMode::Async);
+    }
 }
 
 struct Worker(Child, u16);
@@ -106,8 +229,11 @@ impl Worker {
         (status, text)
     }
 
-    /// `higress_route_worker_conflicts_total` from the worker's /metrics.
+    /// `higress_route_worker_conflicts_total` from the worker's /metrics (a null worker has none).
     async fn conflicts(&self) -> u64 {
+        if self.1 == 0 {
+            return 0;
+        }
         let (status, text) = self.get("/metrics").await;
         assert_eq!(status, 200, "metrics of the worker on port {}", self.1);
         text.lines()
@@ -234,7 +360,7 @@ mod reqwest_like {
     }
 }
 
-async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measured {
+async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &[Value]) -> Measured {
     let broker = Broker::start().await;
     let input = format!("{run_name}-lifecycle");
     let results_topic = format!("{run_name}-results");
@@ -247,8 +373,15 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
         ])
         .await;
     let sim = kube_sim::start().await;
-    sim.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "domain-api.example.com", "namespace": "higress-system",
-        "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}}, "data": {"domain": "api.example.com", "enableHttps": "off"}})).unwrap();
+    // The existing routes' objects include the domain ConfigMap.
+    if existing.is_empty() {
+        sim.insert(domain_config_map()).unwrap();
+    }
+    for object in existing {
+        let name = object["metadata"]["name"].clone();
+        sim.insert(object.clone())
+            .unwrap_or_else(|e| panic!("seeding {} {name}: {e:?}", object["kind"]));
+    }
     if o.foreign_writer {
         sim.insert(json!({"apiVersion": "networking.higress.io/v1", "kind": "McpBridge", "metadata": {"name": "default", "namespace": "higress-system"}, "spec": {"registries": [], "proxies": []}})).unwrap();
         sim.insert(json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "key-auth.internal", "namespace": "higress-system", "labels": {"higress.io/resource-definer": "higress"}},
@@ -287,9 +420,22 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
     });
 
     // Batched mode is the worker's defaults; sequential applies one event at a time, as the console.
-    let (batch, concurrency) = if batched { ("256", "32") } else { ("1", "1") };
+    let (batch, concurrency) = if mode == Mode::Sequential {
+        ("1", "1")
+    } else {
+        ("256", "32")
+    };
     let workers: Vec<Worker> = (0..o.workers)
         .map(|w| {
+            if mode == Mode::Null {
+                let null = Command::new(std::env::current_exe().unwrap())
+                    .args(["--null-worker", &broker.bootstrap(), &input, &results_topic, run_name])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap();
+                return Worker(null, 0);
+            }
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
@@ -345,7 +491,7 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
         .collect();
     // Measure the steady state: every worker has partitions (its /readyz says so), the group has
     // settled, and a first event round-trips.
-    for worker in &workers {
+    for worker in workers.iter().filter(|w| w.1 != 0) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while worker.get("/readyz").await.0 != 200 {
             assert!(Instant::now() < deadline, "worker not ready");
@@ -431,6 +577,9 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
     }
     drop(workers);
     reader.abort();
+    if mode == Mode::Null {
+        return measured(events, seconds, latencies, &counters, conflicts, peak_rss_mib);
+    }
 
     // The final state must hold every entry exactly once, the foreign writer's included.
     let bridge = sim.get("mcpbridges", "higress-system", "default").unwrap();
@@ -482,6 +631,17 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
             .is_some());
     }
 
+    measured(events, seconds, latencies, &counters, conflicts, peak_rss_mib)
+}
+
+fn measured(
+    events: usize,
+    seconds: f64,
+    mut latencies: Vec<f64>,
+    counters: &kube_sim::Counters,
+    conflicts: u64,
+    peak_rss_mib: f64,
+) -> Measured {
     let mut requests: Vec<(String, u64)> = counters
         .requests
         .iter()
@@ -501,7 +661,7 @@ async fn run(run_name: &str, o: &Options, events: usize, batched: bool) -> Measu
     }
 }
 
-fn report(label: &str, m: &Measured) {
+fn report_latency(label: &str, m: &Measured) {
     println!(
         "{label}: {} events in {:.2} s = {:.1} events/s",
         m.events,
@@ -515,6 +675,16 @@ fn report(label: &str, m: &Measured) {
         percentile(&m.latencies_ms, 0.99),
         percentile(&m.latencies_ms, 1.0)
     );
+}
+
+/// Rate and latency only: what a null worker has.
+fn report_rate(label: &str, m: &Measured) {
+    report_latency(label, m);
+    println!("  peak RSS: {:.1} MiB", m.peak_rss_mib);
+}
+
+fn report(label: &str, m: &Measured) {
+    report_latency(label, m);
     println!(
         "  API requests: {} = {:.2} per event",
         m.total_requests,
@@ -529,25 +699,51 @@ fn report(label: &str, m: &Measured) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, mode, brokers, input, results, group] = args.as_slice() {
+        if mode == "--null-worker" {
+            null_worker(brokers, input, results, group).await;
+            return;
+        }
+    }
     // `cargo test --all-targets` runs benches too, without `--bench`: a benchmark is not a test.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !args.iter().any(|a| a == "--bench") {
         println!("burst: run with `cargo bench --bench burst`; skipped");
         return;
     }
     let o = options();
     println!("burst: {o:?}");
-    let batched = run("batched", &o, o.events, true).await;
+    let seeding = Instant::now();
+    let existing = existing_cluster(o.existing_routes);
+    if o.existing_routes > 0 {
+        println!(
+            "existing cluster: {} routes = {} objects, planned in {:.1} s",
+            o.existing_routes,
+            existing.len(),
+            seeding.elapsed().as_secs_f64()
+        );
+    }
+    let ceiling = run("null", &o, o.events, Mode::Null, &[]).await;
+    report_rate("null worker (no API work)", &ceiling);
+    let batched = run("batched", &o, o.events, Mode::Batched, &existing).await;
     report("batched", &batched);
-    let baseline = run("sequential", &o, o.baseline_events, false).await;
-    report("sequential (batch 1, concurrency 1)", &baseline);
     let rate = batched.events as f64 / batched.seconds;
-    let baseline_rate = baseline.events as f64 / baseline.seconds;
+    let baseline_rate = if o.no_baseline {
+        f64::NAN
+    } else {
+        let baseline = run("sequential", &o, o.baseline_events, Mode::Sequential, &existing).await;
+        report("sequential (batch 1, concurrency 1)", &baseline);
+        baseline.events as f64 / baseline.seconds
+    };
+    let ceiling_rate = ceiling.events as f64 / ceiling.seconds;
     println!("ratio: {:.1}x", rate / baseline_rate);
+    println!("of the null worker: {:.0} %", 100.0 * rate / ceiling_rate);
     println!(
         "{}",
         json!({
             "events": batched.events,
             "latency_ms": o.latency_ms,
+            "existing_routes": o.existing_routes,
             "events_per_s": (rate * 10.0).round() / 10.0,
             "baseline_events_per_s": (baseline_rate * 10.0).round() / 10.0,
             "ratio": ((rate / baseline_rate) * 10.0).round() / 10.0,
@@ -556,6 +752,9 @@ async fn main() {
             "requests_per_event": ((batched.total_requests as f64 / batched.events as f64) * 100.0).round() / 100.0,
             "conflicts": batched.conflicts,
             "peak_rss_mib": (batched.peak_rss_mib * 10.0).round() / 10.0,
+            "null_events_per_s": (ceiling_rate * 10.0).round() / 10.0,
+            "null_p99_ms": percentile(&ceiling.latencies_ms, 0.99).round(),
+            "of_null_pct": (100.0 * rate / ceiling_rate).round(),
         })
     );
 }
