@@ -9,6 +9,7 @@
 //! the console's one-event-at-a-time behaviour.
 
 pub mod api;
+pub mod batch;
 pub mod error;
 
 pub use crate::retry::RetryPolicy;
@@ -17,10 +18,7 @@ pub use error::ApplyError;
 
 use crate::event::{Lifecycle, LifecycleEvent, ModelRetired};
 use crate::higress::fence::{self, FenceEntry};
-use crate::higress::ops::Op;
-use crate::higress::{
-    self, apply_step, names, Action, Decision, Kind, ObjectKey, Operation, ReadSet, Refusal, Settings, State, Step,
-};
+use crate::higress::{self, apply_step, names, Action, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::result::{Change, Outcome, RouteResult};
@@ -61,20 +59,6 @@ impl Default for EngineConfig {
             shared_object_budget: DEFAULT_SHARED_OBJECT_BUDGET,
         }
     }
-}
-
-/// A batch, planned.
-#[derive(Default)]
-struct Planned {
-    results: Vec<RouteResult>,
-    steps: BTreeMap<ObjectKey, Vec<Step>>,
-    /// The objects each event's plan touches, by event index.
-    touched: Vec<BTreeSet<ObjectKey>>,
-    /// The objects each event's simulation changed, in write order, by event index.
-    changed: Vec<Vec<ObjectKey>>,
-    /// Each touched object as it was before the batch (`None`: absent).
-    before: BTreeMap<ObjectKey, Option<Value>>,
-    state: State,
 }
 
 /// Requests, conflicts and successful writes of one batch.
@@ -308,7 +292,12 @@ impl Engine {
     /// Plans the events without writing: their results and the state they would leave.
     pub async fn dry_run(&self, events: &[LifecycleEvent]) -> Result<(Vec<RouteResult>, State), ApplyError> {
         let deadline = Instant::now() + self.config.retry.event_deadline;
-        let planned = self.plan_batch(events, self.read_state(events, deadline).await?);
+        let planned = batch::plan(
+            events,
+            &self.config.settings,
+            self.config.shared_object_budget,
+            self.read_state(events, deadline).await?,
+        );
         Ok((planned.results, planned.state))
     }
 
@@ -323,7 +312,7 @@ impl Engine {
             written: Vec::new(),
             touched: vec![BTreeSet::new(); events.len()],
         })?;
-        let planned = self.plan_batch(events, initial);
+        let planned = batch::plan(events, &self.config.settings, self.config.shared_object_budget, initial);
         let (before, after, steps) = (&planned.before, &planned.state, &planned.steps);
 
         // Write each changed object once, rank by rank: the mapping's write order across the batch.
@@ -380,74 +369,6 @@ impl Engine {
         Ok(results)
     }
 
-    /// Plans every event in order against the state its predecessors leave.
-    fn plan_batch(&self, events: &[LifecycleEvent], initial: State) -> Planned {
-        let now = chrono::Utc::now();
-        let mut planned = Planned {
-            state: initial,
-            ..Planned::default()
-        };
-        let mut sizes = SharedSizes::default();
-        for event in events {
-            let mut result = RouteResult::for_event(event);
-            let mut touched = BTreeSet::new();
-            let mut changed = Vec::new();
-            match higress::plan(event, &planned.state, &self.config.settings, now) {
-                Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
-                Ok(Decision::Stale { seen }) => {
-                    result.outcome = Outcome::Stale;
-                    result
-                        .warnings
-                        .push(format!("route {} has already seen revision {seen}", event.model()));
-                }
-                Ok(Decision::Apply(plan)) => {
-                    // Keep what each object was before the batch, not a copy of the whole state.
-                    for step in &plan.steps {
-                        if !planned.before.contains_key(&step.key) {
-                            planned
-                                .before
-                                .insert(step.key.clone(), planned.state.get(&step.key).cloned());
-                        }
-                    }
-                    let near = sizes.near_the_budget(&plan, &planned.state, self.config.shared_object_budget);
-                    let simulated = higress::simulate(&mut planned.state, &plan).and_then(|changes| {
-                        let over = sizes.measure(&plan, &near, &planned.state, self.config.shared_object_budget);
-                        match over {
-                            None => Ok(changes),
-                            Some(refusal) => {
-                                for (key, object) in near {
-                                    planned.state.set(key, object);
-                                }
-                                Err(refusal)
-                            }
-                        }
-                    });
-                    match simulated {
-                        Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
-                        Ok(changes) => {
-                            result.outcome = if changes.is_empty() {
-                                Outcome::Unchanged
-                            } else {
-                                Outcome::Applied
-                            };
-                            result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
-                            changed = changes.into_iter().map(|(key, _)| key).collect();
-                            result.warnings = plan.warnings;
-                            for step in plan.steps {
-                                touched.insert(step.key.clone());
-                                planned.steps.entry(step.key.clone()).or_default().push(step);
-                            }
-                        }
-                    }
-                }
-            }
-            planned.results.push(result);
-            planned.touched.push(touched);
-            planned.changed.push(changed);
-        }
-        planned
-    }
-
     /// `planned` is what the batch's simulation made of `initial`: the first attempt writes it as is.
     async fn write(
         &self,
@@ -495,7 +416,8 @@ impl Engine {
                         }),
                     ) = (&desired, steps.first())
                     {
-                        self.metrics.shared_object_size(key, serialized_size(Some(object)));
+                        self.metrics
+                            .shared_object_size(key, batch::serialized_size(Some(object)));
                     }
                     tally
                         .written
@@ -593,88 +515,6 @@ impl Engine {
             }
         }
         Ok(state)
-    }
-}
-
-/// Serialized sizes of the shared objects a batch edits: exact once measured, then an upper bound
-/// grown by each event's edits ([`Op::growth_bound`]), so objects are serialized again only when an
-/// event could take them past the budget.
-#[derive(Default)]
-struct SharedSizes {
-    bytes: BTreeMap<ObjectKey, usize>,
-}
-
-fn serialized_size(object: Option<&Value>) -> usize {
-    object
-        .and_then(|o| serde_json::to_vec(o).ok())
-        .map_or(0, |bytes| bytes.len())
-}
-
-fn edits(plan: &higress::Plan) -> impl Iterator<Item = (&ObjectKey, usize)> {
-    plan.steps.iter().filter_map(|step| match &step.action {
-        Action::Edit { template, ops } => {
-            let created = if template.is_some() { 4096 } else { 0 };
-            Some((&step.key, created + ops.iter().map(Op::growth_bound).sum::<usize>()))
-        }
-        _ => None,
-    })
-}
-
-impl SharedSizes {
-    /// The objects this plan could take past the budget, as they are before it (to put back).
-    fn near_the_budget(
-        &mut self,
-        plan: &higress::Plan,
-        state: &State,
-        budget: usize,
-    ) -> Vec<(ObjectKey, Option<Value>)> {
-        let mut near = Vec::new();
-        for (key, growth) in edits(plan) {
-            let size = *self
-                .bytes
-                .entry(key.clone())
-                .or_insert_with(|| serialized_size(state.get(key)));
-            if size + growth > budget {
-                near.push((key.clone(), state.get(key).cloned()));
-            }
-        }
-        near
-    }
-
-    /// After the plan is simulated: the objects near the budget measured exactly, the others' bound
-    /// grown. A refusal when one grew past the budget.
-    fn measure(
-        &mut self,
-        plan: &higress::Plan,
-        near: &[(ObjectKey, Option<Value>)],
-        state: &State,
-        budget: usize,
-    ) -> Option<Refusal> {
-        let mut over = Vec::new();
-        for (key, growth) in edits(plan) {
-            match near.iter().find(|(k, _)| k == key) {
-                Some((_, before)) => {
-                    let after = serialized_size(state.get(key));
-                    let before = serialized_size(before.as_ref());
-                    if after > budget && after > before {
-                        over.push(format!("{key} would grow from {before} to {after} bytes"));
-                    } else {
-                        self.bytes.insert(key.clone(), after);
-                    }
-                }
-                None => *self.bytes.entry(key.clone()).or_default() += growth,
-            }
-        }
-        (!over.is_empty()).then(|| {
-            Refusal::new(
-                Reason::Capacity,
-                format!(
-                    "{}, past the shared-object budget of {budget} bytes (etcd refuses objects over 1.5 MiB): \
-                     share providers or consumers between routes, or run with --no-ai-statistics",
-                    over.join("; ")
-                ),
-            )
-        })
     }
 }
 

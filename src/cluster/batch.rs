@@ -1,0 +1,176 @@
+//! Planning a batch, without I/O: every event in order against the state its predecessors leave,
+//! each with its own result; what each object was before the batch and becomes after it; and the
+//! capacity check, so an event that would take a shared object past its budget is refused before
+//! anything is written.
+
+use crate::event::LifecycleEvent;
+use crate::higress::ops::Op;
+use crate::higress::{self, Action, Decision, ObjectKey, Refusal, Settings, State, Step};
+use crate::reason::Reason;
+use crate::result::{Change, Outcome, RouteResult};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A batch, planned.
+#[derive(Default)]
+pub struct Planned {
+    pub results: Vec<RouteResult>,
+    pub steps: BTreeMap<ObjectKey, Vec<Step>>,
+    /// The objects each event's plan touches, by event index.
+    pub touched: Vec<BTreeSet<ObjectKey>>,
+    /// The objects each event's simulation changed, in write order, by event index.
+    pub changed: Vec<Vec<ObjectKey>>,
+    /// Each touched object as it was before the batch (`None`: absent).
+    pub before: BTreeMap<ObjectKey, Option<Value>>,
+    pub state: State,
+}
+
+/// Plans every event in order against the state its predecessors leave.
+pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initial: State) -> Planned {
+    let now = chrono::Utc::now();
+    let mut planned = Planned {
+        state: initial,
+        ..Planned::default()
+    };
+    let mut sizes = SharedSizes::default();
+    for event in events {
+        let mut result = RouteResult::for_event(event);
+        let mut touched = BTreeSet::new();
+        let mut changed = Vec::new();
+        match higress::plan(event, &planned.state, settings, now) {
+            Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
+            Ok(Decision::Stale { seen }) => {
+                result.outcome = Outcome::Stale;
+                result
+                    .warnings
+                    .push(format!("route {} has already seen revision {seen}", event.model()));
+            }
+            Ok(Decision::Apply(plan)) => {
+                // Keep what each object was before the batch, not a copy of the whole state.
+                for step in &plan.steps {
+                    if !planned.before.contains_key(&step.key) {
+                        planned
+                            .before
+                            .insert(step.key.clone(), planned.state.get(&step.key).cloned());
+                    }
+                }
+                let near = sizes.near_the_budget(&plan, &planned.state, budget);
+                let simulated = higress::simulate(&mut planned.state, &plan).and_then(|changes| {
+                    let over = sizes.measure(&plan, &near, &planned.state, budget);
+                    match over {
+                        None => Ok(changes),
+                        Some(refusal) => {
+                            for (key, object) in near {
+                                planned.state.set(key, object);
+                            }
+                            Err(refusal)
+                        }
+                    }
+                });
+                match simulated {
+                    Err(refusal) => result.fail(Outcome::Rejected, refusal.reason, refusal.message, false),
+                    Ok(changes) => {
+                        result.outcome = if changes.is_empty() {
+                            Outcome::Unchanged
+                        } else {
+                            Outcome::Applied
+                        };
+                        result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
+                        changed = changes.into_iter().map(|(key, _)| key).collect();
+                        result.warnings = plan.warnings;
+                        for step in plan.steps {
+                            touched.insert(step.key.clone());
+                            planned.steps.entry(step.key.clone()).or_default().push(step);
+                        }
+                    }
+                }
+            }
+        }
+        planned.results.push(result);
+        planned.touched.push(touched);
+        planned.changed.push(changed);
+    }
+    planned
+}
+
+/// Serialized sizes of the shared objects a batch edits: exact once measured, then an upper bound
+/// grown by each event's edits ([`Op::growth_bound`]), so objects are serialized again only when an
+/// event could take them past the budget.
+#[derive(Default)]
+struct SharedSizes {
+    bytes: BTreeMap<ObjectKey, usize>,
+}
+
+pub fn serialized_size(object: Option<&Value>) -> usize {
+    object
+        .and_then(|o| serde_json::to_vec(o).ok())
+        .map_or(0, |bytes| bytes.len())
+}
+
+fn edits(plan: &higress::Plan) -> impl Iterator<Item = (&ObjectKey, usize)> {
+    plan.steps.iter().filter_map(|step| match &step.action {
+        Action::Edit { template, ops } => {
+            let created = if template.is_some() { 4096 } else { 0 };
+            Some((&step.key, created + ops.iter().map(Op::growth_bound).sum::<usize>()))
+        }
+        _ => None,
+    })
+}
+
+impl SharedSizes {
+    /// The objects this plan could take past the budget, as they are before it (to put back).
+    fn near_the_budget(
+        &mut self,
+        plan: &higress::Plan,
+        state: &State,
+        budget: usize,
+    ) -> Vec<(ObjectKey, Option<Value>)> {
+        let mut near = Vec::new();
+        for (key, growth) in edits(plan) {
+            let size = *self
+                .bytes
+                .entry(key.clone())
+                .or_insert_with(|| serialized_size(state.get(key)));
+            if size + growth > budget {
+                near.push((key.clone(), state.get(key).cloned()));
+            }
+        }
+        near
+    }
+
+    /// After the plan is simulated: the objects near the budget measured exactly, the others' bound
+    /// grown. A refusal when one grew past the budget.
+    fn measure(
+        &mut self,
+        plan: &higress::Plan,
+        near: &[(ObjectKey, Option<Value>)],
+        state: &State,
+        budget: usize,
+    ) -> Option<Refusal> {
+        let mut over = Vec::new();
+        for (key, growth) in edits(plan) {
+            match near.iter().find(|(k, _)| k == key) {
+                Some((_, before)) => {
+                    let after = serialized_size(state.get(key));
+                    let before = serialized_size(before.as_ref());
+                    if after > budget && after > before {
+                        over.push(format!("{key} would grow from {before} to {after} bytes"));
+                    } else {
+                        self.bytes.insert(key.clone(), after);
+                    }
+                }
+                None => *self.bytes.entry(key.clone()).or_default() += growth,
+            }
+        }
+        (!over.is_empty()).then(|| {
+            Refusal::new(
+                Reason::Capacity,
+                format!(
+                    "{}, past the shared-object budget of {budget} bytes (etcd refuses objects over 1.5 MiB): \
+                     share providers or consumers between routes, or run with --no-ai-statistics",
+                    over.join("; ")
+                ),
+            )
+        })
+    }
+}
