@@ -631,3 +631,21 @@ fn a_retirement_releases_what_a_deploy_cut_short_before_its_route_record_had_wri
     let key_auth = after.get_named(Kind::WasmPlugin, "key-auth.internal").unwrap();
     assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"], json!([]));
 }
+
+#[test]
+fn a_console_save_of_the_route_does_not_erase_its_fence() {
+    let v2 = apply(&deploy(basic("m", 2)), &State::new());
+    // The console saves an AI route by rewriting its ConfigMap whole (`aiRoute2ConfigMap`): its own
+    // labels and data, nothing else of what was there.
+    let mut saved = v2.clone();
+    let config_map = saved.get_named(Kind::ConfigMap, "ai-route-m").unwrap().clone();
+    let rewritten = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ai-route-m", "namespace": "higress-system", "labels": config_map["metadata"]["labels"]},
+        "data": config_map["data"]});
+    saved.insert_object(rewritten);
+    assert_eq!(
+        decide(&deploy(basic("m", 1)), &saved, &Settings::default()).unwrap(),
+        Decision::Stale { seen: 2 },
+        "the fence lives in a ConfigMap of ours, not in the route's"
+    );
+}
