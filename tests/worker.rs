@@ -545,3 +545,66 @@ async fn missing_topics_are_named_at_start_up() {
         "{log}"
     );
 }
+
+/// A permanent refusal after some writes: the result is `failed` and names what was written, the
+/// record is dead-lettered `apply-partial`, and replaying it after the fix finishes the route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_error_after_writes_is_dead_lettered_apply_partial_and_a_replay_finishes() {
+    let fixture = Fixture::start().await;
+    let worker = fixture.worker("w", &["--event-deadline-secs", "5", "--retry-deadline-secs", "1"]);
+    fixture.publish("m", &deploy("m", 1)).await;
+    assert_eq!(
+        fixture.results(1).await[0]["data"]["outcome"],
+        "applied",
+        "log:\n{}",
+        worker.log()
+    );
+
+    // Revision 2 moves the path and changes the allow list; the API server refuses every Ingress PUT.
+    let mut redeploy = deploy("m", 2);
+    redeploy["data"]["route"]["path"] = json!("/m-v2");
+    redeploy["data"]["auth"]["consumers"][0] =
+        json!({"name": "c-m-v2", "source": "BEARER", "credentials": ["key-m-v2"]});
+    fixture.sim.faults().set_error_rate(
+        1.0,
+        FaultSpec::new(422).for_method(http::Method::PUT).for_path("ingresses"),
+    );
+    fixture.publish("m", &redeploy).await;
+    let results = fixture.results(2).await;
+    let failed = &results[1]["data"];
+    assert_eq!(failed["outcome"], "failed", "log:\n{}", worker.log());
+    assert_eq!(failed["error"]["retryable"], false);
+    let written: Vec<&str> = failed["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(written.contains(&"key-auth.internal"), "{failed}");
+    assert!(
+        !written.contains(&"ai-route-m.internal"),
+        "the refused Ingress is not claimed: {failed}"
+    );
+    let dead = fixture.dead_letters(1).await;
+    assert_eq!(dead.len(), 1);
+    let reason = dead[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "hrw_dlq_reason")
+        .map(|(_, v)| v.clone());
+    assert_eq!(reason.as_deref(), Some(&b"apply-partial"[..]));
+    assert_eq!(
+        dead[0].payload,
+        redeploy.to_string().into_bytes(),
+        "the original record, for the replay"
+    );
+
+    // After the fix, the operator replays the dead letter: the route is whole again.
+    fixture.sim.faults().clear();
+    fixture.publish("m", &redeploy).await;
+    let results = fixture.results(3).await;
+    assert_eq!(results[2]["data"]["outcome"], "applied", "log:\n{}", worker.log());
+    let ingress = fixture.get("ingresses", "ai-route-m.internal").unwrap();
+    assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["path"], "/m-v2");
+    assert!(worker.terminate().success());
+}

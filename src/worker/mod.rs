@@ -23,7 +23,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, TopicPartitionList};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -305,10 +305,7 @@ impl Worker {
             return batch;
         };
         let taken = batch.len();
-        let kept: Vec<OwnedMessage> = batch
-            .into_iter()
-            .filter(|r| assignment.find_partition(r.topic(), r.partition()).is_some())
-            .collect();
+        let kept = assigned_only(batch, &assignment);
         if kept.len() < taken {
             info!(
                 dropped = taken - kept.len(),
@@ -570,6 +567,14 @@ impl Worker {
     }
 }
 
+/// The records whose partition is in `assignment`, in their order.
+fn assigned_only(batch: Vec<OwnedMessage>, assignment: &TopicPartitionList) -> Vec<OwnedMessage> {
+    batch
+        .into_iter()
+        .filter(|r| assignment.find_partition(r.topic(), r.partition()).is_some())
+        .collect()
+}
+
 fn headers_of(record: &OwnedMessage) -> Headers {
     record
         .headers()
@@ -727,6 +732,47 @@ mod tests {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_slice())
+    }
+
+    fn record(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(
+            None,
+            None,
+            topic.into(),
+            rdkafka::Timestamp::NotAvailable,
+            partition,
+            offset,
+            None,
+        )
+    }
+
+    #[test]
+    fn records_of_a_partition_revoked_while_the_batch_filled_are_dropped() {
+        // The batch holds records of partitions 0 and 1 of `in` and 0 of `other`; a rebalance inside
+        // `recv` left this worker with `in`/1 and `other`/0 only.
+        let batch = vec![
+            record("in", 0, 10),
+            record("in", 1, 20),
+            record("other", 0, 5),
+            record("in", 0, 11),
+            record("in", 1, 21),
+        ];
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition("in", 1);
+        assignment.add_partition("other", 0);
+        let kept: Vec<(String, i32, i64)> = assigned_only(batch, &assignment)
+            .iter()
+            .map(|r| (r.topic().to_string(), r.partition(), r.offset()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("in".to_string(), 1, 20),
+                ("other".to_string(), 0, 5),
+                ("in".to_string(), 1, 21)
+            ]
+        );
+        assert!(assigned_only(vec![record("in", 0, 1)], &TopicPartitionList::new()).is_empty());
     }
 
     #[test]
