@@ -5,7 +5,7 @@
 //! [`crate::contract::parse`]: validation depends on the events, not the other way round.
 
 use crate::secret::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -246,7 +246,7 @@ pub struct ConsumerSpec {
     pub credentials_secret_ref: Option<SecretRef>,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum KeySource {
     Bearer,

@@ -152,6 +152,10 @@ struct KafkaArgs {
     /// Seconds in-flight work may take on shutdown (keep below the group session timeout).
     #[arg(long, env = "HRW_DRAIN_DEADLINE_SECS", default_value_t = 20)]
     drain_deadline_secs: u64,
+    /// Seconds between checks of the Secrets routes were built from; a changed value is written
+    /// where the route uses it, with a `secret-rotated` result. 0 turns rotation off.
+    #[arg(long, env = "HRW_SECRET_ROTATION_INTERVAL_SECS", default_value_t = worker::DEFAULT_SECRET_ROTATION_INTERVAL.as_secs())]
+    secret_rotation_interval_secs: u64,
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {
@@ -271,6 +275,8 @@ async fn run_command(
         linger: Duration::from_millis(kafka.linger_ms),
         drain_deadline: Duration::from_secs(kafka.drain_deadline_secs),
         source: SOURCE.into(),
+        secret_rotation_interval: (kafka.secret_rotation_interval_secs > 0)
+            .then(|| Duration::from_secs(kafka.secret_rotation_interval_secs)),
     };
     let readiness = Arc::new(Readiness::default());
     let listener = tokio::net::TcpListener::bind(metrics_addr).await?;

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub shared_object_bytes: Family<ObjectLabels, Gauge>,
     pub shared_object_budget: Gauge,
     pub in_flight: Gauge,
+    /// Secret rotation rounds' outcomes per route: `secret-rotated`, or why not.
+    pub secret_rotations: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -123,6 +125,12 @@ impl Default for Metrics {
             "Events taken from Kafka and not yet committed",
             in_flight.clone(),
         );
+        let secret_rotations = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "secret_rotations",
+            "Routes whose Secret values were rotated (secret-rotated) or could not be, by reason",
+            secret_rotations.clone(),
+        );
         Self {
             registry,
             events,
@@ -135,6 +143,7 @@ impl Default for Metrics {
             shared_object_bytes,
             shared_object_budget,
             in_flight,
+            secret_rotations,
         }
     }
 }
@@ -154,6 +163,10 @@ impl Metrics {
                 object: object.to_string(),
             })
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    pub fn secret_rotation(&self, reason: &'static str) {
+        self.secret_rotations.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn retried(&self, reason: &'static str) {

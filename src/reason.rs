@@ -46,10 +46,13 @@ pub enum Reason {
     ApiRefused,
     /// An object in the cluster cannot be parsed (too deep or not JSON); someone must repair it.
     Unreadable,
+    /// Not a failure: a Secret a route uses changed, and the worker re-applied the route with its new
+    /// value (the `reason` of a result the worker publishes on its own).
+    SecretRotated,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::NotJson,
         Reason::NotCloudEvent,
         Reason::UnknownType,
@@ -75,6 +78,7 @@ impl Reason {
         Reason::TooLarge,
         Reason::ApiRefused,
         Reason::Unreadable,
+        Reason::SecretRotated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +108,7 @@ impl Reason {
             Reason::TooLarge => "too-large",
             Reason::ApiRefused => "api-refused",
             Reason::Unreadable => "unreadable",
+            Reason::SecretRotated => "secret-rotated",
         }
     }
 

@@ -71,6 +71,9 @@ pub struct RouteResult {
     pub duration_ms: u64,
     pub warnings: Vec<String>,
     pub error: Option<ResultError>,
+    /// Why the worker acted on its own, without an input event (`secret-rotated`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 impl RouteResult {
@@ -88,6 +91,25 @@ impl RouteResult {
             duration_ms: 0,
             warnings: Vec::new(),
             error: None,
+            reason: None,
+        }
+    }
+
+    /// The result of re-applying a route's Secret values (no input event: its id and type are empty).
+    pub fn for_rotation(model: &str, revision: u64) -> Self {
+        Self {
+            input_event_id: String::new(),
+            input_type: String::new(),
+            model: Some(model.to_string()),
+            revision: Some(revision),
+            outcome: Outcome::Applied,
+            changes: Vec::new(),
+            attempts: 0,
+            conflicts: 0,
+            duration_ms: 0,
+            warnings: Vec::new(),
+            error: None,
+            reason: Some(Reason::SecretRotated.as_str()),
         }
     }
 
@@ -109,6 +131,7 @@ impl RouteResult {
                 message: problems_summary(&invalid.problems),
                 retryable: false,
             }),
+            reason: None,
         }
     }
 
@@ -142,13 +165,22 @@ impl RouteResult {
     /// The CloudEvent (structured mode) carrying this result, bounded.
     pub fn to_cloud_event(&self, source: &str) -> Value {
         let bounded = self.bounded();
-        let id = format!("{}/result", bounded.input_event_id);
+        let now = chrono::Utc::now();
+        let id = match bounded.reason {
+            // No input event to derive the id from: the model and the moment make it unique.
+            Some(reason) => format!(
+                "{reason}/{}/{}",
+                bounded.model.as_deref().unwrap_or_default(),
+                now.timestamp_nanos_opt().unwrap_or_default()
+            ),
+            None => format!("{}/result", bounded.input_event_id),
+        };
         let mut event = json!({
             "specversion": "1.0",
             "id": id,
             "source": source,
             "type": RESULT_TYPE,
-            "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "time": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "datacontenttype": "application/json",
             "data": bounded,
         });

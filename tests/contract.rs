@@ -623,6 +623,14 @@ fn results_the_worker_publishes_follow_the_result_schema() {
         check(&name(&path), &result);
         checked += 1;
     }
+    let mut rotated = RouteResult::for_rotation("zimomo2lololo", 4);
+    rotated.changes = vec![Change {
+        api_version: "extensions.higress.io/v1alpha1".into(),
+        kind: "WasmPlugin".into(),
+        name: "ai-proxy.internal".into(),
+        operation: "updated",
+    }];
+    check("secret rotation", &rotated);
     for path in files("examples/invalid", ".json") {
         if let Err(invalid) = contract::parse(&fs::read(&path).expect("example")) {
             check(&name(&path), &RouteResult::for_invalid(&invalid));

@@ -19,6 +19,8 @@ const INLINE_CREDENTIAL: &str = "key-PLANTED-inline-cred-8a2b91";
 const SECRET_TOKEN: &str = "sk-PLANTED-secret-token-3e9d77";
 const SECRET_CREDENTIAL: &str = "key-PLANTED-secret-cred-47aa03";
 const STORED_TOKEN: &str = "sk-PLANTED-stored-token-0b7f12";
+const ROTATED_TOKEN: &str = "sk-PLANTED-rotated-token-91c4e2";
+const ROTATED_CREDENTIAL: &str = "key-PLANTED-rotated-cred-d05b3f";
 
 const DEPLOYED: &str = "io.higress.model.deployed.v1";
 const RETIRED: &str = "io.higress.model.retired.v1";
@@ -137,7 +139,14 @@ async fn planted_secrets_appear_in_no_log_result_dead_letter_or_metric() {
     let mut worker = fixture.worker(
         "w",
         "debug",
-        &["--event-deadline-secs", "2", "--retry-deadline-secs", "1"],
+        &[
+            "--event-deadline-secs",
+            "2",
+            "--retry-deadline-secs",
+            "1",
+            "--secret-rotation-interval-secs",
+            "1",
+        ],
     );
 
     let mut bad_name = inline("Bad_Name", 1);
@@ -230,6 +239,46 @@ async fn planted_secrets_appear_in_no_log_result_dead_letter_or_metric() {
     assert_eq!(outcome(&results, "flaky").0, "failed", "log:\n{}", worker.log());
     fixture.sim.faults().clear();
 
+    // A route built from the Secret, then the Secret rotated: the worker logs and reports the rotation.
+    // (The retired route again: its consumer still holds the Secret's credential, which no other
+    // consumer may take.)
+    let mut kept = by_reference("byref", "token", "cred");
+    kept["revision"] = json!(3);
+    fixture.produce("kept", &event("kept", DEPLOYED, kept), &[]).await;
+    let results = wait_for(&fixture, &mut worker, &["kept"]).await;
+    assert_eq!(outcome(&results, "kept").0, "applied", "log:\n{}", worker.log());
+    let client = higress_route_worker::cluster::connect(Some(&fixture.dir.path().join("kubeconfig")))
+        .await
+        .unwrap();
+    let api = higress_route_worker::cluster::Api::new(client, NS);
+    let key = higress_route_worker::higress::ObjectKey::new(higress_route_worker::higress::Kind::Secret, "llm-keys");
+    let mut secret = api.get(&key).await.unwrap().unwrap();
+    secret["data"] = json!({"token": b64(ROTATED_TOKEN), "cred": b64(ROTATED_CREDENTIAL)});
+    api.replace(&key, &secret).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !fixture
+        .results(100_000, Duration::from_secs(1))
+        .await
+        .iter()
+        .any(|r| r["reason"] == "secret-rotated" && r["model"] == "byref")
+    {
+        worker.assert_alive();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rotation; log:\n{}",
+            worker.log()
+        );
+    }
+    let ai_proxy = fixture
+        .sim
+        .get("wasmplugins", NS, "ai-proxy.internal")
+        .unwrap()
+        .to_string();
+    assert!(
+        ai_proxy.contains(ROTATED_TOKEN),
+        "the rotated value reached the cluster"
+    );
+
     let dead = fixture.read(DLQ, 5, Duration::from_secs(30)).await;
     let dead_keys: Vec<&str> = dead.iter().filter_map(|r| r.key.as_deref()).collect();
     for key in ["bad-name", "mistyped", "both", "binary", "flaky"] {
@@ -241,7 +290,7 @@ async fn planted_secrets_appear_in_no_log_result_dead_letter_or_metric() {
     let found = leaks(
         &fixture,
         &worker,
-        &needles(&[SECRET_TOKEN, SECRET_CREDENTIAL]),
+        &needles(&[SECRET_TOKEN, SECRET_CREDENTIAL, ROTATED_TOKEN, ROTATED_CREDENTIAL]),
         &needles(&[INLINE_TOKEN, INLINE_CREDENTIAL]),
     )
     .await;

@@ -289,6 +289,99 @@ impl Engine {
         results
     }
 
+    /// Writes the current value of every Secret a live route was built from where the deploy put it,
+    /// and returns one `applied` result (reason `secret-rotated`) per route that changed.
+    ///
+    /// Rotation must never undo a deploy that changed where a route's tokens come from. So it reads
+    /// the fences, then the Secrets and the objects they went into, then the fences again, and skips
+    /// any model whose entry changed in between; and it writes only over the objects exactly as it
+    /// read them: on a 409 it gives up this round rather than re-apply (the next round re-reads).
+    /// A deploy writes its fence entry before its entries, so every interleaving leaves the deploy's.
+    pub async fn rotate_secrets(&self) -> Result<Vec<RouteResult>, ApplyError> {
+        let started = Instant::now();
+        let deadline = started + self.config.retry.event_deadline;
+        let settings = &self.config.settings;
+        let users = higress::rotate::secret_users(&self.fetch(&higress::reads::fence_reads(), deadline).await?);
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let read = self
+            .fetch(&higress::reads::rotation_reads(&users, settings.console), deadline)
+            .await?;
+        let fences_after = self.fetch(&higress::reads::fence_reads(), deadline).await?;
+        let mut state = read.clone();
+        let mut rotated: Vec<(RouteResult, Vec<ObjectKey>)> = Vec::new();
+        for (model, entry) in &higress::rotate::unchanged_since(users, &fences_after) {
+            let planned = higress::rotate::plan_rotation(model, entry, &state, settings).and_then(|plan| {
+                let mut trial = state.clone();
+                let changes = higress::simulate(&mut trial, &plan)?;
+                Ok((trial, changes))
+            });
+            match planned {
+                Ok((trial, changes)) if !changes.is_empty() => {
+                    state = trial;
+                    let keys = changes.into_iter().map(|(key, _)| key).collect();
+                    rotated.push((RouteResult::for_rotation(model, entry.revision), keys));
+                }
+                Ok(_) => {}
+                Err(refusal) => {
+                    self.metrics.secret_rotation(refusal.reason.as_str());
+                    tracing::warn!(model = %model, reason = %refusal.reason, message = %refusal.message, "route's Secret values not rotated");
+                }
+            }
+        }
+        let mut keys: Vec<&ObjectKey> = rotated.iter().flat_map(|(_, keys)| keys).collect();
+        keys.sort_by_key(|key| (higress::write_rank(key, false), (*key).clone()));
+        keys.dedup();
+        let mut written = BTreeSet::new();
+        for key in keys {
+            let (Some(_), Some(desired)) = (read.get(key), state.get(key)) else {
+                continue;
+            };
+            let what = key.to_string();
+            let attempt = || async {
+                self.api
+                    .replace(key, desired)
+                    .await
+                    .map(drop)
+                    .map_err(|e| match ApplyError::classify(e, &what) {
+                        // Someone wrote since our read: not ours to merge into. The next round re-reads.
+                        ApplyError::Conflict { .. } => ApplyError::Refused(higress::Refusal::new(
+                            Reason::Superseded,
+                            format!("{what} changed while its Secret values were rotated"),
+                        )),
+                        other => other,
+                    })
+            };
+            match self.retried(&what, attempt, deadline).await {
+                Ok(()) => {
+                    written.insert(key.clone());
+                }
+                Err(error) => {
+                    self.metrics.secret_rotation(error.reason().as_str());
+                    tracing::info!(%error, "Secret rotation stopped; the next round tries again");
+                    break;
+                }
+            }
+        }
+        let elapsed = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(rotated
+            .into_iter()
+            .filter_map(|(mut result, keys)| {
+                result.changes = keys
+                    .iter()
+                    .filter(|key| written.contains(*key))
+                    .map(|key| Change::new(key, Operation::Updated))
+                    .collect();
+                result.duration_ms = elapsed;
+                (!result.changes.is_empty()).then(|| {
+                    self.metrics.secret_rotation(Reason::SecretRotated.as_str());
+                    result
+                })
+            })
+            .collect())
+    }
+
     /// Plans the events without writing: their results and the state they would leave.
     pub async fn dry_run(&self, events: &[LifecycleEvent]) -> Result<(Vec<RouteResult>, State), ApplyError> {
         let deadline = Instant::now() + self.config.retry.event_deadline;

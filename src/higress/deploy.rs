@@ -2,7 +2,7 @@
 //! its consumers and the route's plugin rules, then its Ingress and AI route ConfigMap — all as the
 //! console writes them for the same route.
 
-use super::fence::FenceEntry;
+use super::fence::{FenceEntry, SecretTarget, SecretUse};
 use super::names;
 use super::ops::Op;
 use super::plan::{Action, Plan, Refusal, Settings, Template};
@@ -78,16 +78,25 @@ pub fn plan_deploy(
     let mut plan = Plan::default();
 
     // Provider: McpBridge registry, ai-proxy entry and service rule.
+    let provider_name = event.provider_name();
+    // What the route's entries carry from Secrets, for rotation.
+    let mut secrets = Vec::new();
     let tokens = match &event.provider.api_tokens_secret_ref {
-        Some(secret) => vec![secret_value(
-            state,
-            settings,
-            secret,
-            "data.provider.apiTokensSecretRef",
-        )?],
+        Some(secret) => {
+            secrets.push(SecretUse {
+                secret: secret.name.clone(),
+                key: secret.key.clone(),
+                target: SecretTarget::Provider(provider_name.to_string()),
+            });
+            vec![secret_value(
+                state,
+                settings,
+                secret,
+                "data.provider.apiTokensSecretRef",
+            )?]
+        }
         None => event.provider.api_tokens.clone(),
     };
-    let provider_name = event.provider_name();
     let llm_provider = provider::from_event(
         &event.provider,
         provider_name,
@@ -194,12 +203,23 @@ pub fn plan_deploy(
         .enumerate()
     {
         let values = match &consumer.credentials_secret_ref {
-            Some(secret) => vec![secret_value(
-                state,
-                settings,
-                secret,
-                &format!("data.auth.consumers[{i}].credentialsSecretRef"),
-            )?],
+            Some(secret) => {
+                secrets.push(SecretUse {
+                    secret: secret.name.clone(),
+                    key: secret.key.clone(),
+                    target: SecretTarget::Consumer {
+                        name: consumer.name.clone(),
+                        source: consumer.source,
+                        key: consumer.key.clone(),
+                    },
+                });
+                vec![secret_value(
+                    state,
+                    settings,
+                    secret,
+                    &format!("data.auth.consumers[{i}].credentialsSecretRef"),
+                )?]
+            }
             None => consumer.credentials.clone(),
         };
         let entry = plugins::consumer_entry(&consumer.name, consumer.source, consumer.key.as_deref(), &values);
@@ -315,6 +335,7 @@ pub fn plan_deploy(
     let entry = FenceEntry {
         providers,
         consumers: allow,
+        secrets,
         ..FenceEntry::deployed(event.revision)
     };
     retire::set_fence(&mut plan, &event.model, entry, settings, now);
@@ -340,7 +361,12 @@ fn has_ai_statistics_rule(state: &State, ingress: &str) -> bool {
 /// The value of a Secret an event refers to, if the operator made it readable: it carries the label
 /// [`names::LABEL_READABLE`] `"true"` or is named in the settings. Refusals name the reference, never
 /// the content.
-fn secret_value(state: &State, settings: &Settings, secret: &SecretRef, path: &str) -> Result<SecretString, Refusal> {
+pub(super) fn secret_value(
+    state: &State,
+    settings: &Settings,
+    secret: &SecretRef,
+    path: &str,
+) -> Result<SecretString, Refusal> {
     let missing = || {
         Refusal::new(
             Reason::SecretNotFound,

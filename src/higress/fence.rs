@@ -8,7 +8,7 @@
 
 use super::names;
 use super::state::{Kind, State};
-use crate::event::{Lifecycle, LifecycleEvent};
+use crate::event::{KeySource, Lifecycle, LifecycleEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -27,6 +27,33 @@ pub struct FenceEntry {
     pub providers: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<String>,
+    /// The Secret values the route was built with, so a changed Secret can be written where it went
+    /// (see [`super::rotate`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretUse>,
+}
+
+/// A key of a Secret whose value a route's shared entries carry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretUse {
+    pub secret: String,
+    pub key: String,
+    #[serde(flatten)]
+    pub target: SecretTarget,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SecretTarget {
+    /// The `apiTokens` of this ai-proxy provider.
+    Provider(String),
+    /// The credentials of this key-auth consumer, written as its source says.
+    Consumer {
+        name: String,
+        source: KeySource,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
+    },
 }
 
 impl FenceEntry {
@@ -38,6 +65,7 @@ impl FenceEntry {
             delete_consumers: false,
             providers: Vec::new(),
             consumers: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod plugins;
 pub mod provider;
 pub mod reads;
 pub mod retire;
+pub mod rotate;
 pub mod route;
 pub mod simulate;
 pub mod state;

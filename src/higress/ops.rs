@@ -64,6 +64,14 @@ pub enum Op {
         provider: String,
         route: String,
     },
+    /// ai-proxy: set the `apiTokens` of provider `provider`, if it is there (a rotated Secret).
+    SetProviderTokens {
+        provider: String,
+        tokens: Vec<String>,
+    },
+    /// key-auth: set the `credentials` of the consumer named in the entry, if it is there (a rotated
+    /// Secret), refusing duplicate credentials as [`Op::UpsertConsumer`] does.
+    SetConsumerCredentials(Value),
     /// The edit, only if no route of ours uses the provider according to this object, as it is now.
     IfProviderUnused {
         provider: String,
@@ -108,6 +116,14 @@ impl std::fmt::Debug for Op {
             Op::IfProviderUnused { provider, then } => {
                 f.debug_tuple("IfProviderUnused").field(provider).field(then).finish()
             }
+            Op::SetProviderTokens { provider, .. } => f
+                .debug_struct("SetProviderTokens")
+                .field("provider", provider)
+                .field("tokens", &"<redacted>")
+                .finish(),
+            Op::SetConsumerCredentials(entry) => {
+                f.debug_tuple("SetConsumerCredentials").field(&redacted(entry)).finish()
+            }
         }
     }
 }
@@ -138,7 +154,10 @@ impl Op {
         // A value stored inside a JSON string (annotations, ConfigMap data) may double when escaped.
         const ENTRY: usize = 64;
         match self {
-            Op::UpsertRegistry(v) | Op::UpsertProvider(v) | Op::UpsertConsumer(v) => json(v) + ENTRY,
+            Op::UpsertRegistry(v) | Op::UpsertProvider(v) | Op::UpsertConsumer(v) | Op::SetConsumerCredentials(v) => {
+                json(v) + ENTRY
+            }
+            Op::SetProviderTokens { tokens, .. } => tokens.iter().map(|t| 2 * t.len() + 4).sum::<usize>() + ENTRY,
             Op::UpsertRule(v) | Op::InsertRuleIfAbsent(v) => json(v) + ENTRY,
             Op::SetDefaultConfigKey(k, v) => k.len() + json(v) + ENTRY,
             Op::UpsertProviderServiceRule { provider, service } => 2 * (provider.len() + service.len()) + 4 * ENTRY,
@@ -190,7 +209,7 @@ impl Op {
                     None => Ok(()),
                 }
             }
-            Op::UpsertConsumer(consumer) => {
+            Op::UpsertConsumer(consumer) | Op::SetConsumerCredentials(consumer) => {
                 let name = consumer.get("name").and_then(Value::as_str).unwrap_or_default();
                 let consumers = object
                     .pointer("/spec/defaultConfig/consumers")
@@ -266,6 +285,18 @@ impl Op {
                     })
             }
             Op::EnsureKeyAuthGlobal => ensure_key_auth_global(object),
+            Op::SetProviderTokens { provider, tokens } => {
+                let tokens = json!(tokens);
+                entry_named(object, "/spec/defaultConfig/providers", "id", provider)
+                    .is_some_and(|entry| entry.insert("apiTokens".into(), tokens.clone()).as_ref() != Some(&tokens))
+            }
+            Op::SetConsumerCredentials(consumer) => {
+                let name = consumer.get("name").and_then(Value::as_str).unwrap_or_default();
+                let credentials = consumer.get("credentials").cloned().unwrap_or_else(|| json!([]));
+                entry_named(object, "/spec/defaultConfig/consumers", "name", name).is_some_and(|entry| {
+                    entry.insert("credentials".into(), credentials.clone()).as_ref() != Some(&credentials)
+                })
+            }
             Op::SetDefaultConfigKey(key, value) => {
                 let changed = default_config(object).insert(key.clone(), value.clone()).as_ref() != Some(value);
                 set_default_config_disable(object, false) | changed
@@ -306,6 +337,7 @@ impl Op {
                         && c.is_retired() == entry.is_retired()
                         && c.providers == entry.providers
                         && c.consumers == entry.consumers
+                        && c.secrets == entry.secrets
                 });
                 if !same {
                     if let Some(first) = current.filter(|c| c.revision == entry.revision && c.is_retired()) {
@@ -370,6 +402,16 @@ fn rule_provider(rule: &Value) -> Option<&str> {
     field(rule, "config")
         .and_then(|c| field(c, "activeProviderId"))
         .and_then(Value::as_str)
+}
+
+/// The entry of the list at `pointer` whose `key` is `name`, if there is one.
+fn entry_named<'a>(object: &'a mut Value, pointer: &str, key: &str, name: &str) -> Option<&'a mut Map<String, Value>> {
+    object
+        .pointer_mut(pointer)?
+        .as_array_mut()?
+        .iter_mut()
+        .filter_map(Value::as_object_mut)
+        .find(|entry| entry.get(key).and_then(Value::as_str) == Some(name))
 }
 
 fn object_at<'a>(object: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {

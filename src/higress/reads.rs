@@ -144,3 +144,24 @@ fn secret_names(event: &LifecycleEvent) -> Vec<&str> {
         .filter_map(|c| c.credentials_secret_ref.as_ref());
     provider.chain(consumers).map(|r| r.name.as_str()).collect()
 }
+
+/// Secret rotation's first read: the fence shards, where deploys record the Secrets they used.
+pub fn fence_reads() -> ReadSet {
+    let mut set = ReadSet::default();
+    set.list(Kind::ConfigMap, names::SELECT_FENCES);
+    set
+}
+
+/// Secret rotation's second read: the Secrets the live routes use and the objects they went into.
+pub fn rotation_reads(users: &[(String, super::fence::FenceEntry)], console: super::ConsoleVersion) -> ReadSet {
+    use super::plugins::BuiltinPlugin;
+    let mut set = ReadSet::default();
+    set.get(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console));
+    set.get(Kind::WasmPlugin, BuiltinPlugin::KeyAuth.cr_name(console));
+    for (_, entry) in users {
+        for used in &entry.secrets {
+            set.get(Kind::Secret, used.secret.clone());
+        }
+    }
+    set
+}

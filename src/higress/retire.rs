@@ -47,6 +47,7 @@ pub fn plan_retire(
         delete_consumers: event.delete_consumers,
         providers: providers.iter().cloned().collect(),
         consumers: consumers.iter().cloned().collect(),
+        secrets: Vec::new(),
     };
     set_fence(&mut plan, model, entry, settings, now);
 

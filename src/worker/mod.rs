@@ -50,6 +50,9 @@ pub struct WorkerConfig {
     pub drain_deadline: Duration,
     /// CloudEvents `source` of results.
     pub source: String,
+    /// How often the Secrets routes were built from are read again, and changed values re-applied
+    /// ([`Engine::rotate_secrets`]); `None`: never.
+    pub secret_rotation_interval: Option<Duration>,
 }
 
 impl Default for WorkerConfig {
@@ -67,9 +70,13 @@ impl Default for WorkerConfig {
             linger: Duration::from_millis(20),
             drain_deadline: Duration::from_secs(20),
             source: "higress-route-worker".into(),
+            secret_rotation_interval: Some(DEFAULT_SECRET_ROTATION_INTERVAL),
         }
     }
 }
+
+/// How often Secrets are checked for rotation, unless configured otherwise.
+pub const DEFAULT_SECRET_ROTATION_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Shared between the worker loop, the rebalance callbacks and `/readyz`.
 #[derive(Default)]
@@ -229,10 +236,20 @@ impl Worker {
         let topics: Vec<&str> = self.config.input_topics.iter().map(String::as_str).collect();
         self.consumer.subscribe(&topics).context("subscribing")?;
         info!(topics = ?topics, group = %self.config.group, "consuming");
+        // Rotation runs between batches, so the worker's own writes never race it.
+        let mut rotation = self.config.secret_rotation_interval.map(|every| {
+            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
         loop {
             let first = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 record = self.consumer.recv() => record,
+                _ = async { rotation.as_mut().expect("only polled when set").tick().await }, if rotation.is_some() => {
+                    self.rotate_secrets().await?;
+                    continue;
+                }
             };
             let first = match first {
                 Ok(record) => record.detach(),
@@ -277,6 +294,50 @@ impl Worker {
             info!(error = %e, "final commit: nothing to commit");
         }
         info!("stopped");
+        Ok(())
+    }
+
+    /// Re-applies routes whose Secrets changed and publishes their `secret-rotated` results. A cluster
+    /// that cannot be read now is tried again next round; only a broker that cannot take a result stops
+    /// the worker, as for any result.
+    async fn rotate_secrets(&self) -> anyhow::Result<()> {
+        let results = match self.engine.rotate_secrets().await {
+            Ok(results) => results,
+            Err(error) => {
+                warn!(%error, "Secrets not checked for rotation; trying again next round");
+                return Ok(());
+            }
+        };
+        for result in results {
+            let span = tracing::info_span!(
+                "rotation",
+                model = result.model.as_deref().unwrap_or_default(),
+                revision = result.revision
+            );
+            info!(parent: &span, changes = result.changes.len(), "route's Secret values rotated");
+            let payload = result.to_cloud_event(&self.config.source).to_string();
+            let headers = OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some("application/cloudevents+json"),
+            });
+            let key = result.model.clone().unwrap_or_default();
+            if let Err(error) = self
+                .send(&self.config.result_topic, key.as_bytes(), payload.as_bytes(), headers)
+                .await
+            {
+                let Some(label) = permanent_refusal(&error) else {
+                    anyhow::bail!("rotation result delivery failed: {error}");
+                };
+                warn!(%error, "rotation result refused by the broker");
+                self.metrics
+                    .undeliverable
+                    .get_or_create(&UndeliverableLabels {
+                        output: "results",
+                        error: label,
+                    })
+                    .inc();
+            }
+        }
         Ok(())
     }
 
