@@ -2,78 +2,52 @@
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/worker.rs"]
+mod process;
 
-use broker::{Broker, Record};
-use kube_sim::{FaultSpec, Sim};
+use broker::Record;
+use kube_sim::FaultSpec;
+use process::{WorkerProcess, DLQ, INPUT, NS, RESULTS};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const INPUT: &str = "model-lifecycle";
-const RESULTS: &str = "model-route-results";
-const DLQ: &str = "model-lifecycle-dlq";
-const NS: &str = "higress-system";
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Fixture {
-    broker: Broker,
-    sim: Sim,
-    dir: tempfile::TempDir,
+/// The shared worker fixture (`support/worker.rs`), with this file's vocabulary: whole result events,
+/// JSON events in, a worker at `info`.
+struct Fixture(process::Fixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = process::Fixture;
+    fn deref(&self) -> &process::Fixture {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut process::Fixture {
+        &mut self.0
+    }
 }
 
 impl Fixture {
     async fn start() -> Self {
-        let broker = Broker::start().await;
-        broker.create_topics(&[(INPUT, 3), (RESULTS, 1), (DLQ, 1)]).await;
-        let sim = kube_sim::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        sim.write_kubeconfig(dir.path().join("kubeconfig")).unwrap();
-        Self { broker, sim, dir }
+        Self(process::Fixture::start().await)
     }
 
     fn worker(&self, name: &str, extra: &[&str]) -> WorkerProcess {
-        let log = self.dir.path().join(format!("{name}.log"));
-        let metrics_port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_higress-route-worker"));
-        command
-            .args(["run", "--brokers", &self.broker.bootstrap(), "--kubeconfig"])
-            .arg(self.dir.path().join("kubeconfig"))
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--linger-ms", "5", "--retry-base-ms", "2", "--retry-cap-ms", "50"]);
-        for setting in ["broker.address.family=v4", "reconnect.backoff.max.ms=500"] {
-            command.args(["--kafka-config", setting]);
-        }
-        // Tansu holds every fetch for the full wait; keep it short.
-        for setting in [
-            "session.timeout.ms=6000",
-            "heartbeat.interval.ms=500",
-            "fetch.wait.max.ms=50",
-        ] {
-            command.args(["--kafka-consumer-config", setting]);
-        }
-        command
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        WorkerProcess {
-            child: command.spawn().expect("start the worker"),
-            log,
-            metrics_port,
-        }
+        self.0.worker(name, "info", extra)
     }
 
     async fn publish(&self, key: &str, event: &Value) {
-        self.broker
-            .produce(INPUT, Some(key), event.to_string().as_bytes(), &[])
-            .await;
+        self.produce(key, event.to_string().as_bytes(), &[]).await;
     }
 
+    /// Whole result events (at least `expected`, or the wait is over).
     async fn results(&self, expected: usize) -> Vec<Value> {
-        let records = self.broker.consume_all(RESULTS, expected, WAIT).await;
-        records
+        self.read(RESULTS, expected, WAIT)
+            .await
             .iter()
             .map(|r| serde_json::from_slice(&r.payload).unwrap())
             .collect()
@@ -83,7 +57,7 @@ impl Fixture {
     async fn results_covering(&self, ids: &[String]) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let records = self.broker.consume_all(RESULTS, 10_000, Duration::from_secs(2)).await;
+            let records = self.read(RESULTS, 10_000, Duration::from_secs(2)).await;
             let results: Vec<Value> = records
                 .iter()
                 .map(|r| serde_json::from_slice(&r.payload).unwrap())
@@ -96,81 +70,11 @@ impl Fixture {
     }
 
     async fn dead_letters(&self, expected: usize) -> Vec<Record> {
-        self.broker.consume_all(DLQ, expected, WAIT).await
+        self.read(DLQ, expected, WAIT).await
     }
 
     fn get(&self, resource: &str, name: &str) -> Option<Value> {
         self.sim.get(resource, NS, name)
-    }
-}
-
-struct WorkerProcess {
-    child: Child,
-    log: PathBuf,
-    metrics_port: u16,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl WorkerProcess {
-    /// Status and body of a GET on the worker's HTTP port.
-    async fn http_get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port))
-            .await
-            .unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        (status, response)
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        self.signal("-TERM");
-        for _ in 0..300 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("worker did not stop on SIGTERM; log:\n{}", self.log());
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

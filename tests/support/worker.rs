@@ -142,6 +142,12 @@ impl WorkerProcess {
         panic!("worker did not stop on SIGTERM; log:\n{}", self.log());
     }
 
+    /// SIGKILL: no drain, no commit.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
