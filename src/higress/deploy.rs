@@ -86,13 +86,6 @@ fn fallback_config(fallback: Option<&crate::event::FallbackSpec>) -> route::Fall
             response_codes: None,
         };
     };
-    let mut codes: Vec<String> = Vec::new();
-    for code in &fallback.response_codes {
-        // `AiRouteFallbackConfig.validate` keeps each code once.
-        if !codes.iter().any(|c| c == code.as_str()) {
-            codes.push(code.as_str().into());
-        }
-    }
     route::FallbackConfig {
         enabled: true,
         upstreams: Some(
@@ -107,7 +100,8 @@ fn fallback_config(fallback: Option<&crate::event::FallbackSpec>) -> route::Fall
                 .collect(),
         ),
         fallback_strategy: Some(fallback.strategy.as_str().into()),
-        response_codes: Some(codes),
+        // Listed once each (the contract says so; `AiRouteFallbackConfig.validate` drops repeats).
+        response_codes: Some(fallback.response_codes.iter().map(|c| c.as_str().into()).collect()),
     }
 }
 
