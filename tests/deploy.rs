@@ -466,13 +466,17 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
         if !codes.is_null() {
             data["route"] = json!({"fallback": {"upstreams": [{"provider": "lololo"}], "responseCodes": codes}});
         }
-        parse(&json!({"specversion": "1.0", "id": format!("fb-{revision}"), "source": "tests",
-                      "type": event::DEPLOYED_TYPE, "data": data}))
+        parse(
+            &json!({"specversion": "1.0", "id": format!("fb-{revision}"), "source": "tests",
+                      "type": event::DEPLOYED_TYPE, "data": data}),
+        )
     };
     applied(vec![engine.apply(&fallback(1, json!(["5xx"]))).await]);
     applied(vec![engine.apply(&fallback(2, json!(["4xx", "5xx"]))).await]);
     applied(vec![engine.apply(&fallback(3, Value::Null)).await]);
-    assert!(sim.get("envoyfilters", HIGRESS_NS, &names::fallback_envoy_filter("fb")).is_none());
+    assert!(sim
+        .get("envoyfilters", HIGRESS_NS, &names::fallback_envoy_filter("fb"))
+        .is_none());
     // Retirement deletes them, the fallback EnvoyFilter with them.
     applied(vec![
         engine

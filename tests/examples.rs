@@ -505,12 +505,20 @@ fn a_fallback_event_is_written_as_the_console_writes_the_fallback_example() {
     let docs = example("route-model-predicates-and-fallback.yaml");
     let mut state = providers_state();
     state.insert_object(domain("api.example.com", "off", None));
-    let event = smart_event(json!({"upstreams": [{"provider": "qwen-main"}], "strategy": "SEQ", "responseCodes": ["4xx", "5xx"]}));
+    let event = smart_event(
+        json!({"upstreams": [{"provider": "qwen-main"}], "strategy": "SEQ", "responseCodes": ["4xx", "5xx"]}),
+    );
     let after = apply(&event, &state);
 
     assert_eq!(object(&after, Kind::Ingress, "ai-route-smart.internal"), docs[0]);
-    assert_eq!(object(&after, Kind::Ingress, "ai-route-smart.fallback.internal"), docs[1]);
-    assert_eq!(object(&after, Kind::EnvoyFilter, "ai-route-smart.internal"), envoy_filter_fixture()[0]);
+    assert_eq!(
+        object(&after, Kind::Ingress, "ai-route-smart.fallback.internal"),
+        docs[1]
+    );
+    assert_eq!(
+        object(&after, Kind::EnvoyFilter, "ai-route-smart.internal"),
+        envoy_filter_fixture()[0]
+    );
     assert_eq!(object(&after, Kind::WasmPlugin, "model-router.internal"), docs[2]);
     let both = ["ai-route-smart.internal", "ai-route-smart.fallback.internal"];
     assert_eq!(
@@ -572,8 +580,10 @@ fn a_rand_fallback_balances_over_every_upstream_with_weight_1_and_maps_models() 
     // Section 4.4: a model-mapper rule for the fallback Ingress and the upstream with a mapping.
     assert_eq!(
         rules_naming(&after, "model-mapper.internal", &["ai-route-smart.fallback.internal"]),
-        vec![json!({"config": {"modelMapping": {"*": "qwen-max"}}, "configDisable": false,
-                    "ingress": ["ai-route-smart.fallback.internal"], "service": ["llm-qwen-main.internal.dns"]})]
+        vec![
+            json!({"config": {"modelMapping": {"*": "qwen-max"}}, "configDisable": false,
+                    "ingress": ["ai-route-smart.fallback.internal"], "service": ["llm-qwen-main.internal.dns"]})
+        ]
     );
     // One response class: a bare single_predicate.
     let filter = object(&after, Kind::EnvoyFilter, "ai-route-smart.internal");
@@ -589,8 +599,12 @@ fn a_rand_fallback_balances_over_every_upstream_with_weight_1_and_maps_models() 
         d.revision = 2;
     }
     let dropped = apply(&redeploy, &after);
-    assert!(dropped.get_named(Kind::Ingress, "ai-route-smart.fallback.internal").is_none());
-    assert!(dropped.get_named(Kind::EnvoyFilter, "ai-route-smart.internal").is_none());
+    assert!(dropped
+        .get_named(Kind::Ingress, "ai-route-smart.fallback.internal")
+        .is_none());
+    assert!(dropped
+        .get_named(Kind::EnvoyFilter, "ai-route-smart.internal")
+        .is_none());
     for plugin in ["key-auth.internal", "ai-statistics-2.0.1", "model-mapper.internal"] {
         if dropped.get_named(Kind::WasmPlugin, plugin).is_some() {
             assert!(
@@ -669,8 +683,7 @@ fn custom_annotations_and_labels_go_on_both_ingresses_and_into_the_config_map() 
         assert_eq!(metadata["annotations"]["example.com/owner"], "team-search", "{ingress}");
         assert_eq!(metadata["annotations"]["higress.io/timeout"], "30", "{ingress}");
         assert_eq!(
-            metadata["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"],
-            "8m",
+            metadata["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"], "8m",
             "{ingress}"
         );
         // Beside the console's own labels, which stay.
@@ -698,4 +711,21 @@ fn custom_annotations_and_labels_go_on_both_ingresses_and_into_the_config_map() 
         .unwrap()
         .insert("higress.io/destination".into(), json!("evil:80"));
     assert!(route.validate().unwrap_err().contains("higress.io/destination"));
+}
+
+#[test]
+fn a_fallback_provider_must_exist_as_an_upstream_provider_must() {
+    let state = providers_state();
+    let event = smart_event(json!({"upstreams": [{"provider": "qwen-main"}, {"provider": "nobody"}],
+                                   "strategy": "SEQ", "responseCodes": ["5xx"]}));
+    // Also a SEQ fallback's unused second upstream: the route's ConfigMap names it.
+    let refusal = higress::plan(&event, &state, &Settings::default(), chrono::Utc::now()).unwrap_err();
+    assert_eq!(refusal.reason, higress_route_worker::reason::Reason::UnknownProvider);
+    assert!(
+        refusal
+            .message
+            .starts_with("data.route.fallback.upstreams: Unknown provider \"nobody\""),
+        "{}",
+        refusal.message
+    );
 }

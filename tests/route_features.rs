@@ -108,7 +108,8 @@ async fn fallback_predicates_and_custom_metadata_come_and_go_leaving_other_rules
     applied(engine.apply(&deploy("other", 1)).await);
     let others = rules_of_others(&cluster);
     assert!(
-        others.iter().any(|r| r.contains("their-route")) && others.iter().any(|r| r.contains("ai-route-other.internal")),
+        others.iter().any(|r| r.contains("their-route"))
+            && others.iter().any(|r| r.contains("ai-route-other.internal")),
         "{others:?}"
     );
 
@@ -120,10 +121,16 @@ async fn fallback_predicates_and_custom_metadata_come_and_go_leaving_other_rules
     let fallback = cluster.get("ingresses", FALLBACK).expect("fallback Ingress");
     let annotations = &fallback["metadata"]["annotations"];
     assert_eq!(annotations["higress.io/destination"], "llm-p-other.internal.dns:443");
-    assert_eq!(annotations["higress.io/exact-match-header-x-higress-fallback-from"], MAIN);
+    assert_eq!(
+        annotations["higress.io/exact-match-header-x-higress-fallback-from"],
+        MAIN
+    );
     for ingress in [cluster.get("ingresses", MAIN).unwrap(), fallback.clone()] {
         let metadata = &ingress["metadata"];
-        assert_eq!(metadata["annotations"]["higress.io/exact-match-header-x-team"], "search");
+        assert_eq!(
+            metadata["annotations"]["higress.io/exact-match-header-x-team"],
+            "search"
+        );
         assert_eq!(metadata["annotations"]["higress.io/prefix-match-query-tenant"], "acme-");
         assert_eq!(metadata["annotations"]["example.com/owner"], "team-search");
         assert_eq!(metadata["labels"]["team"], "search");
@@ -138,16 +145,35 @@ async fn fallback_predicates_and_custom_metadata_come_and_go_leaving_other_rules
     assert_eq!(
         fallback_rules,
         vec![
-            ("key-auth.internal".into(), json!({"config": {"allow": ["c-other"]}, "configDisable": false, "ingress": [FALLBACK]})),
-            ("model-mapper.internal".into(), json!({"config": {"modelMapping": {"*": "other-large"}}, "configDisable": false,
-                                                    "ingress": [FALLBACK], "service": ["llm-p-other.internal.dns"]})),
-            ("ai-statistics-2.0.1".into(), json!({"config": {"use_default_response_attributes": true}, "configDisable": false, "ingress": [FALLBACK]})),
+            (
+                "key-auth.internal".into(),
+                json!({"config": {"allow": ["c-other"]}, "configDisable": false, "ingress": [FALLBACK]})
+            ),
+            (
+                "model-mapper.internal".into(),
+                json!({"config": {"modelMapping": {"*": "other-large"}}, "configDisable": false,
+                                                    "ingress": [FALLBACK], "service": ["llm-p-other.internal.dns"]})
+            ),
+            (
+                "ai-statistics-2.0.1".into(),
+                json!({"config": {"use_default_response_attributes": true}, "configDisable": false, "ingress": [FALLBACK]})
+            ),
         ]
     );
     // The fallback Ingress is written before the EnvoyFilter that redirects to it, both before the
     // route's ConfigMap.
-    let order: Vec<String> = cluster.sim.audit().into_iter().map(|e| format!("{}/{}", e.resource, e.name)).collect();
-    let at = |object: &str| order.iter().position(|o| o == object).unwrap_or_else(|| panic!("{object}: {order:?}"));
+    let order: Vec<String> = cluster
+        .sim
+        .audit()
+        .into_iter()
+        .map(|e| format!("{}/{}", e.resource, e.name))
+        .collect();
+    let at = |object: &str| {
+        order
+            .iter()
+            .position(|o| o == object)
+            .unwrap_or_else(|| panic!("{object}: {order:?}"))
+    };
     assert!(at(&format!("ingresses/{FALLBACK}")) < at(&format!("envoyfilters/{MAIN}")));
     assert!(at(&format!("envoyfilters/{MAIN}")) < at("configmaps/ai-route-chat"));
     assert_eq!(rules_of_others(&cluster), others);
@@ -176,12 +202,21 @@ async fn fallback_predicates_and_custom_metadata_come_and_go_leaving_other_rules
     for (kind, name) in [("Ingress", MAIN), ("Ingress", FALLBACK), ("EnvoyFilter", MAIN)] {
         assert!(changed(&retired, kind, name, "deleted"), "{kind}/{name}: {retired:?}");
     }
-    for (resource, name) in [("ingresses", MAIN), ("ingresses", FALLBACK), ("envoyfilters", MAIN), ("configmaps", "ai-route-chat")] {
+    for (resource, name) in [
+        ("ingresses", MAIN),
+        ("ingresses", FALLBACK),
+        ("envoyfilters", MAIN),
+        ("configmaps", "ai-route-chat"),
+    ] {
         assert!(cluster.get(resource, name).is_none(), "{resource}/{name} left");
     }
     assert_eq!(rules_naming(&cluster, MAIN), vec![]);
     assert_eq!(rules_naming(&cluster, FALLBACK), vec![]);
     assert_eq!(rules_of_others(&cluster), others);
     // The other route still has the provider the fallback used.
-    assert!(cluster.get("mcpbridges", "default").unwrap().to_string().contains("llm-p-other.internal"));
+    assert!(cluster
+        .get("mcpbridges", "default")
+        .unwrap()
+        .to_string()
+        .contains("llm-p-other.internal"));
 }

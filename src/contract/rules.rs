@@ -198,7 +198,13 @@ fn route_feature_problems(route: &RouteSpec, problems: &mut Vec<Problem>) {
             let here = format!("{path}[{i}]");
             let key = predicate.key.as_str();
             // Header names are case-insensitive; query parameter names are not.
-            let same = |other: &str| if query { other == key } else { other.eq_ignore_ascii_case(key) };
+            let same = |other: &str| {
+                if query {
+                    other == key
+                } else {
+                    other.eq_ignore_ascii_case(key)
+                }
+            };
             if !query && [MODEL_ROUTING_HEADER, FALLBACK_FROM_HEADER].iter().any(|r| same(r)) {
                 let owner = if same(MODEL_ROUTING_HEADER) {
                     "modelPredicates (the console refuses it here)"
@@ -259,13 +265,19 @@ fn check_qualified_key(key: &str, path: &str, what: &str, problems: &mut Vec<Pro
     if name.len() > 63 {
         problems.push(Problem::new(
             path,
-            format!("{what} would have a name part of {} characters, at most 63 allowed", name.len()),
+            format!(
+                "{what} would have a name part of {} characters, at most 63 allowed",
+                name.len()
+            ),
         ));
     }
     if prefix.len() > 253 {
         problems.push(Problem::new(
             path,
-            format!("{what} would have a prefix of {} characters, at most 253 allowed", prefix.len()),
+            format!(
+                "{what} would have a prefix of {} characters, at most 253 allowed",
+                prefix.len()
+            ),
         ));
     }
 }

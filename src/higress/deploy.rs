@@ -208,7 +208,10 @@ pub fn plan_deploy(
         provider::existing_upstream(state, console, &upstream.provider).ok_or_else(|| {
             Refusal::new(
                 Reason::UnknownProvider,
-                format!("{path}: Unknown provider {:?}: it is neither this event's provider nor in ai-proxy.internal", upstream.provider),
+                format!(
+                    "{path}: Unknown provider {:?}: it is neither this event's provider nor in ai-proxy.internal",
+                    upstream.provider
+                ),
             )
         })
     };
@@ -234,11 +237,11 @@ pub fn plan_deploy(
     // The Ingresses the route's plugin rules name: the main one, and the fallback's when it has one.
     let route_ingresses: Vec<(&String, &[AiUpstream], &Vec<(String, u16, Option<u32>)>)> =
         std::iter::once((&ingress_name, route.upstreams.as_slice(), &upstream_services))
-            .chain(
-                fallback_codes
-                    .is_some()
-                    .then_some((&fallback_ingress, route.fallback_upstreams(), &fallback_services)),
-            )
+            .chain(fallback_codes.is_some().then_some((
+                &fallback_ingress,
+                route.fallback_upstreams(),
+                &fallback_services,
+            )))
             .collect();
 
     // Consumers and the route's allow rule, always written (disabled when auth is off).

@@ -80,7 +80,11 @@ pub(super) fn remove_rules_naming(plan: &mut Plan, state: &State, ingress: &str)
             continue;
         }
         let rules = plugin.pointer("/spec/matchRules").and_then(Value::as_array);
-        if rules.is_some_and(|rules| rules.iter().any(|r| Targets::of(r).ingress.iter().any(|i| i == ingress))) {
+        if rules.is_some_and(|rules| {
+            rules
+                .iter()
+                .any(|r| Targets::of(r).ingress.iter().any(|i| i == ingress))
+        }) {
             plan.edit(
                 ObjectKey::new(Kind::WasmPlugin, name),
                 None,

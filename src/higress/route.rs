@@ -205,15 +205,19 @@ impl AiRoute {
         {
             return Err("model predicates cannot be REGULAR".into());
         }
-        for predicate in self.header_predicates.iter().chain(&self.url_param_predicates).flatten() {
-            predicate.validate()?;
-        }
-        if self
+        for predicate in self
             .header_predicates
             .iter()
+            .chain(&self.url_param_predicates)
             .flatten()
-            .any(|p| p.key.as_deref().is_some_and(|k| k.eq_ignore_ascii_case(MODEL_ROUTING_HEADER)))
         {
+            predicate.validate()?;
+        }
+        if self.header_predicates.iter().flatten().any(|p| {
+            p.key
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case(MODEL_ROUTING_HEADER))
+        }) {
             return Err("headerPredicates cannot contain the model routing header".into());
         }
         if let Some(fallback) = self.fallback_config.as_ref().filter(|f| f.enabled) {
@@ -641,7 +645,11 @@ pub fn fallback_envoy_filter(route: &str, response_codes: &[String], namespace: 
     let name = names::route_ingress(route);
     // The template's own default when no code is given.
     let default = ["4xx".to_string(), "5xx".to_string()];
-    let codes = if response_codes.is_empty() { &default[..] } else { response_codes };
+    let codes = if response_codes.is_empty() {
+        &default[..]
+    } else {
+        response_codes
+    };
     let single = |code: &String| {
         json!({"input": {"name": format!("{code}_response"), "typed_config": {"@type": CODE_CLASS_INPUT}},
                "value_match": {"exact": code}})
@@ -759,6 +767,91 @@ mod tests {
                 r"^(gpt-4\.1|qwen\(.*)".into()
             ))
         );
+    }
+
+    #[test]
+    fn header_and_query_predicates_become_console_annotations() {
+        let predicate = |key: &str, match_type: &str, value: &str| KeyedRoutePredicate {
+            key: Some(key.into()),
+            match_type: Some(match_type.into()),
+            match_value: Some(value.into()),
+            case_sensitive: Some(true),
+        };
+        let annotation = |p: &KeyedRoutePredicate, query| predicate_annotation(p, query);
+        assert_eq!(
+            annotation(&predicate("x-a", "EQUAL", "1"), false),
+            Some(("higress.io/exact-match-header-x-a".into(), "1".into()))
+        );
+        assert_eq!(
+            annotation(&predicate(":authority", "PRE", "api."), false),
+            Some(("higress.io/prefix-match-pseudo-header-authority".into(), "api.".into()))
+        );
+        assert_eq!(
+            annotation(&predicate("q", "REGULAR", "^a+$"), true),
+            Some(("higress.io/regex-match-query-q".into(), "^a+$".into()))
+        );
+        // A blank part: the console skips the predicate.
+        assert_eq!(annotation(&predicate("x-a", "EQUAL", " "), false), None);
+    }
+
+    #[test]
+    fn custom_annotations_and_labels_are_refused_where_the_console_refuses_them() {
+        for managed in [
+            "higress.io/destination",
+            "disabled.higress.io/proxy-next-upstream-tries",
+            "higress.io/exact-match-header-x-a",
+            "higress.io/regex-match-query-q",
+            "nginx.ingress.kubernetes.io/ssl-redirect",
+            "nginx.ingress.kubernetes.io/prefix-match-header-x",
+            "higress.io/comment",
+        ] {
+            assert!(console_manages_annotation(managed), "{managed}");
+        }
+        for custom in [
+            "example.com/owner",
+            "higress.io/timeout",
+            "nginx.ingress.kubernetes.io/proxy-body-size",
+        ] {
+            assert!(!console_manages_annotation(custom), "{custom}");
+        }
+        assert!(is_custom_label("team") && is_custom_label("higress.io/biz-type"));
+        assert!(!is_custom_label("higress.io/domain_a.com") && !is_custom_label(LABEL_INTERNAL));
+    }
+
+    #[test]
+    fn the_fallback_strategy_picks_its_upstreams() {
+        let upstream = |p: &str| AiUpstream {
+            provider: p.into(),
+            weight: None,
+            model_mapping: None,
+        };
+        let mut route = AiRoute {
+            name: "r".into(),
+            upstreams: vec![upstream("main")],
+            fallback_config: Some(FallbackConfig {
+                enabled: true,
+                upstreams: Some(vec![upstream("a"), upstream("b")]),
+                fallback_strategy: None,
+                response_codes: Some(vec!["5xx".into()]),
+            }),
+            ..AiRoute::default()
+        };
+        route.fill_defaults(ConsoleVersion::default());
+        let used: Vec<(&str, Option<u32>)> = route
+            .fallback_upstreams()
+            .iter()
+            .map(|u| (u.provider.as_str(), u.weight))
+            .collect();
+        assert_eq!(used, [("a", Some(1)), ("b", Some(1))], "RAND by default, weight 1");
+        route.fallback_config.as_mut().unwrap().fallback_strategy = Some("SEQ".into());
+        let used: Vec<&str> = route.fallback_upstreams().iter().map(|u| u.provider.as_str()).collect();
+        assert_eq!(used, ["a"]);
+        assert_eq!(route.providers(), ["main", "a", "b"]);
+        route.fallback_config.as_mut().unwrap().response_codes = Some(vec!["3xx".into()]);
+        assert_eq!(route.validate().unwrap_err(), "invalid response code: 3xx");
+        route.fallback_config.as_mut().unwrap().enabled = false;
+        assert!(route.fallback_upstreams().is_empty() && route.fallback_response_codes().is_none());
+        assert!(route.validate().is_ok());
     }
 
     #[test]
