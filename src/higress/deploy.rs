@@ -105,6 +105,9 @@ fn fallback_config(fallback: Option<&crate::event::FallbackSpec>) -> route::Fall
     }
 }
 
+/// Service, port and weight of an upstream, in upstream order.
+type UpstreamService = (String, u16, Option<u32>);
+
 pub fn plan_deploy(
     event: &ModelDeployed,
     state: &State,
@@ -235,12 +238,12 @@ pub fn plan_deploy(
     let fallback_ingress = names::fallback_ingress(&route.name);
     let fallback_codes = route.fallback_response_codes().map(<[String]>::to_vec);
     // The Ingresses the route's plugin rules name: the main one, and the fallback's when it has one.
-    let route_ingresses: Vec<(&String, &[AiUpstream], &Vec<(String, u16, Option<u32>)>)> =
-        std::iter::once((&ingress_name, route.upstreams.as_slice(), &upstream_services))
+    let route_ingresses: Vec<(&String, &[AiUpstream], &[UpstreamService])> =
+        std::iter::once((&ingress_name, route.upstreams.as_slice(), upstream_services.as_slice()))
             .chain(fallback_codes.is_some().then_some((
                 &fallback_ingress,
                 route.fallback_upstreams(),
-                &fallback_services,
+                fallback_services.as_slice(),
             )))
             .collect();
 
@@ -339,7 +342,7 @@ pub fn plan_deploy(
 
     let tls = route::tls(&event.route.domains, &route_domains)
         .map_err(|m| Refusal::new(Reason::InvalidDomains, format!("data.route.domains: {m}")))?;
-    let ingress_of = |services: &[(String, u16, Option<u32>)], fallback_from: Option<String>| {
+    let ingress_of = |services: &[UpstreamService], fallback_from: Option<String>| {
         let ctx = IngressContext {
             namespace: ns,
             ingress_class: &settings.ingress_class,
