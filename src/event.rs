@@ -141,6 +141,19 @@ pub struct RouteSpec {
     pub model_mapping: Map<String, Value>,
     #[serde(default)]
     pub upstreams: Option<Vec<UpstreamSpec>>,
+    // Fallback, predicates, custom annotations and labels (issue #14, items 1-3).
+    #[serde(default)]
+    pub fallback: Option<FallbackSpec>,
+    #[serde(default)]
+    pub header_predicates: Vec<KeyedPredicate>,
+    #[serde(default)]
+    pub url_param_predicates: Vec<KeyedPredicate>,
+    /// Annotation key → value, in the event's order (the console keeps the order it was given).
+    #[serde(default)]
+    pub custom_configs: Map<String, Value>,
+    /// Label key → value, in the event's order.
+    #[serde(default)]
+    pub custom_labels: Map<String, Value>,
 }
 
 impl Default for RouteSpec {
@@ -152,6 +165,11 @@ impl Default for RouteSpec {
             model_predicates: Vec::new(),
             model_mapping: Map::new(),
             upstreams: None,
+            fallback: None,
+            header_predicates: Vec::new(),
+            url_param_predicates: Vec::new(),
+            custom_configs: Map::new(),
+            custom_labels: Map::new(),
         }
     }
 }
@@ -206,6 +224,88 @@ pub struct UpstreamSpec {
     pub weight: u32,
     #[serde(default)]
     pub model_mapping: Map<String, Value>,
+}
+
+/// Where requests go when the route's upstreams answer with one of `response_codes`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FallbackSpec {
+    pub upstreams: Vec<FallbackUpstreamSpec>,
+    #[serde(default)]
+    pub strategy: FallbackStrategy,
+    pub response_codes: Vec<ResponseCodeClass>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FallbackUpstreamSpec {
+    pub provider: String,
+    #[serde(default)]
+    pub weight: Option<u32>,
+    #[serde(default)]
+    pub model_mapping: Map<String, Value>,
+}
+
+/// `RAND`: every fallback upstream, equally weighted; `SEQ`: the first one only.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum FallbackStrategy {
+    #[default]
+    Rand,
+    Seq,
+}
+
+impl FallbackStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rand => "RAND",
+            Self::Seq => "SEQ",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum ResponseCodeClass {
+    #[serde(rename = "4xx")]
+    ClientError,
+    #[serde(rename = "5xx")]
+    ServerError,
+}
+
+impl ResponseCodeClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientError => "4xx",
+            Self::ServerError => "5xx",
+        }
+    }
+}
+
+/// A header or URL-parameter match of the route.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyedPredicate {
+    pub key: String,
+    pub match_type: KeyedMatch,
+    pub match_value: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KeyedMatch {
+    Equal,
+    Pre,
+    Regular,
+}
+
+impl KeyedMatch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Equal => "EQUAL",
+            Self::Pre => "PRE",
+            Self::Regular => "REGULAR",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

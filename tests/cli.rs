@@ -161,3 +161,60 @@ async fn apply_writes_to_the_cluster_and_dry_run_does_not() {
         .get("ingresses", "higress-system", "ai-route-zimomo2lololo.internal")
         .is_some());
 }
+
+/// A route with a fallback renders its second Ingress and the EnvoyFilter; rendered again without the
+/// fallback, against the objects the first render printed, both are deleted.
+#[test]
+fn render_shows_a_fallback_and_its_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let render = |event: &std::path::Path| {
+        let output = worker()
+            .args(["render", "--event"])
+            .arg(event)
+            .arg("--state")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    // The seed scenario brings the fallback's provider (lololo).
+    let seed = render(&root().join("schemas/examples/valid/seed-deployed.json"));
+    std::fs::write(dir.path().join("1-seed.yaml"), &seed).unwrap();
+    let event = root().join("schemas/examples/valid/route-fallback.json");
+    let with_fallback = render(&event);
+    let rendered = documents(&with_fallback);
+    let find = |kind: &str, name: &str| {
+        rendered
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{kind} {name} not rendered:\n{with_fallback}"))
+            .clone()
+    };
+    let fallback = find("Ingress", "ai-route-chat.fallback.internal");
+    assert_eq!(
+        fallback["metadata"]["annotations"]["higress.io/destination"],
+        "llm-lololo.internal.dns:443"
+    );
+    let filter = find("EnvoyFilter", "ai-route-chat.internal");
+    assert_eq!(
+        filter["spec"]["configPatches"][0]["match"]["routeConfiguration"]["vhost"]["route"]["name"],
+        "ai-route-chat.internal"
+    );
+    std::fs::write(dir.path().join("2-chat.yaml"), &with_fallback).unwrap();
+
+    let mut without: Value = serde_json::from_str(&std::fs::read_to_string(&event).unwrap()).unwrap();
+    without["data"]["revision"] = 4.into();
+    without["data"]["route"].as_object_mut().unwrap().remove("fallback");
+    let event = dir.path().join("without-fallback.json");
+    std::fs::write(&event, without.to_string()).unwrap();
+    let dropped = render(&event);
+    for line in [
+        "# deleted: Ingress/ai-route-chat.fallback.internal",
+        "# deleted: EnvoyFilter/ai-route-chat.internal",
+        "# updated: WasmPlugin/key-auth.internal",
+        "# updated: WasmPlugin/model-mapper.internal",
+    ] {
+        assert!(dropped.contains(line), "{line} missing:\n{dropped}");
+    }
+}

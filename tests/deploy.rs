@@ -458,6 +458,25 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
     let mut moved = with(seed.clone(), "seed-2", 2);
     moved["data"]["route"]["path"] = json!("/v2");
     applied(vec![engine.apply(&parse(&moved)).await]);
+    // A route with a fallback writes its EnvoyFilter, replaces it when the codes change, and deletes
+    // it when a redeploy drops the fallback.
+    let fallback = |revision: u64, codes: Value| {
+        let mut data = json!({"model": "fb", "revision": revision,
+                              "provider": {"name": "p-fb", "type": "openai", "url": "https://fb.example.com/v1"}});
+        if !codes.is_null() {
+            data["route"] = json!({"fallback": {"upstreams": [{"provider": "lololo"}], "responseCodes": codes}});
+        }
+        parse(
+            &json!({"specversion": "1.0", "id": format!("fb-{revision}"), "source": "tests",
+                      "type": event::DEPLOYED_TYPE, "data": data}),
+        )
+    };
+    applied(vec![engine.apply(&fallback(1, json!(["5xx"]))).await]);
+    applied(vec![engine.apply(&fallback(2, json!(["4xx", "5xx"]))).await]);
+    applied(vec![engine.apply(&fallback(3, Value::Null)).await]);
+    assert!(sim
+        .get("envoyfilters", HIGRESS_NS, &names::fallback_envoy_filter("fb"))
+        .is_none());
     // Retirement deletes them, the fallback EnvoyFilter with them.
     applied(vec![
         engine

@@ -460,3 +460,272 @@ fn retire_removes_route_rules_provider_and_keeps_other_entries() {
     let names: Vec<&str> = consumers.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["bob"]);
 }
+
+// ---------------------------------------------------------------- fallback, predicates, custom annotations (#14)
+
+fn envoy_filter_fixture() -> Vec<Value> {
+    example("envoyfilter-route-fallback.yaml")
+}
+
+/// The rules of a plugin CR that name one of `ingresses`, in the CR's order.
+fn rules_naming(state: &State, plugin: &str, ingresses: &[&str]) -> Vec<Value> {
+    list(&object(state, Kind::WasmPlugin, plugin), "/spec/matchRules")
+        .into_iter()
+        .filter(|r| {
+            r["ingress"]
+                .as_array()
+                .is_some_and(|i| i.iter().any(|i| ingresses.contains(&i.as_str().unwrap_or_default())))
+        })
+        .collect()
+}
+
+fn route_data(state: &State, model: &str) -> String {
+    object(state, Kind::ConfigMap, &names::route_config_map(model))["data"]["data"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn smart_event(fallback: Value) -> LifecycleEvent {
+    let mut data = json!({
+        "model": "smart", "revision": 1,
+        "provider": {"name": "openai-main", "type": "openai", "apiTokens": ["sk-aaa"]},
+        "route": {"domains": ["api.example.com"],
+                  "modelPredicates": [{"matchType": "EQUAL", "matchValue": "gpt-4o"}, {"matchType": "PRE", "matchValue": "qwen-"}]},
+        "auth": {"allowedConsumers": ["alice"]}
+    });
+    if !fallback.is_null() {
+        data["route"]["fallback"] = fallback;
+    }
+    deployed(data)
+}
+
+#[test]
+fn a_fallback_event_is_written_as_the_console_writes_the_fallback_example() {
+    let docs = example("route-model-predicates-and-fallback.yaml");
+    let mut state = providers_state();
+    state.insert_object(domain("api.example.com", "off", None));
+    let event = smart_event(
+        json!({"upstreams": [{"provider": "qwen-main"}], "strategy": "SEQ", "responseCodes": ["4xx", "5xx"]}),
+    );
+    let after = apply(&event, &state);
+
+    assert_eq!(object(&after, Kind::Ingress, "ai-route-smart.internal"), docs[0]);
+    assert_eq!(
+        object(&after, Kind::Ingress, "ai-route-smart.fallback.internal"),
+        docs[1]
+    );
+    assert_eq!(
+        object(&after, Kind::EnvoyFilter, "ai-route-smart.internal"),
+        envoy_filter_fixture()[0]
+    );
+    assert_eq!(object(&after, Kind::WasmPlugin, "model-router.internal"), docs[2]);
+    let both = ["ai-route-smart.internal", "ai-route-smart.fallback.internal"];
+    assert_eq!(
+        Value::from(rules_naming(&after, "key-auth.internal", &both)),
+        docs[3]["keyAuthRules"]
+    );
+    assert_eq!(
+        Value::from(rules_naming(&after, "ai-statistics-2.0.1", &both)),
+        docs[3]["aiStatisticsRules"]
+    );
+    // No mapping, so no model-mapper rule for either Ingress.
+    assert!(after.get_named(Kind::WasmPlugin, "model-mapper.internal").is_none());
+    // The ConfigMap is the example's but for what the console UI always sends (empty header and URL
+    // predicates, empty model mappings), as for every route the worker writes.
+    let data = route_data(&after, "smart");
+    assert_eq!(
+        data.replace(r#""headerPredicates":[],"urlParamPredicates":[],"#, "")
+            .replace(r#","modelMapping":{}"#, ""),
+        docs[3]["configMapData"].as_str().unwrap()
+    );
+    assert_eq!(data.matches(r#""modelMapping":{}"#).count(), 2, "{data}");
+}
+
+#[test]
+fn a_rand_fallback_balances_over_every_upstream_with_weight_1_and_maps_models() {
+    let mut state = providers_state();
+    state.insert_object(domain("api.example.com", "off", None));
+    let event = smart_event(json!({
+        "upstreams": [{"provider": "openai-main", "weight": 30}, {"provider": "qwen-main", "modelMapping": {"*": "qwen-max"}}],
+        "responseCodes": ["5xx"]
+    }));
+    let after = apply(&event, &state);
+
+    // Section 4.1/4.2: RAND is the default strategy; every fallback upstream gets weight 1, also in
+    // the ConfigMap.
+    let data: Value = serde_json::from_str(&route_data(&after, "smart")).unwrap();
+    assert_eq!(
+        data["fallbackConfig"],
+        json!({"enabled": true,
+               "upstreams": [{"provider": "openai-main", "weight": 1, "modelMapping": {}},
+                             {"provider": "qwen-main", "weight": 1, "modelMapping": {"*": "qwen-max"}}],
+               "fallbackStrategy": "RAND", "responseCodes": ["5xx"]})
+    );
+    let fallback = object(&after, Kind::Ingress, "ai-route-smart.fallback.internal");
+    let annotations = &fallback["metadata"]["annotations"];
+    assert_eq!(
+        annotations["higress.io/destination"],
+        "1% llm-openai-main.internal.dns:443\n1% llm-qwen-main.internal.dns:443"
+    );
+    assert_eq!(
+        annotations["higress.io/exact-match-header-x-higress-fallback-from"],
+        "ai-route-smart.internal"
+    );
+    // The main Ingress does not match on the fallback header.
+    let main = object(&after, Kind::Ingress, "ai-route-smart.internal");
+    assert!(main["metadata"]["annotations"]
+        .get("higress.io/exact-match-header-x-higress-fallback-from")
+        .is_none());
+    // Section 4.4: a model-mapper rule for the fallback Ingress and the upstream with a mapping.
+    assert_eq!(
+        rules_naming(&after, "model-mapper.internal", &["ai-route-smart.fallback.internal"]),
+        vec![
+            json!({"config": {"modelMapping": {"*": "qwen-max"}}, "configDisable": false,
+                    "ingress": ["ai-route-smart.fallback.internal"], "service": ["llm-qwen-main.internal.dns"]})
+        ]
+    );
+    // One response class: a bare single_predicate.
+    let filter = object(&after, Kind::EnvoyFilter, "ai-route-smart.internal");
+    let mut expected = envoy_filter_fixture()[0].clone();
+    let matcher = "/spec/configPatches/0/patch/value/typed_per_filter_config/envoy.filters.http.custom_response/value/custom_response_matcher/matcher_list/matchers/0/predicate";
+    *expected.pointer_mut(matcher).unwrap() = envoy_filter_fixture()[1]["singlePredicate"].clone();
+    assert_eq!(filter, expected);
+
+    // A redeploy without the fallback deletes the fallback Ingress, the EnvoyFilter and every rule
+    // naming the fallback Ingress; the main route's objects stay as they were.
+    let mut redeploy = smart_event(Value::Null);
+    if let event::Lifecycle::Deployed(d) = &mut redeploy.body {
+        d.revision = 2;
+    }
+    let dropped = apply(&redeploy, &after);
+    assert!(dropped
+        .get_named(Kind::Ingress, "ai-route-smart.fallback.internal")
+        .is_none());
+    assert!(dropped
+        .get_named(Kind::EnvoyFilter, "ai-route-smart.internal")
+        .is_none());
+    for plugin in ["key-auth.internal", "ai-statistics-2.0.1", "model-mapper.internal"] {
+        if dropped.get_named(Kind::WasmPlugin, plugin).is_some() {
+            assert!(
+                rules_naming(&dropped, plugin, &["ai-route-smart.fallback.internal"]).is_empty(),
+                "{plugin}"
+            );
+        }
+    }
+    assert_eq!(object(&dropped, Kind::Ingress, "ai-route-smart.internal"), main);
+    let data: Value = serde_json::from_str(&route_data(&dropped, "smart")).unwrap();
+    assert_eq!(data["fallbackConfig"], json!({"enabled": false}));
+}
+
+#[test]
+fn header_and_url_parameter_predicates_become_the_console_annotations_on_both_ingresses() {
+    let mut state = providers_state();
+    state.insert_object(domain("api.example.com", "off", None));
+    let mut event = smart_event(json!({"upstreams": [{"provider": "qwen-main"}], "responseCodes": ["5xx"]}));
+    if let event::Lifecycle::Deployed(d) = &mut event.body {
+        d.route.header_predicates = serde_json::from_value(json!([
+            {"key": "x-team", "matchType": "EQUAL", "matchValue": "search"},
+            {"key": ":authority", "matchType": "PRE", "matchValue": "api."},
+            {"key": "x-version", "matchType": "REGULAR", "matchValue": "^v[12]=?$"}
+        ]))
+        .unwrap();
+        d.route.url_param_predicates =
+            serde_json::from_value(json!([{"key": "tenant", "matchType": "EQUAL", "matchValue": "acme"}])).unwrap();
+    }
+    let after = apply(&event, &state);
+    // Section 4.3: {exact,prefix,regex}-match-{header,query}-<key>; a ':' key is a pseudo-header.
+    let expected = [
+        ("higress.io/exact-match-header-x-team", "search"),
+        ("higress.io/prefix-match-pseudo-header-authority", "api."),
+        ("higress.io/regex-match-header-x-version", "^v[12]=?$"),
+        ("higress.io/exact-match-query-tenant", "acme"),
+    ];
+    for ingress in ["ai-route-smart.internal", "ai-route-smart.fallback.internal"] {
+        let annotations = object(&after, Kind::Ingress, ingress)["metadata"]["annotations"].clone();
+        for (key, value) in expected {
+            assert_eq!(annotations[key], value, "{ingress} {key}");
+        }
+        // The model predicates keep their own annotation beside them.
+        assert_eq!(
+            annotations["higress.io/regex-match-header-x-higress-llm-model"],
+            "^(gpt-4o|qwen-.*)"
+        );
+    }
+    // In the ConfigMap: {key, matchType, matchValue} in Gson order and escaping ('=' as \u003d).
+    let data = route_data(&after, "smart");
+    assert!(
+        data.contains(concat!(
+            r#""headerPredicates":[{"key":"x-team","matchType":"EQUAL","matchValue":"search"},"#,
+            r#"{"key":":authority","matchType":"PRE","matchValue":"api."},"#,
+            r#"{"key":"x-version","matchType":"REGULAR","matchValue":"^v[12]\u003d?$"}],"#,
+            r#""urlParamPredicates":[{"key":"tenant","matchType":"EQUAL","matchValue":"acme"}],"upstreams""#
+        )),
+        "{data}"
+    );
+}
+
+#[test]
+fn custom_annotations_and_labels_go_on_both_ingresses_and_into_the_config_map() {
+    let mut state = providers_state();
+    state.insert_object(domain("api.example.com", "off", None));
+    let mut event = smart_event(json!({"upstreams": [{"provider": "qwen-main"}], "responseCodes": ["5xx"]}));
+    if let event::Lifecycle::Deployed(d) = &mut event.body {
+        d.route.custom_configs = serde_json::from_value(
+            json!({"example.com/owner": "team-search", "higress.io/timeout": "30", "nginx.ingress.kubernetes.io/proxy-body-size": "8m"}),
+        )
+        .unwrap();
+        d.route.custom_labels = serde_json::from_value(json!({"team": "search", "example.com/tier": "gold"})).unwrap();
+    }
+    let after = apply(&event, &state);
+    for ingress in ["ai-route-smart.internal", "ai-route-smart.fallback.internal"] {
+        let metadata = object(&after, Kind::Ingress, ingress)["metadata"].clone();
+        assert_eq!(metadata["annotations"]["example.com/owner"], "team-search", "{ingress}");
+        assert_eq!(metadata["annotations"]["higress.io/timeout"], "30", "{ingress}");
+        assert_eq!(
+            metadata["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"], "8m",
+            "{ingress}"
+        );
+        // Beside the console's own labels, which stay.
+        assert_eq!(
+            metadata["labels"],
+            json!({"higress.io/domain_api.example.com": "true", "higress.io/resource-definer": "higress",
+                   "higress.io/internal": "true", "team": "search", "example.com/tier": "gold"}),
+            "{ingress}"
+        );
+    }
+    // Last in the ConfigMap's JSON (section 4.1's field order), in the event's order.
+    let data = route_data(&after, "smart");
+    assert!(
+        data.ends_with(concat!(
+            r#""customConfigs":{"example.com/owner":"team-search","higress.io/timeout":"30","nginx.ingress.kubernetes.io/proxy-body-size":"8m"},"#,
+            r#""customLabels":{"team":"search","example.com/tier":"gold"}}"#
+        )),
+        "{data}"
+    );
+    // The console refuses the annotations it manages; so does the mapping.
+    let mut route: AiRoute = serde_json::from_str(&data).unwrap();
+    route
+        .custom_configs
+        .as_mut()
+        .unwrap()
+        .insert("higress.io/destination".into(), json!("evil:80"));
+    assert!(route.validate().unwrap_err().contains("higress.io/destination"));
+}
+
+#[test]
+fn a_fallback_provider_must_exist_as_an_upstream_provider_must() {
+    let state = providers_state();
+    let event = smart_event(json!({"upstreams": [{"provider": "qwen-main"}, {"provider": "nobody"}],
+                                   "strategy": "SEQ", "responseCodes": ["5xx"]}));
+    // Also a SEQ fallback's unused second upstream: the route's ConfigMap names it.
+    let refusal = higress::plan(&event, &state, &Settings::default(), chrono::Utc::now()).unwrap_err();
+    assert_eq!(refusal.reason, higress_route_worker::reason::Reason::UnknownProvider);
+    assert!(
+        refusal
+            .message
+            .starts_with("data.route.fallback.upstreams: Unknown provider \"nobody\""),
+        "{}",
+        refusal.message
+    );
+}

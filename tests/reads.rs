@@ -81,8 +81,27 @@ fn cluster() -> State {
     let mut events = vec![shared];
     events.extend((0..36).map(|i| deploy(&format!("m{i}"), 1, i)));
     events.extend([deploy("old", 1, 0), retire("old", 2, false), retire("gone", 5, true)]);
+    events.extend([with_features("f1", 1), with_features("f2", 1)]);
     apply_all(&mut state, &events);
     state
+}
+
+/// A route with a fallback (to a provider of another route), predicates and custom metadata.
+fn with_features(model: &str, revision: u64) -> LifecycleEvent {
+    let mut data = json!({
+        "model": model, "revision": revision,
+        "provider": {"name": format!("p-{model}"), "type": "openai", "url": "https://f.example.com/v1"},
+        "route": {"path": format!("/{model}"),
+                  "fallback": {"upstreams": [{"provider": "p1", "modelMapping": {"*": "big"}}], "responseCodes": ["5xx"]},
+                  "headerPredicates": [{"key": "x-team", "matchType": "EQUAL", "matchValue": "a"}],
+                  "customConfigs": {"example.com/owner": "a"}, "customLabels": {"team": "a"}},
+        "auth": {"allowedConsumers": ["shared"]}
+    });
+    if revision % 2 == 0 {
+        // Even revisions drop the features.
+        data["route"] = json!({"path": format!("/{model}")});
+    }
+    event(event::DEPLOYED_TYPE, data)
 }
 
 /// The objects of `whole` that reading `set` returns.
@@ -156,4 +175,17 @@ fn a_large_batch_lists_and_plans_as_against_the_whole_cluster() {
         .chain((0..40).map(|i| deploy(&format!("n{i}"), 1, i)))
         .collect();
     assert_reads_suffice(&many);
+}
+
+#[test]
+fn routes_with_a_fallback_read_what_writing_or_dropping_it_needs() {
+    // Drop the fallback, add one to a route without, keep one; and retire a route with one.
+    assert_reads_suffice(&[with_features("f1", 2)]);
+    assert_reads_suffice(&[with_features("m4", 3), with_features("f2", 3)]);
+    assert_reads_suffice(&[retire("f2", 2, true)]);
+    // The same in a batch that lists.
+    let mut batch: Vec<LifecycleEvent> = (0..6).map(|i| with_features(&format!("m{i}"), 3)).collect();
+    batch.extend([with_features("f1", 2), retire("f2", 2, false), with_features("new", 1)]);
+    assert!(batch.len() > higress::reads::TARGETED_UP_TO);
+    assert_reads_suffice(&batch);
 }

@@ -6,7 +6,7 @@
 //! that slips past a schema edit from reaching an object.
 
 use super::Problem;
-use crate::event::ModelDeployed;
+use crate::event::{KeyedMatch, ModelDeployed, RouteSpec};
 use serde_json::Value;
 
 /// Most levels of objects and arrays in a free-form part (`provider.config`, `provider.failover`),
@@ -31,10 +31,15 @@ fn free_form_parts(data: &Value) -> Vec<(String, &Value)> {
             parts.push((path.to_string(), part));
         }
     }
-    let upstreams = data.pointer("/route/upstreams").and_then(Value::as_array);
-    for (i, upstream) in upstreams.into_iter().flatten().enumerate() {
-        if let Some(mapping) = upstream.get("modelMapping") {
-            parts.push((format!("data.route.upstreams[{i}].modelMapping"), mapping));
+    for (pointer, path) in [
+        ("/route/upstreams", "data.route.upstreams"),
+        ("/route/fallback/upstreams", "data.route.fallback.upstreams"),
+    ] {
+        let upstreams = data.pointer(pointer).and_then(Value::as_array);
+        for (i, upstream) in upstreams.into_iter().flatten().enumerate() {
+            if let Some(mapping) = upstream.get("modelMapping") {
+                parts.push((format!("{path}[{i}].modelMapping"), mapping));
+            }
         }
     }
     parts
@@ -168,7 +173,113 @@ pub fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
             ));
         }
     }
+    route_feature_problems(&event.route, &mut problems);
     problems
+}
+
+/// Fallback, header and URL-parameter predicates, custom annotations and labels: what the console
+/// refuses, and what would make an invalid annotation, label or regular expression.
+fn route_feature_problems(route: &RouteSpec, problems: &mut Vec<Problem>) {
+    use crate::higress::route::{self as console, FALLBACK_FROM_HEADER, MODEL_ROUTING_HEADER};
+    let fallback = route.fallback.iter().flat_map(|f| f.upstreams.iter());
+    for (i, upstream) in fallback.clone().enumerate() {
+        if fallback.clone().take(i).any(|u| u.provider == upstream.provider) {
+            problems.push(Problem::new(
+                format!("data.route.fallback.upstreams[{i}].provider"),
+                format!("provider {:?} is listed twice", upstream.provider),
+            ));
+        }
+    }
+    for (list, path, query) in [
+        (&route.header_predicates, "data.route.headerPredicates", false),
+        (&route.url_param_predicates, "data.route.urlParamPredicates", true),
+    ] {
+        for (i, predicate) in list.iter().enumerate() {
+            let here = format!("{path}[{i}]");
+            let key = predicate.key.as_str();
+            // Header names are case-insensitive; query parameter names are not.
+            let same = |other: &str| {
+                if query {
+                    other == key
+                } else {
+                    other.eq_ignore_ascii_case(key)
+                }
+            };
+            if !query && [MODEL_ROUTING_HEADER, FALLBACK_FROM_HEADER].iter().any(|r| same(r)) {
+                let owner = if same(MODEL_ROUTING_HEADER) {
+                    "modelPredicates (the console refuses it here)"
+                } else {
+                    "the fallback"
+                };
+                problems.push(Problem::new(
+                    format!("{here}.key"),
+                    format!("{key:?} is reserved for {owner}"),
+                ));
+            }
+            if list[..i].iter().any(|p| same(&p.key)) {
+                problems.push(Problem::new(format!("{here}.key"), format!("{key:?} is listed twice")));
+            }
+            let annotation = console::KeyedRoutePredicate {
+                key: Some(predicate.key.clone()),
+                match_type: Some(predicate.match_type.as_str().into()),
+                match_value: Some(predicate.match_value.clone()),
+                case_sensitive: None,
+            };
+            if let Some((name, _)) = console::predicate_annotation(&annotation, query) {
+                check_qualified_key(&name, &format!("{here}.key"), "the annotation name", problems);
+            }
+            if predicate.match_type == KeyedMatch::Regular && regex::Regex::new(&predicate.match_value).is_err() {
+                problems.push(Problem::new(
+                    format!("{here}.matchValue"),
+                    "is not a valid regular expression (RE2 syntax)",
+                ));
+            }
+        }
+    }
+    for key in route.custom_configs.keys() {
+        let here = super::schema::child("data.route.customConfigs", key);
+        if console::console_manages_annotation(key) {
+            problems.push(Problem::new(
+                &here,
+                "is an annotation the Higress console manages: set it through the route's own fields",
+            ));
+        }
+        check_qualified_key(key, &here, "the key", problems);
+    }
+    for key in route.custom_labels.keys() {
+        let here = super::schema::child("data.route.customLabels", key);
+        if !console::is_custom_label(key) {
+            problems.push(Problem::new(
+                &here,
+                "is a label the Higress console sets itself: not allowed as a custom label",
+            ));
+        }
+        check_qualified_key(key, &here, "the key", problems);
+    }
+}
+
+/// A Kubernetes annotation or label key: the name part at most 63 characters, the prefix at most 253
+/// (the schema checks the characters).
+fn check_qualified_key(key: &str, path: &str, what: &str, problems: &mut Vec<Problem>) {
+    let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
+    if name.len() > 63 {
+        problems.push(Problem::new(
+            path,
+            format!(
+                "{what} would have a name part of {} characters, at most 63 allowed",
+                name.len()
+            ),
+        ));
+    }
+    if prefix.len() > 253 {
+        problems.push(Problem::new(
+            path,
+            format!(
+                "{what} would have a prefix of {} characters, at most 253 allowed",
+                prefix.len()
+            ),
+        ));
+    }
 }
 
 /// `ai-route-<model>` must be a DNS subdomain: every dot-separated label starts and ends alphanumeric.

@@ -35,8 +35,8 @@ pub fn ai_route(event: &ModelDeployed) -> AiRoute {
             match_value: event.route.path.clone(),
             case_sensitive: None,
         }),
-        header_predicates: Some(Vec::new()),
-        url_param_predicates: Some(Vec::new()),
+        header_predicates: Some(keyed_predicates(&event.route.header_predicates)),
+        url_param_predicates: Some(keyed_predicates(&event.route.url_param_predicates)),
         upstreams,
         model_predicates: Some(
             event
@@ -57,15 +57,56 @@ pub fn ai_route(event: &ModelDeployed) -> AiRoute {
             allowed_credential_types: None,
             allowed_consumers: Some(auth.map(|a| a.allow_list()).unwrap_or_default()),
         }),
-        fallback_config: Some(route::FallbackConfig {
+        fallback_config: Some(fallback_config(event.route.fallback.as_ref())),
+        custom_configs: Some(event.route.custom_configs.clone()).filter(|c| !c.is_empty()),
+        custom_labels: Some(event.route.custom_labels.clone()).filter(|l| !l.is_empty()),
+        ..AiRoute::default()
+    }
+}
+
+fn keyed_predicates(predicates: &[crate::event::KeyedPredicate]) -> Vec<route::KeyedRoutePredicate> {
+    predicates
+        .iter()
+        .map(|p| route::KeyedRoutePredicate {
+            key: Some(p.key.clone()),
+            match_type: Some(p.match_type.as_str().into()),
+            match_value: Some(p.match_value.clone()),
+            case_sensitive: None,
+        })
+        .collect()
+}
+
+/// `{enabled: false}` without a fallback, as the console UI sends it.
+fn fallback_config(fallback: Option<&crate::event::FallbackSpec>) -> route::FallbackConfig {
+    let Some(fallback) = fallback else {
+        return route::FallbackConfig {
             enabled: false,
             upstreams: None,
             fallback_strategy: None,
             response_codes: None,
-        }),
-        ..AiRoute::default()
+        };
+    };
+    route::FallbackConfig {
+        enabled: true,
+        upstreams: Some(
+            fallback
+                .upstreams
+                .iter()
+                .map(|u| AiUpstream {
+                    provider: u.provider.clone(),
+                    weight: u.weight,
+                    model_mapping: Some(u.model_mapping.clone()),
+                })
+                .collect(),
+        ),
+        fallback_strategy: Some(fallback.strategy.as_str().into()),
+        // Listed once each (the contract says so; `AiRouteFallbackConfig.validate` drops repeats).
+        response_codes: Some(fallback.response_codes.iter().map(|c| c.as_str().into()).collect()),
     }
 }
+
+/// Service, port and weight of an upstream, in upstream order.
+type UpstreamService = (String, u16, Option<u32>);
 
 pub fn plan_deploy(
     event: &ModelDeployed,
@@ -172,21 +213,48 @@ pub fn plan_deploy(
     route
         .validate()
         .map_err(|m| Refusal::new(Reason::InvalidRoute, format!("data.route: {m}")))?;
+    let service_of = |upstream: &AiUpstream, path: &str| {
+        if upstream.provider == provider_name {
+            return Ok((provider.service.clone(), provider.port));
+        }
+        provider::existing_upstream(state, console, &upstream.provider).ok_or_else(|| {
+            Refusal::new(
+                Reason::UnknownProvider,
+                format!(
+                    "{path}: Unknown provider {:?}: it is neither this event's provider nor in ai-proxy.internal",
+                    upstream.provider
+                ),
+            )
+        })
+    };
     let mut upstream_services = Vec::new();
     for upstream in &route.upstreams {
-        let (service, port) = if upstream.provider == provider_name {
-            (provider.service.clone(), provider.port)
-        } else {
-            provider::existing_upstream(state, console, &upstream.provider).ok_or_else(|| {
-                Refusal::new(
-                    Reason::UnknownProvider,
-                    format!("data.route.upstreams: Unknown provider {:?}: it is neither this event's provider nor in ai-proxy.internal", upstream.provider),
-                )
-            })?
-        };
+        let (service, port) = service_of(upstream, "data.route.upstreams")?;
         upstream_services.push((service, port, upstream.weight));
     }
+    // Every fallback provider the route names must exist, like its upstreams'; the fallback Ingress
+    // routes to those of its strategy.
+    let fallback_upstreams = route.fallback_config.iter().filter(|f| f.enabled);
+    for upstream in fallback_upstreams.flat_map(|f| f.upstreams.iter().flatten()) {
+        service_of(upstream, "data.route.fallback.upstreams")?;
+    }
+    let mut fallback_services = Vec::new();
+    for upstream in route.fallback_upstreams() {
+        let (service, port) = service_of(upstream, "data.route.fallback.upstreams")?;
+        fallback_services.push((service, port, upstream.weight));
+    }
     let ingress_name = names::route_ingress(&route.name);
+    let fallback_ingress = names::fallback_ingress(&route.name);
+    let fallback_codes = route.fallback_response_codes().map(<[String]>::to_vec);
+    // The Ingresses the route's plugin rules name: the main one, and the fallback's when it has one.
+    let route_ingresses: Vec<(&String, &[AiUpstream], &[UpstreamService])> =
+        std::iter::once((&ingress_name, route.upstreams.as_slice(), upstream_services.as_slice()))
+            .chain(fallback_codes.is_some().then_some((
+                &fallback_ingress,
+                route.fallback_upstreams(),
+                fallback_services.as_slice(),
+            )))
+            .collect();
 
     // Consumers and the route's allow rule, always written (disabled when auth is off).
     let key_auth = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::KeyAuth.cr_name(console));
@@ -243,28 +311,32 @@ pub fn plan_deploy(
                 .push(format!("allowed consumer {name:?} does not exist in key-auth.internal"));
         }
     }
-    plan.edit(
-        key_auth,
-        key_auth_cr,
-        Op::UpsertRule(Targets::ingress(&ingress_name).rule(json!({"allow": allow}), auth_enabled)),
-    );
+    for (ingress, _, _) in &route_ingresses {
+        plan.edit(
+            key_auth.clone(),
+            key_auth_cr.clone(),
+            Op::UpsertRule(Targets::ingress(ingress).rule(json!({"allow": allow}), auth_enabled)),
+        );
+    }
 
     // model-mapper: one rule per upstream with a mapping; rules of upstreams without one go.
     let mapper = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::ModelMapper.cr_name(console));
-    for (upstream, (service, _, _)) in route.upstreams.iter().zip(&upstream_services) {
-        let targets = Targets {
-            ingress: vec![ingress_name.clone()],
-            service: vec![service.clone()],
-            domain: Vec::new(),
-        };
-        match upstream.model_mapping.as_ref().filter(|m| !m.is_empty()) {
-            Some(mapping) => plan.edit(
-                mapper.clone(),
-                Template::plugin(BuiltinPlugin::ModelMapper, settings),
-                Op::UpsertRule(targets.rule(json!({"modelMapping": mapping}), true)),
-            ),
-            None if state.get(&mapper).is_some() => plan.edit(mapper.clone(), None, Op::RemoveRule(targets)),
-            None => {}
+    for (ingress, upstreams, services) in &route_ingresses {
+        for (upstream, (service, _, _)) in upstreams.iter().zip(services.iter()) {
+            let targets = Targets {
+                ingress: vec![ingress.to_string()],
+                service: vec![service.clone()],
+                domain: Vec::new(),
+            };
+            match upstream.model_mapping.as_ref().filter(|m| !m.is_empty()) {
+                Some(mapping) => plan.edit(
+                    mapper.clone(),
+                    Template::plugin(BuiltinPlugin::ModelMapper, settings),
+                    Op::UpsertRule(targets.rule(json!({"modelMapping": mapping}), true)),
+                ),
+                None if state.get(&mapper).is_some() => plan.edit(mapper.clone(), None, Op::RemoveRule(targets)),
+                None => {}
+            }
         }
     }
 
@@ -276,31 +348,43 @@ pub fn plan_deploy(
         );
     }
 
-    if settings.ai_statistics && !has_ai_statistics_rule(state, &ingress_name) {
-        plan.edit(
-            ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiStatistics.cr_name(console)),
-            Template::plugin(BuiltinPlugin::AiStatistics, settings),
-            Op::InsertRuleIfAbsent(
-                Targets::ingress(&ingress_name).rule(json!({"use_default_response_attributes": true}), true),
-            ),
-        );
+    for (ingress, _, _) in &route_ingresses {
+        if settings.ai_statistics && !has_ai_statistics_rule(state, ingress) {
+            plan.edit(
+                ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiStatistics.cr_name(console)),
+                Template::plugin(BuiltinPlugin::AiStatistics, settings),
+                Op::InsertRuleIfAbsent(
+                    Targets::ingress(ingress).rule(json!({"use_default_response_attributes": true}), true),
+                ),
+            );
+        }
     }
 
     let tls = route::tls(&event.route.domains, &route_domains)
         .map_err(|m| Refusal::new(Reason::InvalidDomains, format!("data.route.domains: {m}")))?;
-    let ctx = IngressContext {
-        namespace: ns,
-        ingress_class: &settings.ingress_class,
-        tls: &tls,
-        destinations: upstream_services
-            .iter()
-            .map(|(s, p, w)| (format!("{s}:{p}"), *w))
-            .collect(),
-        fallback_from: None,
+    let ingress_of = |services: &[UpstreamService], fallback_from: Option<String>| {
+        let ctx = IngressContext {
+            namespace: ns,
+            ingress_class: &settings.ingress_class,
+            tls: &tls,
+            destinations: services.iter().map(|(s, p, w)| (format!("{s}:{p}"), *w)).collect(),
+            fallback_from,
+        };
+        route::ingress(&route, &ctx)
     };
-    plan.put(route::ingress(&route, &ctx));
-    // The route of a previous deploy may have had a fallback (made in the console): it goes.
-    plan.delete(Kind::Ingress, names::fallback_ingress(&route.name));
+    plan.put(ingress_of(&upstream_services, None));
+    match &fallback_codes {
+        Some(codes) => {
+            plan.put(ingress_of(&fallback_services, Some(ingress_name.clone())));
+            plan.put(route::fallback_envoy_filter(&route.name, codes, ns));
+        }
+        None => {
+            // Without a fallback (now, or ever made in the console) its objects and rules go.
+            plan.delete(Kind::EnvoyFilter, names::fallback_envoy_filter(&route.name));
+            plan.delete(Kind::Ingress, fallback_ingress.clone());
+            retire::remove_rules_naming(&mut plan, state, &fallback_ingress);
+        }
+    }
     plan.put(route::config_map(&route, ns));
 
     // The route's providers know it uses them, where a concurrent clean-up re-checks (see

@@ -72,17 +72,14 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
             set.get(Kind::ConfigMap, names::route_config_map(model));
             set.get(Kind::Ingress, names::route_ingress(model));
             set.get(Kind::Ingress, names::fallback_ingress(model));
+            // A deploy writes the fallback EnvoyFilter, or deletes one a previous fallback left.
+            set.get(Kind::EnvoyFilter, names::fallback_envoy_filter(model));
         }
         set.get(Kind::ConfigMap, names::domain_config_map(names::DEFAULT_DOMAIN));
         for event in events {
-            match &event.body {
-                Lifecycle::Deployed(deployed) => {
-                    for domain in &deployed.route.domains {
-                        set.get(Kind::ConfigMap, names::domain_config_map(domain));
-                    }
-                }
-                Lifecycle::Retired(retired) => {
-                    set.get(Kind::EnvoyFilter, names::fallback_envoy_filter(&retired.model));
+            if let Lifecycle::Deployed(deployed) = &event.body {
+                for domain in &deployed.route.domains {
+                    set.get(Kind::ConfigMap, names::domain_config_map(domain));
                 }
             }
         }
@@ -93,9 +90,8 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
     } else {
         set.list(Kind::ConfigMap, names::SELECT_CONSOLE);
         set.list(Kind::ConfigMap, names::SELECT_FENCES);
-        if retiring {
-            set.list(Kind::EnvoyFilter, names::SELECT_CONSOLE);
-        }
+        // Fallback EnvoyFilters are few: deploys and retirements alike may write or delete them.
+        set.list(Kind::EnvoyFilter, names::SELECT_CONSOLE);
     }
     for name in events.iter().flat_map(secret_names) {
         set.get(Kind::Secret, name);

@@ -56,21 +56,8 @@ pub fn plan_retire(
         plan.delete(Kind::Ingress, ingress.clone());
     }
     plan.delete(Kind::EnvoyFilter, names::fallback_envoy_filter(model));
-    // Every console-managed plugin rule naming the route's Ingresses, whoever wrote it.
-    for (name, plugin) in state.of_kind(Kind::WasmPlugin) {
-        if label(plugin, LABEL_DEFINER) != Some("higress") {
-            continue;
-        }
-        let rules = plugin.pointer("/spec/matchRules").and_then(Value::as_array);
-        for ingress in &ingresses {
-            if rules.is_some_and(|rules| rules.iter().any(|r| Targets::of(r).ingress.contains(ingress))) {
-                plan.edit(
-                    ObjectKey::new(Kind::WasmPlugin, name),
-                    None,
-                    Op::RemoveIngressTarget(ingress.clone()),
-                );
-            }
-        }
+    for ingress in &ingresses {
+        remove_rules_naming(&mut plan, state, ingress);
     }
     plan.delete(Kind::ConfigMap, config_map_name.clone());
 
@@ -84,6 +71,28 @@ pub fn plan_retire(
         release_provider(&mut plan, state, settings, model, &provider, event.delete_provider);
     }
     plan
+}
+
+/// Every console-managed plugin rule naming an Ingress loses it, whoever wrote the rule
+/// (`WasmPluginInstanceServiceImpl.deleteAll` for a route): rules left without an Ingress go.
+pub(super) fn remove_rules_naming(plan: &mut Plan, state: &State, ingress: &str) {
+    for (name, plugin) in state.of_kind(Kind::WasmPlugin) {
+        if label(plugin, LABEL_DEFINER) != Some("higress") {
+            continue;
+        }
+        let rules = plugin.pointer("/spec/matchRules").and_then(Value::as_array);
+        if rules.is_some_and(|rules| {
+            rules
+                .iter()
+                .any(|r| Targets::of(r).ingress.iter().any(|i| i == ingress))
+        }) {
+            plan.edit(
+                ObjectKey::new(Kind::WasmPlugin, name),
+                None,
+                Op::RemoveIngressTarget(ingress.to_string()),
+            );
+        }
+    }
 }
 
 pub(super) fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {

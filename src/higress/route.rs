@@ -17,9 +17,9 @@ pub struct AiRoute {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path_predicate: Option<PathPredicate>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub header_predicates: Option<Vec<Value>>,
+    pub header_predicates: Option<Vec<KeyedRoutePredicate>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub url_param_predicates: Option<Vec<Value>>,
+    pub url_param_predicates: Option<Vec<KeyedRoutePredicate>>,
     #[serde(default)]
     pub upstreams: Vec<AiUpstream>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,6 +45,22 @@ pub struct AiRoute {
 pub struct PathPredicate {
     pub match_type: String,
     pub match_value: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_sensitive: Option<bool>,
+}
+
+/// `model/route/KeyedRoutePredicate.java` (a header or URL-parameter match): Gson writes the
+/// subclass's `key` before the fields of `RoutePredicate`. Every field may be missing in a ConfigMap
+/// the console wrote; the console then skips the predicate.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyedRoutePredicate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub match_value: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub case_sensitive: Option<bool>,
 }
@@ -86,6 +102,48 @@ pub struct FallbackConfig {
     pub fallback_strategy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_codes: Option<Vec<String>>,
+}
+
+impl FallbackConfig {
+    /// `AiRouteFallbackConfig.validate`, for an enabled fallback.
+    fn validate(&self) -> Result<(), String> {
+        if let Some(strategy) = self.fallback_strategy.as_deref().filter(|s| !s.is_empty()) {
+            if strategy != "RAND" && strategy != "SEQ" {
+                return Err(format!("unknown fallback strategy: {strategy}"));
+            }
+        }
+        if self.upstreams.as_ref().is_none_or(Vec::is_empty) {
+            return Err("upstreams cannot be empty when fallback is enabled".into());
+        }
+        let codes = self.response_codes.as_deref().unwrap_or_default();
+        if codes.is_empty() {
+            return Err("response codes cannot be empty when fallback is enabled".into());
+        }
+        if let Some(code) = codes.iter().find(|c| c.as_str() != "4xx" && c.as_str() != "5xx") {
+            return Err(format!("invalid response code: {code}"));
+        }
+        Ok(())
+    }
+}
+
+impl KeyedRoutePredicate {
+    /// `KeyedRoutePredicate.validate`: a known match type, a value, and ASCII-printable key and value.
+    fn validate(&self) -> Result<(), String> {
+        let Some(match_type) = &self.match_type else {
+            return Err("matchType is required".into());
+        };
+        if annotation_match_kind(match_type).is_none() {
+            return Err(format!("Unknown matchType: {match_type}"));
+        }
+        let Some(value) = &self.match_value else {
+            return Err("matchValue is required".into());
+        };
+        let printable = |text: &str| text.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if !self.key.as_deref().is_none_or(printable) || !printable(value) {
+            return Err("Route predicate contains non-ASCII characters".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -147,7 +205,57 @@ impl AiRoute {
         {
             return Err("model predicates cannot be REGULAR".into());
         }
+        for predicate in self
+            .header_predicates
+            .iter()
+            .chain(&self.url_param_predicates)
+            .flatten()
+        {
+            predicate.validate()?;
+        }
+        if self.header_predicates.iter().flatten().any(|p| {
+            p.key
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case(MODEL_ROUTING_HEADER))
+        }) {
+            return Err("headerPredicates cannot contain the model routing header".into());
+        }
+        if let Some(fallback) = self.fallback_config.as_ref().filter(|f| f.enabled) {
+            fallback.validate()?;
+        }
+        if let Some(key) = self
+            .custom_configs
+            .iter()
+            .flatten()
+            .map(|(key, _)| key)
+            .find(|key| console_manages_annotation(key))
+        {
+            return Err(format!(
+                "Annotation [{key}] is already supported by Console. Please configure it in the corresponding section instead of using custom annotations."
+            ));
+        }
         Ok(())
+    }
+
+    /// The fallback upstreams the fallback Ingress routes to (`writeAiRouteFallbackResources`): none
+    /// without an enabled fallback; RAND (or no strategy) all of them, SEQ the first.
+    pub fn fallback_upstreams(&self) -> &[AiUpstream] {
+        let Some(fallback) = self.fallback_config.as_ref().filter(|f| f.enabled) else {
+            return &[];
+        };
+        let upstreams = fallback.upstreams.as_deref().unwrap_or_default();
+        match fallback.fallback_strategy.as_deref() {
+            Some("SEQ") => &upstreams[..upstreams.len().min(1)],
+            _ => upstreams,
+        }
+    }
+
+    /// The response codes the fallback EnvoyFilter redirects on, when the route has a fallback.
+    pub fn fallback_response_codes(&self) -> Option<&[String]> {
+        self.fallback_config
+            .as_ref()
+            .filter(|f| f.enabled && f.upstreams.as_ref().is_some_and(|u| !u.is_empty()))
+            .map(|f| f.response_codes.as_deref().unwrap_or_default())
     }
 
     /// Every provider the route uses, fallback included.
@@ -266,7 +374,7 @@ fn escape_regex(value: &str) -> String {
 }
 
 fn model_predicate_annotation(predicates: &[ModelPredicate]) -> Option<(String, String)> {
-    const HEADER: &str = "x-higress-llm-model";
+    const HEADER: &str = MODEL_ROUTING_HEADER;
     match predicates {
         [] => None,
         [one] => {
@@ -294,6 +402,113 @@ fn model_predicate_annotation(predicates: &[ModelPredicate]) -> Option<(String, 
             ))
         }
     }
+}
+
+/// The header model-router copies the request's model into (`HigressConstants.MODEL_ROUTING_HEADER`).
+pub const MODEL_ROUTING_HEADER: &str = "x-higress-llm-model";
+/// The header the fallback EnvoyFilter adds on its redirect (`HigressConstants.FALLBACK_FROM_HEADER`).
+pub const FALLBACK_FROM_HEADER: &str = "x-higress-fallback-from";
+
+/// `RoutePredicateTypeEnum`: the annotation word of a match type.
+fn annotation_match_kind(match_type: &str) -> Option<&'static str> {
+    match match_type {
+        "EQUAL" => Some("exact"),
+        "PRE" => Some("prefix"),
+        "REGULAR" => Some("regex"),
+        _ => None,
+    }
+}
+
+/// `setHeaderAnnotation` (`query` false) and `setQueryAnnotation`: `higress.io/<kind>-match-header-<key>`,
+/// a `:`-key as `-match-pseudo-header-`; a predicate with a blank part is skipped, as the console skips it.
+pub fn predicate_annotation(predicate: &KeyedRoutePredicate, query: bool) -> Option<(String, String)> {
+    let present = |part: &Option<String>| part.clone().filter(|p| !p.trim().is_empty());
+    let (key, match_type, value) = (
+        present(&predicate.key)?,
+        present(&predicate.match_type)?,
+        present(&predicate.match_value)?,
+    );
+    let kind = annotation_match_kind(&match_type)?;
+    let name = match (query, key.strip_prefix(':')) {
+        (true, _) => format!("higress.io/{kind}-match-query-{key}"),
+        (false, Some(pseudo)) => format!("higress.io/{kind}-match-pseudo-header-{pseudo}"),
+        (false, None) => format!("higress.io/{kind}-match-header-{key}"),
+    };
+    Some((name, value))
+}
+
+/// The annotations the console sets from a route's own fields (`KubernetesConstants.Annotation.*_KEY`).
+const CONSOLE_ANNOTATIONS: [&str; 31] = [
+    "higress.io/use-regex",
+    "higress.io/destination",
+    "higress.io/ssl-redirect",
+    "higress.io/enable-rewrite",
+    "higress.io/rewrite-path",
+    "higress.io/rewrite-target",
+    "higress.io/upstream-vhost",
+    "higress.io/enable-proxy-next-upstream",
+    "higress.io/proxy-next-upstream-tries",
+    "higress.io/proxy-next-upstream-timeout",
+    "higress.io/proxy-next-upstream",
+    "higress.io/enable-header-control",
+    "higress.io/request-header-control-add",
+    "higress.io/request-header-control-update",
+    "higress.io/request-header-control-remove",
+    "higress.io/response-header-control-add",
+    "higress.io/response-header-control-update",
+    "higress.io/response-header-control-remove",
+    "higress.io/enable-cors",
+    "higress.io/cors-allow-origin",
+    "higress.io/cors-allow-methods",
+    "higress.io/cors-allow-headers",
+    "higress.io/cors-expose-headers",
+    "higress.io/cors-allow-credentials",
+    "higress.io/cors-max-age",
+    "higress.io/match-method",
+    "higress.io/ignore-path-case",
+    "higress.io/wasm-plugin-title",
+    "higress.io/wasm-plugin-description",
+    "higress.io/wasm-plugin-icon",
+    ANNOTATION_COMMENT,
+];
+
+/// `KubernetesModelConverter.isCustomAnnotation`.
+fn is_custom_annotation(key: &str) -> bool {
+    let key = key.strip_prefix("disabled.").unwrap_or(key);
+    if CONSOLE_ANNOTATIONS.contains(&key) {
+        return false;
+    }
+    if !key.starts_with("higress.io/") {
+        return true;
+    }
+    !["-match-header-", "-match-pseudo-header-", "-match-query-"]
+        .iter()
+        .any(|keyword| key.contains(keyword))
+}
+
+/// Whether the console refuses `key` in `customConfigs` (`fillIngressAnnotations`): an annotation it
+/// manages, also when spelled with the nginx-ingress prefix the gateway reads the same way.
+pub fn console_manages_annotation(key: &str) -> bool {
+    if !is_custom_annotation(key) {
+        return true;
+    }
+    key.strip_prefix("nginx.ingress.kubernetes.io/")
+        .is_some_and(|rest| !is_custom_annotation(&format!("higress.io/{rest}")))
+}
+
+/// Whether the console reads `key` back as one of a route's `customLabels` (`isCustomLabel`): not a
+/// domain label nor one of its built-in labels, which it sets itself.
+pub fn is_custom_label(key: &str) -> bool {
+    const BUILT_IN: [&str; 7] = [
+        LABEL_CONFIG_MAP_TYPE,
+        LABEL_DEFINER,
+        LABEL_INTERNAL,
+        "higress.io/wasm-plugin-name",
+        "higress.io/wasm-plugin-version",
+        "higress.io/wasm-plugin-built-in",
+        "higress.io/wasm-plugin-category",
+    ];
+    !key.starts_with("higress.io/domain_") && !BUILT_IN.contains(&key)
 }
 
 /// `higress.io/destination`: one upstream `service:port`, several `"<weight>% service:port"` lines.
@@ -348,12 +563,20 @@ pub fn ingress(route: &AiRoute, ctx: &IngressContext<'_>) -> Value {
             json!((!case_sensitive).to_string()),
         );
     }
+    let url_params = route.url_param_predicates.iter().flatten().map(|p| (p, true));
+    let headers = route.header_predicates.iter().flatten().map(|p| (p, false));
+    for (key, value) in url_params
+        .chain(headers)
+        .filter_map(|(p, query)| predicate_annotation(p, query))
+    {
+        annotations.insert(key, json!(value));
+    }
     if let Some((key, value)) = model_predicate_annotation(route.model_predicates.as_deref().unwrap_or(&[])) {
         annotations.insert(key, json!(value));
     }
     if let Some(from) = &ctx.fallback_from {
         annotations.insert(
-            "higress.io/exact-match-header-x-higress-fallback-from".into(),
+            format!("higress.io/exact-match-header-{FALLBACK_FROM_HEADER}"),
             json!(from),
         );
     }
@@ -409,6 +632,76 @@ pub fn ingress(route: &AiRoute, ctx: &IngressContext<'_>) -> Value {
         "kind": "Ingress",
         "metadata": {"name": name, "namespace": ctx.namespace, "labels": labels, "annotations": annotations},
         "spec": spec,
+    })
+}
+
+/// The EnvoyFilter `ai-route-<name>.internal` of a route with a fallback, as the console renders it from
+/// `templates/envoyfilter-route-fallback.yaml` (v2.2.4) and writes it (default metadata, section 5): on
+/// a response of the given classes, Envoy's custom_response filter redirects the request internally,
+/// with `x-higress-fallback-from: <main Ingress>`, which only the fallback Ingress matches.
+pub fn fallback_envoy_filter(route: &str, response_codes: &[String], namespace: &str) -> Value {
+    const CODE_CLASS_INPUT: &str = "type.googleapis.com/envoy.type.matcher.v3.HttpResponseStatusCodeClassMatchInput";
+    const TYPED_STRUCT: &str = "type.googleapis.com/udpa.type.v1.TypedStruct";
+    let name = names::route_ingress(route);
+    // The template's own default when no code is given.
+    let default = ["4xx".to_string(), "5xx".to_string()];
+    let codes = if response_codes.is_empty() {
+        &default[..]
+    } else {
+        response_codes
+    };
+    let single = |code: &String| {
+        json!({"input": {"name": format!("{code}_response"), "typed_config": {"@type": CODE_CLASS_INPUT}},
+               "value_match": {"exact": code}})
+    };
+    let predicate = match codes {
+        [one] => json!({"single_predicate": single(one)}),
+        many => json!({"or_matcher": {"predicate": many
+            .iter()
+            .map(|code| json!({"single_predicate": single(code)}))
+            .collect::<Vec<_>>()}}),
+    };
+    let fallback_header = json!([{"header": {"key": FALLBACK_FROM_HEADER, "value": name}, "append": false}]);
+    let redirect = json!({
+        "max_internal_redirects": 10,
+        "use_original_request_uri": true,
+        "keep_original_response_code": false,
+        "use_original_request_body": true,
+        "only_redirect_upstream_code": false,
+        "request_headers_to_add": fallback_header,
+        "response_headers_to_add": fallback_header,
+    });
+    let custom_response = json!({
+        "@type": TYPED_STRUCT,
+        "type_url": "type.googleapis.com/envoy.extensions.filters.http.custom_response.v3.CustomResponse",
+        "value": {
+            "custom_response_matcher": {"matcher_list": {"matchers": [{
+                "predicate": predicate,
+                "on_match": {"action": {"name": "action", "typed_config": {
+                    "@type": TYPED_STRUCT,
+                    "type_url": "type.googleapis.com/envoy.extensions.http.custom_response.redirect_policy.v3.RedirectPolicy",
+                    "value": redirect,
+                }}},
+            }]}},
+            "with_request_body": {"max_request_bytes": 1_024_000},
+        },
+    });
+    json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {LABEL_DEFINER: "higress", LABEL_INTERNAL: "true"},
+            "annotations": {ANNOTATION_COMMENT: COMMENT},
+        },
+        "spec": {"configPatches": [{
+            "applyTo": "HTTP_ROUTE",
+            "match": {"context": "GATEWAY", "routeConfiguration": {"vhost": {"route": {"name": name}}}},
+            "patch": {"operation": "MERGE", "value": {"typed_per_filter_config": {
+                "envoy.filters.http.custom_response": custom_response,
+            }}},
+        }]},
     })
 }
 
@@ -474,6 +767,91 @@ mod tests {
                 r"^(gpt-4\.1|qwen\(.*)".into()
             ))
         );
+    }
+
+    #[test]
+    fn header_and_query_predicates_become_console_annotations() {
+        let predicate = |key: &str, match_type: &str, value: &str| KeyedRoutePredicate {
+            key: Some(key.into()),
+            match_type: Some(match_type.into()),
+            match_value: Some(value.into()),
+            case_sensitive: Some(true),
+        };
+        let annotation = |p: &KeyedRoutePredicate, query| predicate_annotation(p, query);
+        assert_eq!(
+            annotation(&predicate("x-a", "EQUAL", "1"), false),
+            Some(("higress.io/exact-match-header-x-a".into(), "1".into()))
+        );
+        assert_eq!(
+            annotation(&predicate(":authority", "PRE", "api."), false),
+            Some(("higress.io/prefix-match-pseudo-header-authority".into(), "api.".into()))
+        );
+        assert_eq!(
+            annotation(&predicate("q", "REGULAR", "^a+$"), true),
+            Some(("higress.io/regex-match-query-q".into(), "^a+$".into()))
+        );
+        // A blank part: the console skips the predicate.
+        assert_eq!(annotation(&predicate("x-a", "EQUAL", " "), false), None);
+    }
+
+    #[test]
+    fn custom_annotations_and_labels_are_refused_where_the_console_refuses_them() {
+        for managed in [
+            "higress.io/destination",
+            "disabled.higress.io/proxy-next-upstream-tries",
+            "higress.io/exact-match-header-x-a",
+            "higress.io/regex-match-query-q",
+            "nginx.ingress.kubernetes.io/ssl-redirect",
+            "nginx.ingress.kubernetes.io/prefix-match-header-x",
+            "higress.io/comment",
+        ] {
+            assert!(console_manages_annotation(managed), "{managed}");
+        }
+        for custom in [
+            "example.com/owner",
+            "higress.io/timeout",
+            "nginx.ingress.kubernetes.io/proxy-body-size",
+        ] {
+            assert!(!console_manages_annotation(custom), "{custom}");
+        }
+        assert!(is_custom_label("team") && is_custom_label("higress.io/biz-type"));
+        assert!(!is_custom_label("higress.io/domain_a.com") && !is_custom_label(LABEL_INTERNAL));
+    }
+
+    #[test]
+    fn the_fallback_strategy_picks_its_upstreams() {
+        let upstream = |p: &str| AiUpstream {
+            provider: p.into(),
+            weight: None,
+            model_mapping: None,
+        };
+        let mut route = AiRoute {
+            name: "r".into(),
+            upstreams: vec![upstream("main")],
+            fallback_config: Some(FallbackConfig {
+                enabled: true,
+                upstreams: Some(vec![upstream("a"), upstream("b")]),
+                fallback_strategy: None,
+                response_codes: Some(vec!["5xx".into()]),
+            }),
+            ..AiRoute::default()
+        };
+        route.fill_defaults(ConsoleVersion::default());
+        let used: Vec<(&str, Option<u32>)> = route
+            .fallback_upstreams()
+            .iter()
+            .map(|u| (u.provider.as_str(), u.weight))
+            .collect();
+        assert_eq!(used, [("a", Some(1)), ("b", Some(1))], "RAND by default, weight 1");
+        route.fallback_config.as_mut().unwrap().fallback_strategy = Some("SEQ".into());
+        let used: Vec<&str> = route.fallback_upstreams().iter().map(|u| u.provider.as_str()).collect();
+        assert_eq!(used, ["a"]);
+        assert_eq!(route.providers(), ["main", "a", "b"]);
+        route.fallback_config.as_mut().unwrap().response_codes = Some(vec!["3xx".into()]);
+        assert_eq!(route.validate().unwrap_err(), "invalid response code: 3xx");
+        route.fallback_config.as_mut().unwrap().enabled = false;
+        assert!(route.fallback_upstreams().is_empty() && route.fallback_response_codes().is_none());
+        assert!(route.validate().is_ok());
     }
 
     #[test]
