@@ -1,8 +1,8 @@
 //! The `route-result` event: one per input event, saying what became of it.
 
 use crate::contract::{InvalidEvent, Problem};
-use crate::event::{LifecycleEvent, RESULT_TYPE};
-use crate::higress::{ObjectKey, Operation};
+use crate::event::{Lifecycle, LifecycleEvent, PredicateMatch, TraceContext, RESULT_TYPE};
+use crate::higress::{names, Kind, ObjectKey, Operation, State};
 use crate::reason::Reason;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -71,6 +71,70 @@ pub struct RouteResult {
     pub duration_ms: u64,
     pub warnings: Vec<String>,
     pub error: Option<ResultError>,
+    /// Where a deployed route answers; published with `applied` and `unchanged` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteAccess>,
+    /// The input's trace context, published as the result's own `traceparent` and `tracestate`.
+    #[serde(skip)]
+    pub trace: Option<TraceContext>,
+}
+
+/// What a pipeline needs to call a deployed route without knowing Higress: its public URLs and the
+/// model names it answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteAccess {
+    /// `<scheme>://<domain><path>` per domain: `https` when the domain, as it stands after the
+    /// event, has HTTPS `on` or `force`, `http` when `off`. Wildcard domains name no host and are
+    /// left out; a route without domains matches any host, so it has no URL (see `path`).
+    pub urls: Vec<String>,
+    /// The route's path prefix, to join with the gateway's address when there is no URL.
+    pub path: String,
+    /// The models the route answers, in the model-mapper's notation: a name matches exactly, a name
+    /// ending in `*` by prefix, `*` alone any model. From the model predicates (EQUAL `v` → `v`, PRE
+    /// `v` → `v*`); without predicates `["*"]`. A model mapping rewrites what the provider receives
+    /// and does not narrow what the route answers.
+    pub models: Vec<String>,
+}
+
+impl RouteAccess {
+    /// For a deploy, against the state after its plan (domains as they stand, existing settings won).
+    pub fn of(event: &LifecycleEvent, state: &State) -> Option<RouteAccess> {
+        let Lifecycle::Deployed(deployed) = &event.body else {
+            return None;
+        };
+        let route = &deployed.route;
+        let urls = route
+            .domains
+            .iter()
+            .filter(|domain| !domain.starts_with('*'))
+            .map(|domain| {
+                let https = state
+                    .get_named(Kind::ConfigMap, &names::domain_config_map(domain))
+                    .and_then(|cm| cm.pointer("/data/enableHttps"))
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|mode| mode == "on" || mode == "force");
+                let scheme = if https { "https" } else { "http" };
+                format!("{scheme}://{domain}{}", route.path)
+            })
+            .collect();
+        let models = if route.model_predicates.is_empty() {
+            vec!["*".to_string()]
+        } else {
+            route
+                .model_predicates
+                .iter()
+                .map(|p| match p.match_type {
+                    PredicateMatch::Equal => p.match_value.clone(),
+                    PredicateMatch::Pre => format!("{}*", p.match_value),
+                })
+                .collect()
+        };
+        Some(RouteAccess {
+            urls,
+            path: route.path.clone(),
+            models,
+        })
+    }
 }
 
 impl RouteResult {
@@ -88,6 +152,8 @@ impl RouteResult {
             duration_ms: 0,
             warnings: Vec::new(),
             error: None,
+            route: None,
+            trace: event.envelope.trace.clone(),
         }
     }
 
@@ -109,6 +175,8 @@ impl RouteResult {
                 message: problems_summary(&invalid.problems),
                 retryable: false,
             }),
+            route: None,
+            trace: invalid.trace.clone(),
         }
     }
 
@@ -135,6 +203,11 @@ impl RouteResult {
                 message: bounded(&error.message, MAX_MESSAGE_BYTES),
                 retryable: error.retryable,
             }),
+            // Only a route the gateway reflects is worth calling.
+            route: self
+                .route
+                .clone()
+                .filter(|_| matches!(self.outcome, Outcome::Applied | Outcome::Unchanged)),
             ..self.clone()
         }
     }
@@ -154,6 +227,14 @@ impl RouteResult {
         });
         if let Some(model) = bounded.model.as_deref().filter(|m| !m.is_empty()) {
             event["subject"] = json!(model);
+        }
+        // The pipeline's trace continues through the worker: the input's context, as it came (the
+        // worker records no spans of its own a trace could point to).
+        if let Some(trace) = &bounded.trace {
+            event["traceparent"] = json!(trace.traceparent);
+            if let Some(state) = &trace.tracestate {
+                event["tracestate"] = json!(state);
+            }
         }
         event
     }
@@ -265,6 +346,7 @@ mod tests {
             event_type: Some("t".repeat(100_000)),
             model: Some("m".repeat(100_000)),
             revision: None,
+            trace: None,
         });
         result.warnings = (0..1000).map(|i| format!("warning {i} {}", "w".repeat(1000))).collect();
         let published = result.to_cloud_event("test").to_string();
