@@ -337,6 +337,71 @@ mod tests {
         assert!(problems_summary(&long).len() <= MAX_ITEM_BYTES);
     }
 
+    fn deploy(route: serde_json::Value) -> LifecycleEvent {
+        let event = json!({"specversion": "1.0", "id": "e-1", "source": "t", "type": crate::event::DEPLOYED_TYPE,
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "rojo=1",
+            "data": {"model": "m", "revision": 1, "provider": {"type": "deepseek"}, "route": route}});
+        crate::contract::parse(event.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn route_access_follows_the_domains_as_they_stand_and_the_predicates() {
+        let mut state = State::new();
+        for (domain, mode) in [
+            ("a.example.com", "off"),
+            ("b.example.com", "on"),
+            ("c.example.com", "force"),
+        ] {
+            state.insert_object(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": names::domain_config_map(domain)}, "data": {"domain": domain, "enableHttps": mode}}));
+        }
+        let event = deploy(
+            json!({"domains": ["a.example.com", "b.example.com", "c.example.com", "*.example.com"],
+            "https": {"mode": "force", "cert": "x"}, "path": "/v1",
+            "modelPredicates": [{"matchType": "PRE", "matchValue": "qwen-"}, {"matchType": "EQUAL", "matchValue": "gpt-4o"}],
+            "modelMapping": {"gpt-4o": "gpt-4o-mini"}}),
+        );
+        let access = RouteAccess::of(&event, &state).unwrap();
+        // The existing domains' settings, not the event's; no URL for the wildcard.
+        assert_eq!(
+            access.urls,
+            [
+                "http://a.example.com/v1",
+                "https://b.example.com/v1",
+                "https://c.example.com/v1"
+            ]
+        );
+        assert_eq!(access.models, ["qwen-*", "gpt-4o"]);
+        let open = RouteAccess::of(&deploy(json!({})), &State::new()).unwrap();
+        assert_eq!(
+            (open.urls.len(), open.path.as_str(), open.models),
+            (0, "/", vec!["*".to_string()])
+        );
+    }
+
+    #[test]
+    fn the_result_carries_the_trace_context_and_route_access_only_when_applied() {
+        let event = deploy(json!({"domains": ["a.example.com"]}));
+        let mut result = RouteResult::for_event(&event);
+        result.outcome = Outcome::Applied;
+        result.route = RouteAccess::of(&event, &State::new());
+        let published = result.to_cloud_event("t");
+        assert_eq!(
+            published["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(published["tracestate"], "rojo=1");
+        assert_eq!(published["data"]["route"]["urls"], json!(["http://a.example.com/"]));
+        assert!(crate::contract::validate(crate::contract::Schema::Result, &published).is_empty());
+        result.fail(Outcome::Failed, Reason::Unavailable, "down".into(), true);
+        let failed = result.to_cloud_event("t");
+        assert!(
+            failed["data"].get("route").is_none(),
+            "a failed route is not worth calling"
+        );
+        assert_eq!(failed["traceparent"], published["traceparent"]);
+    }
+
     #[test]
     fn published_results_are_bounded() {
         let mut result = RouteResult::for_invalid(&InvalidEvent {

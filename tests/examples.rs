@@ -544,7 +544,10 @@ fn route_plugins_are_written_as_the_console_writes_them() {
 #[test]
 fn route_plugin_rules_keep_the_console_order_and_leave_with_the_plugin() {
     let foreign = |name: &str, rules: Value| {
-        let plugin = name.rsplit_once('-').and_then(|(p, _)| BuiltinPlugin::route_plugin(p)).unwrap();
+        let plugin = name
+            .rsplit_once('-')
+            .and_then(|(p, _)| BuiltinPlugin::route_plugin(p))
+            .unwrap();
         let mut cr = plugin.new_cr(ConsoleVersion::default(), "higress-system");
         cr["metadata"]["name"] = json!(name);
         cr["spec"]["url"] = json!("oci://mirror.example.com/plugins/custom:9"); // kept: only rules are ours
@@ -574,10 +577,18 @@ fn route_plugin_rules_keep_the_console_order_and_leave_with_the_plugin() {
         let rules = list(&cr, "/spec/matchRules");
         let k: Vec<Value> = rules.iter().map(|r| r["config"]["k"].clone()).collect();
         // compareMatchRules: services, then ingress lists in order (alpha < chat < chat,zeta < zeta), then domains.
-        assert_eq!(k, [json!(1), json!(2), Value::Null, json!(3), json!(4), json!(5)], "{name}");
+        assert_eq!(
+            k,
+            [json!(1), json!(2), Value::Null, json!(3), json!(4), json!(5)],
+            "{name}"
+        );
         assert_eq!(rules[2]["ingress"], json!(["ai-route-chat.internal"]));
         for (i, rule) in theirs.as_array().unwrap().iter().enumerate() {
-            assert_eq!(&rules[if i < 2 { i } else { i + 1 }], rule, "{name}: foreign rule {i} untouched");
+            assert_eq!(
+                &rules[if i < 2 { i } else { i + 1 }],
+                rule,
+                "{name}: foreign rule {i} untouched"
+            );
         }
         assert_eq!(cr["spec"]["url"], "oci://mirror.example.com/plugins/custom:9");
     }
@@ -590,7 +601,10 @@ fn route_plugin_rules_keep_the_console_order_and_leave_with_the_plugin() {
     let ratelimit_only = json!({"ai-token-ratelimit": both["ai-token-ratelimit"]});
     let redeployed = apply(&route_plugins_event(2, ratelimit_only), &after);
     assert_eq!(
-        list(&object(&redeployed, Kind::WasmPlugin, "ai-quota-2.0.1"), "/spec/matchRules"),
+        list(
+            &object(&redeployed, Kind::WasmPlugin, "ai-quota-2.0.1"),
+            "/spec/matchRules"
+        ),
         theirs.as_array().unwrap().clone()
     );
     assert_eq!(
@@ -615,7 +629,10 @@ fn route_plugin_rules_keep_the_console_order_and_leave_with_the_plugin() {
 fn the_route_plugin_catalogue_is_what_the_console_ships() {
     // Pinned by the fixture's CRs (values copied from the console's plugins.properties and spec.yaml).
     let docs = example("route-plugins.yaml");
-    let names: Vec<&str> = higress::plugins::ROUTE_PLUGINS.iter().map(|p| p.plugin_name()).collect();
+    let names: Vec<&str> = higress::plugins::ROUTE_PLUGINS
+        .iter()
+        .map(|p| p.plugin_name())
+        .collect();
     assert_eq!(names, ["ai-token-ratelimit", "ai-quota"]);
     for (doc, plugin, console) in [
         (&docs[0], BuiltinPlugin::AiTokenRatelimit, "v2.2.4"),

@@ -291,12 +291,16 @@ mod tests {
         let event = deployed(
             json!({"model": "m", "revision": 1, "provider": {"type": "bedrock", "apiTokens": ["sk-hidden"],
                 "config": {"awsRegion": "us-east-1", "awsAccessKey": "AK", "awsSecretKey": "cfg-hidden"}},
+            "route": {"plugins": {"ai-token-ratelimit": {"redis": {"service_name": "r.dns", "password": "redis-hidden"}}}},
             "auth": {"consumers": [{"name": "a", "source": "BEARER", "credentials": ["cred-hidden"]}]}}),
         )
         .unwrap();
         let text = format!("{event:?}");
         assert!(
-            !text.contains("sk-hidden") && !text.contains("cred-hidden") && !text.contains("cfg-hidden"),
+            !text.contains("sk-hidden")
+                && !text.contains("cred-hidden")
+                && !text.contains("cfg-hidden")
+                && !text.contains("redis-hidden"),
             "{text}"
         );
         assert!(text.contains("awsSecretKey"), "keys are shown: {text}");

@@ -298,6 +298,37 @@ mod tests {
     }
 
     #[test]
+    fn trace_context_is_w3c_and_bounded() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = |value: Value| trace_context(value.as_object().unwrap());
+        assert_eq!(context(json!({})), Ok(None));
+        let found = context(json!({"traceparent": parent, "tracestate": "a=1, b=2"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.traceparent.as_str(), found.tracestate.as_deref()),
+            (parent, Some("a=1, b=2"))
+        );
+        for bad in [
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+        ] {
+            let problems = context(json!({"traceparent": bad})).unwrap_err();
+            assert_eq!(problems.len(), 1, "{bad}");
+            assert!(!problems[0].rule.contains(bad), "values are not quoted");
+        }
+        let members: Vec<String> = (0..=MAX_TRACESTATE_MEMBERS).map(|i| format!("k{i}=v")).collect();
+        let many = context(json!({"traceparent": parent, "tracestate": members.join(",")})).unwrap_err();
+        assert!(many[0].rule.contains("has 33"), "{many:?}");
+        let orphan = context(json!({"tracestate": "a=1"})).unwrap_err();
+        assert_eq!(orphan, [Problem::new("traceparent", "required with tracestate")]);
+    }
+
+    #[test]
     fn depth_counts_containers_only() {
         assert_eq!(depth(&json!(1)), 0);
         assert_eq!(depth(&json!({})), 1);
