@@ -176,7 +176,8 @@ impl RouteResult {
                 retryable: false,
             }),
             route: None,
-            trace: invalid.trace.clone(),
+            // An invalid input's envelope is not trusted, its trace context included.
+            trace: None,
         }
     }
 
@@ -411,7 +412,6 @@ mod tests {
             event_type: Some("t".repeat(100_000)),
             model: Some("m".repeat(100_000)),
             revision: None,
-            trace: None,
         });
         result.warnings = (0..1000).map(|i| format!("warning {i} {}", "w".repeat(1000))).collect();
         let published = result.to_cloud_event("test").to_string();

@@ -14,7 +14,7 @@ pub mod schema;
 
 pub use schema::{validate, Schema};
 
-use crate::event::{Envelope, Lifecycle, LifecycleEvent, TraceContext, DEPLOYED_TYPE, RETIRED_TYPE};
+use crate::event::{Envelope, Lifecycle, LifecycleEvent, DEPLOYED_TYPE, RETIRED_TYPE};
 use serde_json::Value;
 use std::fmt;
 
@@ -53,8 +53,6 @@ pub struct InvalidEvent {
     pub event_type: Option<String>,
     pub model: Option<String>,
     pub revision: Option<u64>,
-    /// The input's trace context when it is itself valid, so that a rejected result continues the trace.
-    pub trace: Option<TraceContext>,
 }
 
 /// Coarse kind of an invalid input; the label on metrics and on the dead-letter header.
@@ -88,7 +86,6 @@ impl InvalidEvent {
             event_type: None,
             model: None,
             revision: None,
-            trace: None,
         }
     }
 
@@ -146,7 +143,6 @@ pub fn parse_value(value: Value) -> Result<LifecycleEvent, InvalidEvent> {
             .and_then(Value::as_str)
             .map(str::to_string),
         revision: data.and_then(|d| d.get("revision")).and_then(Value::as_u64),
-        trace: rules::trace_context(object).ok().flatten(),
     };
     for attribute in ["specversion", "id", "source", "type"] {
         if text(attribute).is_none() {
@@ -177,18 +173,21 @@ pub fn parse_value(value: Value) -> Result<LifecycleEvent, InvalidEvent> {
     if !invalid.problems.is_empty() {
         return Err(invalid);
     }
+    let trace = match rules::trace_context(object) {
+        Ok(trace) => trace,
+        Err(problems) => {
+            invalid.problems = problems;
+            return Err(invalid);
+        }
+    };
     let envelope = Envelope {
         id: text("id").unwrap_or_default(),
         source: text("source").unwrap_or_default(),
         event_type: text("type").unwrap_or_default(),
         subject: text("subject"),
         time: text("time"),
-        trace: invalid.trace.clone(),
+        trace,
     };
-    if let Err(problems) = rules::trace_context(object) {
-        invalid.problems = problems;
-        return Err(invalid);
-    }
     let data = data.cloned().unwrap_or(Value::Null);
     // Limits first: the typed model need not be built from an input that is too big or too deep.
     invalid.problems = rules::limit_problems(&data);

@@ -43,7 +43,6 @@ pub fn decode(payload: Option<&[u8]>, headers: &Headers) -> Result<LifecycleEven
         event_type: binary.get("type").and_then(Value::as_str).map(str::to_string),
         model: None,
         revision: None,
-        trace: None,
     })?;
     let mut structured = binary;
     structured.insert("data".into(), data);
@@ -59,7 +58,6 @@ fn check_ce_headers(headers: &Headers) -> Result<(), InvalidEvent> {
         event_type: None,
         model: None,
         revision: None,
-        trace: None,
     };
     let ce_headers = headers.iter().filter(|(name, _)| name.starts_with("ce_"));
     let count = ce_headers.clone().count();
