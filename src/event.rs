@@ -7,6 +7,7 @@
 use crate::secret::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::fmt;
 
 pub const DEPLOYED_TYPE: &str = "io.higress.model.deployed.v1";
@@ -21,6 +22,16 @@ pub struct Envelope {
     pub event_type: String,
     pub subject: Option<String>,
     pub time: Option<String>,
+    /// The distributed-tracing extension (`traceparent`, `tracestate`), carried onto the result.
+    pub trace: Option<TraceContext>,
+}
+
+/// W3C Trace Context as CloudEvents carry it (the distributed-tracing extension attributes), in the
+/// formats the contract checks: `traceparent` in the version-00 layout, `tracestate` a bounded list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    pub traceparent: String,
+    pub tracestate: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -154,6 +165,10 @@ pub struct RouteSpec {
     /// Label key → value, in the event's order.
     #[serde(default)]
     pub custom_labels: Map<String, Value>,
+    /// Plugins of the console's catalogue bound to the route, by name: each config verbatim (it may
+    /// hold a Redis password, so `Debug` shows the keys only).
+    #[serde(default)]
+    pub plugins: BTreeMap<String, RawConfig>,
 }
 
 impl Default for RouteSpec {
@@ -170,6 +185,7 @@ impl Default for RouteSpec {
             url_param_predicates: Vec::new(),
             custom_configs: Map::new(),
             custom_labels: Map::new(),
+            plugins: BTreeMap::new(),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The `route-result` event: one per input event, saying what became of it.
 
 use crate::contract::{InvalidEvent, Problem};
-use crate::event::{LifecycleEvent, RESULT_TYPE};
-use crate::higress::{ObjectKey, Operation};
+use crate::event::{Lifecycle, LifecycleEvent, PredicateMatch, TraceContext, RESULT_TYPE};
+use crate::higress::{names, Kind, ObjectKey, Operation, State};
 use crate::reason::Reason;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -74,6 +74,70 @@ pub struct RouteResult {
     /// Why the worker acted on its own, without an input event (`secret-rotated`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// Where a deployed route answers; published with `applied` and `unchanged` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<RouteAccess>,
+    /// The input's trace context, published as the result's own `traceparent` and `tracestate`.
+    #[serde(skip)]
+    pub trace: Option<TraceContext>,
+}
+
+/// What a pipeline needs to call a deployed route without knowing Higress: its public URLs and the
+/// model names it answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RouteAccess {
+    /// `<scheme>://<domain><path>` per domain: `https` when the domain, as it stands after the
+    /// event, has HTTPS `on` or `force`, `http` when `off`. Wildcard domains name no host and are
+    /// left out; a route without domains matches any host, so it has no URL (see `path`).
+    pub urls: Vec<String>,
+    /// The route's path prefix, to join with the gateway's address when there is no URL.
+    pub path: String,
+    /// The models the route answers, in the model-mapper's notation: a name matches exactly, a name
+    /// ending in `*` by prefix, `*` alone any model. From the model predicates (EQUAL `v` → `v`, PRE
+    /// `v` → `v*`); without predicates `["*"]`. A model mapping rewrites what the provider receives
+    /// and does not narrow what the route answers.
+    pub models: Vec<String>,
+}
+
+impl RouteAccess {
+    /// For a deploy, against the state after its plan (domains as they stand, existing settings won).
+    pub fn of(event: &LifecycleEvent, state: &State) -> Option<RouteAccess> {
+        let Lifecycle::Deployed(deployed) = &event.body else {
+            return None;
+        };
+        let route = &deployed.route;
+        let urls = route
+            .domains
+            .iter()
+            .filter(|domain| !domain.starts_with('*'))
+            .map(|domain| {
+                let https = state
+                    .get_named(Kind::ConfigMap, &names::domain_config_map(domain))
+                    .and_then(|cm| cm.pointer("/data/enableHttps"))
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|mode| mode == "on" || mode == "force");
+                let scheme = if https { "https" } else { "http" };
+                format!("{scheme}://{domain}{}", route.path)
+            })
+            .collect();
+        let models = if route.model_predicates.is_empty() {
+            vec!["*".to_string()]
+        } else {
+            route
+                .model_predicates
+                .iter()
+                .map(|p| match p.match_type {
+                    PredicateMatch::Equal => p.match_value.clone(),
+                    PredicateMatch::Pre => format!("{}*", p.match_value),
+                })
+                .collect()
+        };
+        Some(RouteAccess {
+            urls,
+            path: route.path.clone(),
+            models,
+        })
+    }
 }
 
 impl RouteResult {
@@ -92,6 +156,8 @@ impl RouteResult {
             warnings: Vec::new(),
             error: None,
             reason: None,
+            route: None,
+            trace: event.envelope.trace.clone(),
         }
     }
 
@@ -110,6 +176,8 @@ impl RouteResult {
             warnings: Vec::new(),
             error: None,
             reason: Some(Reason::SecretRotated.as_str()),
+            route: None,
+            trace: None,
         }
     }
 
@@ -132,6 +200,9 @@ impl RouteResult {
                 retryable: false,
             }),
             reason: None,
+            route: None,
+            // An invalid input's envelope is not trusted, its trace context included.
+            trace: None,
         }
     }
 
@@ -158,6 +229,11 @@ impl RouteResult {
                 message: bounded(&error.message, MAX_MESSAGE_BYTES),
                 retryable: error.retryable,
             }),
+            // Only a route the gateway reflects is worth calling.
+            route: self
+                .route
+                .clone()
+                .filter(|_| matches!(self.outcome, Outcome::Applied | Outcome::Unchanged)),
             ..self.clone()
         }
     }
@@ -186,6 +262,14 @@ impl RouteResult {
         });
         if let Some(model) = bounded.model.as_deref().filter(|m| !m.is_empty()) {
             event["subject"] = json!(model);
+        }
+        // The pipeline's trace continues through the worker: the input's context, as it came (the
+        // worker records no spans of its own a trace could point to).
+        if let Some(trace) = &bounded.trace {
+            event["traceparent"] = json!(trace.traceparent);
+            if let Some(state) = &trace.tracestate {
+                event["tracestate"] = json!(state);
+            }
         }
         event
     }
@@ -286,6 +370,71 @@ mod tests {
         assert_eq!(summary.matches("must be a string").count(), MAX_LISTED);
         let long = vec![Problem::new("p".repeat(100_000), "x")];
         assert!(problems_summary(&long).len() <= MAX_ITEM_BYTES);
+    }
+
+    fn deploy(route: serde_json::Value) -> LifecycleEvent {
+        let event = json!({"specversion": "1.0", "id": "e-1", "source": "t", "type": crate::event::DEPLOYED_TYPE,
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "rojo=1",
+            "data": {"model": "m", "revision": 1, "provider": {"type": "deepseek"}, "route": route}});
+        crate::contract::parse(event.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn route_access_follows_the_domains_as_they_stand_and_the_predicates() {
+        let mut state = State::new();
+        for (domain, mode) in [
+            ("a.example.com", "off"),
+            ("b.example.com", "on"),
+            ("c.example.com", "force"),
+        ] {
+            state.insert_object(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": names::domain_config_map(domain)}, "data": {"domain": domain, "enableHttps": mode}}));
+        }
+        let event = deploy(
+            json!({"domains": ["a.example.com", "b.example.com", "c.example.com", "*.example.com"],
+            "https": {"mode": "force", "cert": "x"}, "path": "/v1",
+            "modelPredicates": [{"matchType": "PRE", "matchValue": "qwen-"}, {"matchType": "EQUAL", "matchValue": "gpt-4o"}],
+            "modelMapping": {"gpt-4o": "gpt-4o-mini"}}),
+        );
+        let access = RouteAccess::of(&event, &state).unwrap();
+        // The existing domains' settings, not the event's; no URL for the wildcard.
+        assert_eq!(
+            access.urls,
+            [
+                "http://a.example.com/v1",
+                "https://b.example.com/v1",
+                "https://c.example.com/v1"
+            ]
+        );
+        assert_eq!(access.models, ["qwen-*", "gpt-4o"]);
+        let open = RouteAccess::of(&deploy(json!({})), &State::new()).unwrap();
+        assert_eq!(
+            (open.urls.len(), open.path.as_str(), open.models),
+            (0, "/", vec!["*".to_string()])
+        );
+    }
+
+    #[test]
+    fn the_result_carries_the_trace_context_and_route_access_only_when_applied() {
+        let event = deploy(json!({"domains": ["a.example.com"]}));
+        let mut result = RouteResult::for_event(&event);
+        result.outcome = Outcome::Applied;
+        result.route = RouteAccess::of(&event, &State::new());
+        let published = result.to_cloud_event("t");
+        assert_eq!(
+            published["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        assert_eq!(published["tracestate"], "rojo=1");
+        assert_eq!(published["data"]["route"]["urls"], json!(["http://a.example.com/"]));
+        assert!(crate::contract::validate(crate::contract::Schema::Result, &published).is_empty());
+        result.fail(Outcome::Failed, Reason::Unavailable, "down".into(), true);
+        let failed = result.to_cloud_event("t");
+        assert!(
+            failed["data"].get("route").is_none(),
+            "a failed route is not worth calling"
+        );
+        assert_eq!(failed["traceparent"], published["traceparent"]);
     }
 
     #[test]

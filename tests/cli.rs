@@ -218,3 +218,24 @@ fn render_shows_a_fallback_and_its_removal() {
         assert!(dropped.contains(line), "{line} missing:\n{dropped}");
     }
 }
+
+#[test]
+fn render_shows_the_route_plugin_crs_as_the_console_writes_them() {
+    let output = worker()
+        .args(["render", "--event"])
+        .arg(root().join("schemas/examples/valid/route-plugins.json"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let rendered = documents(&String::from_utf8(output.stdout).unwrap());
+    let expected =
+        documents(&std::fs::read_to_string(root().join("tests/fixtures/console/route-plugins.yaml")).unwrap());
+    for doc in &expected[..2] {
+        let name = &doc["metadata"]["name"];
+        let found = rendered
+            .iter()
+            .find(|o| o["kind"] == "WasmPlugin" && &o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not rendered"));
+        assert_eq!(found, doc);
+    }
+}

@@ -510,6 +510,20 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
     // Only the redeploy of the 40 existing routes lists Ingresses, in one request: a new route's Ingress
     // is not read, and a few existing ones are read by name.
     assert_eq!(sim.counters().get("list", "ingresses"), 1);
+    // Route plugins: their CRs created, a redeploy without them and a retirement edit them.
+    let plugins = event_file("route-plugins.json");
+    applied(vec![engine.apply(&parse(&plugins)).await]);
+    let mut without = with(plugins.clone(), "plugins-2", 4);
+    without["data"]["route"].as_object_mut().unwrap().remove("plugins");
+    applied(vec![engine.apply(&parse(&without)).await]);
+    applied(vec![
+        engine
+            .apply(&parse(&json!({
+                "specversion": "1.0", "id": "plugins-3", "source": "tests", "type": event::RETIRED_TYPE,
+                "data": {"model": plugins["data"]["model"], "revision": 5}
+            })))
+            .await,
+    ]);
 
     let group_of: BTreeMap<&str, &str> = Kind::ALL.iter().map(|k| (k.plural(), k.group())).collect();
     sim.counters()

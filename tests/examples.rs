@@ -729,3 +729,193 @@ fn a_fallback_provider_must_exist_as_an_upstream_provider_must() {
         refusal.message
     );
 }
+
+// Route plugins (`route.plugins`): `tests/fixtures/console/route-plugins.yaml`.
+
+fn route_plugins_event(revision: u64, plugins: Value) -> LifecycleEvent {
+    deployed(json!({
+        "model": "chat", "revision": revision,
+        "provider": {"name": "openai-main", "apiTokens": ["sk-openai-example"]},
+        "route": {"domains": ["api.example.com"], "path": "/v1", "plugins": plugins}
+    }))
+}
+
+fn schema_example(name: &str) -> LifecycleEvent {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/examples/valid")
+        .join(name);
+    contract::parse(&std::fs::read(&path).unwrap()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn apply_with(event: &LifecycleEvent, state: &State, settings: &Settings) -> State {
+    let Decision::Apply(plan) = higress::plan(event, state, settings, chrono::Utc::now()).unwrap() else {
+        panic!("unexpected stale")
+    };
+    let mut after = state.clone();
+    higress::simulate(&mut after, &plan).unwrap();
+    after
+}
+
+#[test]
+fn route_plugins_are_written_as_the_console_writes_them() {
+    let docs = example("route-plugins.yaml");
+    let event = schema_example("route-plugins.json");
+    let after = apply(&event, &State::new());
+    let ratelimit = object(&after, Kind::WasmPlugin, "ai-token-ratelimit-2.0.1");
+    let quota = object(&after, Kind::WasmPlugin, "ai-quota-2.0.1");
+    assert_eq!(ratelimit, docs[0]);
+    assert_eq!(quota, docs[1]);
+
+    // Field by field, against the console's rules (spec 2.4): a non-internal CR `<plugin>-<version>`
+    // with the catalogue's labels, and one ROUTE rule {config, configDisable: false, ingress}.
+    let event::Lifecycle::Deployed(deploy) = &event.body else {
+        panic!("a deploy")
+    };
+    let plugins: serde_json::Map<String, Value> = deploy
+        .route
+        .plugins
+        .iter()
+        .map(|(name, config)| (name.clone(), Value::Object(config.0.clone())))
+        .collect();
+    for (cr, name, priority) in [(&ratelimit, "ai-token-ratelimit", 600), (&quota, "ai-quota", 750)] {
+        let labels = &cr["metadata"]["labels"];
+        assert_eq!(labels["higress.io/wasm-plugin-name"], name);
+        assert_eq!(labels["higress.io/wasm-plugin-version"], "2.0.1");
+        assert_eq!(labels["higress.io/wasm-plugin-built-in"], "true");
+        assert_eq!(labels["higress.io/resource-definer"], "higress");
+        assert!(labels.get("higress.io/internal").is_none(), "not an internal CR");
+        assert!(cr["metadata"]["annotations"].get("higress.io/comment").is_none());
+        assert_eq!(cr["spec"]["phase"], "UNSPECIFIED_PHASE");
+        assert_eq!(cr["spec"]["priority"], priority);
+        assert_eq!(
+            cr["spec"]["url"],
+            format!("oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/{name}:2.0.1")
+        );
+        assert_eq!(cr["spec"]["defaultConfigDisable"], true, "no global instance");
+        let rules = list(cr, "/spec/matchRules");
+        assert_eq!(rules.len(), 1);
+        let keys: Vec<&String> = rules[0].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["config", "configDisable", "ingress"]);
+        assert_eq!(rules[0]["config"], plugins[name], "the config verbatim");
+        assert_eq!(rules[0]["configDisable"], false);
+        assert_eq!(rules[0]["ingress"], json!(["ai-route-chat.internal"]));
+    }
+    // An older console labels and tags them as it does ai-statistics.
+    let v223 = Settings {
+        console: "v2.2.3".parse().unwrap(),
+        ..Settings::default()
+    };
+    let only_ratelimit = route_plugins_event(3, json!({"ai-token-ratelimit": plugins["ai-token-ratelimit"]}));
+    let after = apply_with(&only_ratelimit, &State::new(), &v223);
+    assert_eq!(object(&after, Kind::WasmPlugin, "ai-token-ratelimit-1.0.0"), docs[2]);
+}
+
+#[test]
+fn route_plugin_rules_keep_the_console_order_and_leave_with_the_plugin() {
+    let foreign = |name: &str, rules: Value| {
+        let plugin = name
+            .rsplit_once('-')
+            .and_then(|(p, _)| BuiltinPlugin::route_plugin(p))
+            .unwrap();
+        let mut cr = plugin.new_cr(ConsoleVersion::default(), "higress-system");
+        cr["metadata"]["name"] = json!(name);
+        cr["spec"]["url"] = json!("oci://mirror.example.com/plugins/custom:9"); // kept: only rules are ours
+        cr["spec"]["matchRules"] = rules;
+        cr
+    };
+    let theirs = json!([
+        {"config": {"k": 1}, "configDisable": false, "service": ["llm-x.internal.dns"]},
+        {"config": {"k": 2}, "configDisable": false, "ingress": ["ai-route-alpha.internal"]},
+        {"config": {"k": 3}, "configDisable": true, "ingress": ["ai-route-chat.internal", "ai-route-zeta.internal"]},
+        {"config": {"k": 4}, "configDisable": false, "ingress": ["ai-route-zeta.internal"]},
+        {"config": {"k": 5}, "configDisable": false, "domain": ["api.example.com"]}
+    ]);
+    let mut state = State::new();
+    state.insert_object(foreign("ai-token-ratelimit-2.0.1", theirs.clone()));
+    state.insert_object(foreign("ai-quota-2.0.1", theirs.clone()));
+    // A rule of the route in another version's CR (a console upgrade): the route keeps one instance.
+    state.insert_object(foreign(
+        "ai-quota-1.0.0",
+        json!([{"config": {"old": true}, "configDisable": false, "ingress": ["ai-route-chat.internal"]}]),
+    ));
+    let both = json!({"ai-token-ratelimit": {"rule_name": "r", "redis": {"service_name": "redis.dns"}},
+                      "ai-quota": {"admin_consumer": "admin", "redis": {"service_name": "redis.dns"}}});
+    let after = apply(&route_plugins_event(1, both.clone()), &state);
+    for name in ["ai-token-ratelimit-2.0.1", "ai-quota-2.0.1"] {
+        let cr = object(&after, Kind::WasmPlugin, name);
+        let rules = list(&cr, "/spec/matchRules");
+        let k: Vec<Value> = rules.iter().map(|r| r["config"]["k"].clone()).collect();
+        // compareMatchRules: services, then ingress lists in order (alpha < chat < chat,zeta < zeta), then domains.
+        assert_eq!(
+            k,
+            [json!(1), json!(2), Value::Null, json!(3), json!(4), json!(5)],
+            "{name}"
+        );
+        assert_eq!(rules[2]["ingress"], json!(["ai-route-chat.internal"]));
+        for (i, rule) in theirs.as_array().unwrap().iter().enumerate() {
+            assert_eq!(
+                &rules[if i < 2 { i } else { i + 1 }],
+                rule,
+                "{name}: foreign rule {i} untouched"
+            );
+        }
+        assert_eq!(cr["spec"]["url"], "oci://mirror.example.com/plugins/custom:9");
+    }
+    assert_eq!(
+        list(&object(&after, Kind::WasmPlugin, "ai-quota-1.0.0"), "/spec/matchRules"),
+        Vec::<Value>::new()
+    );
+
+    // A redeploy without ai-quota takes the route's rule out of it, and only that rule.
+    let ratelimit_only = json!({"ai-token-ratelimit": both["ai-token-ratelimit"]});
+    let redeployed = apply(&route_plugins_event(2, ratelimit_only), &after);
+    assert_eq!(
+        list(
+            &object(&redeployed, Kind::WasmPlugin, "ai-quota-2.0.1"),
+            "/spec/matchRules"
+        ),
+        theirs.as_array().unwrap().clone()
+    );
+    assert_eq!(
+        object(&redeployed, Kind::WasmPlugin, "ai-token-ratelimit-2.0.1"),
+        object(&after, Kind::WasmPlugin, "ai-token-ratelimit-2.0.1")
+    );
+
+    // A retirement removes the route from every rule (the shared foreign rule keeps zeta only).
+    let retired = apply(&retired(json!({"model": "chat", "revision": 3})), &redeployed);
+    let mut expected = theirs.as_array().unwrap().clone();
+    expected[2]["ingress"] = json!(["ai-route-zeta.internal"]);
+    for name in ["ai-token-ratelimit-2.0.1", "ai-quota-2.0.1"] {
+        assert_eq!(
+            list(&object(&retired, Kind::WasmPlugin, name), "/spec/matchRules"),
+            expected,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_route_plugin_catalogue_is_what_the_console_ships() {
+    // Pinned by the fixture's CRs (values copied from the console's plugins.properties and spec.yaml).
+    let docs = example("route-plugins.yaml");
+    let names: Vec<&str> = higress::plugins::ROUTE_PLUGINS
+        .iter()
+        .map(|p| p.plugin_name())
+        .collect();
+    assert_eq!(names, ["ai-token-ratelimit", "ai-quota"]);
+    for (doc, plugin, console) in [
+        (&docs[0], BuiltinPlugin::AiTokenRatelimit, "v2.2.4"),
+        (&docs[1], BuiltinPlugin::AiQuota, "v2.2.4"),
+        (&docs[2], BuiltinPlugin::AiTokenRatelimit, "v2.2.3"),
+    ] {
+        let mut expected = doc.clone();
+        expected["spec"].as_object_mut().unwrap().remove("matchRules");
+        let console: ConsoleVersion = console.parse().unwrap();
+        assert_eq!(plugin.new_cr(console, "higress-system"), expected);
+        assert_eq!(BuiltinPlugin::route_plugin(plugin.plugin_name()), Some(plugin));
+    }
+    // The internal plugins the mapping manages, and ai-statistics, are not route plugins.
+    for name in ["ai-proxy", "key-auth", "model-router", "model-mapper", "ai-statistics"] {
+        assert_eq!(BuiltinPlugin::route_plugin(name), None, "{name}");
+    }
+}

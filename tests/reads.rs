@@ -33,6 +33,14 @@ fn deploy(model: &str, revision: u64, i: usize) -> LifecycleEvent {
     if i % 4 == 3 {
         data["route"]["https"] = json!({"mode": "on", "cert": "wildcard-cert"});
     }
+    // Route plugins: some routes have them, and a redeploy with another `i` drops or adds them.
+    if i % 5 == 4 {
+        data["route"]["plugins"] =
+            json!({"ai-token-ratelimit": {"rule_name": model, "redis": {"service_name": "redis.dns"}}});
+    }
+    if i % 5 == 0 {
+        data["route"]["plugins"] = json!({"ai-quota": {"redis": {"service_name": "redis.dns"}}});
+    }
     event(event::DEPLOYED_TYPE, data)
 }
 
@@ -70,6 +78,10 @@ fn cluster() -> State {
         json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
                "metadata": {"name": "ai-statistics-1.0.0", "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "ai-statistics"}},
                "spec": {"matchRules": [{"ingress": ["ai-route-m3.internal"], "config": {}, "configDisable": false}]}}),
+        // A route plugin CR of an older console version naming a route of ours.
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+               "metadata": {"name": "ai-quota-1.0.0", "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "ai-quota"}},
+               "spec": {"matchRules": [{"ingress": ["ai-route-m9.internal"], "config": {}, "configDisable": false}]}}),
     ] {
         state.insert_object(object);
     }
@@ -158,6 +170,9 @@ fn a_few_models_read_their_own_objects_and_plan_as_against_the_whole_cluster() {
     // Retirements: the last user of a provider, a route with a console fallback, a shared consumer.
     assert_reads_suffice(&[retire("m5", 2, true)]);
     assert_reads_suffice(&[retire("m3", 2, true), retire("m6", 3, false), deploy("m7", 2, 5)]);
+    // Route plugins dropped (m4 had ai-token-ratelimit), changed (m5: ai-quota), another version's rule (m9).
+    assert_reads_suffice(&[deploy("m4", 2, 1)]);
+    assert_reads_suffice(&[deploy("m5", 2, 4), deploy("m9", 2, 0), retire("m14", 2, false)]);
     // Stale and resurrecting events.
     assert_reads_suffice(&[deploy("old", 1, 0), deploy("old", 3, 0), retire("m0", 1, false)]);
 }

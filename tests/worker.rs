@@ -512,3 +512,86 @@ async fn a_permanent_error_after_writes_is_dead_lettered_apply_partial_and_a_rep
     assert_eq!(ingress["spec"]["rules"][0]["http"]["paths"][0]["path"], "/m-v2");
     assert!(worker.terminate().success());
 }
+
+/// Trace context through the broker: structured mode (extension attributes) and binary mode
+/// (`ce_traceparent`, `ce_tracestate` headers) reach the result and the worker's log line for the
+/// event; the result says where the route answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_and_route_access_reach_the_result() {
+    let fixture = Fixture::start().await;
+    let worker = fixture.worker("w", &[]);
+    let structured_parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let binary_parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    let mut structured = deploy("chat", 1);
+    structured["traceparent"] = json!(structured_parent);
+    structured["tracestate"] = json!("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    structured["data"]["route"] = json!({"domains": ["api.example.com"], "path": "/chat",
+        "modelPredicates": [{"matchType": "EQUAL", "matchValue": "gpt-4o"}]});
+    fixture.publish("chat", &structured).await;
+    let binary = deploy("code", 1);
+    let headers: Vec<(&str, &[u8])> = vec![
+        ("ce_specversion", b"1.0"),
+        ("ce_id", b"deploy-code-1"),
+        ("ce_source", b"tests"),
+        ("ce_type", b"io.higress.model.deployed.v1"),
+        ("ce_traceparent", binary_parent.as_bytes()),
+        ("ce_tracestate", b"vendor=x"),
+    ];
+    fixture
+        .broker
+        .produce(INPUT, Some("code"), binary["data"].to_string().as_bytes(), &headers)
+        .await;
+    // A malformed traceparent is refused by the contract, naming the attribute.
+    let mut bad = deploy("bad", 1);
+    bad["traceparent"] = json!("00-not-a-trace-01");
+    fixture.publish("bad", &bad).await;
+
+    let results = fixture.results(3).await;
+    assert_eq!(results.len(), 3, "log:\n{}", worker.log());
+    let by_id = |id: &str| {
+        results
+            .iter()
+            .find(|r| r["data"]["inputEventId"] == id)
+            .unwrap_or_else(|| panic!("{id}: {results:?}"))
+    };
+    let chat = by_id("deploy-chat-1");
+    assert_eq!(chat["data"]["outcome"], "applied");
+    assert_eq!(chat["traceparent"], structured_parent);
+    assert_eq!(chat["tracestate"], "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    assert_eq!(
+        chat["data"]["route"],
+        json!({"urls": ["http://api.example.com/chat"], "path": "/chat", "models": ["gpt-4o"]})
+    );
+    let code = by_id("deploy-code-1");
+    assert_eq!(code["data"]["outcome"], "applied");
+    assert_eq!(code["traceparent"], binary_parent);
+    assert_eq!(code["tracestate"], "vendor=x");
+    assert_eq!(code["data"]["route"]["models"], json!(["*"]));
+    let refused = by_id("deploy-bad-1");
+    assert_eq!(refused["data"]["outcome"], "rejected");
+    assert!(
+        refused["data"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("traceparent: "),
+        "{refused}"
+    );
+    assert!(
+        refused.get("traceparent").is_none(),
+        "an invalid context is not carried"
+    );
+
+    let log = worker.log();
+    for (parent, state) in [
+        (structured_parent, "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+        (binary_parent, "vendor=x"),
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains("event done") && l.contains(parent))
+            .unwrap_or_else(|| panic!("no log line of the event with traceparent {parent}:\n{log}"));
+        assert!(line.contains("tracestate") && line.contains(state), "{line}");
+    }
+    let status = worker.terminate();
+    assert!(status.success(), "{status}");
+}

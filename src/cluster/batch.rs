@@ -78,6 +78,7 @@ pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initi
                         result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
                         changed = changes.into_iter().map(|(key, _)| key).collect();
                         result.warnings = plan.warnings;
+                        result.route = crate::result::RouteAccess::of(event, &planned.state);
                         for step in plan.steps {
                             touched.insert(step.key.clone());
                             planned.steps.entry(step.key.clone()).or_default().push(step);

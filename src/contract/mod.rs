@@ -173,12 +173,20 @@ pub fn parse_value(value: Value) -> Result<LifecycleEvent, InvalidEvent> {
     if !invalid.problems.is_empty() {
         return Err(invalid);
     }
+    let trace = match rules::trace_context(object) {
+        Ok(trace) => trace,
+        Err(problems) => {
+            invalid.problems = problems;
+            return Err(invalid);
+        }
+    };
     let envelope = Envelope {
         id: text("id").unwrap_or_default(),
         source: text("source").unwrap_or_default(),
         event_type: text("type").unwrap_or_default(),
         subject: text("subject"),
         time: text("time"),
+        trace,
     };
     let data = data.cloned().unwrap_or(Value::Null);
     // Limits first: the typed model need not be built from an input that is too big or too deep.
@@ -282,12 +290,16 @@ mod tests {
         let event = deployed(
             json!({"model": "m", "revision": 1, "provider": {"type": "bedrock", "apiTokens": ["sk-hidden"],
                 "config": {"awsRegion": "us-east-1", "awsAccessKey": "AK", "awsSecretKey": "cfg-hidden"}},
+            "route": {"plugins": {"ai-token-ratelimit": {"redis": {"service_name": "r.dns", "password": "redis-hidden"}}}},
             "auth": {"consumers": [{"name": "a", "source": "BEARER", "credentials": ["cred-hidden"]}]}}),
         )
         .unwrap();
         let text = format!("{event:?}");
         assert!(
-            !text.contains("sk-hidden") && !text.contains("cred-hidden") && !text.contains("cfg-hidden"),
+            !text.contains("sk-hidden")
+                && !text.contains("cred-hidden")
+                && !text.contains("cfg-hidden")
+                && !text.contains("redis-hidden"),
             "{text}"
         );
         assert!(text.contains("awsSecretKey"), "keys are shown: {text}");

@@ -6,7 +6,8 @@
 //! that slips past a schema edit from reaching an object.
 
 use super::Problem;
-use crate::event::{KeyedMatch, ModelDeployed, RouteSpec};
+use crate::event::{KeyedMatch, ModelDeployed, RouteSpec, TraceContext};
+use crate::higress::plugins::{BuiltinPlugin, ROUTE_PLUGINS};
 use serde_json::Value;
 
 /// Most levels of objects and arrays in a free-form part (`provider.config`, `provider.failover`),
@@ -42,7 +43,18 @@ fn free_form_parts(data: &Value) -> Vec<(String, &Value)> {
             }
         }
     }
+    parts.extend(plugin_configs(data));
     parts
+}
+
+/// `route.plugins`: each plugin's config is a free-form part of its own, stored in the plugin's CR.
+fn plugin_configs(data: &Value) -> Vec<(String, &Value)> {
+    let plugins = data.pointer("/route/plugins").and_then(Value::as_object);
+    plugins
+        .into_iter()
+        .flatten()
+        .map(|(name, config)| (super::schema::child("data.route.plugins", name), config))
+        .collect()
 }
 
 /// Levels of objects and arrays in `value`: 0 for a scalar.
@@ -114,8 +126,9 @@ fn check_characters(value: &Value, path: &str, free_form: bool, problems: &mut V
                 if key.chars().any(|c| is_forbidden_in(c, false)) {
                     problems.push(Problem::new(&child, format!("{RULE} in its name")));
                 }
-                let free_form =
-                    free_form || matches!(child.as_str(), "data.provider.config" | "data.provider.failover");
+                let free_form = free_form
+                    || matches!(child.as_str(), "data.provider.config" | "data.provider.failover")
+                    || path == "data.route.plugins";
                 check_characters(member, &child, free_form, problems);
             }
         }
@@ -174,6 +187,7 @@ pub fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
         }
     }
     route_feature_problems(&event.route, &mut problems);
+    check_route_plugins(event, &mut problems);
     problems
 }
 
@@ -282,6 +296,73 @@ fn check_qualified_key(key: &str, path: &str, what: &str, problems: &mut Vec<Pro
     }
 }
 
+/// `route.plugins` names plugins of the catalogue (the schema's enum says the same).
+fn check_route_plugins(event: &ModelDeployed, problems: &mut Vec<Problem>) {
+    for name in event.route.plugins.keys() {
+        if BuiltinPlugin::route_plugin(name).is_none() {
+            let known: Vec<&str> = ROUTE_PLUGINS.iter().map(|p| p.plugin_name()).collect();
+            problems.push(Problem::new(
+                super::schema::child("data.route.plugins", name),
+                format!("is not a route plugin of the catalogue: {}", known.join(", ")),
+            ));
+        }
+    }
+}
+
+/// Longest `tracestate`, in bytes: what W3C Trace Context asks every participant to propagate.
+pub const MAX_TRACESTATE_BYTES: usize = 512;
+/// Most list members of a `tracestate` (W3C Trace Context).
+pub const MAX_TRACESTATE_MEMBERS: usize = 32;
+
+/// The event's distributed-tracing attributes (`traceparent`, `tracestate`), checked again after the
+/// schema, with what it cannot state well (the number of `tracestate` members). Problems never quote
+/// the values.
+pub fn trace_context(envelope: &serde_json::Map<String, Value>) -> Result<Option<TraceContext>, Vec<Problem>> {
+    let text = |key: &str| envelope.get(key).and_then(Value::as_str);
+    let mut problems = Vec::new();
+    let traceparent = text("traceparent");
+    if let Some(parent) = traceparent {
+        if !is_traceparent(parent) {
+            problems.push(Problem::new(
+                "traceparent",
+                "must be a W3C traceparent: 2-32-16-2 lowercase hex digits joined by '-', version not ff, trace and parent ids not all zero",
+            ));
+        }
+    }
+    let tracestate = text("tracestate");
+    if let Some(state) = tracestate {
+        let members = state.split(',').count();
+        if state.len() > MAX_TRACESTATE_BYTES || members > MAX_TRACESTATE_MEMBERS {
+            problems.push(Problem::new(
+                "tracestate",
+                format!("must have at most {MAX_TRACESTATE_MEMBERS} list members and {MAX_TRACESTATE_BYTES} characters, has {members} and {}", state.len()),
+            ));
+        } else if !state.bytes().all(|b| (0x20..0x7f).contains(&b) || b == b'\t') {
+            problems.push(Problem::new("tracestate", "must be printable ASCII"));
+        }
+        if traceparent.is_none() {
+            problems.push(Problem::new("traceparent", "required with tracestate"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(traceparent.map(|parent| TraceContext {
+        traceparent: parent.to_string(),
+        tracestate: tracestate.map(str::to_string),
+    }))
+}
+
+fn is_traceparent(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    let hex =
+        |part: &str, len: usize| part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let not_zero = |part: &str| part.bytes().any(|b| b != b'0');
+    matches!(parts[..], [version, trace, parent, flags]
+        if hex(version, 2) && version != "ff" && hex(trace, 32) && not_zero(trace)
+            && hex(parent, 16) && not_zero(parent) && hex(flags, 2))
+}
+
 /// `ai-route-<model>` must be a DNS subdomain: every dot-separated label starts and ends alphanumeric.
 fn check_dns_name(name: &str, path: &str, problems: &mut Vec<Problem>) {
     let labels_ok = name
@@ -325,6 +406,37 @@ mod tests {
 
     fn nested(levels: usize) -> Value {
         (1..levels).fold(json!({"leaf": 1}), |inner, _| json!({"k": inner}))
+    }
+
+    #[test]
+    fn trace_context_is_w3c_and_bounded() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = |value: Value| trace_context(value.as_object().unwrap());
+        assert_eq!(context(json!({})), Ok(None));
+        let found = context(json!({"traceparent": parent, "tracestate": "a=1, b=2"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.traceparent.as_str(), found.tracestate.as_deref()),
+            (parent, Some("a=1, b=2"))
+        );
+        for bad in [
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+        ] {
+            let problems = context(json!({"traceparent": bad})).unwrap_err();
+            assert_eq!(problems.len(), 1, "{bad}");
+            assert!(!problems[0].rule.contains(bad), "values are not quoted");
+        }
+        let members: Vec<String> = (0..=MAX_TRACESTATE_MEMBERS).map(|i| format!("k{i}=v")).collect();
+        let many = context(json!({"traceparent": parent, "tracestate": members.join(",")})).unwrap_err();
+        assert!(many[0].rule.contains("has 33"), "{many:?}");
+        let orphan = context(json!({"tracestate": "a=1"})).unwrap_err();
+        assert_eq!(orphan, [Problem::new("traceparent", "required with tracestate")]);
     }
 
     #[test]

@@ -360,6 +360,8 @@ pub fn plan_deploy(
         }
     }
 
+    plan_route_plugins(&mut plan, event, state, settings, &ingress_name);
+
     let tls = route::tls(&event.route.domains, &route_domains)
         .map_err(|m| Refusal::new(Reason::InvalidDomains, format!("data.route.domains: {m}")))?;
     let ingress_of = |services: &[UpstreamService], fallback_from: Option<String>| {
@@ -424,6 +426,43 @@ pub fn plan_deploy(
     };
     retire::set_fence(&mut plan, &event.model, entry, settings, now);
     Ok(plan)
+}
+
+/// `route.plugins`, as the console's plugin page for an AI route binds a plugin: a ROUTE instance
+/// `{config, configDisable: false, ingress: [<ingress>]}` in the non-internal CR `<plugin>-<version>`
+/// of the console version, created with the catalogue's labels when missing. The event states the
+/// route's whole set, one instance per plugin: the route's own rule (targets exactly its Ingress)
+/// goes from every other CR of a catalogue plugin — a plugin left out, or another version's CR.
+fn plan_route_plugins(plan: &mut Plan, event: &ModelDeployed, state: &State, settings: &Settings, ingress: &str) {
+    let targets = Targets::ingress(ingress);
+    for (name, config) in &event.route.plugins {
+        // The contract admits catalogue plugins only.
+        let Some(plugin) = BuiltinPlugin::route_plugin(name) else {
+            continue;
+        };
+        plan.edit(
+            ObjectKey::new(Kind::WasmPlugin, plugin.cr_name(settings.console)),
+            Template::plugin(plugin, settings),
+            Op::UpsertRule(targets.rule(Value::Object(config.0.clone()), true)),
+        );
+    }
+    for (name, cr) in state.of_kind(Kind::WasmPlugin) {
+        let Some(plugin) = label(cr, "higress.io/wasm-plugin-name").and_then(BuiltinPlugin::route_plugin) else {
+            continue;
+        };
+        let wanted = event.route.plugins.contains_key(plugin.plugin_name()) && name == plugin.cr_name(settings.console);
+        let ours = cr
+            .pointer("/spec/matchRules")
+            .and_then(Value::as_array)
+            .is_some_and(|rules| rules.iter().any(|r| targets.matches(r)));
+        if !wanted && ours && !names::is_internal(name) && label(cr, names::LABEL_DEFINER) == Some("higress") {
+            plan.edit(
+                ObjectKey::new(Kind::WasmPlugin, name),
+                None,
+                Op::RemoveRule(targets.clone()),
+            );
+        }
+    }
 }
 
 /// Whether a non-internal ai-statistics CR already has a rule for the Ingress (then the console adds none).

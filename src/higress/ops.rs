@@ -93,8 +93,9 @@ impl std::fmt::Debug for Op {
                 .field("service", service)
                 .finish(),
             Op::RemoveServiceTarget(v) => f.debug_tuple("RemoveServiceTarget").field(v).finish(),
-            Op::UpsertRule(v) => f.debug_tuple("UpsertRule").field(v).finish(),
-            Op::InsertRuleIfAbsent(v) => f.debug_tuple("InsertRuleIfAbsent").field(v).finish(),
+            // Route plugin configs may hold a Redis password.
+            Op::UpsertRule(v) => f.debug_tuple("UpsertRule").field(&redacted(v)).finish(),
+            Op::InsertRuleIfAbsent(v) => f.debug_tuple("InsertRuleIfAbsent").field(&redacted(v)).finish(),
             Op::RemoveRule(v) => f.debug_tuple("RemoveRule").field(v).finish(),
             Op::RemoveIngressTarget(v) => f.debug_tuple("RemoveIngressTarget").field(v).finish(),
             Op::RemoveConsumerIfUnused(v) => f.debug_tuple("RemoveConsumerIfUnused").field(v).finish(),
@@ -134,7 +135,7 @@ pub fn redacted(value: &Value) -> Value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| match k.as_str() {
-                    "apiTokens" | "credentials" | "credential" | "data" | "stringData" => {
+                    "apiTokens" | "credentials" | "credential" | "data" | "stringData" | "password" => {
                         (k.clone(), Value::String("<redacted>".into()))
                     }
                     _ => (k.clone(), redacted(v)),
@@ -788,5 +789,17 @@ mod tests {
             ai_proxy["metadata"].get("annotations").is_none(),
             "no empty annotation is left"
         );
+    }
+
+    #[test]
+    fn rule_edits_do_not_show_a_plugin_password() {
+        let rule = Targets::ingress("a").rule(
+            json!({"redis": {"service_name": "r.dns", "password": "p-hidden"}}),
+            true,
+        );
+        for op in [Op::UpsertRule(rule.clone()), Op::InsertRuleIfAbsent(rule)] {
+            let text = format!("{op:?}");
+            assert!(!text.contains("p-hidden") && text.contains("r.dns"), "{text}");
+        }
     }
 }

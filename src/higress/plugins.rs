@@ -85,7 +85,19 @@ pub enum BuiltinPlugin {
     ModelMapper,
     /// Not internal: its CR is named `ai-statistics-<version>`.
     AiStatistics,
+    /// Route plugins events may attach (`route.plugins`, see [`ROUTE_PLUGINS`]); not internal.
+    AiTokenRatelimit,
+    AiQuota,
 }
+
+/// The plugins of the console's built-in catalogue an event may attach to its route
+/// (`route.plugins`), as a ROUTE instance in the non-internal CR `<plugin>-<version>`. Only plugins
+/// whose catalogue entry was checked in the console's sources (`plugins/plugins.properties` and
+/// `plugins/<name>/spec.yaml` at v2.1.11, v2.2.1 … v2.2.4 and main; pinned by
+/// `tests/fixtures/console/route-plugins.yaml`) are listed. The internal plugins the mapping
+/// manages itself (ai-proxy, key-auth, model-router, model-mapper), which the console's AI route
+/// plugin page hides too, and ai-statistics (bound by `--no-ai-statistics`) are not.
+pub const ROUTE_PLUGINS: [BuiltinPlugin; 2] = [BuiltinPlugin::AiTokenRatelimit, BuiltinPlugin::AiQuota];
 
 struct Catalogue {
     name: &'static str,
@@ -146,7 +158,39 @@ impl BuiltinPlugin {
                 phase: "UNSPECIFIED_PHASE",
                 priority: 900,
             },
+            // spec.yaml `phase: default` is UNSPECIFIED_PHASE (spec 2.4).
+            Self::AiTokenRatelimit => Catalogue {
+                name: "ai-token-ratelimit",
+                category: "ai",
+                title: "AI Token Rate Limit",
+                description: "Implement token rate limiting based on specific keys, where the key source can be URL parameters, HTTP request headers, client IP addresses, etc.",
+                icon: ICON_AI,
+                phase: "UNSPECIFIED_PHASE",
+                priority: 600,
+            },
+            Self::AiQuota => Catalogue {
+                name: "ai-quota",
+                category: "ai",
+                title: "AI Quota",
+                description: "Implement quota-based rate limiting according to assigned fixed quotas, while also supporting quota management capabilities, including querying, refreshing, and adjusting quotas.",
+                icon: ICON_AI,
+                phase: "UNSPECIFIED_PHASE",
+                priority: 750,
+            },
         }
+    }
+
+    /// The route plugin of the catalogue with this name (see [`ROUTE_PLUGINS`]).
+    pub fn route_plugin(name: &str) -> Option<BuiltinPlugin> {
+        ROUTE_PLUGINS.into_iter().find(|p| p.plugin_name() == name)
+    }
+
+    /// Whether the console keeps the plugin in an internal CR `<plugin>.internal`.
+    fn is_internal(self) -> bool {
+        matches!(
+            self,
+            Self::AiProxy | Self::KeyAuth | Self::ModelRouter | Self::ModelMapper
+        )
     }
 
     pub fn plugin_name(self) -> &'static str {
@@ -162,11 +206,13 @@ impl BuiltinPlugin {
         }
     }
 
-    /// The CR name: `<plugin>.internal`, or `<plugin>-<version>` for the non-internal ai-statistics.
+    /// The CR name: `<plugin>.internal`, or `<plugin>-<version>` for a non-internal one (ai-statistics,
+    /// the route plugins).
     pub fn cr_name(self, console: ConsoleVersion) -> String {
-        match self {
-            Self::AiStatistics => format!("{}-{}", self.plugin_name(), self.version_and_tag(console).0),
-            _ => format!("{}.internal", self.plugin_name()),
+        if self.is_internal() {
+            format!("{}.internal", self.plugin_name())
+        } else {
+            format!("{}-{}", self.plugin_name(), self.version_and_tag(console).0)
         }
     }
 

@@ -406,7 +406,10 @@ impl Worker {
         let applied_in = started.elapsed();
         let mut deliveries: Vec<futures::future::BoxFuture<'_, anyhow::Result<()>>> = rejections;
         for ((index, event), result) in indices.iter().zip(&events).zip(&results) {
-            let span = tracing::info_span!("event", id = %bounded(&event.envelope.id, MAX_NAME_BYTES), model = %event.model(), revision = event.revision(), outcome = result.outcome.as_str());
+            // The input's trace context (validated by the contract) ties these lines to the pipeline's trace.
+            let trace = event.envelope.trace.as_ref();
+            let span = tracing::info_span!("event", id = %bounded(&event.envelope.id, MAX_NAME_BYTES), model = %event.model(), revision = event.revision(), outcome = result.outcome.as_str(),
+                traceparent = trace.map(|t| t.traceparent.as_str()), tracestate = trace.and_then(|t| t.tracestate.as_deref()));
             async {
                 match &result.error {
                     Some(error) => warn!(reason = %bounded(&error.reason, MAX_NAME_BYTES), message = %bounded(&error.message, MAX_MESSAGE_BYTES), "event not applied"),
