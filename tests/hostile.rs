@@ -268,6 +268,32 @@ fn cases() -> Vec<Case> {
             false,
         );
     }
+    for i in 0..60 {
+        // Regular expressions the gateway would refuse with its whole route table, or that are too
+        // costly to compile: too long, invalid, or a compiled size that explodes from a short text.
+        let pattern = match i % 4 {
+            0 => "(a|b)*c".repeat(200 + i),
+            1 => format!("([{i}"),
+            2 => format!("((x{{100}}){{100}}){{100}}{i}"),
+            _ => format!("^{}$", "(?:(?:a+)+)+".repeat(100)),
+        };
+        let mut data = deploy_data(&format!("regex{i}"));
+        let predicate = json!([{"key": "x-team", "matchType": "REGULAR", "matchValue": pattern}]);
+        let list = if i % 2 == 0 {
+            "headerPredicates"
+        } else {
+            "urlParamPredicates"
+        };
+        data["route"][list] = predicate;
+        add(
+            "hostile-regex",
+            i,
+            event(&format!("x{i}"), DEPLOYED, data),
+            vec![],
+            Expect::DeadLetter("schema-violation"),
+            true,
+        );
+    }
     for i in 0..100 {
         // Issue #12 (3): the console's admin password, sent to a host the event chose.
         let mut data = deploy_data(&format!("steal{i}"));
