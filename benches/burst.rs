@@ -9,14 +9,15 @@
 
 #[path = "../tests/support/broker.rs"]
 mod broker;
+#[path = "support/seed.rs"]
+mod seed;
 
 use broker::Broker;
-use higress_route_worker::contract;
-use higress_route_worker::higress::{plan, simulate, Decision, Settings, State};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use seed::{deploy_with, domain_config_map, existing_state};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -96,44 +97,9 @@ fn deploy(run: &str, i: usize, o: &Options) -> (String, Value) {
     deploy_with(run, i, o.providers, o.consumers)
 }
 
-fn deploy_with(run: &str, i: usize, providers: usize, consumers: usize) -> (String, Value) {
-    let model = format!("{run}-m{i}");
-    let provider = format!("{run}-p{}", i % providers);
-    let consumers: Vec<Value> = (0..consumers)
-        .map(|c| json!({"name": format!("{model}-c{c}"), "source": "BEARER", "credentials": [format!("key-{model}-{c}")]}))
-        .collect();
-    let event = json!({"specversion": "1.0", "id": format!("{model}-1"), "source": "bench", "type": "io.higress.model.deployed.v1",
-        "data": {"model": model, "revision": 1,
-                 "provider": {"name": provider, "type": "openai", "url": format!("https://{provider}.example.com/v1"), "apiTokens": ["sk-bench"]},
-                 "route": {"domains": ["api.example.com"], "path": format!("/{model}")},
-                 "auth": {"consumers": consumers}}});
-    (model, event)
-}
-
-fn domain_config_map() -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "domain-api.example.com", "namespace": "higress-system",
-        "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}}, "data": {"domain": "api.example.com", "enableHttps": "off"}})
-}
-
-/// The cluster `routes` existing routes leave (each with its own provider and one Bearer consumer),
-/// exactly as the worker would have written them: the crate's own mapping applies one deploy event per
-/// route to the bench's starting objects. Seeding is not measured.
+/// The existing cluster's objects, for kube-sim. Seeding is not measured.
 fn existing_cluster(routes: usize) -> Vec<Value> {
-    let settings = Settings::default();
-    let now = chrono::Utc::now();
-    let mut state = State::new();
-    state.insert_object(domain_config_map());
-    for i in 0..routes {
-        let (_, event) = deploy_with("seed", i, routes, 1);
-        let event = contract::parse(event.to_string().as_bytes()).expect("a valid deploy event");
-        match plan(&event, &state, &settings, now).expect("the deploy is planned") {
-            Decision::Apply(plan) => {
-                simulate(&mut state, &plan).expect("the deploy applies");
-            }
-            Decision::Stale { seen } => panic!("a new route cannot be stale (seen {seen})"),
-        }
-    }
-    state.into_objects().map(|(_, object)| object).collect()
+    existing_state(routes).into_objects().map(|(_, object)| object).collect()
 }
 
 /// How a run treats the burst.

@@ -18,7 +18,9 @@ pub use error::ApplyError;
 
 use crate::event::{Lifecycle, LifecycleEvent, ModelRetired};
 use crate::higress::fence::{self, FenceEntry};
-use crate::higress::{self, apply_step, names, Action, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
+use crate::higress::index::EntryIndex;
+use crate::higress::simulate::apply_step_indexed;
+use crate::higress::{self, names, Action, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::result::{Change, Outcome, RouteResult};
@@ -390,8 +392,10 @@ impl Engine {
                 None => {
                     let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
                     let mut desired = current.clone();
+                    let mut index = EntryIndex::default();
                     for step in steps {
-                        apply_step(step, &mut desired).map_err(|refused| ApplyError::Refused(refused.into()))?;
+                        apply_step_indexed(step, &mut desired, &mut index)
+                            .map_err(|refused| ApplyError::Refused(refused.into()))?;
                     }
                     (current, desired)
                 }

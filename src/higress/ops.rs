@@ -2,8 +2,9 @@
 //! again to a freshly read copy after a 409, so other writers' entries survive, field for field.
 
 use super::fence::FenceEntry;
+use super::index::{credentials_of, rule_provider, EntryIndex};
 use super::names;
-use super::plugins::{compare_rules, field, Targets};
+use super::plugins::{field, Targets};
 use crate::reason::Reason;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -159,6 +160,11 @@ impl Op {
 
     /// Whether the edit fits the object as it is, without changing it.
     pub fn check(&self, object: &Value) -> Result<(), EditRefused> {
+        self.check_indexed(object, &mut EntryIndex::default())
+    }
+
+    /// [`Op::check`] with the object's index (see [`super::index`]).
+    pub fn check_indexed(&self, object: &Value, index: &mut EntryIndex) -> Result<(), EditRefused> {
         match self {
             Op::SetFence { model, entry, .. } => {
                 let current = object
@@ -173,8 +179,11 @@ impl Op {
                     None => Ok(()),
                 }
             }
-            Op::IfProviderUnused { then, .. } => then.check(object),
+            Op::IfProviderUnused { then, .. } => then.check_indexed(object, index),
             Op::UpsertProviderServiceRule { provider, service } => {
+                if !index.rules(object).service_taken(service, provider) {
+                    return Ok(());
+                }
                 let rules = object.pointer("/spec/matchRules").and_then(Value::as_array);
                 let taken = rules.into_iter().flatten().find(|r| {
                     Targets::is_exactly(r, "service", service) && rule_provider(r) != Some(provider.as_str())
@@ -192,6 +201,9 @@ impl Op {
             }
             Op::UpsertConsumer(consumer) => {
                 let name = consumer.get("name").and_then(Value::as_str).unwrap_or_default();
+                if !index.consumers(object).credential_taken(consumer, name) {
+                    return Ok(());
+                }
                 let consumers = object
                     .pointer("/spec/defaultConfig/consumers")
                     .and_then(Value::as_array);
@@ -217,14 +229,46 @@ impl Op {
 
     /// Applies the edit; says whether the object changed.
     pub fn apply(&self, object: &mut Value) -> Result<bool, EditRefused> {
-        self.check(object)?;
+        self.apply_indexed(object, &mut EntryIndex::default())
+    }
+
+    /// [`Op::apply`] with the object's index, kept up to date (see [`super::index`]).
+    pub fn apply_indexed(&self, object: &mut Value, index: &mut EntryIndex) -> Result<bool, EditRefused> {
+        self.check_indexed(object, index)?;
+        let changed = self.apply_checked(object, index)?;
+        // Edits that do not keep the index up to date drop it.
+        let indexed = matches!(
+            self,
+            Op::UpsertRegistry(_)
+                | Op::UpsertProvider(_)
+                | Op::UpsertProviderServiceRule { .. }
+                | Op::UpsertRule(_)
+                | Op::InsertRuleIfAbsent(_)
+                | Op::UpsertConsumer(_)
+                | Op::EnsureKeyAuthGlobal
+                | Op::AddProviderUser { .. }
+                | Op::RemoveProviderUser { .. }
+        );
+        if changed && !indexed {
+            index.reset();
+        }
+        Ok(changed)
+    }
+
+    /// Applies an edit already checked against the object.
+    fn apply_checked(&self, object: &mut Value, index: &mut EntryIndex) -> Result<bool, EditRefused> {
         Ok(match self {
-            Op::UpsertRegistry(registry) => upsert_registry(object, registry),
+            Op::UpsertRegistry(registry) => upsert_registry(object, registry, index),
             Op::RemoveRegistry(name) => retain_in(object, "/spec/registries", |r| {
                 field(r, "name").and_then(Value::as_str) != Some(name)
             }),
             Op::UpsertProvider(entry) => {
-                let changed = upsert_by(list_in(default_config(object), "providers"), entry, "id");
+                let positions = index.providers(object);
+                let at = positions.find(list_at(object, "/spec/defaultConfig/providers"), field(entry, "id"));
+                if at.is_none() {
+                    positions.pushed(entry);
+                }
+                let changed = upsert_at(list_in(default_config(object), "providers"), at, entry);
                 set_default_config_disable(object, false) | changed
             }
             Op::RemoveProvider(id) => {
@@ -242,21 +286,33 @@ impl Op {
                 removed
             }
             Op::UpsertProviderServiceRule { provider, service } => {
-                let moved = retain_in(object, "/spec/matchRules", |r| {
-                    rule_provider(r) != Some(provider.as_str()) || Targets::is_exactly(r, "service", service)
-                });
+                // Rules of the provider on other services go (usually there are none to look for).
+                let moved = !index.rules(object).provider_only_on(provider, service)
+                    && retain_in(object, "/spec/matchRules", |r| {
+                        rule_provider(r) != Some(provider.as_str()) || Targets::is_exactly(r, "service", service)
+                    });
+                if moved {
+                    index.forget_rules();
+                }
                 let rule = Targets::service(service).rule(json!({"activeProviderId": provider}), true);
-                upsert_rule(spec_list(object, "matchRules"), rule, false) | moved
+                upsert_rule(object, rule, false, index) | moved
             }
             Op::RemoveServiceTarget(service) => remove_target(object, "service", service),
-            Op::UpsertRule(rule) => upsert_rule(spec_list(object, "matchRules"), rule.clone(), false),
-            Op::InsertRuleIfAbsent(rule) => upsert_rule(spec_list(object, "matchRules"), rule.clone(), true),
+            Op::UpsertRule(rule) => upsert_rule(object, rule.clone(), false, index),
+            Op::InsertRuleIfAbsent(rule) => upsert_rule(object, rule.clone(), true, index),
             Op::RemoveRule(targets) => retain_in(object, "/spec/matchRules", |r| !targets.matches(r)),
             Op::RemoveIngressTarget(ingress) => remove_target(object, "ingress", ingress),
             Op::UpsertConsumer(consumer) => {
                 let mut changed = ensure_key_auth_global(object);
+                let consumers = index.consumers(object);
+                let list = list_at(object, "/spec/defaultConfig/consumers");
+                let at = consumers.names.find(list, field(consumer, "name"));
+                match at {
+                    Some(at) => consumers.replaced(&list[at], consumer),
+                    None => consumers.added(consumer),
+                }
                 let config = default_config(object);
-                changed |= upsert_by(list_in(config, "consumers"), consumer, "name");
+                changed |= upsert_at(list_in(config, "consumers"), at, consumer);
                 changed | (config.insert("global_auth".into(), Value::Bool(false)) != Some(Value::Bool(false)))
             }
             Op::RemoveConsumerIfUnused(name) => {
@@ -277,8 +333,13 @@ impl Op {
             } => {
                 let data = object_at(object, "data");
                 let before = data.len();
+                // Only an entry that mentions a retirement can be one (parsing every entry of the
+                // shard for every event was most of the cost of a fence edit).
+                let may_be_retired =
+                    |text: &str| text.contains("retiredAt") || text.contains('\\');
                 data.retain(|key, other| {
                     key == model
+                        || !other.as_str().is_some_and(may_be_retired)
                         || FenceEntry::parse(other)
                             .and_then(|e| e.retired_at)
                             .is_none_or(|at| at.as_str() >= prune_before.as_str())
@@ -316,21 +377,20 @@ impl Op {
                 pruned || !same
             }
             Op::AddProviderUser { provider, route } => {
-                let mut users = provider_users(object);
-                let added = users.entry(provider.clone()).or_default().insert(route.clone());
-                added && set_provider_users(object, &users)
+                let users = index.users(provider_users_text(object));
+                users.add(provider, route) && set_provider_users(object, users.render())
             }
             Op::RemoveProviderUser { provider, route } => {
-                let mut users = provider_users(object);
-                let removed = users.get_mut(provider).is_some_and(|routes| routes.remove(route));
-                users.retain(|_, routes| !routes.is_empty());
-                removed && set_provider_users(object, &users)
+                let users = index.users(provider_users_text(object));
+                users.remove(provider, route) && set_provider_users(object, users.render())
             }
             Op::IfProviderUnused { provider, then } => {
-                let used = provider_users(object)
+                let used = index
+                    .users(provider_users_text(object))
+                    .map()
                     .get(provider)
                     .is_some_and(|routes| !routes.is_empty());
-                !used && then.apply(object)?
+                !used && then.apply_checked(object, index)?
             }
         })
     }
@@ -338,38 +398,48 @@ impl Op {
 
 /// The routes of ours that use each provider, from the object's annotation.
 pub fn provider_users(object: &Value) -> BTreeMap<String, std::collections::BTreeSet<String>> {
-    object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(names::ANNOTATION_PROVIDER_USERS))
-        .and_then(Value::as_str)
+    provider_users_text(object)
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default()
 }
 
-/// Always true: the annotation changed.
-fn set_provider_users(object: &mut Value, users: &BTreeMap<String, std::collections::BTreeSet<String>>) -> bool {
+fn provider_users_text(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(names::ANNOTATION_PROVIDER_USERS))
+        .and_then(Value::as_str)
+}
+
+/// Writes the annotation's text (`None`: no users, it goes). Always true: the annotation changed.
+fn set_provider_users(object: &mut Value, users: Option<&str>) -> bool {
     let metadata = object_at(object, "metadata");
     let slot = metadata.entry("annotations".to_string()).or_insert_with(|| json!({}));
     if !slot.is_object() {
         *slot = json!({});
     }
     let annotations = slot.as_object_mut().expect("just made an object");
-    if users.is_empty() {
-        annotations.shift_remove(names::ANNOTATION_PROVIDER_USERS);
-        if annotations.is_empty() {
-            metadata.shift_remove("annotations");
+    match users {
+        None => {
+            annotations.shift_remove(names::ANNOTATION_PROVIDER_USERS);
+            if annotations.is_empty() {
+                metadata.shift_remove("annotations");
+            }
         }
-    } else {
-        let text = serde_json::to_string(users).expect("a map of strings serializes");
-        annotations.insert(names::ANNOTATION_PROVIDER_USERS.to_string(), Value::String(text));
+        Some(text) => {
+            annotations.insert(
+                names::ANNOTATION_PROVIDER_USERS.to_string(),
+                Value::String(text.to_string()),
+            );
+        }
     }
     true
 }
 
-fn rule_provider(rule: &Value) -> Option<&str> {
-    field(rule, "config")
-        .and_then(|c| field(c, "activeProviderId"))
-        .and_then(Value::as_str)
+fn list_at<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 fn object_at<'a>(object: &'a mut Value, key: &str) -> &'a mut Map<String, Value> {
@@ -420,10 +490,9 @@ fn retain_in(object: &mut Value, pointer: &str, keep: impl FnMut(&Value) -> bool
     list.len() != before
 }
 
-/// Replaces the entry with the same `key` or appends; says whether the list changed.
-fn upsert_by(list: &mut Vec<Value>, entry: &Value, key: &str) -> bool {
-    let id = field(entry, key);
-    match list.iter_mut().find(|item| field(item, key) == id) {
+/// Replaces the entry at `at` (the one with the same key) or appends; says whether the list changed.
+fn upsert_at(list: &mut Vec<Value>, at: Option<usize>, entry: &Value) -> bool {
+    match at.and_then(|at| list.get_mut(at)) {
         Some(existing) if existing == entry => false,
         Some(existing) => {
             *existing = entry.clone();
@@ -438,20 +507,30 @@ fn upsert_by(list: &mut Vec<Value>, entry: &Value, key: &str) -> bool {
 
 /// Replaces the rule with equal targets in place, or inserts before the first rule that sorts after it,
 /// so a list in the console's order stays in it and nobody else's rule moves relative to another.
-fn upsert_rule(rules: &mut Vec<Value>, rule: Value, only_if_absent: bool) -> bool {
+fn upsert_rule(object: &mut Value, rule: Value, only_if_absent: bool, index: &mut EntryIndex) -> bool {
+    let rules = index.rules(object);
     let targets = Targets::of(&rule);
-    if let Some(existing) = rules.iter_mut().find(|r| targets.matches(r)) {
-        if only_if_absent || *existing == rule {
-            return false;
+    let list = list_at(object, "/spec/matchRules");
+    let found = if rules.has_targets(&rule) {
+        list.iter().position(|r| targets.matches(r))
+    } else {
+        debug_assert!(!list.iter().any(|r| targets.matches(r)), "rules index out of step");
+        None
+    };
+    match found {
+        Some(at) => {
+            if only_if_absent || list[at] == rule {
+                return false;
+            }
+            rules.replaced(&list[at], &rule);
+            spec_list(object, "matchRules")[at] = rule;
         }
-        *existing = rule;
-        return true;
+        None => {
+            let at = rules.place(list, &rule);
+            rules.added(&rule);
+            spec_list(object, "matchRules").insert(at, rule);
+        }
     }
-    let at = rules
-        .iter()
-        .position(|r| compare_rules(r, &rule).is_gt())
-        .unwrap_or(rules.len());
-    rules.insert(at, rule);
     true
 }
 
@@ -476,7 +555,7 @@ fn remove_target(object: &mut Value, list_key: &str, target: &str) -> bool {
 }
 
 /// McpBridge registry update in place: the console overwrites these fields and keeps all others.
-fn upsert_registry(object: &mut Value, registry: &Value) -> bool {
+fn upsert_registry(object: &mut Value, registry: &Value, index: &mut EntryIndex) -> bool {
     const MANAGED: [&str; 8] = [
         "domain",
         "type",
@@ -487,9 +566,13 @@ fn upsert_registry(object: &mut Value, registry: &Value) -> bool {
         "proxyName",
         "vport",
     ];
+    let positions = index.registries(object);
+    let at = positions.find(list_at(object, "/spec/registries"), registry.get("name"));
+    if at.is_none() {
+        positions.pushed(registry);
+    }
     let registries = spec_list(object, "registries");
-    let name = registry.get("name");
-    match registries.iter_mut().find(|r| field(r, "name") == name) {
+    match at.and_then(|at| registries.get_mut(at)) {
         Some(existing) => {
             let existing = existing.as_object_mut().expect("registries are objects");
             let mut changed = false;
@@ -523,14 +606,6 @@ fn ensure_key_auth_global(object: &mut Value) -> bool {
     set_default_config_disable(object, false) | created
 }
 
-fn credentials_of(consumer: &Value) -> impl Iterator<Item = &str> {
-    let list = field(consumer, "credentials")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str);
-    list.chain(field(consumer, "credential").and_then(Value::as_str))
-}
 
 /// Whether any allow list of a key-auth CR (global or any rule, enabled or not) names the consumer.
 pub fn allow_lists_name(object: &Value, consumer: &str) -> bool {
