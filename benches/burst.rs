@@ -34,6 +34,8 @@ struct Options {
     foreign_writer: bool,
     baseline_events: usize,
     existing_routes: usize,
+    existing_providers: usize,
+    existing_consumers: usize,
     /// Skip the sequential baseline (for profiling the batched run).
     no_baseline: bool,
 }
@@ -49,6 +51,8 @@ fn options() -> Options {
         foreign_writer: false,
         baseline_events: 0,
         existing_routes: 0,
+        existing_providers: 0,
+        existing_consumers: 0,
         no_baseline: false,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -69,6 +73,8 @@ fn options() -> Options {
             "--workers" => o.workers = value(i),
             "--baseline-events" => o.baseline_events = value(i),
             "--existing-routes" => o.existing_routes = value(i),
+            "--existing-providers" => o.existing_providers = value(i),
+            "--existing-consumers" => o.existing_consumers = value(i),
             "--foreign-writer" => {
                 o.foreign_writer = true;
                 i += 1;
@@ -86,6 +92,14 @@ fn options() -> Options {
     if o.providers == 0 {
         o.providers = o.events;
     }
+    // Existing routes share providers and consumers, five routes each unless told otherwise (see
+    // `seed::existing_state`).
+    if o.existing_providers == 0 {
+        o.existing_providers = (o.existing_routes / 5).max(1);
+    }
+    if o.existing_consumers == 0 {
+        o.existing_consumers = (o.existing_routes / 5).max(1);
+    }
     if o.baseline_events == 0 {
         // The sequential baseline is slow by nature; a fifth of the burst measures its rate well.
         o.baseline_events = (o.events / 5).max(1);
@@ -98,8 +112,9 @@ fn deploy(run: &str, i: usize, o: &Options) -> (String, Value) {
 }
 
 /// The existing cluster's objects, for kube-sim. Seeding is not measured.
-fn existing_cluster(routes: usize) -> Vec<Value> {
-    existing_state(routes).into_objects().map(|(_, object)| object).collect()
+fn existing_cluster(o: &Options) -> Vec<Value> {
+    existing_state(o.existing_routes, o.existing_providers, o.existing_consumers)
+        .into_objects().map(|(_, object)| object).collect()
 }
 
 /// How a run treats the burst.
@@ -680,7 +695,7 @@ async fn main() {
     let o = options();
     println!("burst: {o:?}");
     let seeding = Instant::now();
-    let existing = existing_cluster(o.existing_routes);
+    let existing = existing_cluster(&o);
     if o.existing_routes > 0 {
         println!(
             "existing cluster: {} routes = {} objects, planned in {:.1} s",

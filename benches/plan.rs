@@ -4,6 +4,7 @@
 //! Reads and writes go through JSON as on the wire, so decoding and encoding are measured too.
 //!
 //! `cargo bench --bench plan -- --existing-routes 5000 --events 256 --batches 4 --providers 10`
+//! (`--existing-providers`, `--existing-consumers`: as in `burst`).
 //!
 //! Wall-clock figures are noisy on a shared machine; for repeatable counts run the binary under
 //! `valgrind --tool=callgrind` (instructions) with a smaller `--existing-routes`.
@@ -20,6 +21,8 @@ use std::time::{Duration, Instant};
 
 struct Options {
     existing_routes: usize,
+    existing_providers: usize,
+    existing_consumers: usize,
     events: usize,
     batches: usize,
     providers: usize,
@@ -28,6 +31,8 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         existing_routes: 5000,
+        existing_providers: 0,
+        existing_consumers: 0,
         events: 256,
         batches: 4,
         providers: 0,
@@ -42,6 +47,8 @@ fn options() -> Options {
         };
         match pair[0].as_str() {
             "--existing-routes" => o.existing_routes = value(),
+            "--existing-providers" => o.existing_providers = value(),
+            "--existing-consumers" => o.existing_consumers = value(),
             "--events" => o.events = value(),
             "--batches" => o.batches = value(),
             "--providers" => o.providers = value(),
@@ -51,11 +58,18 @@ fn options() -> Options {
     if o.providers == 0 {
         o.providers = o.events * o.batches;
     }
+    // As `burst`: one provider and one consumer per five existing routes unless told otherwise.
+    if o.existing_providers == 0 {
+        o.existing_providers = (o.existing_routes / 5).max(1);
+    }
+    if o.existing_consumers == 0 {
+        o.existing_consumers = (o.existing_routes / 5).max(1);
+    }
     o
 }
 
 /// What reading `set` returns from `whole`, through JSON as an API list would carry it.
-fn read(whole: &State, set: &ReadSet) -> (State, usize) {
+fn read(whole: &State, set: &ReadSet) -> (State, usize, usize) {
     let objects: Vec<&Value> = whole
         .iter()
         .filter(|(key, object)| set.covers(key, object))
@@ -64,10 +78,11 @@ fn read(whole: &State, set: &ReadSet) -> (State, usize) {
     let body = serde_json::to_vec(&objects).expect("objects serialize");
     let decoded: Vec<Value> = serde_json::from_slice(&body).expect("objects parse");
     let mut state = State::new();
+    let count = decoded.len();
     for object in decoded {
         state.insert_object(object);
     }
-    (state, body.len())
+    (state, count, body.len())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -82,10 +97,12 @@ fn main() {
     }
     let o = options();
     let seeding = Instant::now();
-    let mut whole = seed::existing_state(o.existing_routes);
+    let mut whole = seed::existing_state(o.existing_routes, o.existing_providers, o.existing_consumers);
     println!(
-        "existing cluster: {} routes, seeded in {:.1} s",
+        "existing cluster: {} routes ({} providers, {} consumers), seeded in {:.1} s",
         o.existing_routes,
+        o.existing_providers,
+        o.existing_consumers,
         seeding.elapsed().as_secs_f64()
     );
     let settings = Settings::default();
@@ -98,10 +115,11 @@ fn main() {
             })
             .collect();
         let started = Instant::now();
-        let (mut state, mut bytes) = read(&whole, &higress::reads(&events));
+        let (mut state, mut count, mut bytes) = read(&whole, &higress::reads(&events));
         let more = higress::reads::follow_up_reads(&events, &state);
         if !more.is_empty() {
-            let (extra, extra_bytes) = read(&whole, &more);
+            let (extra, extra_count, extra_bytes) = read(&whole, &more);
+            count += extra_count;
             bytes += extra_bytes;
             for (key, object) in extra.into_objects() {
                 state.set(key, Some(object));
@@ -126,7 +144,7 @@ fn main() {
         println!(
             "batch {b}: read {:.1} ms ({} objects, {:.1} MB), plan {:.1} ms ({:.0} µs/event), write {:.1} ms ({:.1} MB), rejected {rejected}",
             ms(read_in),
-            planned.before.len(),
+            count,
             bytes as f64 / 1e6,
             ms(plan_in),
             ms(plan_in) * 1000.0 / o.events as f64,

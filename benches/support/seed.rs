@@ -29,16 +29,22 @@ pub fn domain_config_map() -> Value {
         "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}}, "data": {"domain": "api.example.com", "enableHttps": "off"}})
 }
 
-/// The cluster `routes` existing routes leave (each with its own provider and one Bearer consumer),
-/// exactly as the worker would have written them: the crate's own mapping applies one deploy event per
-/// route to the bench's starting objects.
-pub fn existing_state(routes: usize) -> State {
+/// The cluster `routes` existing routes leave, exactly as the worker would have written them: the
+/// crate's own mapping applies one deploy event per route to the bench's starting objects. Route `i`
+/// uses provider `seed-p<i % providers>` and allows consumer `seed-c<i % consumers>` (one Bearer key
+/// each). One provider and one consumer per route would take `ai-proxy.internal` and
+/// `key-auth.internal` past etcd's limit near 4,500 routes (see README, capacity): no cluster holds
+/// 5,000 such routes.
+pub fn existing_state(routes: usize, providers: usize, consumers: usize) -> State {
     let settings = Settings::default();
     let now = chrono::Utc::now();
     let mut state = State::new();
     state.insert_object(domain_config_map());
     for i in 0..routes {
-        let (_, event) = deploy_with("seed", i, routes, 1);
+        let (_, mut event) = deploy_with("seed", i, providers.max(1), 0);
+        let consumer = format!("seed-c{}", i % consumers.max(1));
+        event["data"]["auth"]["consumers"] =
+            json!([{"name": consumer, "source": "BEARER", "credentials": [format!("key-{consumer}")]}]);
         let event = contract::parse(event.to_string().as_bytes()).expect("a valid deploy event");
         match plan(&event, &state, &settings, now).expect("the deploy is planned") {
             Decision::Apply(plan) => {

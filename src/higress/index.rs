@@ -173,6 +173,8 @@ pub(super) struct Rules {
     providers: HashMap<String, u32>,
     /// For each service a rule targets exactly, the providers of those rules.
     exact_services: HashMap<String, Vec<Option<String>>>,
+    /// Rules with an item twice in a target list: a rule equal to them as sets sorts elsewhere.
+    repeating: u32,
 }
 
 impl Rules {
@@ -184,6 +186,7 @@ impl Rules {
             ingresses: HashMap::with_capacity(list.len()),
             providers: HashMap::new(),
             exact_services: HashMap::new(),
+            repeating: 0,
         };
         for rule in list {
             rules.added(rule);
@@ -209,6 +212,13 @@ impl Rules {
             *n = if add { *n + 1 } else { n.saturating_sub(1) };
         }
         let sets = target_sets(rule);
+        let listed: usize = ["service", "ingress", "domain"]
+            .iter()
+            .map(|key| target_list(rule, key).count())
+            .sum();
+        if listed != sets.iter().map(Vec::len).sum::<usize>() {
+            self.repeating = if add { self.repeating + 1 } else { self.repeating.saturating_sub(1) };
+        }
         for ingress in &sets[1] {
             bump(&mut self.ingresses, ingress.clone(), add);
         }
@@ -231,6 +241,28 @@ impl Rules {
     /// Whether a rule with these targets (as sets) is in the list.
     pub(super) fn has_targets(&self, rule: &Value) -> bool {
         self.targets.get(&target_sets(rule)).is_some_and(|n| *n > 0)
+    }
+
+    /// The first rule with the targets of `rule` (as sets): `matches` says whether a rule has them.
+    /// In a list in the console's order, a rule with one item per target list has its equals
+    /// among the rules that sort equal to it, found by bisection.
+    pub(super) fn find(&self, list: &[Value], rule: &Value, matches: impl Fn(&Value) -> bool) -> Option<usize> {
+        let scan = || list.iter().position(&matches);
+        if !self.has_targets(rule) {
+            debug_assert_eq!(scan(), None, "rules index out of step");
+            return None;
+        }
+        let single = ["service", "ingress", "domain"]
+            .iter()
+            .all(|key| target_list(rule, key).nth(1).is_none());
+        if !(self.sorted && single && self.repeating == 0) {
+            return scan();
+        }
+        let from = list.partition_point(|r| compare_rules(r, rule).is_lt());
+        let to = list.partition_point(|r| !compare_rules(r, rule).is_gt());
+        let found = list[from..to].iter().position(&matches).map(|at| from + at);
+        debug_assert_eq!(found, scan(), "rules index out of step");
+        found
     }
 
     /// Whether a rule's `ingress` list names the Ingress.

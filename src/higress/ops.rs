@@ -511,12 +511,7 @@ fn upsert_rule(object: &mut Value, rule: Value, only_if_absent: bool, index: &mu
     let rules = index.rules(object);
     let targets = Targets::of(&rule);
     let list = list_at(object, "/spec/matchRules");
-    let found = if rules.has_targets(&rule) {
-        list.iter().position(|r| targets.matches(r))
-    } else {
-        debug_assert!(!list.iter().any(|r| targets.matches(r)), "rules index out of step");
-        None
-    };
+    let found = rules.find(list, &rule, |r| targets.matches(r));
     match found {
         Some(at) => {
             if only_if_absent || list[at] == rule {
