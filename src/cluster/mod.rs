@@ -309,12 +309,15 @@ impl Engine {
         tally: &Tally,
         deadline: Instant,
     ) -> Result<Vec<RouteResult>, BatchFailure> {
+        let started = Instant::now();
         let initial = self.read_state(events, deadline).await.map_err(|error| BatchFailure {
             error,
             written: Vec::new(),
             touched: vec![BTreeSet::new(); events.len()],
         })?;
+        let read_in = started.elapsed();
         let planned = batch::plan(events, &self.config.settings, self.config.shared_object_budget, initial);
+        let planned_in = started.elapsed() - read_in;
         let (before, after, steps) = (&planned.before, &planned.state, &planned.steps);
 
         // Write each changed object once, rank by rank: the mapping's write order across the batch.
@@ -355,6 +358,13 @@ impl Engine {
                 });
             }
         }
+        tracing::debug!(
+            events = events.len(),
+            ?read_in,
+            ?planned_in,
+            written_in = ?(started.elapsed() - read_in - planned_in),
+            "batch written"
+        );
         // What each event changed, as written: the write may have met another writer's change (a
         // create that became a replace after a 409), or found its work already done.
         let written: BTreeMap<ObjectKey, Operation> = tally.written().into_iter().collect();

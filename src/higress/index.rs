@@ -20,6 +20,7 @@ pub struct EntryIndex {
     providers: Option<Positions>,
     consumers: Option<Consumers>,
     users: Option<Users>,
+    retirements: Option<Retirements>,
 }
 
 impl EntryIndex {
@@ -62,6 +63,32 @@ impl EntryIndex {
             self.consumers = Some(Consumers::build(list));
         }
         self.consumers.as_mut().expect("just built")
+    }
+
+    /// A fence shard's retirements.
+    pub(super) fn retirements(&mut self, object: &Value) -> &mut Retirements {
+        let data = object.get("data").and_then(Value::as_object);
+        let len = data.map_or(0, serde_json::Map::len);
+        if self.retirements.as_ref().is_none_or(|r| r.len != len) {
+            let earliest = data
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, entry)| retired_at(entry))
+                .min();
+            self.retirements = Some(Retirements { len, earliest });
+        }
+        self.retirements.as_mut().expect("just built")
+    }
+
+    pub(super) fn forget_retirements(&mut self) {
+        self.retirements = None;
+    }
+
+    /// An entry was written to the fence shard whose retirements were looked at last.
+    pub(super) fn retirement_written(&mut self, len: usize, retired_at: Option<&str>) {
+        if let Some(retirements) = &mut self.retirements {
+            retirements.written(len, retired_at);
+        }
     }
 
     /// The provider-users annotation, parsed once and re-parsed only when its text changed otherwise.
@@ -439,4 +466,39 @@ fn part(provider: &str, routes: &BTreeSet<String>) -> String {
     let key = serde_json::to_string(provider).expect("a string serializes");
     let value = serde_json::to_string(routes).expect("strings serialize");
     format!("{key}:{value}")
+}
+
+/// When a fence entry says its model was retired (entries are JSON in a ConfigMap's data).
+pub(super) fn retired_at(entry: &Value) -> Option<String> {
+    // Only an entry that mentions a retirement can be one: most entries are not parsed at all.
+    let text = entry.as_str()?;
+    if !(text.contains("retiredAt") || text.contains('\\')) {
+        return None;
+    }
+    super::fence::FenceEntry::parse(entry)?.retired_at
+}
+
+/// A fence shard's entries: how many, and a time no retirement among them is older than (`None`:
+/// none is retired), so pruning old retirements looks at the entries only when one may be due.
+#[derive(Clone, Debug)]
+pub(super) struct Retirements {
+    len: usize,
+    earliest: Option<String>,
+}
+
+impl Retirements {
+    /// Whether a retirement older than `before` may be there.
+    pub(super) fn may_prune(&self, before: &str) -> bool {
+        self.earliest.as_deref().is_some_and(|earliest| earliest < before)
+    }
+
+    /// An entry was written; the shard now has `len` entries.
+    fn written(&mut self, len: usize, retired_at: Option<&str>) {
+        self.len = len;
+        if let Some(at) = retired_at {
+            if self.earliest.as_deref().is_none_or(|earliest| at < earliest) {
+                self.earliest = Some(at.to_string());
+            }
+        }
+    }
 }

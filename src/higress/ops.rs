@@ -2,7 +2,7 @@
 //! again to a freshly read copy after a 409, so other writers' entries survive, field for field.
 
 use super::fence::FenceEntry;
-use super::index::{credentials_of, rule_provider, EntryIndex};
+use super::index::{self, credentials_of, rule_provider, EntryIndex};
 use super::names;
 use super::plugins::{field, Targets};
 use crate::reason::Reason;
@@ -248,6 +248,7 @@ impl Op {
                 | Op::EnsureKeyAuthGlobal
                 | Op::AddProviderUser { .. }
                 | Op::RemoveProviderUser { .. }
+                | Op::SetFence { .. }
         );
         if changed && !indexed {
             index.reset();
@@ -331,19 +332,15 @@ impl Op {
                 entry,
                 prune_before,
             } => {
+                // The shard's entries are looked at only when a retirement may be due for pruning.
+                let may_prune = index.retirements(object).may_prune(prune_before);
                 let data = object_at(object, "data");
                 let before = data.len();
-                // Only an entry that mentions a retirement can be one (parsing every entry of the
-                // shard for every event was most of the cost of a fence edit).
-                let may_be_retired =
-                    |text: &str| text.contains("retiredAt") || text.contains('\\');
-                data.retain(|key, other| {
-                    key == model
-                        || !other.as_str().is_some_and(may_be_retired)
-                        || FenceEntry::parse(other)
-                            .and_then(|e| e.retired_at)
-                            .is_none_or(|at| at.as_str() >= prune_before.as_str())
-                });
+                if may_prune {
+                    data.retain(|key, other| {
+                        key == model || index::retired_at(other).is_none_or(|at| at.as_str() >= prune_before.as_str())
+                    });
+                }
                 let pruned = data.len() != before;
                 // A replayed retirement keeps the first retirement's time. A retirement also keeps what
                 // the entry it replaces says the route uses: a deploy may have recorded it after the
@@ -373,6 +370,12 @@ impl Op {
                         entry.retired_at = first.retired_at;
                     }
                     data.insert(model.clone(), Value::String(entry.to_json()));
+                }
+                if may_prune {
+                    index.forget_retirements();
+                } else {
+                    let retired_at = entry.retired_at.as_deref().filter(|_| !same);
+                    index.retirement_written(data.len(), retired_at);
                 }
                 pruned || !same
             }
