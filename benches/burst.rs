@@ -36,6 +36,8 @@ struct Options {
     existing_routes: usize,
     existing_providers: usize,
     existing_consumers: usize,
+    /// Writes in flight in batched mode (the worker's default unless given).
+    write_concurrency: usize,
     /// Skip the sequential baseline (for profiling the batched run).
     no_baseline: bool,
 }
@@ -53,6 +55,7 @@ fn options() -> Options {
         existing_routes: 0,
         existing_providers: 0,
         existing_consumers: 0,
+        write_concurrency: higress_route_worker::cluster::DEFAULT_WRITE_CONCURRENCY,
         no_baseline: false,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -75,6 +78,7 @@ fn options() -> Options {
             "--existing-routes" => o.existing_routes = value(i),
             "--existing-providers" => o.existing_providers = value(i),
             "--existing-consumers" => o.existing_consumers = value(i),
+            "--write-concurrency" => o.write_concurrency = value(i),
             "--foreign-writer" => {
                 o.foreign_writer = true;
                 i += 1;
@@ -114,7 +118,9 @@ fn deploy(run: &str, i: usize, o: &Options) -> (String, Value) {
 /// The existing cluster's objects, for kube-sim. Seeding is not measured.
 fn existing_cluster(o: &Options) -> Vec<Value> {
     existing_state(o.existing_routes, o.existing_providers, o.existing_consumers)
-        .into_objects().map(|(_, object)| object).collect()
+        .into_objects()
+        .map(|(_, object)| object)
+        .collect()
 }
 
 /// How a run treats the burst.
@@ -402,9 +408,9 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
 
     // Batched mode is the worker's defaults; sequential applies one event at a time, as the console.
     let (batch, concurrency) = if mode == Mode::Sequential {
-        ("1", "1")
+        ("1".to_string(), "1".to_string())
     } else {
-        ("256", "32")
+        ("256".to_string(), o.write_concurrency.to_string())
     };
     let workers: Vec<Worker> = (0..o.workers)
         .map(|w| {
@@ -440,9 +446,9 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
                         "--metrics-addr",
                         &format!("127.0.0.1:{port}"),
                         "--max-batch",
-                        batch,
+                        &batch,
                         "--write-concurrency",
-                        concurrency,
+                        &concurrency,
                         "--linger-ms",
                         "20",
                     ])

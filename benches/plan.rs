@@ -163,7 +163,10 @@ fn main() {
         ms(write_total),
         ms(read_total + plan_total + write_total) * 1000.0 / events
     );
-    for (key, object) in whole.iter().filter(|(k, _)| k.kind != higress::Kind::ConfigMap && k.kind != higress::Kind::Ingress) {
+    for (key, object) in whole
+        .iter()
+        .filter(|(k, _)| k.kind != higress::Kind::ConfigMap && k.kind != higress::Kind::Ingress)
+    {
         println!("  {key}: {} bytes", batch::serialized_size(Some(object)));
     }
 }

@@ -463,7 +463,9 @@ async fn a_batch_of_new_models_reads_no_route_config_maps_and_replaces_a_console
         json!({"model": "h0", "revision": 1, "provider": {"name": "p-h0", "type": "openai", "url": "https://h0.models.example.com/v1", "apiTokens": ["sk"]},
                "route": {"domains": ["api.example.com"], "path": "/made-in-the-console"}}),
     );
-    let Ok(Decision::Apply(plan)) = higress::plan(&console_route, &State::new(), &Settings::default(), chrono::Utc::now()) else {
+    let Ok(Decision::Apply(plan)) =
+        higress::plan(&console_route, &State::new(), &Settings::default(), chrono::Utc::now())
+    else {
         panic!("the console route is planned")
     };
     let config_map = plan
@@ -481,7 +483,10 @@ async fn a_batch_of_new_models_reads_no_route_config_maps_and_replaces_a_console
     assert!(results.iter().all(|r| r.outcome == Outcome::Applied), "{results:?}");
     let route = cluster.get("configmaps", &names::route_config_map("h0")).unwrap();
     let data = route["data"]["data"].as_str().unwrap();
-    assert!(data.contains("\"/h0\"") && !data.contains("made-in-the-console"), "{data}");
+    assert!(
+        data.contains("\"/h0\"") && !data.contains("made-in-the-console"),
+        "{data}"
+    );
     assert!(
         results[0]
             .changes

@@ -36,10 +36,7 @@ fn shards(state: &State) -> Vec<(String, usize, usize)> {
         .filter(|(name, _)| names::is_fence(name))
         .map(|(name, shard)| {
             let data = shard["data"].as_object().unwrap();
-            let bytes = data
-                .iter()
-                .map(|(k, v)| k.len() + v.as_str().unwrap().len())
-                .sum();
+            let bytes = data.iter().map(|(k, v)| k.len() + v.as_str().unwrap().len()).sum();
             (name.to_string(), data.len(), bytes)
         })
         .collect()
@@ -61,7 +58,9 @@ fn twenty_thousand_retirements_stay_under_the_config_map_limit_and_are_pruned_af
         if state.get_named(Kind::ConfigMap, &name).is_none() {
             state.insert_object(higress::fence::new_fence(&name, names::DEFAULT_NAMESPACE));
         }
-        let mut shard = state.take(&higress::ObjectKey::new(Kind::ConfigMap, name.clone())).unwrap();
+        let mut shard = state
+            .take(&higress::ObjectKey::new(Kind::ConfigMap, name.clone()))
+            .unwrap();
         shard["data"][model(i)] = Value::String(entry.to_json());
         state.insert_object(shard);
     }
@@ -78,16 +77,17 @@ fn twenty_thousand_retirements_stay_under_the_config_map_limit_and_are_pruned_af
     );
     let entry = higress::fence::entry(&state, &model(7)).unwrap();
     assert!(entry.is_retired());
-    assert_eq!(entry.providers, ["provider-00007"], "a retirement keeps what its route used");
+    assert_eq!(
+        entry.providers,
+        ["provider-00007"],
+        "a retirement keeps what its route used"
+    );
 
     // Within the window nothing is pruned; past it, the next edit of each shard prunes it.
     let settings = Settings::default();
     let within = retired_at + settings.tombstone_ttl - chrono::Duration::hours(1);
     apply(&mut state, (0..16).map(|i| retire(&format!("within-{i}"))), within);
-    assert_eq!(
-        higress::fence::entry(&state, &model(7)).map(|e| e.revision),
-        Some(2)
-    );
+    assert_eq!(higress::fence::entry(&state, &model(7)).map(|e| e.revision), Some(2));
     let later = retired_at + settings.tombstone_ttl + chrono::Duration::hours(1);
     let mut newcomers = Vec::new();
     let mut touched = std::collections::BTreeSet::new();

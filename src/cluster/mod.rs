@@ -35,8 +35,10 @@ use tokio::time::Instant;
 /// The client's timeout for one request; an attempt started before the event deadline ends within it.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Object writes of one rank in flight at once, unless configured otherwise.
-pub const DEFAULT_WRITE_CONCURRENCY: usize = 32;
+/// Object writes of one rank in flight at once, unless configured otherwise: a batch's owned objects
+/// (two per new route) go in a few rounds, well below a kube-apiserver's default limit of 200
+/// mutating requests in flight.
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 64;
 
 /// Largest serialized size of a shared object an event may leave, unless configured otherwise: below
 /// etcd's request limit (1.5 MiB), with room for what the API server adds (managedFields).
@@ -392,32 +394,32 @@ impl Engine {
         deadline: Instant,
     ) -> Result<(), ApplyError> {
         let object = key.to_string();
-        // `Some(current)` for the first attempt (what the batch read), `None` to read afresh.
-        let known: Mutex<Option<(Option<Value>, Option<Value>)>> =
-            Mutex::new(Some((initial.cloned(), planned.cloned())));
+        // The first attempt writes what the batch read and planned (borrowed: shared objects are
+        // large); a retry reads afresh and applies the steps again.
+        let first = std::sync::atomic::AtomicBool::new(true);
         let attempt = || async {
-            let cached = known.lock().expect("not poisoned").take();
-            let (current, desired) = match cached {
-                Some(first) => first,
-                None => {
-                    let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
-                    let mut desired = current.clone();
-                    let mut index = EntryIndex::default();
-                    for step in steps {
-                        apply_step_indexed(step, &mut desired, &mut index)
-                            .map_err(|refused| ApplyError::Refused(refused.into()))?;
-                    }
-                    (current, desired)
+            let fresh: (Option<Value>, Option<Value>);
+            let (current, desired) = if first.swap(false, Ordering::Relaxed) {
+                (initial, planned)
+            } else {
+                let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
+                let mut desired = current.clone();
+                let mut index = EntryIndex::default();
+                for step in steps {
+                    apply_step_indexed(step, &mut desired, &mut index)
+                        .map_err(|refused| ApplyError::Refused(refused.into()))?;
                 }
+                fresh = (current, desired);
+                (fresh.0.as_ref(), fresh.1.as_ref())
             };
             if desired == current {
                 return Ok(());
             }
             tally.attempts.fetch_add(1, Ordering::Relaxed);
-            let (written, operation) = match (&current, &desired) {
+            let (written, operation) = match (current, desired) {
                 (Some(_), None) => (self.api.delete(key).await, Operation::Deleted),
-                (None, Some(new)) => (self.api.create(key.kind, new).await.map(drop), Operation::Created),
-                (Some(_), Some(changed)) => (self.api.replace(key, changed).await.map(drop), Operation::Updated),
+                (None, Some(new)) => (self.api.create(key.kind, new).await, Operation::Created),
+                (Some(_), Some(changed)) => (self.api.replace(key, changed).await, Operation::Updated),
                 (None, None) => return Ok(()),
             };
             match written {

@@ -244,7 +244,11 @@ impl Rules {
             .map(|key| target_list(rule, key).count())
             .sum();
         if listed != sets.iter().map(Vec::len).sum::<usize>() {
-            self.repeating = if add { self.repeating + 1 } else { self.repeating.saturating_sub(1) };
+            self.repeating = if add {
+                self.repeating + 1
+            } else {
+                self.repeating.saturating_sub(1)
+            };
         }
         for ingress in &sets[1] {
             bump(&mut self.ingresses, ingress.clone(), add);
@@ -307,10 +311,9 @@ impl Rules {
     /// Whether every rule of `provider` targets exactly `service` (nothing to move).
     pub(super) fn provider_only_on(&self, provider: &str, service: &str) -> bool {
         let of_provider = self.providers.get(provider).copied().unwrap_or(0) as usize;
-        let on_service = self
-            .exact_services
-            .get(service)
-            .map_or(0, |owners| owners.iter().filter(|p| p.as_deref() == Some(provider)).count());
+        let on_service = self.exact_services.get(service).map_or(0, |owners| {
+            owners.iter().filter(|p| p.as_deref() == Some(provider)).count()
+        });
         of_provider == on_service
     }
 

@@ -604,7 +604,6 @@ fn ensure_key_auth_global(object: &mut Value) -> bool {
     set_default_config_disable(object, false) | created
 }
 
-
 /// Whether any allow list of a key-auth CR (global or any rule, enabled or not) names the consumer.
 pub fn allow_lists_name(object: &Value, consumer: &str) -> bool {
     let names = |config: Option<&Value>| {

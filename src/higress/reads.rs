@@ -6,9 +6,9 @@
 //! number of reads whatever its size. A larger batch reads only the routes its fence entries say
 //! exist (see [`follow_up_reads`]), so it costs the same whatever the size of the cluster.
 
+use super::fence;
 use super::names;
 use super::state::{label, Kind, ObjectKey, State};
-use super::fence;
 use crate::event::{Lifecycle, LifecycleEvent};
 use serde_json::Value;
 use std::collections::BTreeSet;

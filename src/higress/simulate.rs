@@ -32,7 +32,11 @@ pub fn apply_step(step: &Step, object: &mut Option<Value>) -> Result<bool, EditR
 
 /// [`apply_step`] with the object's index, kept up to date: several steps applied to one object
 /// share it.
-pub fn apply_step_indexed(step: &Step, object: &mut Option<Value>, index: &mut EntryIndex) -> Result<bool, EditRefused> {
+pub fn apply_step_indexed(
+    step: &Step,
+    object: &mut Option<Value>,
+    index: &mut EntryIndex,
+) -> Result<bool, EditRefused> {
     if !matches!(step.action, Action::Edit { .. }) {
         index.reset();
     }
