@@ -71,6 +71,7 @@ fn twenty_thousand_retirements_stay_under_the_config_map_limit_and_are_pruned_af
     assert_eq!(sizes.len(), names::FENCE_SHARDS as usize);
     assert_eq!(sizes.iter().map(|(_, n, _)| n).sum::<usize>(), RETIRED);
     let largest = sizes.iter().map(|(_, _, bytes)| *bytes).max().unwrap();
+    println!("largest fence shard after {RETIRED} retirements: {largest} bytes");
     assert!(
         largest < CONFIG_MAP_DATA_LIMIT / 2,
         "the largest shard holds {largest} bytes: {sizes:?}"

@@ -627,6 +627,93 @@ mod tests {
         json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "x"}, "spec": spec})
     }
 
+    /// An index kept up to date across many edits answers as one built afresh for each edit (and,
+    /// in debug builds, as the scans it replaces).
+    #[test]
+    fn edits_through_a_kept_index_equal_edits_on_a_fresh_one() {
+        let start = plugin(json!({
+            "defaultConfig": {"consumers": [{"name": "z", "credentials": ["k-z", "k-z"]}, {"name": "a", "credential": "k-a"}],
+                              "providers": [{"id": "p1"}]},
+            "registries": [{"name": "r1", "domain": "x"}],
+            "matchRules": [
+                {"config": {"activeProviderId": "p1"}, "configDisable": false, "service": ["s1"]},
+                {"config": {"allow": ["a"]}, "configDisable": false, "ingress": ["i5", "i5"]},
+                {"config": {"allow": ["z"]}, "configDisable": false, "ingress": ["i2"]}
+            ]
+        }));
+        let rule = |ingress: &str, allow: &str| Targets::ingress(ingress).rule(json!({"allow": [allow]}), true);
+        let consumer = |name: &str, key: &str| json!({"name": name, "credentials": [key]});
+        let user = |provider: &str, route: &str| Op::AddProviderUser {
+            provider: provider.into(),
+            route: route.into(),
+        };
+        let mut ops = vec![
+            Op::UpsertRule(rule("i3", "a")),
+            Op::UpsertRule(rule("i5", "b")),
+            Op::InsertRuleIfAbsent(rule("i2", "c")),
+            Op::InsertRuleIfAbsent(rule("i1", "c")),
+            Op::UpsertConsumer(consumer("b", "k-b")),
+            Op::UpsertConsumer(consumer("b", "k-b2")),
+            Op::UpsertConsumer(consumer("c", "k-z")),
+            Op::UpsertConsumer(consumer("c", "k-b")),
+            Op::UpsertProviderServiceRule {
+                provider: "p2".into(),
+                service: "s1".into(),
+            },
+            Op::UpsertProviderServiceRule {
+                provider: "p1".into(),
+                service: "s0".into(),
+            },
+            Op::UpsertProviderServiceRule {
+                provider: "p2".into(),
+                service: "s2".into(),
+            },
+            Op::UpsertProvider(json!({"id": "p2"})),
+            Op::UpsertProvider(json!({"id": "p1", "type": "openai"})),
+            Op::UpsertRegistry(json!({"name": "r2", "domain": "y"})),
+            Op::UpsertRegistry(json!({"name": "r1", "domain": "z"})),
+            user("p1", "m1"),
+            user("p1", "m2"),
+            user("p2", "m1"),
+            Op::RemoveProviderUser {
+                provider: "p1".into(),
+                route: "m1".into(),
+            },
+            Op::RemoveRule(Targets::ingress("i3")),
+            Op::UpsertRule(rule("i4", "a")),
+            Op::RemoveIngressTarget("i2".into()),
+            Op::InsertRuleIfAbsent(rule("i2", "d")),
+            Op::IfProviderUnused {
+                provider: "p2".into(),
+                then: Box::new(Op::RemoveProvider("p2".into())),
+            },
+            Op::RemoveProviderUser {
+                provider: "p2".into(),
+                route: "m1".into(),
+            },
+            Op::IfProviderUnused {
+                provider: "p2".into(),
+                then: Box::new(Op::RemoveProvider("p2".into())),
+            },
+            Op::UpsertConsumer(consumer("d", "k-d")),
+        ];
+        ops.extend((0..40).rev().map(|i| Op::UpsertRule(rule(&format!("n{i:02}"), "a"))));
+        let (mut kept, mut fresh) = (start.clone(), start);
+        let mut index = EntryIndex::default();
+        for op in &ops {
+            let through_kept = op.apply_indexed(&mut kept, &mut index);
+            let through_fresh = op.apply(&mut fresh);
+            assert_eq!(through_kept, through_fresh, "{op:?}");
+            assert_eq!(kept, fresh, "{op:?}");
+        }
+        let rules = kept["spec"]["matchRules"].as_array().unwrap();
+        assert!(rules.len() > 40);
+        assert_eq!(
+            kept["spec"]["defaultConfig"]["providers"],
+            json!([{"id": "p1", "type": "openai"}])
+        );
+    }
+
     #[test]
     fn registry_upsert_keeps_unmodelled_fields_and_other_registries() {
         let mut bridge = json!({"spec": {"registries": [
