@@ -81,25 +81,27 @@ impl Api {
     }
 
     /// The object the server answers with is not parsed: nothing reads it, and a shared object
-    /// is large.
-    pub async fn create(&self, kind: Kind, object: &Value) -> Result<(), kube::Error> {
+    /// is large. Returns the size of what was sent.
+    pub async fn create(&self, kind: Kind, object: &Value) -> Result<usize, kube::Error> {
         let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+        let sent = body.len();
         let request = self
             .request(kind)
             .create(&PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
-        self.client.request_text(request).await.map(drop)
+        self.client.request_text(request).await.map(|_| sent)
     }
 
     /// PUT carrying the object's `metadata.resourceVersion`: 409 when someone wrote since.
-    /// The answer is not parsed, as for [`Api::create`].
-    pub async fn replace(&self, key: &ObjectKey, object: &Value) -> Result<(), kube::Error> {
+    /// The answer is not parsed, as for [`Api::create`]. Returns the size of what was sent.
+    pub async fn replace(&self, key: &ObjectKey, object: &Value) -> Result<usize, kube::Error> {
         let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+        let sent = body.len();
         let request = self
             .request(key.kind)
             .replace(&key.name, &PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
-        self.client.request_text(request).await.map(drop)
+        self.client.request_text(request).await.map(|_| sent)
     }
 
     /// Deleting what is already gone succeeds.

@@ -417,23 +417,22 @@ impl Engine {
             }
             tally.attempts.fetch_add(1, Ordering::Relaxed);
             let (written, operation) = match (current, desired) {
-                (Some(_), None) => (self.api.delete(key).await, Operation::Deleted),
+                (Some(_), None) => (self.api.delete(key).await.map(|()| 0), Operation::Deleted),
                 (None, Some(new)) => (self.api.create(key.kind, new).await, Operation::Created),
                 (Some(_), Some(changed)) => (self.api.replace(key, changed).await, Operation::Updated),
                 (None, None) => return Ok(()),
             };
             match written {
-                Ok(()) => {
+                Ok(bytes) => {
                     if let (
-                        Some(object),
+                        Some(_),
                         Some(Step {
                             action: Action::Edit { .. },
                             ..
                         }),
                     ) = (&desired, steps.first())
                     {
-                        self.metrics
-                            .shared_object_size(key, batch::serialized_size(Some(object)));
+                        self.metrics.shared_object_size(key, bytes);
                     }
                     tally
                         .written
