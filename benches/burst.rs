@@ -9,14 +9,15 @@
 
 #[path = "../tests/support/broker.rs"]
 mod broker;
+#[path = "support/seed.rs"]
+mod seed;
 
 use broker::Broker;
-use higress_route_worker::contract;
-use higress_route_worker::higress::{plan, simulate, Decision, Settings, State};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
+use seed::{deploy_with, domain_config_map, existing_state};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -33,6 +34,10 @@ struct Options {
     foreign_writer: bool,
     baseline_events: usize,
     existing_routes: usize,
+    existing_providers: usize,
+    existing_consumers: usize,
+    /// Writes in flight in batched mode (the worker's default unless given).
+    write_concurrency: usize,
     /// Skip the sequential baseline (for profiling the batched run).
     no_baseline: bool,
 }
@@ -48,6 +53,9 @@ fn options() -> Options {
         foreign_writer: false,
         baseline_events: 0,
         existing_routes: 0,
+        existing_providers: 0,
+        existing_consumers: 0,
+        write_concurrency: higress_route_worker::cluster::DEFAULT_WRITE_CONCURRENCY,
         no_baseline: false,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -68,6 +76,9 @@ fn options() -> Options {
             "--workers" => o.workers = value(i),
             "--baseline-events" => o.baseline_events = value(i),
             "--existing-routes" => o.existing_routes = value(i),
+            "--existing-providers" => o.existing_providers = value(i),
+            "--existing-consumers" => o.existing_consumers = value(i),
+            "--write-concurrency" => o.write_concurrency = value(i),
             "--foreign-writer" => {
                 o.foreign_writer = true;
                 i += 1;
@@ -85,6 +96,14 @@ fn options() -> Options {
     if o.providers == 0 {
         o.providers = o.events;
     }
+    // Existing routes share providers and consumers, five routes each unless told otherwise (see
+    // `seed::existing_state`).
+    if o.existing_providers == 0 {
+        o.existing_providers = (o.existing_routes / 5).max(1);
+    }
+    if o.existing_consumers == 0 {
+        o.existing_consumers = (o.existing_routes / 5).max(1);
+    }
     if o.baseline_events == 0 {
         // The sequential baseline is slow by nature; a fifth of the burst measures its rate well.
         o.baseline_events = (o.events / 5).max(1);
@@ -96,44 +115,12 @@ fn deploy(run: &str, i: usize, o: &Options) -> (String, Value) {
     deploy_with(run, i, o.providers, o.consumers)
 }
 
-fn deploy_with(run: &str, i: usize, providers: usize, consumers: usize) -> (String, Value) {
-    let model = format!("{run}-m{i}");
-    let provider = format!("{run}-p{}", i % providers);
-    let consumers: Vec<Value> = (0..consumers)
-        .map(|c| json!({"name": format!("{model}-c{c}"), "source": "BEARER", "credentials": [format!("key-{model}-{c}")]}))
-        .collect();
-    let event = json!({"specversion": "1.0", "id": format!("{model}-1"), "source": "bench", "type": "io.higress.model.deployed.v1",
-        "data": {"model": model, "revision": 1,
-                 "provider": {"name": provider, "type": "openai", "url": format!("https://{provider}.example.com/v1"), "apiTokens": ["sk-bench"]},
-                 "route": {"domains": ["api.example.com"], "path": format!("/{model}")},
-                 "auth": {"consumers": consumers}}});
-    (model, event)
-}
-
-fn domain_config_map() -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "domain-api.example.com", "namespace": "higress-system",
-        "labels": {"higress.io/config-map-type": "domain", "higress.io/resource-definer": "higress"}}, "data": {"domain": "api.example.com", "enableHttps": "off"}})
-}
-
-/// The cluster `routes` existing routes leave (each with its own provider and one Bearer consumer),
-/// exactly as the worker would have written them: the crate's own mapping applies one deploy event per
-/// route to the bench's starting objects. Seeding is not measured.
-fn existing_cluster(routes: usize) -> Vec<Value> {
-    let settings = Settings::default();
-    let now = chrono::Utc::now();
-    let mut state = State::new();
-    state.insert_object(domain_config_map());
-    for i in 0..routes {
-        let (_, event) = deploy_with("seed", i, routes, 1);
-        let event = contract::parse(event.to_string().as_bytes()).expect("a valid deploy event");
-        match plan(&event, &state, &settings, now).expect("the deploy is planned") {
-            Decision::Apply(plan) => {
-                simulate(&mut state, &plan).expect("the deploy applies");
-            }
-            Decision::Stale { seen } => panic!("a new route cannot be stale (seen {seen})"),
-        }
-    }
-    state.into_objects().map(|(_, object)| object).collect()
+/// The existing cluster's objects, for kube-sim. Seeding is not measured.
+fn existing_cluster(o: &Options) -> Vec<Value> {
+    existing_state(o.existing_routes, o.existing_providers, o.existing_consumers)
+        .into_objects()
+        .map(|(_, object)| object)
+        .collect()
 }
 
 /// How a run treats the burst.
@@ -421,9 +408,9 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
 
     // Batched mode is the worker's defaults; sequential applies one event at a time, as the console.
     let (batch, concurrency) = if mode == Mode::Sequential {
-        ("1", "1")
+        ("1".to_string(), "1".to_string())
     } else {
-        ("256", "32")
+        ("256".to_string(), o.write_concurrency.to_string())
     };
     let workers: Vec<Worker> = (0..o.workers)
         .map(|w| {
@@ -459,9 +446,9 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
                         "--metrics-addr",
                         &format!("127.0.0.1:{port}"),
                         "--max-batch",
-                        batch,
+                        &batch,
                         "--write-concurrency",
-                        concurrency,
+                        &concurrency,
                         "--linger-ms",
                         "20",
                     ])
@@ -714,7 +701,7 @@ async fn main() {
     let o = options();
     println!("burst: {o:?}");
     let seeding = Instant::now();
-    let existing = existing_cluster(o.existing_routes);
+    let existing = existing_cluster(&o);
     if o.existing_routes > 0 {
         println!(
             "existing cluster: {} routes = {} objects, planned in {:.1} s",

@@ -450,3 +450,58 @@ async fn a_batch_replaces_an_ingress_left_by_a_half_finished_deploy() {
         "new routes' Ingresses are not listed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_new_models_reads_no_route_config_maps_and_replaces_a_console_route_of_the_same_name() {
+    use higress_route_worker::higress::{self, Action, Decision, Settings, State};
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    // A route the console made under the name of a model the worker has never seen (so no fence
+    // entry): the same ConfigMap the mapping would write, for another path.
+    let console_route = parse(
+        event::DEPLOYED_TYPE,
+        json!({"model": "h0", "revision": 1, "provider": {"name": "p-h0", "type": "openai", "url": "https://h0.models.example.com/v1", "apiTokens": ["sk"]},
+               "route": {"domains": ["api.example.com"], "path": "/made-in-the-console"}}),
+    );
+    let Ok(Decision::Apply(plan)) =
+        higress::plan(&console_route, &State::new(), &Settings::default(), chrono::Utc::now())
+    else {
+        panic!("the console route is planned")
+    };
+    let config_map = plan
+        .steps
+        .iter()
+        .find_map(|step| match &step.action {
+            Action::Put(object) if step.key.name == names::route_config_map("h0") => Some(object.clone()),
+            _ => None,
+        })
+        .unwrap();
+    cluster.sim.insert(config_map).unwrap();
+    let events: Vec<LifecycleEvent> = (0..6).map(|i| deploy(&format!("h{i}"), 1)).collect();
+    assert!(events.len() > higress::reads::TARGETED_UP_TO);
+    let results = engine.apply_batch(&events).await;
+    assert!(results.iter().all(|r| r.outcome == Outcome::Applied), "{results:?}");
+    let route = cluster.get("configmaps", &names::route_config_map("h0")).unwrap();
+    let data = route["data"]["data"].as_str().unwrap();
+    assert!(
+        data.contains("\"/h0\"") && !data.contains("made-in-the-console"),
+        "{data}"
+    );
+    assert!(
+        results[0]
+            .changes
+            .iter()
+            .any(|c| c.kind == "ConfigMap" && c.name == names::route_config_map("h0") && c.operation == "updated"),
+        "{:?}",
+        results[0].changes
+    );
+    assert!(results[1]
+        .changes
+        .iter()
+        .any(|c| c.name == names::route_config_map("h1") && c.operation == "created"));
+    assert_eq!(
+        cluster.sim.counters().get("list", "configmaps"),
+        1,
+        "only the fences are listed, not every route's ConfigMap"
+    );
+}

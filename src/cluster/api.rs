@@ -63,8 +63,13 @@ impl Api {
             .request(kind)
             .list(&ListParams::default().labels(label_selector))
             .map_err(kube::Error::BuildRequest)?;
-        let list = self.send(request).await?;
-        let items = list.get("items").and_then(Value::as_array).cloned().unwrap_or_default();
+        let items = match self.send(request).await? {
+            Value::Object(mut list) => match list.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
         Ok(items
             .into_iter()
             .map(|mut item| {
@@ -75,23 +80,28 @@ impl Api {
             .collect())
     }
 
-    pub async fn create(&self, kind: Kind, object: &Value) -> Result<Value, kube::Error> {
+    /// The object the server answers with is not parsed: nothing reads it, and a shared object
+    /// is large. Returns the size of what was sent.
+    pub async fn create(&self, kind: Kind, object: &Value) -> Result<usize, kube::Error> {
         let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+        let sent = body.len();
         let request = self
             .request(kind)
             .create(&PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
-        self.send(request).await
+        self.client.request_text(request).await.map(|_| sent)
     }
 
     /// PUT carrying the object's `metadata.resourceVersion`: 409 when someone wrote since.
-    pub async fn replace(&self, key: &ObjectKey, object: &Value) -> Result<Value, kube::Error> {
+    /// The answer is not parsed, as for [`Api::create`]. Returns the size of what was sent.
+    pub async fn replace(&self, key: &ObjectKey, object: &Value) -> Result<usize, kube::Error> {
         let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
+        let sent = body.len();
         let request = self
             .request(key.kind)
             .replace(&key.name, &PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
-        self.send(request).await
+        self.client.request_text(request).await.map(|_| sent)
     }
 
     /// Deleting what is already gone succeeds.

@@ -103,9 +103,22 @@ struct SharedSizes {
 }
 
 pub fn serialized_size(object: Option<&Value>) -> usize {
-    object
-        .and_then(|o| serde_json::to_vec(o).ok())
-        .map_or(0, |bytes| bytes.len())
+    /// Counts what serde_json writes without keeping it: shared objects are large.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match object.map(|o| serde_json::to_writer(&mut counter, o)) {
+        Some(Ok(())) => counter.0,
+        _ => 0,
+    }
 }
 
 fn edits(plan: &higress::Plan) -> impl Iterator<Item = (&ObjectKey, usize)> {

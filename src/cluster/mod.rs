@@ -18,7 +18,9 @@ pub use error::ApplyError;
 
 use crate::event::{Lifecycle, LifecycleEvent, ModelRetired};
 use crate::higress::fence::{self, FenceEntry};
-use crate::higress::{self, apply_step, names, Action, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
+use crate::higress::index::EntryIndex;
+use crate::higress::simulate::apply_step_indexed;
+use crate::higress::{self, names, Action, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::result::{Change, Outcome, RouteResult};
@@ -33,8 +35,10 @@ use tokio::time::Instant;
 /// The client's timeout for one request; an attempt started before the event deadline ends within it.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Object writes of one rank in flight at once, unless configured otherwise.
-pub const DEFAULT_WRITE_CONCURRENCY: usize = 32;
+/// Object writes of one rank in flight at once, unless configured otherwise: a batch's owned objects
+/// (two per new route) go in a few rounds, well below a kube-apiserver's default limit of 200
+/// mutating requests in flight.
+pub const DEFAULT_WRITE_CONCURRENCY: usize = 64;
 
 /// Largest serialized size of a shared object an event may leave, unless configured otherwise: below
 /// etcd's request limit (1.5 MiB), with room for what the API server adds (managedFields).
@@ -400,12 +404,15 @@ impl Engine {
         tally: &Tally,
         deadline: Instant,
     ) -> Result<Vec<RouteResult>, BatchFailure> {
+        let started = Instant::now();
         let initial = self.read_state(events, deadline).await.map_err(|error| BatchFailure {
             error,
             written: Vec::new(),
             touched: vec![BTreeSet::new(); events.len()],
         })?;
+        let read_in = started.elapsed();
         let planned = batch::plan(events, &self.config.settings, self.config.shared_object_budget, initial);
+        let planned_in = started.elapsed() - read_in;
         let (before, after, steps) = (&planned.before, &planned.state, &planned.steps);
 
         // Write each changed object once, rank by rank: the mapping's write order across the batch.
@@ -446,6 +453,13 @@ impl Engine {
                 });
             }
         }
+        tracing::debug!(
+            events = events.len(),
+            ?read_in,
+            ?planned_in,
+            written_in = ?(started.elapsed() - read_in - planned_in),
+            "batch written"
+        );
         // What each event changed, as written: the write may have met another writer's change (a
         // create that became a replace after a 409), or found its work already done.
         let written: BTreeMap<ObjectKey, Operation> = tally.written().into_iter().collect();
@@ -473,44 +487,45 @@ impl Engine {
         deadline: Instant,
     ) -> Result<(), ApplyError> {
         let object = key.to_string();
-        // `Some(current)` for the first attempt (what the batch read), `None` to read afresh.
-        let known: Mutex<Option<(Option<Value>, Option<Value>)>> =
-            Mutex::new(Some((initial.cloned(), planned.cloned())));
+        // The first attempt writes what the batch read and planned (borrowed: shared objects are
+        // large); a retry reads afresh and applies the steps again.
+        let first = std::sync::atomic::AtomicBool::new(true);
         let attempt = || async {
-            let cached = known.lock().expect("not poisoned").take();
-            let (current, desired) = match cached {
-                Some(first) => first,
-                None => {
-                    let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
-                    let mut desired = current.clone();
-                    for step in steps {
-                        apply_step(step, &mut desired).map_err(|refused| ApplyError::Refused(refused.into()))?;
-                    }
-                    (current, desired)
+            let fresh: (Option<Value>, Option<Value>);
+            let (current, desired) = if first.swap(false, Ordering::Relaxed) {
+                (initial, planned)
+            } else {
+                let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
+                let mut desired = current.clone();
+                let mut index = EntryIndex::default();
+                for step in steps {
+                    apply_step_indexed(step, &mut desired, &mut index)
+                        .map_err(|refused| ApplyError::Refused(refused.into()))?;
                 }
+                fresh = (current, desired);
+                (fresh.0.as_ref(), fresh.1.as_ref())
             };
             if desired == current {
                 return Ok(());
             }
             tally.attempts.fetch_add(1, Ordering::Relaxed);
-            let (written, operation) = match (&current, &desired) {
-                (Some(_), None) => (self.api.delete(key).await, Operation::Deleted),
-                (None, Some(new)) => (self.api.create(key.kind, new).await.map(drop), Operation::Created),
-                (Some(_), Some(changed)) => (self.api.replace(key, changed).await.map(drop), Operation::Updated),
+            let (written, operation) = match (current, desired) {
+                (Some(_), None) => (self.api.delete(key).await.map(|()| 0), Operation::Deleted),
+                (None, Some(new)) => (self.api.create(key.kind, new).await, Operation::Created),
+                (Some(_), Some(changed)) => (self.api.replace(key, changed).await, Operation::Updated),
                 (None, None) => return Ok(()),
             };
             match written {
-                Ok(()) => {
+                Ok(bytes) => {
                     if let (
-                        Some(object),
+                        Some(_),
                         Some(Step {
                             action: Action::Edit { .. },
                             ..
                         }),
                     ) = (&desired, steps.first())
                     {
-                        self.metrics
-                            .shared_object_size(key, batch::serialized_size(Some(object)));
+                        self.metrics.shared_object_size(key, bytes);
                     }
                     tally
                         .written

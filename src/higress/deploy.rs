@@ -294,19 +294,16 @@ pub fn plan_deploy(
         plan.edit(key_auth.clone(), key_auth_cr.clone(), Op::UpsertConsumer(entry));
     }
     let allow = route.allowed_consumers();
-    let known = state
-        .get_named(Kind::WasmPlugin, &key_auth.name)
-        .and_then(|k| k.pointer("/spec/defaultConfig/consumers"))
-        .and_then(Value::as_array)
-        .map(|c| {
-            c.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
+    let known = |name: &str| {
+        state
+            .get_named(Kind::WasmPlugin, &key_auth.name)
+            .and_then(|k| k.pointer("/spec/defaultConfig/consumers"))
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|c| c.get("name").and_then(Value::as_str) == Some(name)))
+    };
     for name in &allow {
         let in_event = auth.is_some_and(|a| a.consumers.iter().any(|c| &c.name == name));
-        if !in_event && !known.contains(name) {
+        if !in_event && !known(name) {
             plan.warnings
                 .push(format!("allowed consumer {name:?} does not exist in key-auth.internal"));
         }
@@ -470,14 +467,7 @@ fn has_ai_statistics_rule(state: &State, ingress: &str) -> bool {
     state.of_kind(Kind::WasmPlugin).any(|(name, plugin)| {
         !names::is_internal(name)
             && label(plugin, "higress.io/wasm-plugin-name") == Some("ai-statistics")
-            && plugin
-                .pointer("/spec/matchRules")
-                .and_then(Value::as_array)
-                .is_some_and(|rules| {
-                    rules
-                        .iter()
-                        .any(|r| Targets::of(r).ingress.iter().any(|i| i == ingress))
-                })
+            && state.any_rule_names_ingress(&ObjectKey::new(Kind::WasmPlugin, name), ingress)
     })
 }
 

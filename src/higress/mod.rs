@@ -3,6 +3,7 @@
 
 pub mod deploy;
 pub mod fence;
+pub mod index;
 pub mod names;
 pub mod ops;
 pub mod plan;

@@ -2,8 +2,9 @@
 //! again to a freshly read copy after a 409, so other writers' entries survive, field for field.
 
 use super::fence::FenceEntry;
+use super::index::{self, credentials_of, rule_provider, EntryIndex};
 use super::names;
-use super::plugins::{compare_rules, field, Targets};
+use super::plugins::{field, Targets};
 use crate::reason::Reason;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -179,6 +180,11 @@ impl Op {
 
     /// Whether the edit fits the object as it is, without changing it.
     pub fn check(&self, object: &Value) -> Result<(), EditRefused> {
+        self.check_indexed(object, &mut EntryIndex::default())
+    }
+
+    /// [`Op::check`] with the object's index (see [`super::index`]).
+    pub fn check_indexed(&self, object: &Value, index: &mut EntryIndex) -> Result<(), EditRefused> {
         match self {
             Op::SetFence { model, entry, .. } => {
                 let current = object
@@ -193,8 +199,11 @@ impl Op {
                     None => Ok(()),
                 }
             }
-            Op::IfProviderUnused { then, .. } => then.check(object),
+            Op::IfProviderUnused { then, .. } => then.check_indexed(object, index),
             Op::UpsertProviderServiceRule { provider, service } => {
+                if !index.rules(object).service_taken(service, provider) {
+                    return Ok(());
+                }
                 let rules = object.pointer("/spec/matchRules").and_then(Value::as_array);
                 let taken = rules.into_iter().flatten().find(|r| {
                     Targets::is_exactly(r, "service", service) && rule_provider(r) != Some(provider.as_str())
@@ -212,6 +221,9 @@ impl Op {
             }
             Op::UpsertConsumer(consumer) | Op::SetConsumerCredentials(consumer) => {
                 let name = consumer.get("name").and_then(Value::as_str).unwrap_or_default();
+                if !index.consumers(object).credential_taken(consumer, name) {
+                    return Ok(());
+                }
                 let consumers = object
                     .pointer("/spec/defaultConfig/consumers")
                     .and_then(Value::as_array);
@@ -237,14 +249,47 @@ impl Op {
 
     /// Applies the edit; says whether the object changed.
     pub fn apply(&self, object: &mut Value) -> Result<bool, EditRefused> {
-        self.check(object)?;
+        self.apply_indexed(object, &mut EntryIndex::default())
+    }
+
+    /// [`Op::apply`] with the object's index, kept up to date (see [`super::index`]).
+    pub fn apply_indexed(&self, object: &mut Value, index: &mut EntryIndex) -> Result<bool, EditRefused> {
+        self.check_indexed(object, index)?;
+        let changed = self.apply_checked(object, index)?;
+        // Edits that do not keep the index up to date drop it.
+        let indexed = matches!(
+            self,
+            Op::UpsertRegistry(_)
+                | Op::UpsertProvider(_)
+                | Op::UpsertProviderServiceRule { .. }
+                | Op::UpsertRule(_)
+                | Op::InsertRuleIfAbsent(_)
+                | Op::UpsertConsumer(_)
+                | Op::EnsureKeyAuthGlobal
+                | Op::AddProviderUser { .. }
+                | Op::RemoveProviderUser { .. }
+                | Op::SetFence { .. }
+        );
+        if changed && !indexed {
+            index.reset();
+        }
+        Ok(changed)
+    }
+
+    /// Applies an edit already checked against the object.
+    fn apply_checked(&self, object: &mut Value, index: &mut EntryIndex) -> Result<bool, EditRefused> {
         Ok(match self {
-            Op::UpsertRegistry(registry) => upsert_registry(object, registry),
+            Op::UpsertRegistry(registry) => upsert_registry(object, registry, index),
             Op::RemoveRegistry(name) => retain_in(object, "/spec/registries", |r| {
                 field(r, "name").and_then(Value::as_str) != Some(name)
             }),
             Op::UpsertProvider(entry) => {
-                let changed = upsert_by(list_in(default_config(object), "providers"), entry, "id");
+                let positions = index.providers(object);
+                let at = positions.find(list_at(object, "/spec/defaultConfig/providers"), field(entry, "id"));
+                if at.is_none() {
+                    positions.pushed(entry);
+                }
+                let changed = upsert_at(list_in(default_config(object), "providers"), at, entry);
                 set_default_config_disable(object, false) | changed
             }
             Op::RemoveProvider(id) => {
@@ -262,21 +307,33 @@ impl Op {
                 removed
             }
             Op::UpsertProviderServiceRule { provider, service } => {
-                let moved = retain_in(object, "/spec/matchRules", |r| {
-                    rule_provider(r) != Some(provider.as_str()) || Targets::is_exactly(r, "service", service)
-                });
+                // Rules of the provider on other services go (usually there are none to look for).
+                let moved = !index.rules(object).provider_only_on(provider, service)
+                    && retain_in(object, "/spec/matchRules", |r| {
+                        rule_provider(r) != Some(provider.as_str()) || Targets::is_exactly(r, "service", service)
+                    });
+                if moved {
+                    index.forget_rules();
+                }
                 let rule = Targets::service(service).rule(json!({"activeProviderId": provider}), true);
-                upsert_rule(spec_list(object, "matchRules"), rule, false) | moved
+                upsert_rule(object, rule, false, index) | moved
             }
             Op::RemoveServiceTarget(service) => remove_target(object, "service", service),
-            Op::UpsertRule(rule) => upsert_rule(spec_list(object, "matchRules"), rule.clone(), false),
-            Op::InsertRuleIfAbsent(rule) => upsert_rule(spec_list(object, "matchRules"), rule.clone(), true),
+            Op::UpsertRule(rule) => upsert_rule(object, rule.clone(), false, index),
+            Op::InsertRuleIfAbsent(rule) => upsert_rule(object, rule.clone(), true, index),
             Op::RemoveRule(targets) => retain_in(object, "/spec/matchRules", |r| !targets.matches(r)),
             Op::RemoveIngressTarget(ingress) => remove_target(object, "ingress", ingress),
             Op::UpsertConsumer(consumer) => {
                 let mut changed = ensure_key_auth_global(object);
+                let consumers = index.consumers(object);
+                let list = list_at(object, "/spec/defaultConfig/consumers");
+                let at = consumers.names.find(list, field(consumer, "name"));
+                match at {
+                    Some(at) => consumers.replaced(&list[at], consumer),
+                    None => consumers.added(consumer),
+                }
                 let config = default_config(object);
-                changed |= upsert_by(list_in(config, "consumers"), consumer, "name");
+                changed |= upsert_at(list_in(config, "consumers"), at, consumer);
                 changed | (config.insert("global_auth".into(), Value::Bool(false)) != Some(Value::Bool(false)))
             }
             Op::RemoveConsumerIfUnused(name) => {
@@ -307,14 +364,15 @@ impl Op {
                 entry,
                 prune_before,
             } => {
+                // The shard's entries are looked at only when a retirement may be due for pruning.
+                let may_prune = index.retirements(object).may_prune(prune_before);
                 let data = object_at(object, "data");
                 let before = data.len();
-                data.retain(|key, other| {
-                    key == model
-                        || FenceEntry::parse(other)
-                            .and_then(|e| e.retired_at)
-                            .is_none_or(|at| at.as_str() >= prune_before.as_str())
-                });
+                if may_prune {
+                    data.retain(|key, other| {
+                        key == model || index::retired_at(other).is_none_or(|at| at.as_str() >= prune_before.as_str())
+                    });
+                }
                 let pruned = data.len() != before;
                 // A replayed retirement keeps the first retirement's time. A retirement also keeps what
                 // the entry it replaces says the route uses: a deploy may have recorded it after the
@@ -346,24 +404,29 @@ impl Op {
                     }
                     data.insert(model.clone(), Value::String(entry.to_json()));
                 }
+                if may_prune {
+                    index.forget_retirements();
+                } else {
+                    let retired_at = entry.retired_at.as_deref().filter(|_| !same);
+                    index.retirement_written(data.len(), retired_at);
+                }
                 pruned || !same
             }
             Op::AddProviderUser { provider, route } => {
-                let mut users = provider_users(object);
-                let added = users.entry(provider.clone()).or_default().insert(route.clone());
-                added && set_provider_users(object, &users)
+                let users = index.users(provider_users_text(object));
+                users.add(provider, route) && set_provider_users(object, users.render())
             }
             Op::RemoveProviderUser { provider, route } => {
-                let mut users = provider_users(object);
-                let removed = users.get_mut(provider).is_some_and(|routes| routes.remove(route));
-                users.retain(|_, routes| !routes.is_empty());
-                removed && set_provider_users(object, &users)
+                let users = index.users(provider_users_text(object));
+                users.remove(provider, route) && set_provider_users(object, users.render())
             }
             Op::IfProviderUnused { provider, then } => {
-                let used = provider_users(object)
+                let used = index
+                    .users(provider_users_text(object))
+                    .map()
                     .get(provider)
                     .is_some_and(|routes| !routes.is_empty());
-                !used && then.apply(object)?
+                !used && then.apply_checked(object, index)?
             }
         })
     }
@@ -371,38 +434,48 @@ impl Op {
 
 /// The routes of ours that use each provider, from the object's annotation.
 pub fn provider_users(object: &Value) -> BTreeMap<String, std::collections::BTreeSet<String>> {
-    object
-        .pointer("/metadata/annotations")
-        .and_then(|a| a.get(names::ANNOTATION_PROVIDER_USERS))
-        .and_then(Value::as_str)
+    provider_users_text(object)
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default()
 }
 
-/// Always true: the annotation changed.
-fn set_provider_users(object: &mut Value, users: &BTreeMap<String, std::collections::BTreeSet<String>>) -> bool {
+fn provider_users_text(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(names::ANNOTATION_PROVIDER_USERS))
+        .and_then(Value::as_str)
+}
+
+/// Writes the annotation's text (`None`: no users, it goes). Always true: the annotation changed.
+fn set_provider_users(object: &mut Value, users: Option<&str>) -> bool {
     let metadata = object_at(object, "metadata");
     let slot = metadata.entry("annotations".to_string()).or_insert_with(|| json!({}));
     if !slot.is_object() {
         *slot = json!({});
     }
     let annotations = slot.as_object_mut().expect("just made an object");
-    if users.is_empty() {
-        annotations.shift_remove(names::ANNOTATION_PROVIDER_USERS);
-        if annotations.is_empty() {
-            metadata.shift_remove("annotations");
+    match users {
+        None => {
+            annotations.shift_remove(names::ANNOTATION_PROVIDER_USERS);
+            if annotations.is_empty() {
+                metadata.shift_remove("annotations");
+            }
         }
-    } else {
-        let text = serde_json::to_string(users).expect("a map of strings serializes");
-        annotations.insert(names::ANNOTATION_PROVIDER_USERS.to_string(), Value::String(text));
+        Some(text) => {
+            annotations.insert(
+                names::ANNOTATION_PROVIDER_USERS.to_string(),
+                Value::String(text.to_string()),
+            );
+        }
     }
     true
 }
 
-fn rule_provider(rule: &Value) -> Option<&str> {
-    field(rule, "config")
-        .and_then(|c| field(c, "activeProviderId"))
-        .and_then(Value::as_str)
+fn list_at<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }
 
 /// The entry of the list at `pointer` whose `key` is `name`, if there is one.
@@ -463,10 +536,9 @@ fn retain_in(object: &mut Value, pointer: &str, keep: impl FnMut(&Value) -> bool
     list.len() != before
 }
 
-/// Replaces the entry with the same `key` or appends; says whether the list changed.
-fn upsert_by(list: &mut Vec<Value>, entry: &Value, key: &str) -> bool {
-    let id = field(entry, key);
-    match list.iter_mut().find(|item| field(item, key) == id) {
+/// Replaces the entry at `at` (the one with the same key) or appends; says whether the list changed.
+fn upsert_at(list: &mut Vec<Value>, at: Option<usize>, entry: &Value) -> bool {
+    match at.and_then(|at| list.get_mut(at)) {
         Some(existing) if existing == entry => false,
         Some(existing) => {
             *existing = entry.clone();
@@ -481,20 +553,25 @@ fn upsert_by(list: &mut Vec<Value>, entry: &Value, key: &str) -> bool {
 
 /// Replaces the rule with equal targets in place, or inserts before the first rule that sorts after it,
 /// so a list in the console's order stays in it and nobody else's rule moves relative to another.
-fn upsert_rule(rules: &mut Vec<Value>, rule: Value, only_if_absent: bool) -> bool {
+fn upsert_rule(object: &mut Value, rule: Value, only_if_absent: bool, index: &mut EntryIndex) -> bool {
+    let rules = index.rules(object);
     let targets = Targets::of(&rule);
-    if let Some(existing) = rules.iter_mut().find(|r| targets.matches(r)) {
-        if only_if_absent || *existing == rule {
-            return false;
+    let list = list_at(object, "/spec/matchRules");
+    let found = rules.find(list, &rule, |r| targets.matches(r));
+    match found {
+        Some(at) => {
+            if only_if_absent || list[at] == rule {
+                return false;
+            }
+            rules.replaced(&list[at], &rule);
+            spec_list(object, "matchRules")[at] = rule;
         }
-        *existing = rule;
-        return true;
+        None => {
+            let at = rules.place(list, &rule);
+            rules.added(&rule);
+            spec_list(object, "matchRules").insert(at, rule);
+        }
     }
-    let at = rules
-        .iter()
-        .position(|r| compare_rules(r, &rule).is_gt())
-        .unwrap_or(rules.len());
-    rules.insert(at, rule);
     true
 }
 
@@ -519,7 +596,7 @@ fn remove_target(object: &mut Value, list_key: &str, target: &str) -> bool {
 }
 
 /// McpBridge registry update in place: the console overwrites these fields and keeps all others.
-fn upsert_registry(object: &mut Value, registry: &Value) -> bool {
+fn upsert_registry(object: &mut Value, registry: &Value, index: &mut EntryIndex) -> bool {
     const MANAGED: [&str; 8] = [
         "domain",
         "type",
@@ -530,9 +607,13 @@ fn upsert_registry(object: &mut Value, registry: &Value) -> bool {
         "proxyName",
         "vport",
     ];
+    let positions = index.registries(object);
+    let at = positions.find(list_at(object, "/spec/registries"), registry.get("name"));
+    if at.is_none() {
+        positions.pushed(registry);
+    }
     let registries = spec_list(object, "registries");
-    let name = registry.get("name");
-    match registries.iter_mut().find(|r| field(r, "name") == name) {
+    match at.and_then(|at| registries.get_mut(at)) {
         Some(existing) => {
             let existing = existing.as_object_mut().expect("registries are objects");
             let mut changed = false;
@@ -566,15 +647,6 @@ fn ensure_key_auth_global(object: &mut Value) -> bool {
     set_default_config_disable(object, false) | created
 }
 
-fn credentials_of(consumer: &Value) -> impl Iterator<Item = &str> {
-    let list = field(consumer, "credentials")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str);
-    list.chain(field(consumer, "credential").and_then(Value::as_str))
-}
-
 /// Whether any allow list of a key-auth CR (global or any rule, enabled or not) names the consumer.
 pub fn allow_lists_name(object: &Value, consumer: &str) -> bool {
     let names = |config: Option<&Value>| {
@@ -596,6 +668,93 @@ mod tests {
 
     fn plugin(spec: Value) -> Value {
         json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "x"}, "spec": spec})
+    }
+
+    /// An index kept up to date across many edits answers as one built afresh for each edit (and,
+    /// in debug builds, as the scans it replaces).
+    #[test]
+    fn edits_through_a_kept_index_equal_edits_on_a_fresh_one() {
+        let start = plugin(json!({
+            "defaultConfig": {"consumers": [{"name": "z", "credentials": ["k-z", "k-z"]}, {"name": "a", "credential": "k-a"}],
+                              "providers": [{"id": "p1"}]},
+            "registries": [{"name": "r1", "domain": "x"}],
+            "matchRules": [
+                {"config": {"activeProviderId": "p1"}, "configDisable": false, "service": ["s1"]},
+                {"config": {"allow": ["a"]}, "configDisable": false, "ingress": ["i5", "i5"]},
+                {"config": {"allow": ["z"]}, "configDisable": false, "ingress": ["i2"]}
+            ]
+        }));
+        let rule = |ingress: &str, allow: &str| Targets::ingress(ingress).rule(json!({"allow": [allow]}), true);
+        let consumer = |name: &str, key: &str| json!({"name": name, "credentials": [key]});
+        let user = |provider: &str, route: &str| Op::AddProviderUser {
+            provider: provider.into(),
+            route: route.into(),
+        };
+        let mut ops = vec![
+            Op::UpsertRule(rule("i3", "a")),
+            Op::UpsertRule(rule("i5", "b")),
+            Op::InsertRuleIfAbsent(rule("i2", "c")),
+            Op::InsertRuleIfAbsent(rule("i1", "c")),
+            Op::UpsertConsumer(consumer("b", "k-b")),
+            Op::UpsertConsumer(consumer("b", "k-b2")),
+            Op::UpsertConsumer(consumer("c", "k-z")),
+            Op::UpsertConsumer(consumer("c", "k-b")),
+            Op::UpsertProviderServiceRule {
+                provider: "p2".into(),
+                service: "s1".into(),
+            },
+            Op::UpsertProviderServiceRule {
+                provider: "p1".into(),
+                service: "s0".into(),
+            },
+            Op::UpsertProviderServiceRule {
+                provider: "p2".into(),
+                service: "s2".into(),
+            },
+            Op::UpsertProvider(json!({"id": "p2"})),
+            Op::UpsertProvider(json!({"id": "p1", "type": "openai"})),
+            Op::UpsertRegistry(json!({"name": "r2", "domain": "y"})),
+            Op::UpsertRegistry(json!({"name": "r1", "domain": "z"})),
+            user("p1", "m1"),
+            user("p1", "m2"),
+            user("p2", "m1"),
+            Op::RemoveProviderUser {
+                provider: "p1".into(),
+                route: "m1".into(),
+            },
+            Op::RemoveRule(Targets::ingress("i3")),
+            Op::UpsertRule(rule("i4", "a")),
+            Op::RemoveIngressTarget("i2".into()),
+            Op::InsertRuleIfAbsent(rule("i2", "d")),
+            Op::IfProviderUnused {
+                provider: "p2".into(),
+                then: Box::new(Op::RemoveProvider("p2".into())),
+            },
+            Op::RemoveProviderUser {
+                provider: "p2".into(),
+                route: "m1".into(),
+            },
+            Op::IfProviderUnused {
+                provider: "p2".into(),
+                then: Box::new(Op::RemoveProvider("p2".into())),
+            },
+            Op::UpsertConsumer(consumer("d", "k-d")),
+        ];
+        ops.extend((0..40).rev().map(|i| Op::UpsertRule(rule(&format!("n{i:02}"), "a"))));
+        let (mut kept, mut fresh) = (start.clone(), start);
+        let mut index = EntryIndex::default();
+        for op in &ops {
+            let through_kept = op.apply_indexed(&mut kept, &mut index);
+            let through_fresh = op.apply(&mut fresh);
+            assert_eq!(through_kept, through_fresh, "{op:?}");
+            assert_eq!(kept, fresh, "{op:?}");
+        }
+        let rules = kept["spec"]["matchRules"].as_array().unwrap();
+        assert!(rules.len() > 40);
+        assert_eq!(
+            kept["spec"]["defaultConfig"]["providers"],
+            json!([{"id": "p1", "type": "openai"}])
+        );
     }
 
     #[test]

@@ -350,7 +350,7 @@ pub fn field<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
     }
 }
 
-fn target_list<'a>(rule: &'a Value, key: &str) -> impl Iterator<Item = &'a str> + Clone {
+pub(super) fn target_list<'a>(rule: &'a Value, key: &str) -> impl Iterator<Item = &'a str> + Clone {
     field(rule, key)
         .and_then(Value::as_array)
         .into_iter()

@@ -3,8 +3,10 @@
 //! (and `tests/reads.rs` fails until it does).
 //!
 //! A few models read their own objects by name; a larger batch lists them, so a batch costs a fixed
-//! number of reads whatever its size.
+//! number of reads whatever its size. A larger batch reads only the routes its fence entries say
+//! exist (see [`follow_up_reads`]), so it costs the same whatever the size of the cluster.
 
+use super::fence;
 use super::names;
 use super::state::{label, Kind, ObjectKey, State};
 use crate::event::{Lifecycle, LifecycleEvent};
@@ -75,23 +77,21 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
             // A deploy writes the fallback EnvoyFilter, or deletes one a previous fallback left.
             set.get(Kind::EnvoyFilter, names::fallback_envoy_filter(model));
         }
-        set.get(Kind::ConfigMap, names::domain_config_map(names::DEFAULT_DOMAIN));
-        for event in events {
-            if let Lifecycle::Deployed(deployed) = &event.body {
-                for domain in &deployed.route.domains {
-                    set.get(Kind::ConfigMap, names::domain_config_map(domain));
-                }
-            }
-        }
+        domains(&mut set, events);
         if retiring {
             // A provider goes only when no remaining route uses it.
             set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
         }
     } else {
-        set.list(Kind::ConfigMap, names::SELECT_CONSOLE);
+        // Not every console ConfigMap (one per route: megabytes on a large cluster): the fences,
+        // which say which of the batch's routes exist, and the domains by name.
         set.list(Kind::ConfigMap, names::SELECT_FENCES);
+        domains(&mut set, events);
         // Fallback EnvoyFilters are few: deploys and retirements alike may write or delete them.
         set.list(Kind::EnvoyFilter, names::SELECT_CONSOLE);
+        if retiring {
+            set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
+        }
     }
     for name in events.iter().flat_map(secret_names) {
         set.get(Kind::Secret, name);
@@ -99,9 +99,23 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
     set
 }
 
-/// What a large batch reads once the first read is in: the Ingresses of routes that exist (or are
-/// retired), not every route's. A new route's Ingress is created; should one exist after all, the 409
-/// makes the write a replace.
+/// The default domain's ConfigMap and those of the deploys' domains.
+fn domains(set: &mut ReadSet, events: &[LifecycleEvent]) {
+    set.get(Kind::ConfigMap, names::domain_config_map(names::DEFAULT_DOMAIN));
+    for event in events {
+        if let Lifecycle::Deployed(deployed) = &event.body {
+            for domain in &deployed.route.domains {
+                set.get(Kind::ConfigMap, names::domain_config_map(domain));
+            }
+        }
+    }
+}
+
+/// What a large batch reads once the first read is in: the route ConfigMaps and Ingresses of routes
+/// that exist (or are retired), not every route's. A route of ours exists only if its model has a
+/// fence entry (a deploy writes it first, a retirement keeps it), so a model without one is new: its
+/// objects are created, and should one exist after all (a route made in the console under the same
+/// name), the create's 409 makes the write a replace of what is there.
 pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
     let mut set = ReadSet::default();
     let models = models(events);
@@ -114,13 +128,16 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
             events
                 .iter()
                 .any(|e| e.model() == *m && matches!(e.body, Lifecycle::Retired(_)))
+                || fence::entry(state, m).is_some()
                 || state.get_named(Kind::ConfigMap, &names::route_config_map(m)).is_some()
         })
         .collect();
     if existing.len() > LIST_INGRESSES_ABOVE {
         set.list(Kind::Ingress, names::SELECT_CONSOLE);
+        set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
     } else {
         for model in existing {
+            set.get(Kind::ConfigMap, names::route_config_map(model));
             set.get(Kind::Ingress, names::route_ingress(model));
             set.get(Kind::Ingress, names::fallback_ingress(model));
         }

@@ -1,6 +1,7 @@
 //! Applying a plan to objects in memory: what the engine writes is what this makes of what it read,
 //! and a batch is planned by simulating its events one after the other.
 
+use super::index::EntryIndex;
 use super::ops::EditRefused;
 use super::plan::{Action, Plan, Refusal, Step};
 use super::state::{ObjectKey, State, SERVER_FIELDS};
@@ -26,6 +27,19 @@ impl Operation {
 
 /// Brings an object (`None`: absent) to what a step makes of it; says whether it changed.
 pub fn apply_step(step: &Step, object: &mut Option<Value>) -> Result<bool, EditRefused> {
+    apply_step_indexed(step, object, &mut EntryIndex::default())
+}
+
+/// [`apply_step`] with the object's index, kept up to date: several steps applied to one object
+/// share it.
+pub fn apply_step_indexed(
+    step: &Step,
+    object: &mut Option<Value>,
+    index: &mut EntryIndex,
+) -> Result<bool, EditRefused> {
+    if !matches!(step.action, Action::Edit { .. }) {
+        index.reset();
+    }
     match &step.action {
         Action::Delete => Ok(object.take().is_some()),
         Action::CreateIfMissing(new) => Ok(object.is_none() && object.replace(new.clone()).is_none()),
@@ -40,11 +54,12 @@ pub fn apply_step(step: &Step, object: &mut Option<Value>) -> Result<bool, EditR
             if object.is_none() {
                 let Some(template) = template else { return Ok(false) };
                 *object = Some(template.build());
+                index.reset();
                 changed = true;
             }
             let current = object.as_mut().expect("present");
             for op in ops {
-                changed |= op.apply(current)?;
+                changed |= op.apply_indexed(current, index)?;
             }
             Ok(changed)
         }
@@ -72,36 +87,33 @@ fn merge_server_fields(desired: &Value, current: Option<&Value>) -> Value {
 pub fn simulate(state: &mut State, plan: &Plan) -> Result<Vec<(ObjectKey, Operation)>, Refusal> {
     // Check every edit first, so a refusal leaves the state untouched without copying it: batches
     // simulate many events against large shared objects.
+    // The objects' indexes make both passes independent of how many entries the objects hold.
     for step in &plan.steps {
-        if let (Action::Edit { ops, .. }, Some(object)) = (&step.action, state.get(&step.key)) {
-            for op in ops {
-                op.check(object)?;
-            }
+        if let Action::Edit { ops, .. } = &step.action {
+            state
+                .inspect(&step.key, |object, index| {
+                    ops.iter().try_for_each(|op| op.check_indexed(object, index))
+                })
+                .transpose()?;
         }
     }
     let mut changes = Vec::new();
     for step in &plan.steps {
-        let mut object = state.take(&step.key);
-        let existed = object.is_some();
         // Unreachable after the checks unless one event's own edits collide (the contract rules
         // that out); the object goes back either way.
-        let applied = apply_step(step, &mut object);
-        let changed = match applied {
-            Ok(changed) => changed,
-            Err(refused) => {
-                state.set(step.key.clone(), object);
-                return Err(refused.into());
-            }
-        };
-        if changed {
-            let operation = match (existed, object.is_some()) {
+        let (existed, applied, exists) = state.edit(&step.key, |object, index| {
+            let existed = object.is_some();
+            let applied = apply_step_indexed(step, object, index);
+            (existed, applied, object.is_some())
+        });
+        if applied? {
+            let operation = match (existed, exists) {
                 (false, _) => Operation::Created,
                 (true, false) => Operation::Deleted,
                 (true, true) => Operation::Updated,
             };
             changes.push((step.key.clone(), operation));
         }
-        state.set(step.key.clone(), object);
     }
     Ok(changes)
 }

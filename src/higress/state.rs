@@ -1,9 +1,11 @@
 //! The slice of the cluster the mapping reads and edits: objects of the controller namespace as
 //! dynamic JSON, keyed by kind and name. Dynamic JSON keeps every field we do not model, byte for byte.
 
+use super::index::EntryIndex;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 /// The kinds of object the worker reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,9 +104,29 @@ impl fmt::Display for ObjectKey {
 }
 
 /// Objects of the controller namespace, as read from (or about to be written to) the cluster.
-#[derive(Clone, Default, PartialEq)]
+#[derive(Default)]
 pub struct State {
     objects: BTreeMap<ObjectKey, Value>,
+    /// Lookup tables of objects edited entry by entry ([`EntryIndex`]), kept while every change of
+    /// the object goes through them: taking or setting an object drops its index.
+    indexes: Mutex<BTreeMap<ObjectKey, EntryIndex>>,
+}
+
+/// A copy holds the objects; its indexes are built again when needed.
+impl Clone for State {
+    fn clone(&self) -> Self {
+        Self {
+            objects: self.objects.clone(),
+            indexes: Mutex::default(),
+        }
+    }
+}
+
+/// States are equal when their objects are.
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.objects == other.objects
+    }
 }
 
 /// Names only: the objects hold API tokens, credentials and Secrets.
@@ -126,7 +148,7 @@ impl State {
         let kind = Kind::from_api(object.get("apiVersion")?.as_str()?, object.get("kind")?.as_str()?)?;
         let name = object.pointer("/metadata/name")?.as_str()?.to_string();
         let key = ObjectKey::new(kind, name);
-        self.objects.insert(key.clone(), object);
+        self.set(key.clone(), Some(object));
         Some(key)
     }
 
@@ -140,21 +162,70 @@ impl State {
 
     /// Removes and returns an object, to edit it in place.
     pub fn take(&mut self, key: &ObjectKey) -> Option<Value> {
+        self.indexes().remove(key);
         self.objects.remove(key)
     }
 
     pub fn set(&mut self, key: ObjectKey, value: Option<Value>) {
+        self.indexes().remove(&key);
         match value {
             Some(value) => self.objects.insert(key, value),
             None => self.objects.remove(&key),
         };
     }
 
+    fn indexes(&mut self) -> &mut BTreeMap<ObjectKey, EntryIndex> {
+        self.indexes.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lets `edit` change an object (`None`: absent) with its index, which it must keep up to date;
+    /// the index stays with the object while it exists.
+    pub fn edit<R>(&mut self, key: &ObjectKey, edit: impl FnOnce(&mut Option<Value>, &mut EntryIndex) -> R) -> R {
+        let mut index = self.indexes().remove(key).unwrap_or_default();
+        let mut object = self.objects.remove(key);
+        let result = edit(&mut object, &mut index);
+        if let Some(object) = object {
+            self.objects.insert(key.clone(), object);
+            self.indexes().insert(key.clone(), index);
+        }
+        result
+    }
+
+    /// Looks at an object (if present) with its index, building the index as needed.
+    pub fn inspect<R>(&self, key: &ObjectKey, look: impl FnOnce(&Value, &mut EntryIndex) -> R) -> Option<R> {
+        let object = self.objects.get(key)?;
+        let mut indexes = self.indexes.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(look(object, indexes.entry(key.clone()).or_default()))
+    }
+
+    /// Whether any `spec.matchRules` entry of the object names the Ingress in its `ingress` list.
+    pub fn any_rule_names_ingress(&self, key: &ObjectKey, ingress: &str) -> bool {
+        self.inspect(key, |object, index| {
+            let found = index.rules(object).names_ingress(ingress);
+            debug_assert_eq!(
+                found,
+                object
+                    .pointer("/spec/matchRules")
+                    .and_then(Value::as_array)
+                    .is_some_and(|rules| rules
+                        .iter()
+                        .any(|r| super::plugins::Targets::of(r).ingress.iter().any(|i| i == ingress))),
+                "rules index out of step"
+            );
+            found
+        })
+        .unwrap_or(false)
+    }
+
     pub fn of_kind(&self, kind: Kind) -> impl Iterator<Item = (&str, &Value)> {
         self.objects
-            .iter()
-            .filter(move |(k, _)| k.kind == kind)
+            .range(ObjectKey::new(kind, String::new())..)
+            .take_while(move |(k, _)| k.kind == kind)
             .map(|(k, v)| (k.name.as_str(), v))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &Value)> {
+        self.objects.iter()
     }
 
     pub fn into_objects(self) -> impl Iterator<Item = (ObjectKey, Value)> {

@@ -1,0 +1,507 @@
+//! Lookup tables for the entries of a shared object, so that an edit of an object holding thousands
+//! of rules, consumers or providers does not scan them all: a batch applies hundreds of events' edits
+//! to the same few objects, and scanning made planning grow with the cluster.
+//!
+//! An index answers exactly what the scan it replaces would (debug builds check every answer against
+//! the scan). Each table is built from the object on first use and kept up to date by the edits that
+//! go through it ([`super::ops::Op::apply_indexed`]); an edit that does not keep a table up to date
+//! drops it, and a table whose list no longer has the length it knows is rebuilt. [`super::State`]
+//! keeps an object's index beside it for as long as the object is changed only through it.
+
+use super::plugins::{compare_rules, field, target_list};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The tables of one object.
+#[derive(Clone, Debug, Default)]
+pub struct EntryIndex {
+    rules: Option<Rules>,
+    registries: Option<Positions>,
+    providers: Option<Positions>,
+    consumers: Option<Consumers>,
+    users: Option<Users>,
+    retirements: Option<Retirements>,
+}
+
+impl EntryIndex {
+    /// Forgets every table: the object changed in a way they do not follow.
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// `spec.matchRules`, built or rebuilt as needed.
+    pub(super) fn rules(&mut self, object: &Value) -> &mut Rules {
+        let list = list_at(object, "/spec/matchRules");
+        if self.rules.as_ref().is_none_or(|r| r.len != list.len()) {
+            self.rules = Some(Rules::build(list));
+        }
+        self.rules.as_mut().expect("just built")
+    }
+
+    pub(super) fn forget_rules(&mut self) {
+        self.rules = None;
+    }
+
+    /// `spec.registries` by `name`.
+    pub(super) fn registries(&mut self, object: &Value) -> &mut Positions {
+        positions(&mut self.registries, list_at(object, "/spec/registries"), "name")
+    }
+
+    /// `spec.defaultConfig.providers` by `id`.
+    pub(super) fn providers(&mut self, object: &Value) -> &mut Positions {
+        positions(
+            &mut self.providers,
+            list_at(object, "/spec/defaultConfig/providers"),
+            "id",
+        )
+    }
+
+    /// `spec.defaultConfig.consumers` by `name`, and their credentials.
+    pub(super) fn consumers(&mut self, object: &Value) -> &mut Consumers {
+        let list = list_at(object, "/spec/defaultConfig/consumers");
+        if self.consumers.as_ref().is_none_or(|c| c.names.len != list.len()) {
+            self.consumers = Some(Consumers::build(list));
+        }
+        self.consumers.as_mut().expect("just built")
+    }
+
+    /// A fence shard's retirements.
+    pub(super) fn retirements(&mut self, object: &Value) -> &mut Retirements {
+        let data = object.get("data").and_then(Value::as_object);
+        let len = data.map_or(0, serde_json::Map::len);
+        if self.retirements.as_ref().is_none_or(|r| r.len != len) {
+            let earliest = data
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, entry)| retired_at(entry))
+                .min();
+            self.retirements = Some(Retirements { len, earliest });
+        }
+        self.retirements.as_mut().expect("just built")
+    }
+
+    pub(super) fn forget_retirements(&mut self) {
+        self.retirements = None;
+    }
+
+    /// An entry was written to the fence shard whose retirements were looked at last.
+    pub(super) fn retirement_written(&mut self, len: usize, retired_at: Option<&str>) {
+        if let Some(retirements) = &mut self.retirements {
+            retirements.written(len, retired_at);
+        }
+    }
+
+    /// The provider-users annotation, parsed once and re-parsed only when its text changed otherwise.
+    pub(super) fn users(&mut self, text: Option<&str>) -> &mut Users {
+        if self.users.as_ref().is_none_or(|u| u.text.as_deref() != text) {
+            self.users = Some(Users::parse(text));
+        }
+        self.users.as_mut().expect("just parsed")
+    }
+}
+
+fn list_at<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+fn positions<'a>(slot: &'a mut Option<Positions>, list: &[Value], key: &'static str) -> &'a mut Positions {
+    if slot.as_ref().is_none_or(|p| p.len != list.len()) {
+        *slot = Some(Positions::build(list, key));
+    }
+    slot.as_mut().expect("just built")
+}
+
+/// Where the first entry with each string value of `key` is, in a list that only grows at its end
+/// or changes entries in place without changing their `key`.
+#[derive(Clone, Debug)]
+pub(super) struct Positions {
+    key: &'static str,
+    len: usize,
+    first: HashMap<String, usize>,
+}
+
+impl Positions {
+    fn build(list: &[Value], key: &'static str) -> Self {
+        let mut positions = Self {
+            key,
+            len: 0,
+            first: HashMap::with_capacity(list.len()),
+        };
+        for item in list {
+            positions.pushed(item);
+        }
+        positions
+    }
+
+    /// The first entry whose `key` equals `id` (compared as JSON values, as a scan would).
+    pub(super) fn find(&self, list: &[Value], id: Option<&Value>) -> Option<usize> {
+        let scan = || list.iter().position(|item| field(item, self.key) == id);
+        match id.and_then(Value::as_str) {
+            Some(id) => {
+                let found = self.first.get(id).copied();
+                debug_assert_eq!(found, scan(), "index of {:?} out of step", self.key);
+                found
+            }
+            None => scan(),
+        }
+    }
+
+    /// An entry was appended.
+    pub(super) fn pushed(&mut self, item: &Value) {
+        if let Some(id) = field(item, self.key).and_then(Value::as_str) {
+            self.first.entry(id.to_string()).or_insert(self.len);
+        }
+        self.len += 1;
+    }
+}
+
+/// The identity of a matchRule: its three target lists as sets.
+type TargetSets = [Vec<String>; 3];
+
+fn target_sets(rule: &Value) -> TargetSets {
+    ["service", "ingress", "domain"].map(|key| {
+        let mut items: Vec<String> = target_list(rule, key).map(str::to_string).collect();
+        items.sort_unstable();
+        items.dedup();
+        items
+    })
+}
+
+/// The one service a rule targets, when it targets nothing else (`Targets::is_exactly`).
+fn exact_service(rule: &Value) -> Option<&str> {
+    let mut services = target_list(rule, "service");
+    let first = services.next()?;
+    let only = services.all(|s| s == first)
+        && target_list(rule, "ingress").next().is_none()
+        && target_list(rule, "domain").next().is_none();
+    only.then_some(first)
+}
+
+pub(super) fn rule_provider(rule: &Value) -> Option<&str> {
+    field(rule, "config")
+        .and_then(|c| field(c, "activeProviderId"))
+        .and_then(Value::as_str)
+}
+
+/// Counts over `spec.matchRules`.
+#[derive(Clone, Debug)]
+pub(super) struct Rules {
+    len: usize,
+    /// Whether the list is in the console's order ([`compare_rules`]): then a new rule's place is
+    /// found by bisection, and inserting it there keeps the order.
+    sorted: bool,
+    targets: HashMap<TargetSets, u32>,
+    /// Rules whose `ingress` list names an Ingress.
+    ingresses: HashMap<String, u32>,
+    /// Rules whose `config.activeProviderId` is a provider.
+    providers: HashMap<String, u32>,
+    /// For each service a rule targets exactly, the providers of those rules.
+    exact_services: HashMap<String, Vec<Option<String>>>,
+    /// Rules with an item twice in a target list: a rule equal to them as sets sorts elsewhere.
+    repeating: u32,
+}
+
+impl Rules {
+    fn build(list: &[Value]) -> Self {
+        let mut rules = Self {
+            len: 0,
+            sorted: list.windows(2).all(|w| compare_rules(&w[0], &w[1]).is_le()),
+            targets: HashMap::with_capacity(list.len()),
+            ingresses: HashMap::with_capacity(list.len()),
+            providers: HashMap::new(),
+            exact_services: HashMap::new(),
+            repeating: 0,
+        };
+        for rule in list {
+            rules.added(rule);
+        }
+        rules
+    }
+
+    /// A rule joined the list (the caller keeps `sorted` true only if it went to its place).
+    pub(super) fn added(&mut self, rule: &Value) {
+        self.count(rule, true);
+        self.len += 1;
+    }
+
+    /// A rule was replaced in place by one with the same targets.
+    pub(super) fn replaced(&mut self, old: &Value, new: &Value) {
+        self.count(old, false);
+        self.count(new, true);
+    }
+
+    fn count(&mut self, rule: &Value, add: bool) {
+        fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: K, add: bool) {
+            let n = map.entry(key).or_default();
+            *n = if add { *n + 1 } else { n.saturating_sub(1) };
+        }
+        let sets = target_sets(rule);
+        let listed: usize = ["service", "ingress", "domain"]
+            .iter()
+            .map(|key| target_list(rule, key).count())
+            .sum();
+        if listed != sets.iter().map(Vec::len).sum::<usize>() {
+            self.repeating = if add {
+                self.repeating + 1
+            } else {
+                self.repeating.saturating_sub(1)
+            };
+        }
+        for ingress in &sets[1] {
+            bump(&mut self.ingresses, ingress.clone(), add);
+        }
+        bump(&mut self.targets, sets, add);
+        let provider = rule_provider(rule);
+        if let Some(provider) = provider {
+            bump(&mut self.providers, provider.to_string(), add);
+        }
+        if let Some(service) = exact_service(rule) {
+            let owners = self.exact_services.entry(service.to_string()).or_default();
+            let provider = provider.map(str::to_string);
+            if add {
+                owners.push(provider);
+            } else if let Some(at) = owners.iter().position(|p| *p == provider) {
+                owners.remove(at);
+            }
+        }
+    }
+
+    /// Whether a rule with these targets (as sets) is in the list.
+    pub(super) fn has_targets(&self, rule: &Value) -> bool {
+        self.targets.get(&target_sets(rule)).is_some_and(|n| *n > 0)
+    }
+
+    /// The first rule with the targets of `rule` (as sets): `matches` says whether a rule has them.
+    /// In a list in the console's order, a rule with one item per target list has its equals
+    /// among the rules that sort equal to it, found by bisection.
+    pub(super) fn find(&self, list: &[Value], rule: &Value, matches: impl Fn(&Value) -> bool) -> Option<usize> {
+        let scan = || list.iter().position(&matches);
+        if !self.has_targets(rule) {
+            debug_assert_eq!(scan(), None, "rules index out of step");
+            return None;
+        }
+        let single = ["service", "ingress", "domain"]
+            .iter()
+            .all(|key| target_list(rule, key).nth(1).is_none());
+        if !(self.sorted && single && self.repeating == 0) {
+            return scan();
+        }
+        let from = list.partition_point(|r| compare_rules(r, rule).is_lt());
+        let to = list.partition_point(|r| !compare_rules(r, rule).is_gt());
+        let found = list[from..to].iter().position(&matches).map(|at| from + at);
+        debug_assert_eq!(found, scan(), "rules index out of step");
+        found
+    }
+
+    /// Whether a rule's `ingress` list names the Ingress.
+    pub(super) fn names_ingress(&self, ingress: &str) -> bool {
+        self.ingresses.get(ingress).is_some_and(|n| *n > 0)
+    }
+
+    /// Whether a rule targeting exactly `service` has a provider other than `provider`.
+    pub(super) fn service_taken(&self, service: &str, provider: &str) -> bool {
+        self.exact_services
+            .get(service)
+            .is_some_and(|owners| owners.iter().any(|p| p.as_deref() != Some(provider)))
+    }
+
+    /// Whether every rule of `provider` targets exactly `service` (nothing to move).
+    pub(super) fn provider_only_on(&self, provider: &str, service: &str) -> bool {
+        let of_provider = self.providers.get(provider).copied().unwrap_or(0) as usize;
+        let on_service = self.exact_services.get(service).map_or(0, |owners| {
+            owners.iter().filter(|p| p.as_deref() == Some(provider)).count()
+        });
+        of_provider == on_service
+    }
+
+    /// Where a new rule goes: before the first rule that sorts after it.
+    pub(super) fn place(&self, list: &[Value], rule: &Value) -> usize {
+        let scan = || {
+            list.iter()
+                .position(|r| compare_rules(r, rule).is_gt())
+                .unwrap_or(list.len())
+        };
+        if !self.sorted {
+            return scan();
+        }
+        let at = list.partition_point(|r| !compare_rules(r, rule).is_gt());
+        debug_assert_eq!(at, scan(), "rules index out of step");
+        at
+    }
+}
+
+/// Key-auth consumers by name, and who holds each credential.
+#[derive(Clone, Debug)]
+pub(super) struct Consumers {
+    pub(super) names: Positions,
+    /// Each credential, with the name of every consumer listing it (once per listing).
+    holders: HashMap<String, Vec<Option<String>>>,
+}
+
+impl Consumers {
+    fn build(list: &[Value]) -> Self {
+        let mut consumers = Self {
+            names: Positions::build(&[], "name"),
+            holders: HashMap::with_capacity(list.len()),
+        };
+        for consumer in list {
+            consumers.added(consumer);
+        }
+        consumers
+    }
+
+    pub(super) fn added(&mut self, consumer: &Value) {
+        self.names.pushed(consumer);
+        self.hold(consumer, true);
+    }
+
+    /// A consumer was replaced in place by one with the same name.
+    pub(super) fn replaced(&mut self, old: &Value, new: &Value) {
+        self.hold(old, false);
+        self.hold(new, true);
+    }
+
+    fn hold(&mut self, consumer: &Value, add: bool) {
+        let name = field(consumer, "name").and_then(Value::as_str).map(str::to_string);
+        for credential in credentials_of(consumer) {
+            let holders = self.holders.entry(credential.to_string()).or_default();
+            if add {
+                holders.push(name.clone());
+            } else if let Some(at) = holders.iter().position(|h| *h == name) {
+                holders.remove(at);
+            }
+        }
+    }
+
+    /// Whether a consumer not named `name` holds one of `consumer`'s credentials.
+    pub(super) fn credential_taken(&self, consumer: &Value, name: &str) -> bool {
+        credentials_of(consumer).any(|ours| {
+            self.holders
+                .get(ours)
+                .is_some_and(|holders| holders.iter().any(|h| h.as_deref() != Some(name)))
+        })
+    }
+}
+
+pub(super) fn credentials_of(consumer: &Value) -> impl Iterator<Item = &str> {
+    let list = field(consumer, "credentials")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str);
+    list.chain(field(consumer, "credential").and_then(Value::as_str))
+}
+
+/// The routes of ours that use each provider (the provider-users annotation), with each provider's
+/// part of the annotation's JSON kept apart, so that a change re-serializes one provider's routes and
+/// joins the parts instead of serializing them all.
+#[derive(Clone, Debug)]
+pub(super) struct Users {
+    /// The annotation's text this was parsed from or last wrote.
+    text: Option<String>,
+    map: BTreeMap<String, BTreeSet<String>>,
+    parts: BTreeMap<String, String>,
+}
+
+impl Users {
+    fn parse(text: Option<&str>) -> Self {
+        let map: BTreeMap<String, BTreeSet<String>> =
+            text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        let parts = map.iter().map(|(p, routes)| (p.clone(), part(p, routes))).collect();
+        Self {
+            text: text.map(str::to_string),
+            map,
+            parts,
+        }
+    }
+
+    pub(super) fn map(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.map
+    }
+
+    /// Adds a user; says whether it was new.
+    pub(super) fn add(&mut self, provider: &str, route: &str) -> bool {
+        let routes = self.map.entry(provider.to_string()).or_default();
+        let added = routes.insert(route.to_string());
+        if added {
+            self.parts.insert(provider.to_string(), part(provider, routes));
+        }
+        added
+    }
+
+    /// Removes a user, and every provider left without users; says whether the user was there.
+    pub(super) fn remove(&mut self, provider: &str, route: &str) -> bool {
+        let removed = self.map.get_mut(provider).is_some_and(|routes| routes.remove(route));
+        if removed {
+            let routes = &self.map[provider];
+            self.parts.insert(provider.to_string(), part(provider, routes));
+            self.map.retain(|_, routes| !routes.is_empty());
+            let map = &self.map;
+            self.parts.retain(|p, _| map.contains_key(p));
+        }
+        removed
+    }
+
+    /// The annotation's new text (`None`: no users, the annotation goes), remembered as current.
+    pub(super) fn render(&mut self) -> Option<&str> {
+        self.text = (!self.map.is_empty()).then(|| {
+            let mut text = String::with_capacity(self.parts.values().map(|p| p.len() + 1).sum::<usize>() + 2);
+            text.push('{');
+            for (i, part) in self.parts.values().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(part);
+            }
+            text.push('}');
+            debug_assert_eq!(Some(&text), serde_json::to_string(&self.map).ok().as_ref());
+            text
+        });
+        self.text.as_deref()
+    }
+}
+
+/// One provider's `"provider":["route",…]`, as serde_json writes it.
+fn part(provider: &str, routes: &BTreeSet<String>) -> String {
+    let key = serde_json::to_string(provider).expect("a string serializes");
+    let value = serde_json::to_string(routes).expect("strings serialize");
+    format!("{key}:{value}")
+}
+
+/// When a fence entry says its model was retired (entries are JSON in a ConfigMap's data).
+pub(super) fn retired_at(entry: &Value) -> Option<String> {
+    // Only an entry that mentions a retirement can be one: most entries are not parsed at all.
+    let text = entry.as_str()?;
+    if !(text.contains("retiredAt") || text.contains('\\')) {
+        return None;
+    }
+    super::fence::FenceEntry::parse(entry)?.retired_at
+}
+
+/// A fence shard's entries: how many, and a time no retirement among them is older than (`None`:
+/// none is retired), so pruning old retirements looks at the entries only when one may be due.
+#[derive(Clone, Debug)]
+pub(super) struct Retirements {
+    len: usize,
+    earliest: Option<String>,
+}
+
+impl Retirements {
+    /// Whether a retirement older than `before` may be there.
+    pub(super) fn may_prune(&self, before: &str) -> bool {
+        self.earliest.as_deref().is_some_and(|earliest| earliest < before)
+    }
+
+    /// An entry was written; the shard now has `len` entries.
+    fn written(&mut self, len: usize, retired_at: Option<&str>) {
+        self.len = len;
+        if let Some(at) = retired_at {
+            if self.earliest.as_deref().is_none_or(|earliest| at < earliest) {
+                self.earliest = Some(at.to_string());
+            }
+        }
+    }
+}
