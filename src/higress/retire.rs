@@ -6,12 +6,11 @@ use super::fence::FenceEntry;
 use super::names::{self, LABEL_DEFINER};
 use super::ops::{self, Op};
 use super::plan::{Plan, Settings, Template};
-use super::plugins::{BuiltinPlugin, Targets};
+use super::plugins::BuiltinPlugin;
 use super::route::AiRoute;
 use super::state::{label, Kind, ObjectKey, State};
 use super::{fence, provider};
 use crate::event::ModelRetired;
-use serde_json::Value;
 use std::collections::BTreeSet;
 
 pub fn plan_retire(
@@ -80,14 +79,11 @@ pub(super) fn remove_rules_naming(plan: &mut Plan, state: &State, ingress: &str)
         if label(plugin, LABEL_DEFINER) != Some("higress") {
             continue;
         }
-        let rules = plugin.pointer("/spec/matchRules").and_then(Value::as_array);
-        if rules.is_some_and(|rules| {
-            rules
-                .iter()
-                .any(|r| Targets::of(r).ingress.iter().any(|i| i == ingress))
-        }) {
+        // Through the rules index: every deploy asks this for its fallback Ingress.
+        let key = ObjectKey::new(Kind::WasmPlugin, name);
+        if state.any_rule_names_ingress(&key, ingress) {
             plan.edit(
-                ObjectKey::new(Kind::WasmPlugin, name),
+                key,
                 None,
                 Op::RemoveIngressTarget(ingress.to_string()),
             );
