@@ -141,13 +141,13 @@ impl RouteAccess {
 }
 
 impl RouteResult {
-    /// A result for an event with no outcome yet.
-    pub fn for_event(event: &LifecycleEvent) -> Self {
+    /// A result with nothing done yet: `unchanged`, no changes, no error.
+    fn empty(input_event_id: String, input_type: String, model: Option<String>, revision: Option<u64>) -> Self {
         Self {
-            input_event_id: event.envelope.id.clone(),
-            input_type: event.envelope.event_type.clone(),
-            model: Some(event.model().to_string()),
-            revision: Some(event.revision()),
+            input_event_id,
+            input_type,
+            model,
+            revision,
             outcome: Outcome::Unchanged,
             changes: Vec::new(),
             attempts: 0,
@@ -157,52 +157,48 @@ impl RouteResult {
             error: None,
             reason: None,
             route: None,
+            trace: None,
+        }
+    }
+
+    /// A result for an event with no outcome yet.
+    pub fn for_event(event: &LifecycleEvent) -> Self {
+        Self {
             trace: event.envelope.trace.clone(),
+            ..Self::empty(
+                event.envelope.id.clone(),
+                event.envelope.event_type.clone(),
+                Some(event.model().to_string()),
+                Some(event.revision()),
+            )
         }
     }
 
     /// The result of re-applying a route's Secret values (no input event: its id and type are empty).
     pub fn for_rotation(model: &str, revision: u64) -> Self {
         Self {
-            input_event_id: String::new(),
-            input_type: String::new(),
-            model: Some(model.to_string()),
-            revision: Some(revision),
             outcome: Outcome::Applied,
-            changes: Vec::new(),
-            attempts: 0,
-            conflicts: 0,
-            duration_ms: 0,
-            warnings: Vec::new(),
-            error: None,
             reason: Some(Reason::SecretRotated.as_str()),
-            route: None,
-            trace: None,
+            ..Self::empty(String::new(), String::new(), Some(model.to_string()), Some(revision))
         }
     }
 
     /// The `rejected` result of an input that is not a valid event.
     pub fn for_invalid(invalid: &InvalidEvent) -> Self {
+        // An invalid input's envelope is not trusted, its trace context included.
         Self {
-            input_event_id: invalid.event_id.clone().unwrap_or_default(),
-            input_type: invalid.event_type.clone().unwrap_or_default(),
-            model: invalid.model.clone(),
-            revision: invalid.revision,
             outcome: Outcome::Rejected,
-            changes: Vec::new(),
-            attempts: 0,
-            conflicts: 0,
-            duration_ms: 0,
-            warnings: Vec::new(),
             error: Some(ResultError {
                 reason: invalid.reason.as_str().to_string(),
                 message: problems_summary(&invalid.problems),
                 retryable: false,
             }),
-            reason: None,
-            route: None,
-            // An invalid input's envelope is not trusted, its trace context included.
-            trace: None,
+            ..Self::empty(
+                invalid.event_id.clone().unwrap_or_default(),
+                invalid.event_type.clone().unwrap_or_default(),
+                invalid.model.clone(),
+                invalid.revision,
+            )
         }
     }
 

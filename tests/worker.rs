@@ -424,12 +424,10 @@ async fn transient_cluster_errors_wait_then_fail_after_the_deadline() {
     assert_eq!(results[1]["data"]["error"]["retryable"], true);
     let dead = fixture.dead_letters(1).await;
     assert_eq!(dead.len(), 1);
-    let reason = dead[0]
-        .headers
-        .iter()
-        .find(|(k, _)| k == "hrw_dlq_reason")
-        .map(|(_, v)| v.clone());
-    assert_eq!(reason.as_deref(), Some(&b"apply-failed"[..]));
+    assert_eq!(
+        process::header(&dead[0], "hrw_dlq_reason").as_deref(),
+        Some("apply-failed")
+    );
     fixture.sim.faults().clear();
     assert!(worker.terminate().success());
 }
@@ -491,12 +489,10 @@ async fn a_permanent_error_after_writes_is_dead_lettered_apply_partial_and_a_rep
     );
     let dead = fixture.dead_letters(1).await;
     assert_eq!(dead.len(), 1);
-    let reason = dead[0]
-        .headers
-        .iter()
-        .find(|(k, _)| k == "hrw_dlq_reason")
-        .map(|(_, v)| v.clone());
-    assert_eq!(reason.as_deref(), Some(&b"apply-partial"[..]));
+    assert_eq!(
+        process::header(&dead[0], "hrw_dlq_reason").as_deref(),
+        Some("apply-partial")
+    );
     assert_eq!(
         dead[0].payload,
         redeploy.to_string().into_bytes(),

@@ -82,11 +82,7 @@ pub(super) fn remove_rules_naming(plan: &mut Plan, state: &State, ingress: &str)
         // Through the rules index: every deploy asks this for its fallback Ingress.
         let key = ObjectKey::new(Kind::WasmPlugin, name);
         if state.any_rule_names_ingress(&key, ingress) {
-            plan.edit(
-                key,
-                None,
-                Op::RemoveIngressTarget(ingress.to_string()),
-            );
+            plan.edit(key, None, Op::RemoveIngressTarget(ingress.to_string()));
         }
     }
 }
