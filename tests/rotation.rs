@@ -200,5 +200,20 @@ async fn the_worker_rotates_a_changed_secret_within_its_interval_and_says_so() {
         metrics.contains("higress_route_worker_secret_rotations_total{reason=\"secret-rotated\"} 1"),
         "{metrics}"
     );
+
+    // A Secret the operator no longer lets events read: the route keeps its value, the refusal is counted.
+    let client = connect(Some(&fixture.dir.path().join("kubeconfig"))).await.unwrap();
+    change_secret(&Api::new(client, NS), "sk-unreadable", "cred-unreadable", false).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = worker.http_get("/metrics").await;
+        if metrics.contains("higress_route_worker_secret_rotations_total{reason=\"secret-not-allowed\"}") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no refusal counted: {metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(provider_tokens(get, "p-m"), json!(["sk-rotated"]));
+    assert_eq!(fixture.results(3, Duration::from_secs(1)).await.len(), 2);
     assert!(worker.terminate().success());
 }
