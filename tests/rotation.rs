@@ -51,26 +51,30 @@ async fn change_secret(api: &Api, token: &str, credential: &str, readable: bool)
     api.replace(&key, &current).await.unwrap();
 }
 
-fn provider_tokens(get: impl Fn(&str, &str) -> Option<Value>, provider: &str) -> Value {
-    let ai_proxy = get("wasmplugins", "ai-proxy.internal").unwrap();
-    ai_proxy["spec"]["defaultConfig"]["providers"]
+/// `field` of the entry whose `id_key` is `id` in `defaultConfig.<list>` of a plugin CR; null if absent.
+fn entry_field(
+    get: impl Fn(&str, &str) -> Option<Value>,
+    plugin: &str,
+    list: &str,
+    (id_key, id): (&str, &str),
+    field: &str,
+) -> Value {
+    let cr = get("wasmplugins", plugin).unwrap();
+    cr["spec"]["defaultConfig"][list]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["id"] == provider)
-        .map(|p| p["apiTokens"].clone())
+        .find(|e| e[id_key] == id)
+        .map(|e| e[field].clone())
         .unwrap_or(Value::Null)
 }
 
+fn provider_tokens(get: impl Fn(&str, &str) -> Option<Value>, provider: &str) -> Value {
+    entry_field(get, "ai-proxy.internal", "providers", ("id", provider), "apiTokens")
+}
+
 fn consumer_credentials(get: impl Fn(&str, &str) -> Option<Value>, consumer: &str) -> Value {
-    let key_auth = get("wasmplugins", "key-auth.internal").unwrap();
-    key_auth["spec"]["defaultConfig"]["consumers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == consumer)
-        .map(|c| c["credentials"].clone())
-        .unwrap_or(Value::Null)
+    entry_field(get, "key-auth.internal", "consumers", ("name", consumer), "credentials")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

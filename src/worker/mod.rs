@@ -315,27 +315,8 @@ impl Worker {
                 revision = result.revision
             );
             info!(parent: &span, changes = result.changes.len(), "route's Secret values rotated");
-            let payload = result.to_cloud_event(&self.config.source).to_string();
-            let headers = OwnedHeaders::new().insert(Header {
-                key: "content-type",
-                value: Some("application/cloudevents+json"),
-            });
-            let key = result.model.clone().unwrap_or_default();
-            if let Err(error) = self
-                .send(&self.config.result_topic, key.as_bytes(), payload.as_bytes(), headers)
-                .await
-            {
-                let Some(label) = permanent_refusal(&error) else {
-                    anyhow::bail!("rotation result delivery failed: {error}");
-                };
-                warn!(%error, "rotation result refused by the broker");
-                self.metrics
-                    .undeliverable
-                    .get_or_create(&UndeliverableLabels {
-                        output: "results",
-                        error: label,
-                    })
-                    .inc();
+            if let Err((error, _)) = self.send_result(&result).await {
+                self.refused_for_good(error, "results", None, "rotation result")?;
             }
         }
         Ok(())
@@ -557,7 +538,7 @@ impl Worker {
                     }
                     return Ok(());
                 }
-                Err(e) => self.refused_for_good(e, "dead-letters", record, "dead-letter")?,
+                Err(e) => self.refused_for_good(e, "dead-letters", Some(record), "dead-letter")?,
             }
         }
         warn!(
@@ -571,6 +552,17 @@ impl Worker {
 
     /// Publishes the (bounded) result; if the broker refuses it for good, the input is dead-lettered.
     async fn publish(&self, result: &RouteResult, record: &OwnedMessage) -> anyhow::Result<()> {
+        let Err((error, bytes)) = self.send_result(result).await else {
+            return Ok(());
+        };
+        self.refused_for_good(error, "results", Some(record), "result")?;
+        let message = format!("the result event could not be delivered ({bytes} bytes)");
+        self.dead_letter(record, headers_of(record), "result-undeliverable", message)
+            .await
+    }
+
+    /// Sends the result event (bounded), keyed by its model; an error comes with the payload's size.
+    async fn send_result(&self, result: &RouteResult) -> Result<(), (KafkaError, usize)> {
         let payload = result.to_cloud_event(&self.config.source).to_string();
         let key = bounded(
             result.model.as_deref().unwrap_or(&result.input_event_id),
@@ -580,18 +572,9 @@ impl Worker {
             key: "content-type",
             value: Some("application/cloudevents+json"),
         });
-        match self
-            .send(&self.config.result_topic, key.as_bytes(), payload.as_bytes(), headers)
+        self.send(&self.config.result_topic, key.as_bytes(), payload.as_bytes(), headers)
             .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.refused_for_good(e, "results", record, "result")?;
-                let message = format!("the result event could not be delivered ({} bytes)", payload.len());
-                self.dead_letter(record, headers_of(record), "result-undeliverable", message)
-                    .await
-            }
-        }
+            .map_err(|error| (error, payload.len()))
     }
 
     async fn send(&self, topic: &str, key: &[u8], payload: &[u8], headers: OwnedHeaders) -> Result<(), KafkaError> {
@@ -612,13 +595,13 @@ impl Worker {
         &self,
         error: KafkaError,
         output: &'static str,
-        record: &OwnedMessage,
+        record: Option<&OwnedMessage>,
         what: &str,
     ) -> anyhow::Result<()> {
         let Some(label) = permanent_refusal(&error) else {
             anyhow::bail!("{what} delivery failed: {error}");
         };
-        warn!(error = %error, output, topic = record.topic(), partition = record.partition(), offset = record.offset(), "{what} refused by the broker");
+        warn!(error = %error, output, topic = record.map(|r| r.topic()), partition = record.map(|r| r.partition()), offset = record.map(|r| r.offset()), "{what} refused by the broker");
         self.metrics
             .undeliverable
             .get_or_create(&UndeliverableLabels { output, error: label })
