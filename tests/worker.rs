@@ -392,7 +392,18 @@ async fn two_workers_in_one_group_share_the_work() {
     let results = fixture.results(50).await;
     let seen = outcomes(&results);
     assert_eq!(seen.len(), 50, "a: {}\nb: {}", a.log(), b.log());
-    assert!(seen.values().all(|o| o == "applied"), "{seen:?}");
+    // Two writers contend for the shared objects; a batch that fails falls back to one event at a
+    // time, where a deploy that its model's retirement supersedes in the same batch is `stale`
+    // (nothing written for it). Every other outcome is `applied`.
+    for result in &results {
+        let data = &result["data"];
+        let id = data["inputEventId"].as_str().unwrap();
+        let superseded = models[..10].iter().any(|m| id == format!("deploy-{m}-1"));
+        let outcome = data["outcome"].as_str().unwrap();
+        let allowed = outcome == "applied"
+            || (superseded && outcome == "stale" && data["warnings"].to_string().contains("revision 2"));
+        assert!(allowed, "{id}: {data}\na: {}\nb: {}", a.log(), b.log());
+    }
     assert_routes_exactly(&fixture, &models[10..]);
     for model in &models[..10] {
         assert!(fixture
