@@ -38,6 +38,8 @@ struct Options {
     existing_consumers: usize,
     /// Writes in flight in batched mode (the worker's default unless given).
     write_concurrency: usize,
+    /// Records per batch in batched mode (the worker's default unless given).
+    max_batch: usize,
     /// Skip the sequential baseline (for profiling the batched run).
     no_baseline: bool,
 }
@@ -56,6 +58,7 @@ fn options() -> Options {
         existing_providers: 0,
         existing_consumers: 0,
         write_concurrency: higress_route_worker::cluster::DEFAULT_WRITE_CONCURRENCY,
+        max_batch: higress_route_worker::worker::DEFAULT_MAX_BATCH,
         no_baseline: false,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
@@ -79,6 +82,7 @@ fn options() -> Options {
             "--existing-providers" => o.existing_providers = value(i),
             "--existing-consumers" => o.existing_consumers = value(i),
             "--write-concurrency" => o.write_concurrency = value(i),
+            "--max-batch" => o.max_batch = value(i),
             "--foreign-writer" => {
                 o.foreign_writer = true;
                 i += 1;
@@ -410,7 +414,7 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
     let (batch, concurrency) = if mode == Mode::Sequential {
         ("1".to_string(), "1".to_string())
     } else {
-        ("256".to_string(), o.write_concurrency.to_string())
+        (o.max_batch.to_string(), o.write_concurrency.to_string())
     };
     let workers: Vec<Worker> = (0..o.workers)
         .map(|w| {

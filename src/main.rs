@@ -144,7 +144,7 @@ struct KafkaArgs {
     #[arg(long = "kafka-producer-config", env = "HRW_KAFKA_PRODUCER_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
     kafka_producer_config: Vec<(String, String)>,
     /// Records applied together; 1 applies events one at a time, as the console does.
-    #[arg(long, env = "HRW_MAX_BATCH", default_value_t = 256)]
+    #[arg(long, env = "HRW_MAX_BATCH", default_value_t = worker::DEFAULT_MAX_BATCH)]
     max_batch: usize,
     /// Milliseconds to wait for a further record before applying the batch (at most 20 times this in all).
     #[arg(long, env = "HRW_LINGER_MS", default_value_t = 20)]

@@ -231,11 +231,16 @@ fn routes_missing_their_provider(cluster: &Cluster) -> Vec<String> {
         .into_iter()
         .filter(|(name, (uid, _))| after.get(name).is_some_and(|(later, _)| later == uid))
         .flat_map(|(name, (_, providers))| providers.into_iter().map(move |p| (name.clone(), p)))
-        .filter(|(_, p)| {
-            !has(&ai_proxy, "/spec/defaultConfig/providers", "id", p)
-                || !has(&bridge, "/spec/registries", "name", &names::registry(p))
+        .filter_map(|(route, p)| {
+            let missing: Vec<&str> = [
+                (!has(&ai_proxy, "/spec/defaultConfig/providers", "id", &p)).then_some("ai-proxy.internal"),
+                (!has(&bridge, "/spec/registries", "name", &names::registry(&p))).then_some("McpBridge default"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            (!missing.is_empty()).then(|| format!("route {route} lacks provider {p} in {}", missing.join(" and ")))
         })
-        .map(|(route, p)| format!("route {route} lacks provider {p}"))
         .collect()
 }
 

@@ -31,8 +31,11 @@ pub enum Op {
         provider: String,
         service: String,
     },
-    /// Removes a service from every rule's `service` list; a rule whose list empties goes.
-    RemoveServiceTarget(String),
+    /// Removes the provider's upstream service (the `service` of its rule, the one whose
+    /// `config.activeProviderId` names it) from every rule's `service` list, as the console does when
+    /// it deletes a provider; a rule whose list empties goes. Decided on the object at write time, so
+    /// a rule another writer added after the batch read goes too.
+    RemoveProviderService(String),
     /// Replaces the rule with the same targets, or inserts it in the console's order.
     UpsertRule(Value),
     /// Inserts the rule only when no rule has the same targets (leaves a user's edits alone).
@@ -93,7 +96,7 @@ impl std::fmt::Debug for Op {
                 .field("provider", provider)
                 .field("service", service)
                 .finish(),
-            Op::RemoveServiceTarget(v) => f.debug_tuple("RemoveServiceTarget").field(v).finish(),
+            Op::RemoveProviderService(v) => f.debug_tuple("RemoveProviderService").field(v).finish(),
             // Route plugin configs may hold a Redis password.
             Op::UpsertRule(v) => f.debug_tuple("UpsertRule").field(&redacted(v)).finish(),
             Op::InsertRuleIfAbsent(v) => f.debug_tuple("InsertRuleIfAbsent").field(&redacted(v)).finish(),
@@ -169,7 +172,7 @@ impl Op {
             // The last provider out disables the global config.
             Op::RemoveProvider(_) => 16,
             Op::RemoveRegistry(_)
-            | Op::RemoveServiceTarget(_)
+            | Op::RemoveProviderService(_)
             | Op::RemoveRule(_)
             | Op::RemoveIngressTarget(_)
             | Op::RemoveConsumerIfUnused(_)
@@ -318,7 +321,21 @@ impl Op {
                 let rule = Targets::service(service).rule(json!({"activeProviderId": provider}), true);
                 upsert_rule(object, rule, false, index) | moved
             }
-            Op::RemoveServiceTarget(service) => remove_target(object, "service", service),
+            Op::RemoveProviderService(provider) => {
+                let services: Vec<String> = object
+                    .pointer("/spec/matchRules")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter(|rule| rule.pointer("/config/activeProviderId").and_then(Value::as_str) == Some(provider))
+                    .filter_map(|rule| rule.get("service").and_then(Value::as_array))
+                    .flatten()
+                    .filter_map(|service| service.as_str().map(str::to_string))
+                    .collect();
+                services.iter().fold(false, |changed, service| {
+                    remove_target(object, "service", service) || changed
+                })
+            }
             Op::UpsertRule(rule) => upsert_rule(object, rule.clone(), false, index),
             Op::InsertRuleIfAbsent(rule) => upsert_rule(object, rule.clone(), true, index),
             Op::RemoveRule(targets) => retain_in(object, "/spec/matchRules", |r| !targets.matches(r)),
@@ -668,6 +685,32 @@ mod tests {
 
     fn plugin(spec: Value) -> Value {
         json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin", "metadata": {"name": "x"}, "spec": spec})
+    }
+
+    /// A retirement decides on ai-proxy as it is at write time: the service of the provider's rule
+    /// goes from every rule, even when that rule came after the batch read (another writer's deploy).
+    #[test]
+    fn a_provider_service_goes_from_every_rule_as_the_object_is_at_write_time() {
+        let mut object = plugin(json!({"matchRules": [
+            {"config": {"activeProviderId": "p"}, "configDisable": false, "service": ["llm-p.internal.dns"]},
+            {"config": {"x": 1}, "configDisable": false, "service": ["llm-p.internal.dns", "other.dns"]},
+            {"config": {"activeProviderId": "q"}, "configDisable": false, "service": ["llm-q.internal.dns"]},
+            {"config": {}, "configDisable": false, "ingress": ["route"]}
+        ]}));
+        let unused = Op::IfProviderUnused {
+            provider: "p".into(),
+            then: Box::new(Op::RemoveProviderService("p".into())),
+        };
+        assert_eq!(unused.apply(&mut object), Ok(true));
+        assert_eq!(
+            object["spec"]["matchRules"],
+            json!([
+                {"config": {"x": 1}, "configDisable": false, "service": ["other.dns"]},
+                {"config": {"activeProviderId": "q"}, "configDisable": false, "service": ["llm-q.internal.dns"]},
+                {"config": {}, "configDisable": false, "ingress": ["route"]}
+            ])
+        );
+        assert_eq!(unused.apply(&mut object), Ok(false), "nothing left to remove");
     }
 
     /// An index kept up to date across many edits answers as one built afresh for each edit (and,

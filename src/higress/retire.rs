@@ -2,6 +2,7 @@
 //! rule naming them, the AI route ConfigMap — and, when nothing else uses them, its provider and (if
 //! asked) its consumers. Its fence entry keeps late deploys out.
 
+use super::fence;
 use super::fence::FenceEntry;
 use super::names::{self, LABEL_DEFINER};
 use super::ops::{self, Op};
@@ -9,7 +10,6 @@ use super::plan::{Plan, Settings, Template};
 use super::plugins::BuiltinPlugin;
 use super::route::AiRoute;
 use super::state::{label, Kind, ObjectKey, State};
-use super::{fence, provider};
 use crate::event::ModelRetired;
 use std::collections::BTreeSet;
 
@@ -161,9 +161,11 @@ pub(super) fn release_provider(
         provider: provider.to_string(),
         then: Box::new(then),
     };
-    if let Some((service, _)) = provider::existing_upstream(state, settings.console, provider) {
-        plan.edit(ai_proxy.clone(), None, unless_used(Op::RemoveServiceTarget(service)));
-    }
+    plan.edit(
+        ai_proxy.clone(),
+        None,
+        unless_used(Op::RemoveProviderService(provider.to_string())),
+    );
     plan.edit(ai_proxy, None, unless_used(Op::RemoveProvider(provider.to_string())));
     plan.edit(bridge, None, unless_used(Op::RemoveRegistry(names::registry(provider))));
 }

@@ -66,7 +66,7 @@ impl Default for WorkerConfig {
             kafka_config: Vec::new(),
             kafka_consumer_config: Vec::new(),
             kafka_producer_config: Vec::new(),
-            max_batch: 256,
+            max_batch: DEFAULT_MAX_BATCH,
             linger: Duration::from_millis(20),
             drain_deadline: Duration::from_secs(20),
             source: "higress-route-worker".into(),
@@ -74,6 +74,9 @@ impl Default for WorkerConfig {
         }
     }
 }
+
+/// Records applied together unless told otherwise.
+pub const DEFAULT_MAX_BATCH: usize = 256;
 
 /// How often Secrets are checked for rotation, unless configured otherwise.
 pub const DEFAULT_SECRET_ROTATION_INTERVAL: Duration = Duration::from_secs(60);
