@@ -332,9 +332,11 @@ impl Op {
                     .flatten()
                     .filter_map(|service| service.as_str().map(str::to_string))
                     .collect();
-                services.iter().fold(false, |changed, service| {
-                    remove_target(object, "service", service) || changed
-                })
+                let mut changed = false;
+                for service in &services {
+                    changed |= remove_target(object, "service", service);
+                }
+                changed
             }
             Op::UpsertRule(rule) => upsert_rule(object, rule.clone(), false, index),
             Op::InsertRuleIfAbsent(rule) => upsert_rule(object, rule.clone(), true, index),
