@@ -198,7 +198,7 @@ fn an_existing_ai_proxy_keeps_its_metadata_url_and_unknown_fields() {
     let old = before.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
     // Metadata as it was, plus the record of which routes of ours use which provider.
     let mut metadata = old["metadata"].clone();
-    metadata["annotations"] = json!({names::ANNOTATION_PROVIDER_USERS: r#"{"p-m1":["m1"]}"#});
+    metadata["annotations"] = json!({names::ANNOTATION_PROVIDER_USERS: r#"{"p-m1":{"m1":1}}"#});
     assert_eq!(ai_proxy["metadata"], metadata);
     assert_eq!(ai_proxy["spec"]["url"], "oci://mirror/ai-proxy:1.0.0");
     assert_eq!(ai_proxy["spec"]["vmConfig"], old["spec"]["vmConfig"]);
@@ -459,7 +459,7 @@ fn a_provider_still_used_by_another_route_is_kept_on_retire() {
     assert_eq!(bridge(&after)["spec"], bridge(&state)["spec"]);
     assert_eq!(
         bridge(&after)["metadata"]["annotations"][names::ANNOTATION_PROVIDER_USERS],
-        r#"{"shared":["b"]}"#,
+        r#"{"shared":{"b":1}}"#,
         "a is no longer a user"
     );
     let last = apply(&retire(json!({"model": "b", "revision": 2})), &after);
@@ -579,11 +579,14 @@ fn route_changes_report_updates_and_deletions() {
     let mut changed = basic("m", 2);
     changed["route"] = json!({"path": "/v2"});
     let (_, changes) = apply_with(&deploy(changed), &state, &Settings::default());
-    // The fence records the new revision first.
+    // The fence records the new revision first; the provider's users record the route at its new
+    // revision, so an older retirement landing late cannot take the provider from under it.
     assert_eq!(
         changes,
         [
             &format!("updated ConfigMap/{}", names::fence("m")),
+            "updated McpBridge/default",
+            "updated WasmPlugin/ai-proxy.internal",
             "updated Ingress/ai-route-m.internal",
             "updated ConfigMap/ai-route-m"
         ]

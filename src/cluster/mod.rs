@@ -441,8 +441,9 @@ impl Engine {
                 .collect();
             // Every write of the rank runs to its end, even after one fails: a write cut off in flight
             // might have been made without our knowing, and the result must say what was written.
+            // The error reported is the first in write order, whichever failed first.
             let outcomes: Vec<Result<(), ApplyError>> = futures::stream::iter(writes_of_rank)
-                .buffer_unordered(self.config.write_concurrency.max(1))
+                .buffered(self.config.write_concurrency.max(1))
                 .collect()
                 .await;
             if let Some(error) = outcomes.into_iter().find_map(Result::err) {

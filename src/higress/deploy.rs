@@ -393,6 +393,7 @@ pub fn plan_deploy(
         let join = || Op::AddProviderUser {
             provider: provider.clone(),
             route: route.name.clone(),
+            revision: event.revision,
         };
         plan.edit(
             ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console)),
@@ -412,7 +413,13 @@ pub fn plan_deploy(
         .and_then(AiRoute::from_config_map);
     for provider in previous.iter().flat_map(AiRoute::providers) {
         if !providers.contains(&provider) {
-            retire::release_provider(&mut plan, state, settings, &route.name, &provider, false);
+            let release = retire::Release {
+                route: &route.name,
+                revision: event.revision,
+                provider: &provider,
+                delete: false,
+            };
+            retire::release_provider(&mut plan, state, settings, release);
         }
     }
     let entry = FenceEntry {

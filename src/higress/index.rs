@@ -395,21 +395,42 @@ pub(super) fn credentials_of(consumer: &Value) -> impl Iterator<Item = &str> {
     list.chain(field(consumer, "credential").and_then(Value::as_str))
 }
 
-/// The routes of ours that use each provider (the provider-users annotation), with each provider's
-/// part of the annotation's JSON kept apart, so that a change re-serializes one provider's routes and
-/// joins the parts instead of serializing them all.
+/// The routes of ours that use each provider (the provider-users annotation), each with the revision
+/// of the route's event that recorded it, and each provider's part of the annotation's JSON kept apart,
+/// so that a change re-serializes one provider's routes and joins the parts instead of serializing them
+/// all.
+///
+/// The revision is what makes the record safe across writers: a retirement (or a redeploy letting a
+/// provider go) removes its route's record only up to its own revision, so an older retirement landing
+/// after a newer deploy of the same route leaves that deploy's record, and with it the provider.
 #[derive(Clone, Debug)]
 pub(super) struct Users {
     /// The annotation's text this was parsed from or last wrote.
     text: Option<String>,
-    map: BTreeMap<String, BTreeSet<String>>,
+    map: BTreeMap<String, BTreeMap<String, u64>>,
     parts: BTreeMap<String, String>,
 }
 
+/// One provider's users as stored: route → revision, or (written before revisions were recorded) a
+/// list of routes, read as revision 0 so that any retirement of theirs removes them.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Recorded {
+    Revisions(BTreeMap<String, u64>),
+    Routes(BTreeSet<String>),
+}
+
 impl Users {
-    fn parse(text: Option<&str>) -> Self {
-        let map: BTreeMap<String, BTreeSet<String>> =
-            text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    pub(super) fn parse(text: Option<&str>) -> Self {
+        let map: BTreeMap<String, BTreeMap<String, u64>> = text
+            .and_then(|t| serde_json::from_str::<BTreeMap<String, Recorded>>(t).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(provider, recorded)| match recorded {
+                Recorded::Revisions(routes) => (provider, routes),
+                Recorded::Routes(routes) => (provider, routes.into_iter().map(|r| (r, 0)).collect()),
+            })
+            .collect();
         let parts = map.iter().map(|(p, routes)| (p.clone(), part(p, routes))).collect();
         Self {
             text: text.map(str::to_string),
@@ -418,23 +439,33 @@ impl Users {
         }
     }
 
-    pub(super) fn map(&self) -> &BTreeMap<String, BTreeSet<String>> {
+    pub(super) fn map(&self) -> &BTreeMap<String, BTreeMap<String, u64>> {
         &self.map
     }
 
-    /// Adds a user; says whether it was new.
-    pub(super) fn add(&mut self, provider: &str, route: &str) -> bool {
+    /// Records a user at `revision` (a record at a newer revision stays); says whether it changed.
+    pub(super) fn add(&mut self, provider: &str, route: &str, revision: u64) -> bool {
         let routes = self.map.entry(provider.to_string()).or_default();
-        let added = routes.insert(route.to_string());
-        if added {
+        let changed = match routes.get(route) {
+            Some(&recorded) if recorded >= revision => false,
+            _ => {
+                routes.insert(route.to_string(), revision);
+                true
+            }
+        };
+        if changed {
             self.parts.insert(provider.to_string(), part(provider, routes));
         }
-        added
+        changed
     }
 
-    /// Removes a user, and every provider left without users; says whether the user was there.
-    pub(super) fn remove(&mut self, provider: &str, route: &str) -> bool {
-        let removed = self.map.get_mut(provider).is_some_and(|routes| routes.remove(route));
+    /// Removes a user recorded at `revision` or earlier, and every provider left without users;
+    /// says whether the user was removed.
+    pub(super) fn remove(&mut self, provider: &str, route: &str, revision: u64) -> bool {
+        let removed = self.map.get_mut(provider).is_some_and(|routes| {
+            let older = routes.get(route).is_some_and(|&recorded| recorded <= revision);
+            older && routes.remove(route).is_some()
+        });
         if removed {
             let routes = &self.map[provider];
             self.parts.insert(provider.to_string(), part(provider, routes));
@@ -464,8 +495,8 @@ impl Users {
     }
 }
 
-/// One provider's `"provider":["route",…]`, as serde_json writes it.
-fn part(provider: &str, routes: &BTreeSet<String>) -> String {
+/// One provider's `"provider":{"route":revision,…}`, as serde_json writes it.
+fn part(provider: &str, routes: &BTreeMap<String, u64>) -> String {
     let key = serde_json::to_string(provider).expect("a string serializes");
     let value = serde_json::to_string(routes).expect("strings serialize");
     format!("{key}:{value}")

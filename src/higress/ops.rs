@@ -60,13 +60,17 @@ pub enum Op {
     },
     /// McpBridge, ai-proxy: record that a route of ours uses a provider (the object's annotation), so
     /// a concurrent clean-up of the provider, re-checking on its 409 re-read, keeps it.
+    /// The revision is the route's event's: see `index::Users`.
     AddProviderUser {
         provider: String,
         route: String,
+        revision: u64,
     },
+    /// Removes the route's record if it is of `revision` or earlier.
     RemoveProviderUser {
         provider: String,
         route: String,
+        revision: u64,
     },
     /// ai-proxy: set the `apiTokens` of provider `provider`, if it is there (a rotated Secret).
     SetProviderTokens {
@@ -110,13 +114,25 @@ impl std::fmt::Debug for Op {
                 .field("model", model)
                 .field("entry", entry)
                 .finish(),
-            Op::AddProviderUser { provider, route } => {
-                f.debug_tuple("AddProviderUser").field(provider).field(route).finish()
-            }
-            Op::RemoveProviderUser { provider, route } => f
+            Op::AddProviderUser {
+                provider,
+                route,
+                revision,
+            } => f
+                .debug_tuple("AddProviderUser")
+                .field(provider)
+                .field(route)
+                .field(revision)
+                .finish(),
+            Op::RemoveProviderUser {
+                provider,
+                route,
+                revision,
+            } => f
                 .debug_tuple("RemoveProviderUser")
                 .field(provider)
                 .field(route)
+                .field(revision)
                 .finish(),
             Op::IfProviderUnused { provider, then } => {
                 f.debug_tuple("IfProviderUnused").field(provider).field(then).finish()
@@ -168,7 +184,8 @@ impl Op {
             Op::UpsertProviderServiceRule { provider, service } => 2 * (provider.len() + service.len()) + 4 * ENTRY,
             Op::EnsureKeyAuthGlobal => 4 * ENTRY,
             Op::SetFence { model, entry, .. } => 2 * (model.len() + entry.to_json().len()) + ENTRY,
-            Op::AddProviderUser { provider, route } => 2 * (provider.len() + route.len()) + ENTRY,
+            // The route's name and revision, in the annotation's JSON and in its part kept apart.
+            Op::AddProviderUser { provider, route, .. } => 2 * (provider.len() + route.len() + 20) + ENTRY,
             // The last provider out disables the global config.
             Op::RemoveProvider(_) => 16,
             Op::RemoveRegistry(_)
@@ -431,13 +448,21 @@ impl Op {
                 }
                 pruned || !same
             }
-            Op::AddProviderUser { provider, route } => {
+            Op::AddProviderUser {
+                provider,
+                route,
+                revision,
+            } => {
                 let users = index.users(provider_users_text(object));
-                users.add(provider, route) && set_provider_users(object, users.render())
+                users.add(provider, route, *revision) && set_provider_users(object, users.render())
             }
-            Op::RemoveProviderUser { provider, route } => {
+            Op::RemoveProviderUser {
+                provider,
+                route,
+                revision,
+            } => {
                 let users = index.users(provider_users_text(object));
-                users.remove(provider, route) && set_provider_users(object, users.render())
+                users.remove(provider, route, *revision) && set_provider_users(object, users.render())
             }
             Op::IfProviderUnused { provider, then } => {
                 let used = index
@@ -453,9 +478,11 @@ impl Op {
 
 /// The routes of ours that use each provider, from the object's annotation.
 pub fn provider_users(object: &Value) -> BTreeMap<String, std::collections::BTreeSet<String>> {
-    provider_users_text(object)
-        .and_then(|text| serde_json::from_str(text).ok())
-        .unwrap_or_default()
+    crate::higress::index::Users::parse(provider_users_text(object))
+        .map()
+        .iter()
+        .map(|(provider, routes)| (provider.clone(), routes.keys().cloned().collect()))
+        .collect()
 }
 
 fn provider_users_text(object: &Value) -> Option<&str> {
@@ -734,6 +761,7 @@ mod tests {
         let user = |provider: &str, route: &str| Op::AddProviderUser {
             provider: provider.into(),
             route: route.into(),
+            revision: 1,
         };
         let mut ops = vec![
             Op::UpsertRule(rule("i3", "a")),
@@ -766,6 +794,7 @@ mod tests {
             Op::RemoveProviderUser {
                 provider: "p1".into(),
                 route: "m1".into(),
+                revision: 1,
             },
             Op::RemoveRule(Targets::ingress("i3")),
             Op::UpsertRule(rule("i4", "a")),
@@ -778,6 +807,7 @@ mod tests {
             Op::RemoveProviderUser {
                 provider: "p2".into(),
                 route: "m1".into(),
+                revision: 1,
             },
             Op::IfProviderUnused {
                 provider: "p2".into(),
@@ -970,29 +1000,59 @@ mod tests {
     #[test]
     fn a_provider_is_removed_only_when_no_route_of_ours_uses_it_as_the_object_says() {
         let mut ai_proxy = plugin(json!({"defaultConfig": {"providers": [{"id": "p"}]}}));
-        let add = |route: &str| Op::AddProviderUser {
+        let add = |route: &str, revision: u64| Op::AddProviderUser {
             provider: "p".into(),
             route: route.into(),
+            revision,
         };
-        let remove = |route: &str| Op::RemoveProviderUser {
+        let remove = |route: &str, revision: u64| Op::RemoveProviderUser {
             provider: "p".into(),
             route: route.into(),
+            revision,
         };
         let if_unused = Op::IfProviderUnused {
             provider: "p".into(),
             then: Box::new(Op::RemoveProvider("p".into())),
         };
-        add("a").apply(&mut ai_proxy).unwrap();
-        add("b").apply(&mut ai_proxy).unwrap();
-        remove("a").apply(&mut ai_proxy).unwrap();
+        add("a", 1).apply(&mut ai_proxy).unwrap();
+        add("b", 3).apply(&mut ai_proxy).unwrap();
+        remove("a", 2).apply(&mut ai_proxy).unwrap();
         assert_eq!(if_unused.apply(&mut ai_proxy), Ok(false), "b still uses p");
-        remove("b").apply(&mut ai_proxy).unwrap();
+        // An older retirement of b, landing after b's newer deploy, leaves b's record.
+        assert_eq!(remove("b", 2).apply(&mut ai_proxy), Ok(false));
+        assert_eq!(
+            if_unused.apply(&mut ai_proxy),
+            Ok(false),
+            "b's deploy at 3 still uses p"
+        );
+        // An older deploy landing late does not lower the record.
+        assert_eq!(add("b", 1).apply(&mut ai_proxy), Ok(false));
+        assert_eq!(remove("b", 3).apply(&mut ai_proxy), Ok(true));
         assert_eq!(if_unused.apply(&mut ai_proxy), Ok(true));
         assert_eq!(ai_proxy["spec"]["defaultConfig"]["providers"], json!([]));
         assert!(
             ai_proxy["metadata"].get("annotations").is_none(),
             "no empty annotation is left"
         );
+    }
+
+    /// Annotations written before revisions were recorded (a list of routes) still count, and any
+    /// retirement of theirs removes them.
+    #[test]
+    fn provider_users_written_without_revisions_still_count() {
+        let mut bridge = plugin(json!({}));
+        bridge["metadata"]["annotations"] = json!({names::ANNOTATION_PROVIDER_USERS: r#"{"p":["a","b"]}"#});
+        let remove = Op::RemoveProviderUser {
+            provider: "p".into(),
+            route: "a".into(),
+            revision: 1,
+        };
+        assert_eq!(remove.apply(&mut bridge), Ok(true));
+        assert_eq!(
+            bridge["metadata"]["annotations"][names::ANNOTATION_PROVIDER_USERS],
+            r#"{"p":{"b":0}}"#
+        );
+        assert_eq!(provider_users(&bridge)["p"].iter().collect::<Vec<_>>(), ["b"]);
     }
 
     #[test]

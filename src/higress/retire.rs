@@ -67,7 +67,13 @@ pub fn plan_retire(
         }
     }
     for provider in providers {
-        release_provider(&mut plan, state, settings, model, &provider, event.delete_provider);
+        let release = Release {
+            route: model,
+            revision: event.revision,
+            provider: &provider,
+            delete: event.delete_provider,
+        };
+        release_provider(&mut plan, state, settings, release);
     }
     plan
 }
@@ -115,24 +121,33 @@ pub(super) fn set_fence(
     );
 }
 
+/// A route of ours stops using a provider, by its event at `revision`.
+pub(super) struct Release<'a> {
+    pub route: &'a str,
+    pub revision: u64,
+    pub provider: &'a str,
+    /// Delete the provider if nothing else uses it (a retirement that asks).
+    pub delete: bool,
+}
+
 /// A route of ours stops using a provider. It leaves the provider's users in McpBridge `default` and
 /// `ai-proxy.internal`; with `delete`, the provider goes from each object if, as that object is at
 /// write time (re-read after a 409), no route of ours uses it — so a route another replica deploys
 /// meanwhile keeps it — and if no route of the console's uses it now. A route that exists without
 /// being among the users (the console's, or written before users were recorded) keeps the provider.
-pub(super) fn release_provider(
-    plan: &mut Plan,
-    state: &State,
-    settings: &Settings,
-    model: &str,
-    provider: &str,
-    delete: bool,
-) {
+pub(super) fn release_provider(plan: &mut Plan, state: &State, settings: &Settings, release: Release) {
+    let Release {
+        route: model,
+        revision,
+        provider,
+        delete,
+    } = release;
     let ai_proxy = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(settings.console));
     let bridge = ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE);
     let leave = || Op::RemoveProviderUser {
         provider: provider.to_string(),
         route: model.to_string(),
+        revision,
     };
     plan.edit(ai_proxy.clone(), None, leave());
     plan.edit(bridge.clone(), None, leave());
