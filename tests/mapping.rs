@@ -198,7 +198,7 @@ fn an_existing_ai_proxy_keeps_its_metadata_url_and_unknown_fields() {
     let old = before.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
     // Metadata as it was, plus the record of which routes of ours use which provider.
     let mut metadata = old["metadata"].clone();
-    metadata["annotations"] = json!({names::ANNOTATION_PROVIDER_USERS: r#"{"p-m1":{"m1":1}}"#});
+    metadata["annotations"] = json!({names::ANNOTATION_PROVIDER_USERS: r#"{"p-m1":["m1@1"]}"#});
     assert_eq!(ai_proxy["metadata"], metadata);
     assert_eq!(ai_proxy["spec"]["url"], "oci://mirror/ai-proxy:1.0.0");
     assert_eq!(ai_proxy["spec"]["vmConfig"], old["spec"]["vmConfig"]);
@@ -459,7 +459,7 @@ fn a_provider_still_used_by_another_route_is_kept_on_retire() {
     assert_eq!(bridge(&after)["spec"], bridge(&state)["spec"]);
     assert_eq!(
         bridge(&after)["metadata"]["annotations"][names::ANNOTATION_PROVIDER_USERS],
-        r#"{"shared":{"b":1}}"#,
+        r#"{"shared":["b@1"]}"#,
         "a is no longer a user"
     );
     let last = apply(&retire(json!({"model": "b", "revision": 2})), &after);

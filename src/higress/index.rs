@@ -411,26 +411,27 @@ pub(super) struct Users {
     parts: BTreeMap<String, String>,
 }
 
-/// One provider's users as stored: route → revision, or (written before revisions were recorded) a
-/// list of routes, read as revision 0 so that any retirement of theirs removes them.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum Recorded {
-    Revisions(BTreeMap<String, u64>),
-    Routes(BTreeSet<String>),
-}
-
 impl Users {
+    /// Each provider's users are a list of `route@revision` (`route` alone: recorded before revisions
+    /// were, read as revision 0 so that any retirement of theirs removes it). A list of strings, as
+    /// before revisions, so that a replica of an older version still reads every user during a
+    /// rolling upgrade: it cannot remove a `route@revision` (the provider stays, the safe side), and a
+    /// name it adds reads as revision 0 here. Model names cannot hold `@`.
     pub(super) fn parse(text: Option<&str>) -> Self {
-        let map: BTreeMap<String, BTreeMap<String, u64>> = text
-            .and_then(|t| serde_json::from_str::<BTreeMap<String, Recorded>>(t).ok())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(provider, recorded)| match recorded {
-                Recorded::Revisions(routes) => (provider, routes),
-                Recorded::Routes(routes) => (provider, routes.into_iter().map(|r| (r, 0)).collect()),
-            })
-            .collect();
+        let stored: BTreeMap<String, BTreeSet<String>> =
+            text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        let mut map: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for (provider, users) in stored {
+            let routes = map.entry(provider).or_default();
+            for user in users {
+                let (route, revision) = match user.rsplit_once('@') {
+                    Some((route, revision)) => (route.to_string(), revision.parse().unwrap_or(0)),
+                    None => (user, 0),
+                };
+                let recorded = routes.entry(route).or_insert(revision);
+                *recorded = (*recorded).max(revision);
+            }
+        }
         let parts = map.iter().map(|(p, routes)| (p.clone(), part(p, routes))).collect();
         Self {
             text: text.map(str::to_string),
@@ -488,17 +489,39 @@ impl Users {
                 text.push_str(part);
             }
             text.push('}');
-            debug_assert_eq!(Some(&text), serde_json::to_string(&self.map).ok().as_ref());
+            debug_assert_eq!(
+                Some(&text),
+                serde_json::to_string(
+                    &self
+                        .map
+                        .iter()
+                        .map(|(p, r)| (p, entries(r)))
+                        .collect::<BTreeMap<_, _>>()
+                )
+                .ok()
+                .as_ref()
+            );
             text
         });
         self.text.as_deref()
     }
 }
 
-/// One provider's `"provider":{"route":revision,…}`, as serde_json writes it.
+/// One provider's users as stored: `route@revision`, or `route` for revision 0 (see `Users::parse`).
+fn entries(routes: &BTreeMap<String, u64>) -> Vec<String> {
+    routes
+        .iter()
+        .map(|(route, revision)| match revision {
+            0 => route.clone(),
+            _ => format!("{route}@{revision}"),
+        })
+        .collect()
+}
+
+/// One provider's `"provider":["route@revision",…]`, as serde_json writes it.
 fn part(provider: &str, routes: &BTreeMap<String, u64>) -> String {
     let key = serde_json::to_string(provider).expect("a string serializes");
-    let value = serde_json::to_string(routes).expect("strings serialize");
+    let value = serde_json::to_string(&entries(routes)).expect("strings serialize");
     format!("{key}:{value}")
 }
 

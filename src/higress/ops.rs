@@ -1036,8 +1036,9 @@ mod tests {
         );
     }
 
-    /// Annotations written before revisions were recorded (a list of routes) still count, and any
-    /// retirement of theirs removes them.
+    /// Annotations written before revisions were recorded (plain route names) still count, and any
+    /// retirement of theirs removes them; a record with its revision is a `route@revision` string, so
+    /// an older replica still reads it as a user.
     #[test]
     fn provider_users_written_without_revisions_still_count() {
         let mut bridge = plugin(json!({}));
@@ -1050,9 +1051,22 @@ mod tests {
         assert_eq!(remove.apply(&mut bridge), Ok(true));
         assert_eq!(
             bridge["metadata"]["annotations"][names::ANNOTATION_PROVIDER_USERS],
-            r#"{"p":{"b":0}}"#
+            r#"{"p":["b"]}"#
         );
         assert_eq!(provider_users(&bridge)["p"].iter().collect::<Vec<_>>(), ["b"]);
+        let add = Op::AddProviderUser {
+            provider: "p".into(),
+            route: "b".into(),
+            revision: 4,
+        };
+        assert_eq!(add.apply(&mut bridge), Ok(true));
+        let text = bridge["metadata"]["annotations"][names::ANNOTATION_PROVIDER_USERS]
+            .as_str()
+            .unwrap();
+        assert_eq!(text, r#"{"p":["b@4"]}"#);
+        // What a replica of the version before revisions reads: still a user of p.
+        let before_revisions: BTreeMap<String, Vec<String>> = serde_json::from_str(text).unwrap();
+        assert_eq!(before_revisions["p"].len(), 1);
     }
 
     #[test]
