@@ -195,8 +195,8 @@ fn differences(actual: &BTreeMap<String, Value>, expected: &BTreeMap<String, Val
 /// read, so a route deployed or retired meanwhile is not taken for a violation; and only if its model
 /// is not retired: a deploy that passed the fence just before a retirement may still be writing, and
 /// its route lives until its own look at the fence removes it again (the oracle check covers that).
-fn routes_missing_their_provider(cluster: &Cluster) -> Vec<String> {
-    let live = || -> BTreeMap<String, (Value, Vec<String>)> {
+fn live_routes_missing_what_they_need(cluster: &Cluster) -> (Vec<String>, Vec<String>) {
+    let live = || -> BTreeMap<String, (Value, Vec<String>, bool)> {
         cluster
             .sim
             .list("configmaps", NS)
@@ -209,9 +209,10 @@ fn routes_missing_their_provider(cluster: &Cluster) -> Vec<String> {
             })
             .filter_map(|route| {
                 let ingress = cluster.get("ingresses", &names::route_ingress(&route.name))?;
+                let guarded = !route.allowed_consumers().is_empty();
                 Some((
                     route.name.clone(),
-                    (ingress["metadata"]["uid"].clone(), route.providers()),
+                    (ingress["metadata"]["uid"].clone(), route.providers(), guarded),
                 ))
             })
             .collect()
@@ -219,6 +220,7 @@ fn routes_missing_their_provider(cluster: &Cluster) -> Vec<String> {
     let before = live();
     let ai_proxy = cluster.get("wasmplugins", "ai-proxy.internal");
     let bridge = cluster.get("mcpbridges", "default");
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal");
     let after = live();
     let has = |object: &Option<Value>, pointer: &str, key: &str, value: &str| {
         object
@@ -227,10 +229,43 @@ fn routes_missing_their_provider(cluster: &Cluster) -> Vec<String> {
             .and_then(Value::as_array)
             .is_some_and(|entries| entries.iter().any(|e| e[key] == value))
     };
-    before
+    let still_live: Vec<(String, Vec<String>, bool)> = before
         .into_iter()
-        .filter(|(name, (uid, _))| after.get(name).is_some_and(|(later, _)| later == uid))
-        .flat_map(|(name, (_, providers))| providers.into_iter().map(move |p| (name.clone(), p)))
+        .filter(|(name, (uid, ..))| after.get(name).is_some_and(|(later, ..)| later == uid))
+        .map(|(name, (_, providers, guarded))| (name, providers, guarded))
+        .collect();
+    // A live route with an allow list is guarded by its key-auth rule (without it the route is open).
+    let unguarded = still_live
+        .iter()
+        .filter(|(name, _, guarded)| {
+            let ingress = names::route_ingress(name);
+            *guarded
+                && !key_auth
+                    .as_ref()
+                    .and_then(|k| k.pointer("/spec/matchRules"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|rules| {
+                        rules
+                            .iter()
+                            .any(|r| r["ingress"].as_array().is_some_and(|i| i.iter().any(|i| i == &ingress)))
+                    })
+        })
+        .map(|(name, ..)| {
+            let fence = cluster.get("configmaps", &names::fence(name));
+            format!(
+                "route {name} lacks its key-auth rule (fence {}, route {}, key-auth rules {})",
+                fence.as_ref().map_or(Value::Null, |f| f["data"][name.as_str()].clone()),
+                cluster
+                    .get("configmaps", &names::route_config_map(name))
+                    .map_or(Value::Null, |c| c["data"].clone()),
+                key_auth
+                    .as_ref()
+                    .map_or(Value::Null, |k| k["spec"]["matchRules"].clone())
+            )
+        });
+    let unprovided = still_live
+        .iter()
+        .flat_map(|(name, providers, _)| providers.iter().map(move |p| (name.clone(), p.clone())))
         .filter_map(|(route, p)| {
             let missing: Vec<&str> = [
                 (!has(&ai_proxy, "/spec/defaultConfig/providers", "id", &p)).then_some("ai-proxy.internal"),
@@ -240,8 +275,8 @@ fn routes_missing_their_provider(cluster: &Cluster) -> Vec<String> {
             .flatten()
             .collect();
             (!missing.is_empty()).then(|| format!("route {route} lacks provider {p} in {}", missing.join(" and ")))
-        })
-        .collect()
+        });
+    (unprovided.collect(), unguarded.collect())
 }
 
 /// The audit log's writes that no result's `changes` lists.
@@ -281,6 +316,8 @@ struct Figures {
     deliveries: usize,
     requests: u64,
     cut_short: usize,
+    /// Watcher samples that saw a live route without its key-auth rule.
+    unguarded: usize,
 }
 
 async fn check(seed: u64) -> Figures {
@@ -356,9 +393,11 @@ async fn check(seed: u64) -> Figures {
         let watching = watching.clone();
         let cluster = Arc::clone(&cluster);
         tokio::spawn(async move {
-            let mut seen = Vec::new();
+            let mut seen: (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
             while watching.load(std::sync::atomic::Ordering::Relaxed) {
-                seen.extend(routes_missing_their_provider(&cluster));
+                let (unprovided, unguarded) = live_routes_missing_what_they_need(&cluster);
+                seen.0.extend(unprovided);
+                seen.1.extend(unguarded);
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             seen
@@ -373,8 +412,14 @@ async fn check(seed: u64) -> Figures {
     figures.requests = cluster.sim.counters().total;
     faults.clear();
     watching.store(false, std::sync::atomic::Ordering::Relaxed);
-    let missing = watcher.await.unwrap();
+    let (missing, unguarded) = watcher.await.unwrap();
     assert!(missing.is_empty(), "seed {seed}: while the engines ran: {missing:?}");
+    // Counted, not asserted: a known gap (RELIABILITY.md, "Known gaps"); the oracle check below
+    // shows that the replay closes it.
+    figures.unguarded += unguarded.len();
+    if let Some(first) = unguarded.first() {
+        println!("seed {seed}: {first}");
+    }
 
     // Every event once more, faults cleared.
     let engine = cluster.engine().await;
@@ -412,14 +457,16 @@ async fn random_histories_under_faults_converge_to_the_oracle() {
         total.deliveries += figures.deliveries;
         total.requests += figures.requests;
         total.cut_short += figures.cut_short;
+        total.unguarded += figures.unguarded;
     }
     // Read by `cargo test --test convergence -- --nocapture` for RELIABILITY.md.
     println!(
-        "convergence: {} histories, {} events, {} deliveries, {} requests under faults, {} runs cut short by their deadline, violations: 0",
+        "convergence: {} histories, {} events, {} deliveries, {} requests under faults, {} runs cut short by their deadline, violations: 0; samples of a live route without its key-auth rule (known gap): {}",
         seeds.len(),
         total.events,
         total.deliveries,
         total.requests,
-        total.cut_short
+        total.cut_short,
+        total.unguarded
     );
 }

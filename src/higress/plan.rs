@@ -80,8 +80,8 @@ pub fn write_rank(key: &ObjectKey, deleting: bool) -> u8 {
         Kind::ConfigMap if names::is_route_config_map(&key.name) => 12,
         _ if deleting => 2,
         Kind::ConfigMap if names::is_domain_config_map(&key.name) => 3,
-        // The shared objects one after another. Nothing stated needs that, but writing them side by
-        // side made the convergence checker fail (RELIABILITY.md, "Known gaps"), so the order stays.
+        // The shared objects one after another. Nothing stated needs that, and side by side is faster
+        // (BENCHMARKS.md), but it is not changed while the checker has known gaps (RELIABILITY.md).
         Kind::McpBridge => 4,
         Kind::WasmPlugin => match BuiltinPlugin::of_internal_cr(&key.name) {
             Some(BuiltinPlugin::AiProxy) => 5,
