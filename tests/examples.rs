@@ -52,8 +52,9 @@ fn apply(event: &LifecycleEvent, state: &State) -> State {
     after
 }
 
-/// An object as the console would see it. The worker's one addition is the annotation on McpBridge
-/// `default` and `ai-proxy.internal` saying which of its routes use each provider.
+/// An object as the console would see it. The worker's additions are two annotations: on McpBridge
+/// `default` and `ai-proxy.internal`, which of its routes use each provider; on the plugin CRs holding
+/// its routes' rules, the revision that wrote each route's rules.
 fn object(state: &State, kind: Kind, name: &str) -> Value {
     let mut object = without_server_fields(
         state
@@ -63,6 +64,7 @@ fn object(state: &State, kind: Kind, name: &str) -> Value {
     let metadata = object["metadata"].as_object_mut().unwrap();
     if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {
         annotations.remove(names::ANNOTATION_PROVIDER_USERS);
+        annotations.remove(names::ANNOTATION_ROUTE_REVISIONS);
         if annotations.is_empty() {
             metadata.remove("annotations");
         }

@@ -561,7 +561,13 @@ fn ai_statistics_is_not_bound_twice_nor_when_turned_off() {
     let mut edited = state.clone();
     edited.insert_object(stats.clone());
     let after = apply(&deploy(basic("m", 2)), &edited);
-    assert_eq!(after.get_named(Kind::WasmPlugin, "ai-statistics-2.0.1"), Some(&stats));
+    let redeployed = after.get_named(Kind::WasmPlugin, "ai-statistics-2.0.1").unwrap();
+    // The user's rule is left as it is; only the route's revision record moves on.
+    assert_eq!(redeployed["spec"], stats["spec"]);
+    assert_eq!(
+        redeployed["metadata"]["annotations"][names::ANNOTATION_ROUTE_REVISIONS],
+        r#"{"m":2}"#
+    );
 
     let off = Settings {
         ai_statistics: false,
@@ -579,14 +585,17 @@ fn route_changes_report_updates_and_deletions() {
     let mut changed = basic("m", 2);
     changed["route"] = json!({"path": "/v2"});
     let (_, changes) = apply_with(&deploy(changed), &state, &Settings::default());
-    // The fence records the new revision first; the provider's users record the route at its new
-    // revision, so an older retirement landing late cannot take the provider from under it.
+    // The fence records the new revision first; the provider's users and the objects holding the
+    // route's rules record the route at its new revision, so an older retirement landing late
+    // cannot take the provider or the route's rules from under it.
     assert_eq!(
         changes,
         [
             &format!("updated ConfigMap/{}", names::fence("m")),
             "updated McpBridge/default",
             "updated WasmPlugin/ai-proxy.internal",
+            "updated WasmPlugin/key-auth.internal",
+            "updated WasmPlugin/ai-statistics-2.0.1",
             "updated Ingress/ai-route-m.internal",
             "updated ConfigMap/ai-route-m"
         ]
@@ -651,4 +660,71 @@ fn a_console_save_of_the_route_does_not_erase_its_fence() {
         Decision::Stale { seen: 2 },
         "the fence lives in a ConfigMap of ours, not in the route's"
     );
+}
+
+/// Two engines plan from the same read: a newer deploy (revision 3) and an older retirement
+/// (revision 2) of the same route, the retirement's edits landing last. The engine re-applies an
+/// edit to the object as it is when written (its 409 re-read), and each plugin object records the
+/// revision that last wrote the route's rules: so the deploy writes those objects even with its
+/// rules already in place, and the older retirement then leaves them (before, the route stayed
+/// live without its key-auth rule: open to anyone).
+#[test]
+fn an_older_retirement_landing_after_a_newer_deploy_leaves_the_routes_rules() {
+    let settings = Settings::default();
+    let read = apply(&full_deploy("m", 1), &State::new());
+    let Ok(Decision::Apply(newer)) = decide(&full_deploy("m", 3), &read, &settings) else {
+        panic!("the deploy applies")
+    };
+    let Ok(Decision::Apply(older)) = decide(&retire(json!({"model": "m", "revision": 2})), &read, &settings) else {
+        panic!("the retirement applies")
+    };
+    let plugins = ["key-auth.internal", "ai-statistics-2.0.1", "model-mapper.internal"];
+    let mut state = read.clone();
+    let changed: Vec<String> = higress::simulate(&mut state, &newer)
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key.name)
+        .collect();
+    for plugin in plugins {
+        assert!(
+            changed.iter().any(|c| c == plugin),
+            "the deploy writes {plugin}: {changed:?}"
+        );
+    }
+    let shared_edits = higress::Plan {
+        steps: older
+            .steps
+            .into_iter()
+            .filter(|s| s.key.kind == Kind::WasmPlugin)
+            .collect(),
+        warnings: Vec::new(),
+    };
+    assert!(!shared_edits.steps.is_empty());
+    higress::simulate(&mut state, &shared_edits).unwrap();
+    for plugin in plugins {
+        assert_eq!(
+            state.get_named(Kind::WasmPlugin, plugin).map(|p| &p["spec"]),
+            read.get_named(Kind::WasmPlugin, plugin).map(|p| &p["spec"]),
+            "{plugin} keeps the route's rules"
+        );
+    }
+
+    // Landing in the other order, the retirement removes the rules, and the deploy puts them back.
+    let mut state = read.clone();
+    higress::simulate(&mut state, &shared_edits).unwrap();
+    let rules_named = |state: &State, plugin: &str| {
+        state.get_named(Kind::WasmPlugin, plugin).map_or(0, |p| {
+            p["spec"]["matchRules"].as_array().map_or(0, |rules| {
+                rules
+                    .iter()
+                    .filter(|r| r["ingress"] == json!(["ai-route-m.internal"]))
+                    .count()
+            })
+        })
+    };
+    assert_eq!(rules_named(&state, "key-auth.internal"), 0);
+    higress::simulate(&mut state, &newer).unwrap();
+    for plugin in plugins {
+        assert_eq!(rules_named(&state, plugin), 1, "{plugin}");
+    }
 }

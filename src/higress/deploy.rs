@@ -5,7 +5,7 @@
 use super::fence::{FenceEntry, SecretTarget, SecretUse};
 use super::names;
 use super::ops::Op;
-use super::plan::{Action, Plan, Refusal, Settings, Template};
+use super::plan::{Action, Plan, Refusal, RouteWriter, Settings, Template};
 use super::plugins::{self, BuiltinPlugin, Targets};
 use super::route::{self, AiRoute, AiUpstream, AuthConfig, IngressContext, PathPredicate};
 use super::state::{label, Kind, ObjectKey, State};
@@ -308,10 +308,17 @@ pub fn plan_deploy(
                 .push(format!("allowed consumer {name:?} does not exist in key-auth.internal"));
         }
     }
+    // The route's rules in shared plugin objects carry its revision there (see `Plan::route_edit`).
+    let writer = RouteWriter {
+        route: &route.name,
+        revision: event.revision,
+        retiring: false,
+    };
     for (ingress, _, _) in &route_ingresses {
-        plan.edit(
+        plan.route_edit(
             key_auth.clone(),
             key_auth_cr.clone(),
+            writer,
             Op::UpsertRule(Targets::ingress(ingress).rule(json!({"allow": allow}), auth_enabled)),
         );
     }
@@ -326,12 +333,15 @@ pub fn plan_deploy(
                 domain: Vec::new(),
             };
             match upstream.model_mapping.as_ref().filter(|m| !m.is_empty()) {
-                Some(mapping) => plan.edit(
+                Some(mapping) => plan.route_edit(
                     mapper.clone(),
                     Template::plugin(BuiltinPlugin::ModelMapper, settings),
+                    writer,
                     Op::UpsertRule(targets.rule(json!({"modelMapping": mapping}), true)),
                 ),
-                None if state.get(&mapper).is_some() => plan.edit(mapper.clone(), None, Op::RemoveRule(targets)),
+                None if state.get(&mapper).is_some() => {
+                    plan.route_edit(mapper.clone(), None, writer, Op::RemoveRule(targets))
+                }
                 None => {}
             }
         }
@@ -345,11 +355,14 @@ pub fn plan_deploy(
         );
     }
 
+    let statistics = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiStatistics.cr_name(console));
     for (ingress, _, _) in &route_ingresses {
-        if settings.ai_statistics && !has_ai_statistics_rule(state, ingress) {
-            plan.edit(
-                ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiStatistics.cr_name(console)),
+        // Asked of our CR even when its rule is there, so the route's revision is recorded with it.
+        if settings.ai_statistics && !has_ai_statistics_rule_elsewhere(state, ingress, &statistics.name) {
+            plan.route_edit(
+                statistics.clone(),
                 Template::plugin(BuiltinPlugin::AiStatistics, settings),
+                writer,
                 Op::InsertRuleIfAbsent(
                     Targets::ingress(ingress).rule(json!({"use_default_response_attributes": true}), true),
                 ),
@@ -357,7 +370,7 @@ pub fn plan_deploy(
         }
     }
 
-    plan_route_plugins(&mut plan, event, state, settings, &ingress_name);
+    plan_route_plugins(&mut plan, event, state, settings, &ingress_name, writer);
 
     let tls = route::tls(&event.route.domains, &route_domains)
         .map_err(|m| Refusal::new(Reason::InvalidDomains, format!("data.route.domains: {m}")))?;
@@ -381,7 +394,7 @@ pub fn plan_deploy(
             // Without a fallback (now, or ever made in the console) its objects and rules go.
             plan.delete(Kind::EnvoyFilter, names::fallback_envoy_filter(&route.name));
             plan.delete(Kind::Ingress, fallback_ingress.clone());
-            retire::remove_rules_naming(&mut plan, state, &fallback_ingress);
+            retire::remove_rules_naming(&mut plan, state, &fallback_ingress, writer);
         }
     }
     plan.put(route::config_map(&route, ns));
@@ -437,16 +450,24 @@ pub fn plan_deploy(
 /// of the console version, created with the catalogue's labels when missing. The event states the
 /// route's whole set, one instance per plugin: the route's own rule (targets exactly its Ingress)
 /// goes from every other CR of a catalogue plugin — a plugin left out, or another version's CR.
-fn plan_route_plugins(plan: &mut Plan, event: &ModelDeployed, state: &State, settings: &Settings, ingress: &str) {
+fn plan_route_plugins(
+    plan: &mut Plan,
+    event: &ModelDeployed,
+    state: &State,
+    settings: &Settings,
+    ingress: &str,
+    writer: RouteWriter,
+) {
     let targets = Targets::ingress(ingress);
     for (name, config) in &event.route.plugins {
         // The contract admits catalogue plugins only.
         let Some(plugin) = BuiltinPlugin::route_plugin(name) else {
             continue;
         };
-        plan.edit(
+        plan.route_edit(
             ObjectKey::new(Kind::WasmPlugin, plugin.cr_name(settings.console)),
             Template::plugin(plugin, settings),
+            writer,
             Op::UpsertRule(targets.rule(Value::Object(config.0.clone()), true)),
         );
     }
@@ -460,19 +481,22 @@ fn plan_route_plugins(plan: &mut Plan, event: &ModelDeployed, state: &State, set
             .and_then(Value::as_array)
             .is_some_and(|rules| rules.iter().any(|r| targets.matches(r)));
         if !wanted && ours && !names::is_internal(name) && label(cr, names::LABEL_DEFINER) == Some("higress") {
-            plan.edit(
+            plan.route_edit(
                 ObjectKey::new(Kind::WasmPlugin, name),
                 None,
+                writer,
                 Op::RemoveRule(targets.clone()),
             );
         }
     }
 }
 
-/// Whether a non-internal ai-statistics CR already has a rule for the Ingress (then the console adds none).
-fn has_ai_statistics_rule(state: &State, ingress: &str) -> bool {
+/// Whether another non-internal ai-statistics CR (another version's) already has a rule for the
+/// Ingress (then the console adds none).
+fn has_ai_statistics_rule_elsewhere(state: &State, ingress: &str, ours: &str) -> bool {
     state.of_kind(Kind::WasmPlugin).any(|(name, plugin)| {
-        !names::is_internal(name)
+        name != ours
+            && !names::is_internal(name)
             && label(plugin, "higress.io/wasm-plugin-name") == Some("ai-statistics")
             && state.any_rule_names_ingress(&ObjectKey::new(Kind::WasmPlugin, name), ingress)
     })

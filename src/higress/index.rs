@@ -20,6 +20,7 @@ pub struct EntryIndex {
     providers: Option<Positions>,
     consumers: Option<Consumers>,
     users: Option<Users>,
+    routes: Option<RouteRevisions>,
     retirements: Option<Retirements>,
 }
 
@@ -97,6 +98,14 @@ impl EntryIndex {
             self.users = Some(Users::parse(text));
         }
         self.users.as_mut().expect("just parsed")
+    }
+
+    /// The route-revisions annotation, parsed once and re-parsed only when its text changed otherwise.
+    pub(super) fn routes(&mut self, text: Option<&str>) -> &mut RouteRevisions {
+        if self.routes.as_ref().is_none_or(|r| r.text.as_deref() != text) {
+            self.routes = Some(RouteRevisions::parse(text));
+        }
+        self.routes.as_mut().expect("just parsed")
     }
 }
 
@@ -523,6 +532,84 @@ fn part(provider: &str, routes: &BTreeMap<String, u64>) -> String {
     let key = serde_json::to_string(provider).expect("a string serializes");
     let value = serde_json::to_string(&entries(routes)).expect("strings serialize");
     format!("{key}:{value}")
+}
+
+/// The revision of the event that last wrote each route's entries in a shared object (the
+/// route-revisions annotation, `{"route": revision}`), each route's part of the JSON kept apart as in
+/// [`Users`]. An edit of a route's entries is made only when the object records no newer revision of
+/// the route: the record lives in the object it guards, so the check and the edit are one atomic write
+/// (re-checked on the 409 re-read), whatever other engines write meanwhile.
+#[derive(Clone, Debug)]
+pub(super) struct RouteRevisions {
+    text: Option<String>,
+    parts: BTreeMap<String, (u64, String)>,
+}
+
+impl RouteRevisions {
+    /// Unreadable text reads as no records: every edit is then allowed, as before records existed.
+    pub(super) fn parse(text: Option<&str>) -> Self {
+        let stored: BTreeMap<String, u64> = text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+        Self {
+            text: text.map(str::to_string),
+            parts: stored
+                .into_iter()
+                .map(|(route, revision)| {
+                    let part = route_part(&route, revision);
+                    (route, (revision, part))
+                })
+                .collect(),
+        }
+    }
+
+    /// The revision recorded for the route (0: none, as for routes the console wrote).
+    pub(super) fn get(&self, route: &str) -> u64 {
+        self.parts.get(route).map_or(0, |(revision, _)| *revision)
+    }
+
+    pub(super) fn recorded(&self, route: &str) -> bool {
+        self.parts.contains_key(route)
+    }
+
+    /// Records `revision` unless a newer one is there; says whether it changed.
+    pub(super) fn record(&mut self, route: &str, revision: u64) -> bool {
+        if self.parts.get(route).is_some_and(|(recorded, _)| *recorded >= revision) {
+            return false;
+        }
+        self.parts
+            .insert(route.to_string(), (revision, route_part(route, revision)));
+        true
+    }
+
+    /// Removes the route's record if it is of `revision` or earlier; says whether it did.
+    pub(super) fn forget(&mut self, route: &str, revision: u64) -> bool {
+        let older = self.parts.get(route).is_some_and(|(recorded, _)| *recorded <= revision);
+        older && self.parts.remove(route).is_some()
+    }
+
+    /// The annotation's new text (`None`: no records, the annotation goes), remembered as current.
+    pub(super) fn render(&mut self) -> Option<&str> {
+        self.text = (!self.parts.is_empty()).then(|| {
+            let mut text = String::with_capacity(self.parts.values().map(|(_, p)| p.len() + 1).sum::<usize>() + 2);
+            text.push('{');
+            for (i, (_, part)) in self.parts.values().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(part);
+            }
+            text.push('}');
+            text
+        });
+        self.text.as_deref()
+    }
+}
+
+/// One route's `"route":revision`, as serde_json writes it.
+fn route_part(route: &str, revision: u64) -> String {
+    format!(
+        "{}:{revision}",
+        serde_json::to_string(route).expect("a string serializes")
+    )
 }
 
 /// When a fence entry says its model was retired (entries are JSON in a ConfigMap's data).

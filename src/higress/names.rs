@@ -17,6 +17,9 @@ pub const COMMENT: &str = "PLEASE DO NOT EDIT DIRECTLY. This resource is managed
 
 /// Annotation on McpBridge `default` and `ai-proxy.internal`: the routes of ours using each provider.
 pub const ANNOTATION_PROVIDER_USERS: &str = "higress-route-worker.io/provider-users";
+/// Annotation on the plugin CRs holding rules of our routes: the revision of the event that last wrote
+/// each route's rules there (see `index::RouteRevisions`).
+pub const ANNOTATION_ROUTE_REVISIONS: &str = "higress-route-worker.io/route-revisions";
 /// Label an operator puts on a Secret that events may refer to (`"true"`); other Secrets are refused.
 pub const LABEL_READABLE: &str = "higress-route-worker.io/readable";
 /// Label on the objects only this worker owns (the fence ConfigMaps).

@@ -85,6 +85,26 @@ pub enum Op {
         provider: String,
         then: Box<Op>,
     },
+    /// Records that the route's event at `revision` wrote its entries in this object (the object's
+    /// route-revisions annotation); a newer record stays. A deploy records itself in every object
+    /// where it has route entries, so its write happens even when the entries are already in place:
+    /// an older event's edit landing later then finds the newer record.
+    RecordRoute {
+        route: String,
+        revision: u64,
+    },
+    /// Removes the route's record if it is of `revision` or earlier (a retirement).
+    ForgetRoute {
+        route: String,
+        revision: u64,
+    },
+    /// The edit of a route's entries, only if this object, as it is now, records no newer revision
+    /// of the route: an older retirement or deploy landing after a newer deploy leaves its work alone.
+    IfRouteNotNewer {
+        route: String,
+        revision: u64,
+        then: Box<Op>,
+    },
 }
 
 impl std::fmt::Debug for Op {
@@ -137,6 +157,14 @@ impl std::fmt::Debug for Op {
             Op::IfProviderUnused { provider, then } => {
                 f.debug_tuple("IfProviderUnused").field(provider).field(then).finish()
             }
+            Op::RecordRoute { route, revision } => f.debug_tuple("RecordRoute").field(route).field(revision).finish(),
+            Op::ForgetRoute { route, revision } => f.debug_tuple("ForgetRoute").field(route).field(revision).finish(),
+            Op::IfRouteNotNewer { route, revision, then } => f
+                .debug_tuple("IfRouteNotNewer")
+                .field(route)
+                .field(revision)
+                .field(then)
+                .finish(),
             Op::SetProviderTokens { provider, .. } => f
                 .debug_struct("SetProviderTokens")
                 .field("provider", provider)
@@ -186,6 +214,8 @@ impl Op {
             Op::SetFence { model, entry, .. } => 2 * (model.len() + entry.to_json().len()) + ENTRY,
             // The route's name and revision, in the annotation's JSON and in its part kept apart.
             Op::AddProviderUser { provider, route, .. } => 2 * (provider.len() + route.len() + 20) + ENTRY,
+            Op::RecordRoute { route, .. } => 2 * (route.len() + 24) + ENTRY,
+            Op::IfRouteNotNewer { then, .. } => then.growth_bound(),
             // The last provider out disables the global config.
             Op::RemoveProvider(_) => 16,
             Op::RemoveRegistry(_)
@@ -194,6 +224,7 @@ impl Op {
             | Op::RemoveIngressTarget(_)
             | Op::RemoveConsumerIfUnused(_)
             | Op::RemoveProviderUser { .. }
+            | Op::ForgetRoute { .. }
             | Op::IfProviderUnused { .. } => 0,
         }
     }
@@ -220,6 +251,12 @@ impl Op {
                 }
             }
             Op::IfProviderUnused { then, .. } => then.check_indexed(object, index),
+            Op::IfRouteNotNewer { route, revision, then } => {
+                if index.routes(route_revisions_text(object)).get(route) > *revision {
+                    return Ok(());
+                }
+                then.check_indexed(object, index)
+            }
             Op::UpsertProviderServiceRule { provider, service } => {
                 if !index.rules(object).service_taken(service, provider) {
                     return Ok(());
@@ -276,24 +313,32 @@ impl Op {
     pub fn apply_indexed(&self, object: &mut Value, index: &mut EntryIndex) -> Result<bool, EditRefused> {
         self.check_indexed(object, index)?;
         let changed = self.apply_checked(object, index)?;
-        // Edits that do not keep the index up to date drop it.
-        let indexed = matches!(
-            self,
-            Op::UpsertRegistry(_)
-                | Op::UpsertProvider(_)
-                | Op::UpsertProviderServiceRule { .. }
-                | Op::UpsertRule(_)
-                | Op::InsertRuleIfAbsent(_)
-                | Op::UpsertConsumer(_)
-                | Op::EnsureKeyAuthGlobal
-                | Op::AddProviderUser { .. }
-                | Op::RemoveProviderUser { .. }
-                | Op::SetFence { .. }
-        );
-        if changed && !indexed {
+        if changed && !self.keeps_index() {
             index.reset();
         }
         Ok(changed)
+    }
+
+    /// Whether the edit keeps the object's index up to date; edits that do not drop it.
+    fn keeps_index(&self) -> bool {
+        match self {
+            Op::IfRouteNotNewer { then, .. } => then.keeps_index(),
+            _ => matches!(
+                self,
+                Op::UpsertRegistry(_)
+                    | Op::UpsertProvider(_)
+                    | Op::UpsertProviderServiceRule { .. }
+                    | Op::UpsertRule(_)
+                    | Op::InsertRuleIfAbsent(_)
+                    | Op::UpsertConsumer(_)
+                    | Op::EnsureKeyAuthGlobal
+                    | Op::AddProviderUser { .. }
+                    | Op::RemoveProviderUser { .. }
+                    | Op::RecordRoute { .. }
+                    | Op::ForgetRoute { .. }
+                    | Op::SetFence { .. }
+            ),
+        }
     }
 
     /// Applies an edit already checked against the object.
@@ -472,8 +517,29 @@ impl Op {
                     .is_some_and(|routes| !routes.is_empty());
                 !used && then.apply_checked(object, index)?
             }
+            Op::RecordRoute { route, revision } => {
+                let routes = index.routes(route_revisions_text(object));
+                routes.record(route, *revision)
+                    && set_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, routes.render())
+            }
+            Op::ForgetRoute { route, revision } => {
+                let routes = index.routes(route_revisions_text(object));
+                routes.forget(route, *revision)
+                    && set_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, routes.render())
+            }
+            Op::IfRouteNotNewer { route, revision, then } => {
+                let newer = index.routes(route_revisions_text(object)).get(route) > *revision;
+                !newer && then.apply_checked(object, index)?
+            }
         })
     }
+}
+
+fn route_revisions_text(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(names::ANNOTATION_ROUTE_REVISIONS))
+        .and_then(Value::as_str)
 }
 
 /// The routes of ours that use each provider, from the object's annotation.
@@ -494,24 +560,26 @@ fn provider_users_text(object: &Value) -> Option<&str> {
 
 /// Writes the annotation's text (`None`: no users, it goes). Always true: the annotation changed.
 fn set_provider_users(object: &mut Value, users: Option<&str>) -> bool {
+    set_annotation(object, names::ANNOTATION_PROVIDER_USERS, users)
+}
+
+/// Writes one of our annotations (`None`: it goes). Always true: the annotation changed.
+fn set_annotation(object: &mut Value, key: &str, text: Option<&str>) -> bool {
     let metadata = object_at(object, "metadata");
     let slot = metadata.entry("annotations".to_string()).or_insert_with(|| json!({}));
     if !slot.is_object() {
         *slot = json!({});
     }
     let annotations = slot.as_object_mut().expect("just made an object");
-    match users {
+    match text {
         None => {
-            annotations.shift_remove(names::ANNOTATION_PROVIDER_USERS);
+            annotations.shift_remove(key);
             if annotations.is_empty() {
                 metadata.shift_remove("annotations");
             }
         }
         Some(text) => {
-            annotations.insert(
-                names::ANNOTATION_PROVIDER_USERS.to_string(),
-                Value::String(text.to_string()),
-            );
+            annotations.insert(key.to_string(), Value::String(text.to_string()));
         }
     }
     true

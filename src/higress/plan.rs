@@ -123,6 +123,39 @@ impl Plan {
         });
     }
 
+    /// An edit of a route's entries in a shared object, made only if the object records no newer
+    /// revision of the route (`Op::IfRouteNotNewer`); the object's record is updated with it, once.
+    pub(super) fn route_edit(&mut self, key: ObjectKey, template: Option<Template>, writer: RouteWriter, op: Op) {
+        self.route_record(key.clone(), template.clone(), writer);
+        self.edit(
+            key,
+            template,
+            Op::IfRouteNotNewer {
+                route: writer.route.to_string(),
+                revision: writer.revision,
+                then: Box::new(op),
+            },
+        );
+    }
+
+    /// The route's record in a shared object: a deploy records its revision, a retirement removes
+    /// the record (up to its revision). Either order with the guarded edits gives the same object.
+    pub(super) fn route_record(&mut self, key: ObjectKey, template: Option<Template>, writer: RouteWriter) {
+        let (route, revision) = (writer.route.to_string(), writer.revision);
+        let record = if writer.retiring {
+            Op::ForgetRoute { route, revision }
+        } else {
+            Op::RecordRoute { route, revision }
+        };
+        let recorded = self
+            .steps
+            .iter()
+            .any(|s| s.key == key && matches!(&s.action, Action::Edit { ops, .. } if ops.contains(&record)));
+        if !recorded {
+            self.edit(key, template, record);
+        }
+    }
+
     pub(super) fn put(&mut self, object: Value) {
         self.push(object, Action::Put)
     }
@@ -152,6 +185,14 @@ impl Plan {
         self.steps.sort_by_key(Step::rank);
         self
     }
+}
+
+/// The event whose route entries an edit touches (see [`Plan::route_edit`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RouteWriter<'a> {
+    pub route: &'a str,
+    pub revision: u64,
+    pub retiring: bool,
 }
 
 /// How a missing shared object is created: described, and built only when needed (a batch holds

@@ -6,7 +6,7 @@ use super::fence;
 use super::fence::FenceEntry;
 use super::names::{self, LABEL_DEFINER};
 use super::ops::{self, Op};
-use super::plan::{Plan, Settings, Template};
+use super::plan::{Plan, RouteWriter, Settings, Template};
 use super::plugins::BuiltinPlugin;
 use super::route::AiRoute;
 use super::state::{label, Kind, ObjectKey, State};
@@ -55,8 +55,22 @@ pub fn plan_retire(
         plan.delete(Kind::Ingress, ingress.clone());
     }
     plan.delete(Kind::EnvoyFilter, names::fallback_envoy_filter(model));
+    let writer = RouteWriter {
+        route: model,
+        revision: event.revision,
+        retiring: true,
+    };
     for ingress in &ingresses {
-        remove_rules_naming(&mut plan, state, ingress);
+        remove_rules_naming(&mut plan, state, ingress, writer);
+    }
+    // Records of the route in objects where none of its rules is left go too.
+    let recording: Vec<ObjectKey> = state
+        .of_kind(Kind::WasmPlugin)
+        .map(|(name, _)| ObjectKey::new(Kind::WasmPlugin, name))
+        .filter(|key| state.records_route(key, model))
+        .collect();
+    for key in recording {
+        plan.route_record(key, None, writer);
     }
     plan.delete(Kind::ConfigMap, config_map_name.clone());
 
@@ -79,8 +93,9 @@ pub fn plan_retire(
 }
 
 /// Every console-managed plugin rule naming an Ingress loses it, whoever wrote the rule
-/// (`WasmPluginInstanceServiceImpl.deleteAll` for a route): rules left without an Ingress go.
-pub(super) fn remove_rules_naming(plan: &mut Plan, state: &State, ingress: &str) {
+/// (`WasmPluginInstanceServiceImpl.deleteAll` for a route): rules left without an Ingress go —
+/// unless the object records a newer revision of the route than `writer`'s.
+pub(super) fn remove_rules_naming(plan: &mut Plan, state: &State, ingress: &str, writer: RouteWriter) {
     for (name, plugin) in state.of_kind(Kind::WasmPlugin) {
         if label(plugin, LABEL_DEFINER) != Some("higress") {
             continue;
@@ -88,7 +103,7 @@ pub(super) fn remove_rules_naming(plan: &mut Plan, state: &State, ingress: &str)
         // Through the rules index: every deploy asks this for its fallback Ingress.
         let key = ObjectKey::new(Kind::WasmPlugin, name);
         if state.any_rule_names_ingress(&key, ingress) {
-            plan.edit(key, None, Op::RemoveIngressTarget(ingress.to_string()));
+            plan.route_edit(key, None, writer, Op::RemoveIngressTarget(ingress.to_string()));
         }
     }
 }

@@ -199,6 +199,16 @@ impl State {
     }
 
     /// Whether any `spec.matchRules` entry of the object names the Ingress in its `ingress` list.
+    /// Whether the object records a revision of the route (see `index::RouteRevisions`).
+    pub fn records_route(&self, key: &ObjectKey, route: &str) -> bool {
+        self.inspect(key, |object, index| {
+            index
+                .routes(annotation(object, super::names::ANNOTATION_ROUTE_REVISIONS))
+                .recorded(route)
+        })
+        .unwrap_or(false)
+    }
+
     pub fn any_rule_names_ingress(&self, key: &ObjectKey, ingress: &str) -> bool {
         self.inspect(key, |object, index| {
             let found = index.rules(object).names_ingress(ingress);
