@@ -505,3 +505,64 @@ async fn a_batch_of_new_models_reads_no_route_config_maps_and_replaces_a_console
         "only the fences are listed, not every route's ConfigMap"
     );
 }
+
+/// An older retirement still retrying its deletions while a newer deploy of the model lands through
+/// another engine: the newer deploy rewrites the route's objects with its revision (though nothing
+/// else in them changed), so each delete the retirement tries, conditional on the version it read,
+/// meets a 409; the retirement then finds the model fenced at the newer revision and leaves the route
+/// to it. The route stays whole: its Ingress, its ConfigMap, its key-auth rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_retirement_still_retrying_leaves_a_newer_deploy_whole() {
+    let cluster = Cluster::start().await;
+    let deployer = cluster.engine().await;
+    assert_outcome(&deployer.apply(&deploy("m", 1)).await, Outcome::Applied);
+    let faults = cluster.sim.faults();
+    faults.set_error_rate(
+        1.0,
+        FaultSpec::new(503)
+            .for_method(Method::DELETE)
+            .for_path("ingresses/ai-route-m.internal"),
+    );
+    let retirer = cluster.engine().await;
+    let retirement = tokio::spawn(async move { retirer.apply(&retire("m", 2)).await });
+    let fence = |cluster: &Cluster| {
+        cluster
+            .get("configmaps", &names::fence("m"))
+            .and_then(|f| f["data"]["m"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let started = std::time::Instant::now();
+    while !fence(&cluster).contains("retiredAt") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the retirement never fenced the model"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_outcome(&deployer.apply(&deploy("m", 3)).await, Outcome::Applied);
+    faults.clear();
+    let retired = retirement.await.unwrap();
+
+    let ingress = cluster
+        .get("ingresses", "ai-route-m.internal")
+        .expect("the route's Ingress stays");
+    assert_eq!(ingress["metadata"]["annotations"][names::ANNOTATION_REVISION], "3");
+    let config_map = cluster
+        .get("configmaps", "ai-route-m")
+        .expect("the route's ConfigMap stays");
+    assert_eq!(config_map["metadata"]["annotations"][names::ANNOTATION_REVISION], "3");
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
+    let rules = key_auth["spec"]["matchRules"].as_array().unwrap();
+    assert!(
+        rules.iter().any(|r| r["ingress"] == json!(["ai-route-m.internal"])),
+        "the route keeps its key-auth rule: {rules:?}"
+    );
+    // What the retirement says it wrote, it wrote: its fence entry, nothing of the route.
+    let deleted: Vec<&str> = retired
+        .changes
+        .iter()
+        .filter(|c| c.operation == "deleted")
+        .map(|c| c.name.as_str())
+        .collect();
+    assert!(deleted.is_empty(), "{retired:?}");
+}

@@ -52,9 +52,10 @@ fn apply(event: &LifecycleEvent, state: &State) -> State {
     after
 }
 
-/// An object as the console would see it. The worker's additions are two annotations: on McpBridge
+/// An object as the console would see it. The worker's additions are annotations: on McpBridge
 /// `default` and `ai-proxy.internal`, which of its routes use each provider; on the plugin CRs holding
-/// its routes' rules, the revision that wrote each route's rules.
+/// its routes' rules, the revision that wrote each route's rules; on a route's own objects, the
+/// revision that wrote them.
 fn object(state: &State, kind: Kind, name: &str) -> Value {
     let mut object = without_server_fields(
         state
@@ -65,6 +66,7 @@ fn object(state: &State, kind: Kind, name: &str) -> Value {
     if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {
         annotations.remove(names::ANNOTATION_PROVIDER_USERS);
         annotations.remove(names::ANNOTATION_ROUTE_REVISIONS);
+        annotations.remove(names::ANNOTATION_REVISION);
         if annotations.is_empty() {
             metadata.remove("annotations");
         }

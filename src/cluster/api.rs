@@ -104,11 +104,19 @@ impl Api {
         self.client.request_text(request).await.map(|_| sent)
     }
 
-    /// Deleting what is already gone succeeds.
-    pub async fn delete(&self, key: &ObjectKey) -> Result<(), kube::Error> {
+    /// Deleting what is already gone succeeds. With `resource_version`, only that version is deleted:
+    /// 409 when someone wrote since.
+    pub async fn delete(&self, key: &ObjectKey, resource_version: Option<&str>) -> Result<(), kube::Error> {
+        let params = DeleteParams {
+            preconditions: resource_version.map(|version| kube::api::Preconditions {
+                resource_version: Some(version.to_string()),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
         let request = self
             .request(key.kind)
-            .delete(&key.name, &DeleteParams::default())
+            .delete(&key.name, &params)
             .map_err(kube::Error::BuildRequest)?;
         match self.send(request).await {
             Ok(_) => Ok(()),

@@ -422,6 +422,7 @@ impl Engine {
             .map(|(key, _)| (higress::write_rank(key, after.get(key).is_none()), key))
             .collect();
         writes.sort();
+        let owners = owners(events, &planned);
         let ranks: BTreeSet<u8> = writes.iter().map(|(rank, _)| *rank).collect();
         for rank in ranks {
             // Built eagerly: a lazily mapping stream would make this future not `Send` for every lifetime.
@@ -433,7 +434,7 @@ impl Engine {
                         key,
                         before[*key].as_ref(),
                         after.get(key),
-                        &steps[*key],
+                        (&steps[*key], owners.get(*key).copied()),
                         tally,
                         deadline,
                     )
@@ -478,12 +479,17 @@ impl Engine {
     }
 
     /// `planned` is what the batch's simulation made of `initial`: the first attempt writes it as is.
+    /// `owner`: for a route's own object (put or deleted whole), the model and the newest revision of
+    /// the batch writing it. A retry of such a write (after a 409: someone wrote it since our read)
+    /// first asks the model's fence: when a newer event of the model has fenced it meanwhile, that
+    /// event owns the route and writes it, and this write is dropped — an older deploy or retirement
+    /// still in flight never overwrites or deletes a newer deploy's Ingress or ConfigMap.
     async fn write(
         &self,
         key: &ObjectKey,
         initial: Option<&Value>,
         planned: Option<&Value>,
-        steps: &[Step],
+        (steps, owner): (&[Step], Option<(&str, u64)>),
         tally: &Tally,
         deadline: Instant,
     ) -> Result<(), ApplyError> {
@@ -496,6 +502,12 @@ impl Engine {
             let (current, desired) = if first.swap(false, Ordering::Relaxed) {
                 (initial, planned)
             } else {
+                if let Some(owner) = owner {
+                    if self.owned_by_newer(owner, deadline).await? {
+                        tracing::debug!(%object, "left to a newer event of the model, which wrote it meanwhile");
+                        return Ok(());
+                    }
+                }
                 let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
                 let mut desired = current.clone();
                 let mut index = EntryIndex::default();
@@ -511,7 +523,10 @@ impl Engine {
             }
             tally.attempts.fetch_add(1, Ordering::Relaxed);
             let (written, operation) = match (current, desired) {
-                (Some(_), None) => (self.api.delete(key).await.map(|()| 0), Operation::Deleted),
+                (Some(old), None) => {
+                    let version = old.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+                    (self.api.delete(key, version).await.map(|()| 0), Operation::Deleted)
+                }
                 (None, Some(new)) => (self.api.create(key.kind, new).await, Operation::Created),
                 (Some(_), Some(changed)) => (self.api.replace(key, changed).await, Operation::Updated),
                 (None, None) => return Ok(()),
@@ -546,6 +561,19 @@ impl Engine {
             }
         };
         self.retried(&object, attempt, deadline).await
+    }
+
+    /// Whether the model's fence entry, read now, is of a newer revision than `revision`.
+    async fn owned_by_newer(&self, (model, revision): (&str, u64), deadline: Instant) -> Result<bool, ApplyError> {
+        let key = ObjectKey::new(Kind::ConfigMap, names::fence(model));
+        let what = key.to_string();
+        let attempt = || async { self.api.get(&key).await.map_err(|e| ApplyError::classify(e, &what)) };
+        let shard = self.retried(&what, attempt, deadline).await?;
+        let entry = shard
+            .as_ref()
+            .and_then(|shard| shard.pointer("/data").and_then(|d| d.get(model)))
+            .and_then(FenceEntry::parse);
+        Ok(entry.is_some_and(|entry| entry.revision > revision))
     }
 
     /// Runs a request under the retry policy. No attempt starts after the request's deadline (its own
@@ -625,6 +653,28 @@ impl Engine {
         }
         Ok(state)
     }
+}
+
+/// The route objects of the batch that are put or deleted whole, each with its model and the newest
+/// revision of the batch touching it (see [`Engine::write`]).
+fn owners<'a>(events: &'a [LifecycleEvent], planned: &'a batch::Planned) -> BTreeMap<&'a ObjectKey, (&'a str, u64)> {
+    let mut owners: BTreeMap<&ObjectKey, (&str, u64)> = BTreeMap::new();
+    for (event, touched) in events.iter().zip(&planned.touched) {
+        for key in touched {
+            let whole = planned.steps[key]
+                .iter()
+                .all(|step| matches!(step.action, Action::Put(_) | Action::Delete));
+            if !whole {
+                continue;
+            }
+            let Some((key, _)) = planned.steps.get_key_value(key) else {
+                continue;
+            };
+            let owner = owners.entry(key).or_insert((event.model(), event.revision()));
+            owner.1 = owner.1.max(event.revision());
+        }
+    }
+    owners
 }
 
 /// A failed event's result: `failed` when something was written before the error or it may succeed

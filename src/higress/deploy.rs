@@ -384,11 +384,12 @@ pub fn plan_deploy(
         };
         route::ingress(&route, &ctx)
     };
-    plan.put(ingress_of(&upstream_services, None));
+    let revised = |object: Value| with_revision(object, event.revision);
+    plan.put(revised(ingress_of(&upstream_services, None)));
     match &fallback_codes {
         Some(codes) => {
-            plan.put(ingress_of(&fallback_services, Some(ingress_name.clone())));
-            plan.put(route::fallback_envoy_filter(&route.name, codes, ns));
+            plan.put(revised(ingress_of(&fallback_services, Some(ingress_name.clone()))));
+            plan.put(revised(route::fallback_envoy_filter(&route.name, codes, ns)));
         }
         None => {
             // Without a fallback (now, or ever made in the console) its objects and rules go.
@@ -397,7 +398,7 @@ pub fn plan_deploy(
             retire::remove_rules_naming(&mut plan, state, &fallback_ingress, writer);
         }
     }
-    plan.put(route::config_map(&route, ns));
+    plan.put(revised(route::config_map(&route, ns)));
 
     // The route's providers know it uses them, where a concurrent clean-up re-checks (see
     // `retire::release_provider`); providers a redeploy no longer uses are let go, not deleted.
@@ -443,6 +444,14 @@ pub fn plan_deploy(
     };
     retire::set_fence(&mut plan, &event.model, entry, settings, now);
     Ok(plan)
+}
+
+/// A route's own object, annotated with the revision that writes it (see [`names::ANNOTATION_REVISION`]).
+fn with_revision(mut object: Value, revision: u64) -> Value {
+    let metadata = object["metadata"].as_object_mut().expect("objects have metadata");
+    let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+    annotations[names::ANNOTATION_REVISION] = Value::String(revision.to_string());
+    object
 }
 
 /// `route.plugins`, as the console's plugin page for an AI route binds a plugin: a ROUTE instance

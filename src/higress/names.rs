@@ -20,6 +20,11 @@ pub const ANNOTATION_PROVIDER_USERS: &str = "higress-route-worker.io/provider-us
 /// Annotation on the plugin CRs holding rules of our routes: the revision of the event that last wrote
 /// each route's rules there (see `index::RouteRevisions`).
 pub const ANNOTATION_ROUTE_REVISIONS: &str = "higress-route-worker.io/route-revisions";
+/// Annotation on a route's own objects (Ingresses, fallback EnvoyFilter, AI route ConfigMap): the
+/// revision of the event that wrote them. Every deploy writes them with it, so an older event's
+/// delete or replace, conditional on the version it read, meets a 409 and then finds the newer
+/// revision in the model's fence (`cluster::Engine::write`).
+pub const ANNOTATION_REVISION: &str = "higress-route-worker.io/revision";
 /// Label an operator puts on a Secret that events may refer to (`"true"`); other Secrets are refused.
 pub const LABEL_READABLE: &str = "higress-route-worker.io/readable";
 /// Label on the objects only this worker owns (the fence ConfigMaps).

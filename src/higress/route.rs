@@ -306,7 +306,7 @@ pub fn gson(value: &impl Serialize) -> String {
     out
 }
 
-/// `aiRoute2ConfigMap` + default metadata, plus the revision annotation when the worker writes it.
+/// `aiRoute2ConfigMap` + default metadata.
 pub fn config_map(route: &AiRoute, namespace: &str) -> Value {
     let metadata = json!({
         "name": names::route_config_map(&route.name),
