@@ -566,3 +566,69 @@ async fn an_older_retirement_still_retrying_leaves_a_newer_deploy_whole() {
         .collect();
     assert!(deleted.is_empty(), "{retired:?}");
 }
+
+/// A deploy cut short after recording its provider, its fence entry written after a retirement of
+/// the model read the fence but before the retirement wrote its own: the retirement's write merges
+/// the deploy's providers and consumers into its entry, and, seeing there more than it planned to
+/// release, the retirement applies itself again at once; the provider does not wait for the
+/// retirement's next delivery to be released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retirement_releases_what_a_deploy_cut_short_recorded_after_its_read() {
+    use higress_route_worker::higress::{self, Decision, Settings, State};
+    let cluster = Cluster::start().await;
+    // What the deploy left: its fence entry, its provider and its provider-user records.
+    let Decision::Apply(plan) =
+        higress::plan(&deploy("m", 1), &State::new(), &Settings::default(), chrono::Utc::now()).unwrap()
+    else {
+        panic!("applies")
+    };
+    let mut left = State::new();
+    higress::simulate(&mut left, &plan).unwrap();
+    let cut_short = [
+        (Kind::ConfigMap, names::fence("m")),
+        (Kind::McpBridge, names::MCP_BRIDGE.to_string()),
+        (Kind::WasmPlugin, "ai-proxy.internal".to_string()),
+    ];
+
+    // The retirement reads an empty cluster; its fence write (a create) is refused until the
+    // deploy's objects are there.
+    let faults = cluster.sim.faults();
+    faults.set_error_rate(1.0, FaultSpec::new(503).for_method(Method::POST).for_path("configmaps"));
+    let retirer = cluster.engine().await;
+    let retirement = tokio::spawn(async move { retirer.apply(&retire("m", 2)).await });
+    let started = std::time::Instant::now();
+    while cluster.failed_writes().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the retirement never tried its fence"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for (kind, name) in &cut_short {
+        cluster
+            .sim
+            .insert(left.get_named(*kind, name).unwrap().clone())
+            .unwrap();
+    }
+    faults.clear();
+    let retired = retirement.await.unwrap();
+    assert_outcome(&retired, Outcome::Applied);
+    assert!(
+        retired
+            .warnings
+            .iter()
+            .any(|w| w.contains("released what a deploy cut short recorded")),
+        "{retired:?}"
+    );
+
+    let ai_proxy = cluster.get("wasmplugins", "ai-proxy.internal").unwrap();
+    assert_eq!(ai_proxy["spec"]["defaultConfig"]["providers"], json!([]), "{ai_proxy}");
+    assert_eq!(
+        ai_proxy["metadata"]["annotations"].get(names::ANNOTATION_PROVIDER_USERS),
+        None
+    );
+    let bridge = cluster.get("mcpbridges", names::MCP_BRIDGE).unwrap();
+    assert_eq!(bridge["spec"]["registries"], json!([]), "{bridge}");
+    let fence = cluster.get("configmaps", &names::fence("m")).unwrap();
+    assert!(fence["data"]["m"].as_str().unwrap().contains("retiredAt"));
+}

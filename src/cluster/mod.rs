@@ -124,20 +124,21 @@ impl Engine {
     pub async fn apply_batch_until(&self, events: &[LifecycleEvent], deadline: Instant) -> Vec<RouteResult> {
         let started = Instant::now();
         let tally = Tally::default();
-        let mut results = match self.try_batch(events, &tally, deadline).await {
-            Ok(results) => results,
+        let (mut results, planned_fences) = match self.try_batch(events, &tally, deadline).await {
+            Ok(done) => done,
             Err(failure) if events.len() == 1 => {
                 let mut result = RouteResult::for_event(&events[0]);
                 let written: Vec<Change> = failure.written.iter().map(|(k, op)| Change::new(k, *op)).collect();
                 fail(&mut result, &failure.error, written);
-                vec![result]
+                (vec![result], vec![None])
             }
             Err(failure) => {
                 tracing::warn!(error = %failure.error, events = events.len(), "batch write failed; applying its events one by one");
                 return self.one_by_one(events, failure, deadline).await;
             }
         };
-        self.settle_fences(events, &mut results, deadline).await;
+        self.settle_fences(events, &mut results, &planned_fences, deadline)
+            .await;
         let elapsed = started.elapsed();
         self.metrics.apply_duration.observe(elapsed.as_secs_f64());
         results
@@ -156,8 +157,18 @@ impl Engine {
     /// again once its own writes are done: a deploy reads its model's fence, and if a retirement has
     /// come, applies that retirement (its fence entry says what to clean up); a retirement reads the
     /// route's Ingress, and if a route is there, applies itself again. Whichever of the two looks
-    /// last sees the other's writes, so no route outlives its retirement.
-    async fn settle_fences(&self, events: &[LifecycleEvent], results: &mut [RouteResult], deadline: Instant) {
+    /// last sees the other's writes, so no route outlives its retirement. A retirement also applies
+    /// itself again when its fence entry, as written, names more than it planned to release: a deploy
+    /// cut short recorded them there after the retirement read the fence (the entry's write merges
+    /// them), and they are released now rather than at the retirement's next delivery.
+    /// `planned_fences`: each retirement's fence entry as planned (`None` for other events).
+    async fn settle_fences(
+        &self,
+        events: &[LifecycleEvent],
+        results: &mut [RouteResult],
+        planned_fences: &[Option<FenceEntry>],
+        deadline: Instant,
+    ) {
         let wrote: Vec<usize> = (0..events.len()).filter(|&i| !results[i].changes.is_empty()).collect();
         let mut reads = ReadSet::default();
         for (i, event) in wrote.iter().map(|&i| (i, &events[i])) {
@@ -211,6 +222,18 @@ impl Engine {
                     (
                         event.clone(),
                         "a route another writer deployed meanwhile was removed".to_string(),
+                    )
+                }
+                Lifecycle::Retired(_)
+                    if entry.revision == event.revision()
+                        && planned_fences[i].as_ref().is_some_and(|planned| {
+                            let beyond = |now: &[String], planned: &[String]| now.iter().any(|n| !planned.contains(n));
+                            beyond(&entry.providers, &planned.providers) || beyond(&entry.consumers, &planned.consumers)
+                        }) =>
+                {
+                    (
+                        event.clone(),
+                        "released what a deploy cut short recorded meanwhile".to_string(),
                     )
                 }
                 _ => continue,
@@ -403,7 +426,7 @@ impl Engine {
         events: &[LifecycleEvent],
         tally: &Tally,
         deadline: Instant,
-    ) -> Result<Vec<RouteResult>, BatchFailure> {
+    ) -> Result<(Vec<RouteResult>, Vec<Option<FenceEntry>>), BatchFailure> {
         let started = Instant::now();
         let initial = self.read_state(events, deadline).await.map_err(|error| BatchFailure {
             error,
@@ -465,6 +488,13 @@ impl Engine {
         // What each event changed, as written: the write may have met another writer's change (a
         // create that became a replace after a 409), or found its work already done.
         let written: BTreeMap<ObjectKey, Operation> = tally.written().into_iter().collect();
+        let planned_fences = events
+            .iter()
+            .map(|event| match event.body {
+                Lifecycle::Retired(_) => fence::entry(&planned.state, event.model()),
+                Lifecycle::Deployed(_) => None,
+            })
+            .collect();
         let mut results = planned.results;
         for (result, changed) in results.iter_mut().zip(&planned.changed) {
             result.changes = changed
@@ -475,7 +505,7 @@ impl Engine {
                 result.outcome = Outcome::Unchanged;
             }
         }
-        Ok(results)
+        Ok((results, planned_fences))
     }
 
     /// `planned` is what the batch's simulation made of `initial`: the first attempt writes it as is.
