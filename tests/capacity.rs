@@ -102,3 +102,50 @@ async fn in_a_batch_only_the_events_past_the_budget_are_rejected() {
         }
     }
 }
+
+/// The API server holds an object's annotations to 256 KiB, keys and values together; ours grow
+/// with the routes (provider users, route revisions). An event that would take them past it is
+/// refused like one past the budget, before any write, naming the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_past_the_annotation_limit_is_rejected_before_any_write() {
+    use higress_route_worker::higress::names;
+    let cluster = Cluster::start().await;
+    let mut key_auth = cluster::console_objects()
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == "key-auth.internal")
+        .unwrap();
+    // Routes of ours recorded up to a few bytes short of the limit.
+    let mut records = serde_json::Map::new();
+    // `{"route":1,...}`: each record adds its name, two quotes, a colon, a digit and a comma.
+    let mut bytes = names::ANNOTATION_ROUTE_REVISIONS.len() + 1;
+    let mut i = 0;
+    while bytes + 40 < 256 * 1024 {
+        let route = format!("model-with-a-rather-long-name-{i:06}");
+        bytes += route.len() + 5;
+        records.insert(route, serde_json::json!(1));
+        i += 1;
+    }
+    let text = serde_json::Value::Object(records).to_string();
+    assert_eq!(names::ANNOTATION_ROUTE_REVISIONS.len() + text.len(), bytes);
+    key_auth["metadata"]["annotations"] = serde_json::json!({names::ANNOTATION_ROUTE_REVISIONS: text});
+    cluster.sim.insert(key_auth).unwrap();
+    let engine = cluster.engine().await;
+    let writes = cluster.writes();
+    let refused = engine
+        .apply(&deploy("a-model-with-a-long-name-that-does-not-fit", 1))
+        .await;
+    assert_eq!(refused.outcome, Outcome::Rejected, "{refused:?}");
+    assert_eq!(cluster.writes(), writes, "nothing written: {refused:?}");
+    let error = refused.error.unwrap();
+    assert_eq!(error.reason, "capacity");
+    assert!(
+        error
+            .message
+            .contains("WasmPlugin/key-auth.internal's annotations would grow"),
+        "{}",
+        error.message
+    );
+    // A short name still fits.
+    let applied = engine.apply(&deploy("m", 1)).await;
+    assert_eq!(applied.outcome, Outcome::Applied, "{applied:?}");
+}

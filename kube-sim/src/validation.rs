@@ -70,9 +70,20 @@ pub(crate) fn metadata_errors(rt: &ResourceType, name: &str, metadata: &Map<Stri
                 Some(_) => {}
             }
         }
+        // apimachinery's `ValidateAnnotations`: keys and values together at most 256 KiB.
+        let total: usize = entries
+            .iter()
+            .map(|(key, value)| key.len() + value.as_str().map_or(0, str::len))
+            .sum();
+        if !must_be_label && total > MAX_ANNOTATION_BYTES {
+            errors.push(FieldError::too_long("metadata.annotations", MAX_ANNOTATION_BYTES));
+        }
     }
     errors
 }
+
+/// What an object's annotations may hold, keys and values together (`TotalAnnotationSizeLimitB`).
+pub(crate) const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
 
 /// A ConfigMap's (or Secret's) data may hold at most 1 MiB.
 pub(crate) const MAX_DATA_BYTES: usize = 1024 * 1024;
@@ -252,6 +263,13 @@ mod tests {
         assert_eq!(errors("configmaps", &"a".repeat(254), json!({})), 1);
         assert_eq!(errors("namespaces", "has.dot", json!({})), 1);
         assert_eq!(errors("namespaces", "higress-system", json!({})), 0);
+    }
+
+    #[test]
+    fn annotations_hold_at_most_256_kib() {
+        let at = |bytes: usize| json!({"annotations": {"k": "v".repeat(bytes - 1)}});
+        assert_eq!(errors("configmaps", "x", at(MAX_ANNOTATION_BYTES)), 0);
+        assert_eq!(errors("configmaps", "x", at(MAX_ANNOTATION_BYTES + 1)), 1);
     }
 
     #[test]

@@ -102,6 +102,24 @@ struct SharedSizes {
     bytes: BTreeMap<ObjectKey, usize>,
 }
 
+/// What a Kubernetes API server allows an object's annotations to hold, keys and values together
+/// (`metadata.annotations: Too long: must have at most 262144 bytes`). Ours (provider users, route
+/// revisions) grow with the routes.
+pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
+
+/// The bytes of an object's annotations as the API server counts them: keys and values.
+pub fn annotation_bytes(object: Option<&Value>) -> usize {
+    object
+        .and_then(|o| o.pointer("/metadata/annotations"))
+        .and_then(Value::as_object)
+        .map_or(0, |annotations| {
+            annotations
+                .iter()
+                .map(|(key, value)| key.len() + value.as_str().map_or(0, str::len))
+                .sum()
+        })
+}
+
 pub fn serialized_size(object: Option<&Value>) -> usize {
     /// Counts what serde_json writes without keeping it: shared objects are large.
     struct Counter(usize);
@@ -145,7 +163,7 @@ impl SharedSizes {
                 .bytes
                 .entry(key.clone())
                 .or_insert_with(|| serialized_size(state.get(key)));
-            if size + growth > budget {
+            if size + growth > budget || annotation_bytes(state.get(key)) + growth > ANNOTATIONS_LIMIT {
                 near.push((key.clone(), state.get(key).cloned()));
             }
         }
@@ -165,6 +183,14 @@ impl SharedSizes {
         for (key, growth) in edits(plan) {
             match near.iter().find(|(k, _)| k == key) {
                 Some((_, before)) => {
+                    let (annotations, annotations_before) =
+                        (annotation_bytes(state.get(key)), annotation_bytes(before.as_ref()));
+                    if annotations > ANNOTATIONS_LIMIT && annotations > annotations_before {
+                        over.push(format!(
+                            "{key}'s annotations would grow from {annotations_before} to {annotations} bytes, past \
+                             the {ANNOTATIONS_LIMIT} an API server allows"
+                        ));
+                    }
                     let after = serialized_size(state.get(key));
                     let before = serialized_size(before.as_ref());
                     if after > budget && after > before {
