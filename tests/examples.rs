@@ -619,6 +619,65 @@ fn a_rand_fallback_balances_over_every_upstream_with_weight_1_and_maps_models() 
 }
 
 #[test]
+fn a_seq_fallback_with_two_upstreams_routes_and_maps_the_first_only() {
+    let mut state = providers_state();
+    state.insert_object(domain("api.example.com", "off", None));
+    let event = smart_event(json!({
+        "upstreams": [{"provider": "qwen-main", "modelMapping": {"*": "qwen-max"}},
+                      {"provider": "openai-main", "modelMapping": {"*": "gpt-4o-mini"}}],
+        "strategy": "SEQ", "responseCodes": ["5xx"]
+    }));
+    let after = apply(&event, &state);
+
+    // Section 4.1: SEQ sends the fallback to the first upstream only; the ConfigMap keeps both.
+    let fallback = object(&after, Kind::Ingress, "ai-route-smart.fallback.internal");
+    assert_eq!(
+        fallback["metadata"]["annotations"]["higress.io/destination"], "llm-qwen-main.internal.dns:443",
+        "one destination, no weights"
+    );
+    assert_eq!(
+        fallback["metadata"]["annotations"]["higress.io/exact-match-header-x-higress-fallback-from"],
+        "ai-route-smart.internal"
+    );
+    let data: Value = serde_json::from_str(&route_data(&after, "smart")).unwrap();
+    assert_eq!(data["fallbackConfig"]["fallbackStrategy"], "SEQ");
+    let providers: Vec<&str> = data["fallbackConfig"]["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["qwen-main", "openai-main"]);
+    // Section 4.4: the model-mapper rule of the fallback Ingress is the first upstream's; the second
+    // upstream, never routed to, has none.
+    assert_eq!(
+        rules_naming(&after, "model-mapper.internal", &["ai-route-smart.fallback.internal"]),
+        vec![
+            json!({"config": {"modelMapping": {"*": "qwen-max"}}, "configDisable": false,
+                    "ingress": ["ai-route-smart.fallback.internal"], "service": ["llm-qwen-main.internal.dns"]})
+        ]
+    );
+    let mapper = list(
+        &object(&after, Kind::WasmPlugin, "model-mapper.internal"),
+        "/spec/matchRules",
+    );
+    assert!(
+        mapper
+            .iter()
+            .all(|r| r["config"]["modelMapping"] != json!({"*": "gpt-4o-mini"})),
+        "{mapper:?}"
+    );
+    // The fallback Ingress gets the route's key-auth and ai-statistics rules, as with one upstream.
+    for plugin in ["key-auth.internal", "ai-statistics-2.0.1"] {
+        assert_eq!(
+            rules_naming(&after, plugin, &["ai-route-smart.fallback.internal"]).len(),
+            1,
+            "{plugin}"
+        );
+    }
+}
+
+#[test]
 fn header_and_url_parameter_predicates_become_the_console_annotations_on_both_ingresses() {
     let mut state = providers_state();
     state.insert_object(domain("api.example.com", "off", None));
