@@ -957,15 +957,16 @@ fn route_plugin_rules_keep_the_console_order_and_leave_with_the_plugin() {
 fn the_route_plugin_catalogue_is_what_the_console_ships() {
     // Pinned by the fixture's CRs (values copied from the console's plugins.properties and spec.yaml).
     let docs = example("route-plugins.yaml");
-    let names: Vec<&str> = higress::plugins::ROUTE_PLUGINS
-        .iter()
-        .map(|p| p.plugin_name())
-        .collect();
-    assert_eq!(names, ["ai-token-ratelimit", "ai-quota"]);
+    let names: Vec<&str> = higress::plugins::route_plugins().map(|p| p.plugin_name()).collect();
+    for first_users in ["ai-token-ratelimit", "ai-quota"] {
+        assert!(names.contains(&first_users), "{first_users}");
+    }
+    let plugin = |name| BuiltinPlugin::route_plugin(name).unwrap();
     for (doc, plugin, console) in [
-        (&docs[0], BuiltinPlugin::AiTokenRatelimit, "v2.2.4"),
-        (&docs[1], BuiltinPlugin::AiQuota, "v2.2.4"),
-        (&docs[2], BuiltinPlugin::AiTokenRatelimit, "v2.2.3"),
+        (&docs[0], plugin("ai-token-ratelimit"), "v2.2.4"),
+        (&docs[1], plugin("ai-quota"), "v2.2.4"),
+        (&docs[2], plugin("ai-token-ratelimit"), "v2.2.3"),
+        (&docs[3], plugin("key-rate-limit"), "v2.2.4"),
     ] {
         let mut expected = doc.clone();
         expected["spec"].as_object_mut().unwrap().remove("matchRules");
@@ -976,5 +977,138 @@ fn the_route_plugin_catalogue_is_what_the_console_ships() {
     // The internal plugins the mapping manages, and ai-statistics, are not route plugins.
     for name in ["ai-proxy", "key-auth", "model-router", "model-mapper", "ai-statistics"] {
         assert_eq!(BuiltinPlugin::route_plugin(name), None, "{name}");
+    }
+}
+
+#[test]
+fn a_third_plugin_is_written_as_the_console_writes_it() {
+    // key-rate-limit: category traffic, phase default, priority 10; labelled 1.0.0 with a :2.0.0 image
+    // even by console v2.2.4 (its spec.yaml and plugins.properties line did not change).
+    let docs = example("route-plugins.yaml");
+    let config = json!({"limit_by_header": "x-api-key",
+                        "limit_keys": [{"key": "example-key-a", "query_per_second": 10},
+                                       {"key": "example-key-b", "query_per_minute": 1000}]});
+    let after = apply(
+        &route_plugins_event(1, json!({"key-rate-limit": config})),
+        &State::new(),
+    );
+    let cr = object(&after, Kind::WasmPlugin, "key-rate-limit-1.0.0");
+    assert_eq!(cr, docs[3]);
+    let labels = &cr["metadata"]["labels"];
+    assert_eq!(labels["higress.io/wasm-plugin-name"], "key-rate-limit");
+    assert_eq!(labels["higress.io/wasm-plugin-version"], "1.0.0");
+    assert_eq!(labels["higress.io/wasm-plugin-category"], "traffic");
+    assert!(labels.get("higress.io/internal").is_none(), "not an internal CR");
+    assert_eq!(cr["spec"]["phase"], "UNSPECIFIED_PHASE");
+    assert_eq!(cr["spec"]["priority"], 10);
+    assert_eq!(
+        cr["spec"]["url"],
+        "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/key-rate-limit:2.0.0"
+    );
+    assert_eq!(
+        list(&cr, "/spec/matchRules"),
+        [json!({"config": config, "configDisable": false, "ingress": ["ai-route-chat.internal"]})]
+    );
+    // The other catalogue CRs are not touched.
+    for name in ["ai-token-ratelimit-2.0.1", "ai-quota-2.0.1"] {
+        assert!(after.get_named(Kind::WasmPlugin, name).is_none(), "{name}");
+    }
+}
+
+#[test]
+fn a_plugin_the_console_version_does_not_ship_is_refused() {
+    // json-converter came with console v2.2.4.
+    let event = route_plugins_event(1, json!({"json-converter": {"k": "v"}}));
+    let v223 = Settings {
+        console: "v2.2.3".parse().unwrap(),
+        ..Settings::default()
+    };
+    let refusal = higress::plan(&event, &State::new(), &v223, chrono::Utc::now()).unwrap_err();
+    assert_eq!(refusal.reason, higress_route_worker::reason::Reason::InvalidRoute);
+    assert!(refusal.message.contains("json-converter"), "{}", refusal.message);
+    let after = apply(&event, &State::new());
+    let cr = object(&after, Kind::WasmPlugin, "json-converter-2.0.1");
+    assert_eq!(
+        cr["spec"]["url"],
+        "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/jsonrpc-converter:2.0.1"
+    );
+}
+
+/// A plugin of `plugin-catalogue.yaml` as the CR the console creates for it (no rules).
+fn catalogue_cr(name: &str, entry: &Value, generation: &str) -> Value {
+    let release = &entry[generation];
+    let version = release["version"].as_str().unwrap();
+    let mut annotations = json!({"higress.io/wasm-plugin-title": entry["title"],
+                                 "higress.io/wasm-plugin-description": entry["description"]});
+    if let Some(icon) = entry.get("icon") {
+        annotations["higress.io/wasm-plugin-icon"] = icon.clone();
+    }
+    json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+           "metadata": {"name": format!("{name}-{version}"), "namespace": "higress-system",
+                        "labels": {"higress.io/wasm-plugin-name": name, "higress.io/wasm-plugin-version": version,
+                                   "higress.io/wasm-plugin-category": entry["category"],
+                                   "higress.io/wasm-plugin-built-in": "true", "higress.io/resource-definer": "higress"},
+                        "annotations": annotations},
+           "spec": {"defaultConfigDisable": true, "failStrategy": "FAIL_OPEN", "imagePullPolicy": "UNSPECIFIED_POLICY",
+                    "phase": entry["phase"], "priority": entry["priority"], "url": release["url"]}})
+}
+
+#[test]
+fn the_whole_plugin_catalogue_is_what_the_console_ships() {
+    let catalogue = example("plugin-catalogue.yaml").remove(0);
+    let plugins = catalogue["plugins"].as_object().unwrap();
+    let table: Vec<&str> = higress::plugins::CATALOGUE.iter().map(|e| e.name).collect();
+    let pinned: Vec<&str> = plugins.keys().map(String::as_str).collect();
+    assert_eq!(table, pinned, "the same plugins, in name order");
+    let not_route: Vec<&str> = catalogue["notRoutePlugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(higress::plugins::NOT_ROUTE_PLUGINS, not_route.as_slice());
+    let route: Vec<&str> = higress::plugins::route_plugins().map(|p| p.plugin_name()).collect();
+    let expected: Vec<&str> = pinned.iter().copied().filter(|n| !not_route.contains(n)).collect();
+    assert_eq!(route, expected);
+
+    let managed = [
+        BuiltinPlugin::AiProxy,
+        BuiltinPlugin::KeyAuth,
+        BuiltinPlugin::ModelRouter,
+        BuiltinPlugin::ModelMapper,
+        BuiltinPlugin::AiStatistics,
+    ];
+    for (name, entry) in plugins {
+        let plugin = BuiltinPlugin::route_plugin(name)
+            .or_else(|| managed.into_iter().find(|p| p.plugin_name() == name))
+            .unwrap_or_else(|| panic!("{name}: not in the table"));
+        for (console, generation) in [
+            ("v2.2.4", "v2.2.4"),
+            ("v2.2.3", "before v2.2.4"),
+            ("v2.1.11", "before v2.2.4"),
+        ] {
+            let console: ConsoleVersion = console.parse().unwrap();
+            if entry.get(generation).is_none() {
+                assert!(!plugin.shipped_by(console), "{name} {console}");
+                continue;
+            }
+            assert!(plugin.shipped_by(console), "{name} {console}");
+            let mut cr = plugin.new_cr(console, "higress-system");
+            let expected = catalogue_cr(name, entry, generation);
+            if cr["metadata"]["labels"].get("higress.io/internal").is_some() {
+                // ai-proxy, key-auth, model-router, model-mapper: the console's internal CR of the plugin.
+                assert_eq!(cr["metadata"]["name"], format!("{name}.internal"));
+                cr["metadata"]["name"] = expected["metadata"]["name"].clone();
+                cr["metadata"]["labels"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("higress.io/internal");
+                cr["metadata"]["annotations"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("higress.io/comment");
+            }
+            assert_eq!(cr, expected, "{name} {console}");
+        }
     }
 }

@@ -357,7 +357,7 @@ pub fn plan_deploy(
         }
     }
 
-    plan_route_plugins(&mut plan, event, state, settings, &ingress_name);
+    plan_route_plugins(&mut plan, event, state, settings, &ingress_name)?;
 
     let tls = route::tls(&event.route.domains, &route_domains)
         .map_err(|m| Refusal::new(Reason::InvalidDomains, format!("data.route.domains: {m}")))?;
@@ -436,14 +436,30 @@ pub fn plan_deploy(
 /// `{config, configDisable: false, ingress: [<ingress>]}` in the non-internal CR `<plugin>-<version>`
 /// of the console version, created with the catalogue's labels when missing. The event states the
 /// route's whole set, one instance per plugin: the route's own rule (targets exactly its Ingress)
-/// goes from every other CR of a catalogue plugin — a plugin left out, or another version's CR.
-fn plan_route_plugins(plan: &mut Plan, event: &ModelDeployed, state: &State, settings: &Settings, ingress: &str) {
+/// goes from every other CR of a catalogue plugin — a plugin left out, or another version's CR. A
+/// plugin the console version does not ship (json-converter before v2.2.4) is refused.
+fn plan_route_plugins(
+    plan: &mut Plan,
+    event: &ModelDeployed,
+    state: &State,
+    settings: &Settings,
+    ingress: &str,
+) -> Result<(), Refusal> {
     let targets = Targets::ingress(ingress);
     for (name, config) in &event.route.plugins {
         // The contract admits catalogue plugins only.
         let Some(plugin) = BuiltinPlugin::route_plugin(name) else {
             continue;
         };
+        if !plugin.shipped_by(settings.console) {
+            return Err(Refusal::new(
+                Reason::InvalidRoute,
+                format!(
+                    "data.route.plugins: {name:?} is not in the built-in catalogue of console {}",
+                    settings.console
+                ),
+            ));
+        }
         plan.edit(
             ObjectKey::new(Kind::WasmPlugin, plugin.cr_name(settings.console)),
             Template::plugin(plugin, settings),
@@ -467,6 +483,7 @@ fn plan_route_plugins(plan: &mut Plan, event: &ModelDeployed, state: &State, set
             );
         }
     }
+    Ok(())
 }
 
 /// Whether a non-internal ai-statistics CR already has a rule for the Ingress (then the console adds none).
