@@ -2,7 +2,7 @@
 
 use crate::contract::{InvalidEvent, Problem};
 use crate::event::{Lifecycle, LifecycleEvent, PredicateMatch, TraceContext, RESULT_TYPE};
-use crate::higress::{names, Kind, ObjectKey, Operation, State};
+use crate::higress::{route, ObjectKey, Operation, State};
 use crate::reason::Reason;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -87,7 +87,8 @@ pub struct RouteResult {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RouteAccess {
     /// `<scheme>://<domain><path>` per domain: `https` when the domain, as it stands after the
-    /// event, has HTTPS `on` or `force`, `http` when `off`. Wildcard domains name no host and are
+    /// event, has HTTPS `on` or `force` and names a certificate (the condition under which the
+    /// route's Ingress gets a TLS entry for it), else `http`. Wildcard domains name no host and are
     /// left out; a route without domains matches any host, so it has no URL (see `path`).
     pub urls: Vec<String>,
     /// The route's path prefix, to join with the gateway's address when there is no URL.
@@ -111,11 +112,8 @@ impl RouteAccess {
             .iter()
             .filter(|domain| !domain.starts_with('*'))
             .map(|domain| {
-                let https = state
-                    .get_named(Kind::ConfigMap, &names::domain_config_map(domain))
-                    .and_then(|cm| cm.pointer("/data/enableHttps"))
-                    .and_then(serde_json::Value::as_str)
-                    .is_some_and(|mode| mode == "on" || mode == "force");
+                // The route's Ingress has TLS for the domain exactly when `route::tls` gives it.
+                let https = route::domain_https(state, domain).is_some();
                 let scheme = if https { "https" } else { "http" };
                 format!("{scheme}://{domain}{}", route.path)
             })
@@ -344,6 +342,7 @@ pub fn problems_summary(problems: &[Problem]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::higress::names;
 
     #[test]
     fn bounded_cuts_on_a_character_boundary_and_escapes_controls() {
@@ -384,7 +383,8 @@ mod tests {
             ("c.example.com", "force"),
         ] {
             state.insert_object(json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": names::domain_config_map(domain)}, "data": {"domain": domain, "enableHttps": mode}}));
+                "metadata": {"name": names::domain_config_map(domain)},
+                "data": {"domain": domain, "enableHttps": mode, "cert": "example-cert"}}));
         }
         let event = deploy(
             json!({"domains": ["a.example.com", "b.example.com", "c.example.com", "*.example.com"],
@@ -408,6 +408,32 @@ mod tests {
             (open.urls.len(), open.path.as_str(), open.models),
             (0, "/", vec!["*".to_string()])
         );
+    }
+
+    #[test]
+    fn a_domain_with_https_but_no_certificate_is_called_over_http() {
+        // As `route::tls`: without a cert the Ingress has no TLS entry for the domain.
+        let mut state = State::new();
+        for (domain, data) in [
+            ("on.example.com", json!({"enableHttps": "on"})),
+            ("force.example.com", json!({"enableHttps": "force", "cert": ""})),
+            ("tls.example.com", json!({"enableHttps": "on", "cert": "example-cert"})),
+        ] {
+            state.insert_object(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": names::domain_config_map(domain)}, "data": data}));
+        }
+        let event = deploy(json!({"domains": ["on.example.com", "force.example.com", "tls.example.com"]}));
+        let access = RouteAccess::of(&event, &state).unwrap();
+        assert_eq!(
+            access.urls,
+            [
+                "http://on.example.com/",
+                "http://force.example.com/",
+                "https://tls.example.com/"
+            ]
+        );
+        let tls = route::tls(&["on.example.com".into()], &state).unwrap();
+        assert!(tls.entries.is_empty(), "the Ingress agrees: no TLS");
     }
 
     #[test]

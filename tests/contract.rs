@@ -649,3 +649,22 @@ fn results_the_worker_publishes_follow_the_result_schema() {
     result.error = None;
     assert!(!validate(Schema::Result, &result.to_cloud_event(source)).is_empty());
 }
+
+#[test]
+fn the_schema_lists_exactly_the_route_plugins_of_the_catalogue_table() {
+    let schema = read_json(&schemas_dir().join("model-deployed.schema.json"));
+    let listed: Vec<&str> = schema
+        .pointer("/properties/data/properties/route/properties/plugins/propertyNames/enum")
+        .and_then(Value::as_array)
+        .expect("route.plugins names an enum")
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let table: Vec<&str> = higress_route_worker::higress::plugins::route_plugins()
+        .map(|p| p.plugin_name())
+        .collect();
+    assert_eq!(
+        listed, table,
+        "schemas/model-deployed.schema.json and CATALOGUE in src/higress/plugins.rs"
+    );
+}

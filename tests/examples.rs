@@ -623,6 +623,65 @@ fn a_rand_fallback_balances_over_every_upstream_with_weight_1_and_maps_models() 
 }
 
 #[test]
+fn a_seq_fallback_with_two_upstreams_routes_and_maps_the_first_only() {
+    let mut state = providers_state();
+    state.insert_object(domain("api.example.com", "off", None));
+    let event = smart_event(json!({
+        "upstreams": [{"provider": "qwen-main", "modelMapping": {"*": "qwen-max"}},
+                      {"provider": "openai-main", "modelMapping": {"*": "gpt-4o-mini"}}],
+        "strategy": "SEQ", "responseCodes": ["5xx"]
+    }));
+    let after = apply(&event, &state);
+
+    // Section 4.1: SEQ sends the fallback to the first upstream only; the ConfigMap keeps both.
+    let fallback = object(&after, Kind::Ingress, "ai-route-smart.fallback.internal");
+    assert_eq!(
+        fallback["metadata"]["annotations"]["higress.io/destination"], "llm-qwen-main.internal.dns:443",
+        "one destination, no weights"
+    );
+    assert_eq!(
+        fallback["metadata"]["annotations"]["higress.io/exact-match-header-x-higress-fallback-from"],
+        "ai-route-smart.internal"
+    );
+    let data: Value = serde_json::from_str(&route_data(&after, "smart")).unwrap();
+    assert_eq!(data["fallbackConfig"]["fallbackStrategy"], "SEQ");
+    let providers: Vec<&str> = data["fallbackConfig"]["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers, ["qwen-main", "openai-main"]);
+    // Section 4.4: the model-mapper rule of the fallback Ingress is the first upstream's; the second
+    // upstream, never routed to, has none.
+    assert_eq!(
+        rules_naming(&after, "model-mapper.internal", &["ai-route-smart.fallback.internal"]),
+        vec![
+            json!({"config": {"modelMapping": {"*": "qwen-max"}}, "configDisable": false,
+                    "ingress": ["ai-route-smart.fallback.internal"], "service": ["llm-qwen-main.internal.dns"]})
+        ]
+    );
+    let mapper = list(
+        &object(&after, Kind::WasmPlugin, "model-mapper.internal"),
+        "/spec/matchRules",
+    );
+    assert!(
+        mapper
+            .iter()
+            .all(|r| r["config"]["modelMapping"] != json!({"*": "gpt-4o-mini"})),
+        "{mapper:?}"
+    );
+    // The fallback Ingress gets the route's key-auth and ai-statistics rules, as with one upstream.
+    for plugin in ["key-auth.internal", "ai-statistics-2.0.1"] {
+        assert_eq!(
+            rules_naming(&after, plugin, &["ai-route-smart.fallback.internal"]).len(),
+            1,
+            "{plugin}"
+        );
+    }
+}
+
+#[test]
 fn header_and_url_parameter_predicates_become_the_console_annotations_on_both_ingresses() {
     let mut state = providers_state();
     state.insert_object(domain("api.example.com", "off", None));
@@ -902,15 +961,16 @@ fn route_plugin_rules_keep_the_console_order_and_leave_with_the_plugin() {
 fn the_route_plugin_catalogue_is_what_the_console_ships() {
     // Pinned by the fixture's CRs (values copied from the console's plugins.properties and spec.yaml).
     let docs = example("route-plugins.yaml");
-    let names: Vec<&str> = higress::plugins::ROUTE_PLUGINS
-        .iter()
-        .map(|p| p.plugin_name())
-        .collect();
-    assert_eq!(names, ["ai-token-ratelimit", "ai-quota"]);
+    let names: Vec<&str> = higress::plugins::route_plugins().map(|p| p.plugin_name()).collect();
+    for first_users in ["ai-token-ratelimit", "ai-quota"] {
+        assert!(names.contains(&first_users), "{first_users}");
+    }
+    let plugin = |name| BuiltinPlugin::route_plugin(name).unwrap();
     for (doc, plugin, console) in [
-        (&docs[0], BuiltinPlugin::AiTokenRatelimit, "v2.2.4"),
-        (&docs[1], BuiltinPlugin::AiQuota, "v2.2.4"),
-        (&docs[2], BuiltinPlugin::AiTokenRatelimit, "v2.2.3"),
+        (&docs[0], plugin("ai-token-ratelimit"), "v2.2.4"),
+        (&docs[1], plugin("ai-quota"), "v2.2.4"),
+        (&docs[2], plugin("ai-token-ratelimit"), "v2.2.3"),
+        (&docs[3], plugin("key-rate-limit"), "v2.2.4"),
     ] {
         let mut expected = doc.clone();
         expected["spec"].as_object_mut().unwrap().remove("matchRules");
@@ -922,4 +982,173 @@ fn the_route_plugin_catalogue_is_what_the_console_ships() {
     for name in ["ai-proxy", "key-auth", "model-router", "model-mapper", "ai-statistics"] {
         assert_eq!(BuiltinPlugin::route_plugin(name), None, "{name}");
     }
+}
+
+#[test]
+fn a_third_plugin_is_written_as_the_console_writes_it() {
+    // key-rate-limit: category traffic, phase default, priority 10; labelled 1.0.0 with a :2.0.0 image
+    // even by console v2.2.4 (its spec.yaml and plugins.properties line did not change).
+    let docs = example("route-plugins.yaml");
+    let config = json!({"limit_by_header": "x-api-key",
+                        "limit_keys": [{"key": "example-key-a", "query_per_second": 10},
+                                       {"key": "example-key-b", "query_per_minute": 1000}]});
+    let after = apply(
+        &route_plugins_event(1, json!({"key-rate-limit": config})),
+        &State::new(),
+    );
+    let cr = object(&after, Kind::WasmPlugin, "key-rate-limit-1.0.0");
+    assert_eq!(cr, docs[3]);
+    let labels = &cr["metadata"]["labels"];
+    assert_eq!(labels["higress.io/wasm-plugin-name"], "key-rate-limit");
+    assert_eq!(labels["higress.io/wasm-plugin-version"], "1.0.0");
+    assert_eq!(labels["higress.io/wasm-plugin-category"], "traffic");
+    assert!(labels.get("higress.io/internal").is_none(), "not an internal CR");
+    assert_eq!(cr["spec"]["phase"], "UNSPECIFIED_PHASE");
+    assert_eq!(cr["spec"]["priority"], 10);
+    assert_eq!(
+        cr["spec"]["url"],
+        "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/key-rate-limit:2.0.0"
+    );
+    assert_eq!(
+        list(&cr, "/spec/matchRules"),
+        [json!({"config": config, "configDisable": false, "ingress": ["ai-route-chat.internal"]})]
+    );
+    // The other catalogue CRs are not touched.
+    for name in ["ai-token-ratelimit-2.0.1", "ai-quota-2.0.1"] {
+        assert!(after.get_named(Kind::WasmPlugin, name).is_none(), "{name}");
+    }
+}
+
+#[test]
+fn a_plugin_the_console_version_does_not_ship_is_refused() {
+    // json-converter came with console v2.2.4.
+    let event = route_plugins_event(1, json!({"json-converter": {"k": "v"}}));
+    let v223 = Settings {
+        console: "v2.2.3".parse().unwrap(),
+        ..Settings::default()
+    };
+    let refusal = higress::plan(&event, &State::new(), &v223, chrono::Utc::now()).unwrap_err();
+    assert_eq!(refusal.reason, higress_route_worker::reason::Reason::InvalidRoute);
+    assert!(refusal.message.contains("json-converter"), "{}", refusal.message);
+    let after = apply(&event, &State::new());
+    let cr = object(&after, Kind::WasmPlugin, "json-converter-2.0.1");
+    assert_eq!(
+        cr["spec"]["url"],
+        "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/jsonrpc-converter:2.0.1"
+    );
+}
+
+/// A plugin of `plugin-catalogue.yaml` as the CR the console creates for it (no rules).
+fn catalogue_cr(name: &str, entry: &Value, generation: &str) -> Value {
+    let release = &entry[generation];
+    let version = release["version"].as_str().unwrap();
+    let mut annotations = json!({"higress.io/wasm-plugin-title": entry["title"],
+                                 "higress.io/wasm-plugin-description": entry["description"]});
+    if let Some(icon) = entry.get("icon") {
+        annotations["higress.io/wasm-plugin-icon"] = icon.clone();
+    }
+    json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+           "metadata": {"name": format!("{name}-{version}"), "namespace": "higress-system",
+                        "labels": {"higress.io/wasm-plugin-name": name, "higress.io/wasm-plugin-version": version,
+                                   "higress.io/wasm-plugin-category": entry["category"],
+                                   "higress.io/wasm-plugin-built-in": "true", "higress.io/resource-definer": "higress"},
+                        "annotations": annotations},
+           "spec": {"defaultConfigDisable": true, "failStrategy": "FAIL_OPEN", "imagePullPolicy": "UNSPECIFIED_POLICY",
+                    "phase": entry["phase"], "priority": entry["priority"], "url": release["url"]}})
+}
+
+#[test]
+fn the_whole_plugin_catalogue_is_what_the_console_ships() {
+    let catalogue = example("plugin-catalogue.yaml").remove(0);
+    let plugins = catalogue["plugins"].as_object().unwrap();
+    let table: Vec<&str> = higress::plugins::CATALOGUE.iter().map(|e| e.name).collect();
+    let pinned: Vec<&str> = plugins.keys().map(String::as_str).collect();
+    assert_eq!(table, pinned, "the same plugins, in name order");
+    let not_route: Vec<&str> = catalogue["notRoutePlugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(higress::plugins::NOT_ROUTE_PLUGINS, not_route.as_slice());
+    let route: Vec<&str> = higress::plugins::route_plugins().map(|p| p.plugin_name()).collect();
+    let expected: Vec<&str> = pinned.iter().copied().filter(|n| !not_route.contains(n)).collect();
+    assert_eq!(route, expected);
+
+    let managed = [
+        BuiltinPlugin::AiProxy,
+        BuiltinPlugin::KeyAuth,
+        BuiltinPlugin::ModelRouter,
+        BuiltinPlugin::ModelMapper,
+        BuiltinPlugin::AiStatistics,
+    ];
+    for (name, entry) in plugins {
+        let plugin = BuiltinPlugin::route_plugin(name)
+            .or_else(|| managed.into_iter().find(|p| p.plugin_name() == name))
+            .unwrap_or_else(|| panic!("{name}: not in the table"));
+        for (console, generation) in [
+            ("v2.2.4", "v2.2.4"),
+            ("v2.2.3", "before v2.2.4"),
+            ("v2.1.11", "before v2.2.4"),
+        ] {
+            let console: ConsoleVersion = console.parse().unwrap();
+            if entry.get(generation).is_none() {
+                assert!(!plugin.shipped_by(console), "{name} {console}");
+                continue;
+            }
+            assert!(plugin.shipped_by(console), "{name} {console}");
+            let mut cr = plugin.new_cr(console, "higress-system");
+            let expected = catalogue_cr(name, entry, generation);
+            if cr["metadata"]["labels"].get("higress.io/internal").is_some() {
+                // ai-proxy, key-auth, model-router, model-mapper: the console's internal CR of the plugin.
+                assert_eq!(cr["metadata"]["name"], format!("{name}.internal"));
+                cr["metadata"]["name"] = expected["metadata"]["name"].clone();
+                cr["metadata"]["labels"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("higress.io/internal");
+                cr["metadata"]["annotations"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("higress.io/comment");
+            }
+            assert_eq!(cr, expected, "{name} {console}");
+        }
+    }
+}
+
+/// A plugin someone bound to the route in the console, and that no event named, stays through a
+/// redeploy that leaves it out: the worker takes a route's rule only from the CRs where a deploy of
+/// its own wrote it (the CR records the route), and a retirement takes every rule naming the route.
+#[test]
+fn a_plugin_bound_in_the_console_stays_through_a_redeploy_and_goes_on_retire() {
+    let cors = BuiltinPlugin::route_plugin("cors").unwrap();
+    let mut cr = cors.new_cr(ConsoleVersion::default(), "higress-system");
+    let console_rule =
+        json!({"config": {"allow_origins": ["*"]}, "configDisable": false, "ingress": ["ai-route-chat.internal"]});
+    cr["spec"]["matchRules"] = json!([console_rule.clone()]);
+    let name = cors.cr_name(ConsoleVersion::default());
+    let mut state = State::new();
+    state.insert_object(cr);
+
+    let quota = json!({"ai-quota": {"admin_consumer": "admin", "redis": {"service_name": "redis.dns"}}});
+    let deployed = apply(&route_plugins_event(1, quota), &state);
+    let redeployed = apply(&route_plugins_event(2, json!({})), &deployed);
+    assert_eq!(
+        list(&object(&redeployed, Kind::WasmPlugin, &name), "/spec/matchRules"),
+        [console_rule]
+    );
+    assert_eq!(
+        list(
+            &object(&redeployed, Kind::WasmPlugin, "ai-quota-2.0.1"),
+            "/spec/matchRules"
+        ),
+        Vec::<Value>::new(),
+        "the rule the worker wrote goes"
+    );
+    let retired = apply(&retired(json!({"model": "chat", "revision": 3})), &redeployed);
+    assert_eq!(
+        list(&object(&retired, Kind::WasmPlugin, &name), "/spec/matchRules"),
+        Vec::<Value>::new()
+    );
 }

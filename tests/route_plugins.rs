@@ -167,3 +167,65 @@ async fn missing_plugin_crs_are_created_with_the_console_labels_and_a_route_with
         })
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_catalogue_plugin_follows_the_route_and_other_rules_survive_byte_for_byte() {
+    // key-rate-limit: a plugin beyond the first two, labelled 1.0.0 by console v2.2.4 too.
+    const KEY_RATE_LIMIT: &str = "key-rate-limit-1.0.0";
+    let cluster = Cluster::start().await;
+    let mut theirs = their_cr(KEY_RATE_LIMIT, "key-rate-limit");
+    theirs["metadata"]["labels"]["higress.io/wasm-plugin-version"] = json!("1.0.0");
+    theirs["metadata"]["labels"]["higress.io/wasm-plugin-category"] = json!("traffic");
+    theirs["spec"]["priority"] = json!(10);
+    cluster.sim.insert(theirs).unwrap();
+    cluster.sim.insert(their_cr(RATELIMIT, "ai-token-ratelimit")).unwrap();
+    let before = [their_rules(&cluster, KEY_RATE_LIMIT), their_rules(&cluster, RATELIMIT)];
+    let engine = cluster.engine().await;
+
+    let limit = json!({"limit_by_header": "x-api-key", "limit_keys": [{"key": "k1", "query_per_second": 10}]});
+    let ratelimit = json!({"rule_name": "chat", "redis": {"service_name": "redis.dns"}});
+    let deployed = engine
+        .apply(&deploy(
+            1,
+            json!({"key-rate-limit": limit, "ai-token-ratelimit": ratelimit}),
+        ))
+        .await;
+    assert_outcome(&deployed, Outcome::Applied);
+    let ours = json!({"config": limit, "configDisable": false, "ingress": ["ai-route-chat.internal"]});
+    assert_eq!(
+        rules(&cluster, KEY_RATE_LIMIT)[1],
+        ours,
+        "sorted: alpha < chat < zeta, domain"
+    );
+    assert_eq!(rules(&cluster, KEY_RATE_LIMIT).len(), 4);
+    assert!(deployed
+        .changes
+        .iter()
+        .any(|c| c.name == KEY_RATE_LIMIT && c.operation == "updated"));
+    assert!(
+        cluster.get("wasmplugins", "key-rate-limit-2.0.1").is_none(),
+        "the console's version, no other"
+    );
+
+    // Redeploy without key-rate-limit: its rule for the route goes, the rest stays byte for byte.
+    let redeployed = engine.apply(&deploy(2, json!({"ai-token-ratelimit": ratelimit}))).await;
+    assert_outcome(&redeployed, Outcome::Applied);
+    let stored = serde_json::to_string(&rules(&cluster, KEY_RATE_LIMIT)).unwrap();
+    assert!(!stored.contains("ai-route-chat.internal"), "{stored}");
+    assert_eq!(stored, before[0]);
+    assert_eq!(rules(&cluster, RATELIMIT)[1]["config"], ratelimit);
+    assert_eq!(
+        [their_rules(&cluster, KEY_RATE_LIMIT), their_rules(&cluster, RATELIMIT)],
+        before
+    );
+
+    // Retire: nothing names the route; theirs as they were.
+    let retired = engine
+        .apply(&parse(event::RETIRED_TYPE, json!({"model": "chat", "revision": 3})))
+        .await;
+    assert_outcome(&retired, Outcome::Applied);
+    for (name, theirs) in [KEY_RATE_LIMIT, RATELIMIT].into_iter().zip(&before) {
+        let stored = serde_json::to_string(&rules(&cluster, name)).unwrap();
+        assert_eq!(&stored, theirs, "{name}");
+    }
+}

@@ -370,7 +370,7 @@ pub fn plan_deploy(
         }
     }
 
-    plan_route_plugins(&mut plan, event, state, settings, &ingress_name, writer);
+    plan_route_plugins(&mut plan, event, state, settings, &ingress_name, writer)?;
 
     let tls = route::tls(&event.route.domains, &route_domains)
         .map_err(|m| Refusal::new(Reason::InvalidDomains, format!("data.route.domains: {m}")))?;
@@ -457,8 +457,10 @@ fn with_revision(mut object: Value, revision: u64) -> Value {
 /// `route.plugins`, as the console's plugin page for an AI route binds a plugin: a ROUTE instance
 /// `{config, configDisable: false, ingress: [<ingress>]}` in the non-internal CR `<plugin>-<version>`
 /// of the console version, created with the catalogue's labels when missing. The event states the
-/// route's whole set, one instance per plugin: the route's own rule (targets exactly its Ingress)
-/// goes from every other CR of a catalogue plugin — a plugin left out, or another version's CR.
+/// route's whole set of the plugins it manages, one instance per plugin: the route's own rule
+/// (targets exactly its Ingress) goes from every other CR of a catalogue plugin where a deploy of
+/// ours wrote it — a plugin left out, or another version's CR; a rule bound in the console stays. A
+/// plugin the console version does not ship (json-converter before v2.2.4) is refused.
 fn plan_route_plugins(
     plan: &mut Plan,
     event: &ModelDeployed,
@@ -466,13 +468,22 @@ fn plan_route_plugins(
     settings: &Settings,
     ingress: &str,
     writer: RouteWriter,
-) {
+) -> Result<(), Refusal> {
     let targets = Targets::ingress(ingress);
     for (name, config) in &event.route.plugins {
         // The contract admits catalogue plugins only.
         let Some(plugin) = BuiltinPlugin::route_plugin(name) else {
             continue;
         };
+        if !plugin.shipped_by(settings.console) {
+            return Err(Refusal::new(
+                Reason::InvalidRoute,
+                format!(
+                    "data.route.plugins: {name:?} is not in the built-in catalogue of console {}",
+                    settings.console
+                ),
+            ));
+        }
         plan.route_edit(
             ObjectKey::new(Kind::WasmPlugin, plugin.cr_name(settings.console)),
             Template::plugin(plugin, settings),
@@ -484,20 +495,22 @@ fn plan_route_plugins(
         let Some(plugin) = label(cr, "higress.io/wasm-plugin-name").and_then(BuiltinPlugin::route_plugin) else {
             continue;
         };
-        let wanted = event.route.plugins.contains_key(plugin.plugin_name()) && name == plugin.cr_name(settings.console);
+        let in_event = event.route.plugins.contains_key(plugin.plugin_name());
+        let wanted = in_event && name == plugin.cr_name(settings.console);
         let ours = cr
             .pointer("/spec/matchRules")
             .and_then(Value::as_array)
             .is_some_and(|rules| rules.iter().any(|r| targets.matches(r)));
+        // A plugin the event leaves out goes only where a deploy of ours wrote the route's rule (the
+        // CR records the route): a plugin someone bound to the route in the console stays. One the
+        // event names goes from every other version's CR, so the route keeps one instance.
+        let key = ObjectKey::new(Kind::WasmPlugin, name);
+        let ours = ours && (in_event || state.records_route(&key, writer.route));
         if !wanted && ours && !names::is_internal(name) && label(cr, names::LABEL_DEFINER) == Some("higress") {
-            plan.route_edit(
-                ObjectKey::new(Kind::WasmPlugin, name),
-                None,
-                writer,
-                Op::RemoveRule(targets.clone()),
-            );
+            plan.route_edit(key, None, writer, Op::RemoveRule(targets.clone()));
         }
     }
+    Ok(())
 }
 
 /// Whether another non-internal ai-statistics CR (another version's) already has a rule for the

@@ -323,24 +323,31 @@ pub struct Tls {
     pub force_redirect: bool,
 }
 
+/// A domain's HTTPS as its ConfigMap in `state` gives it to routes: `Some((enableHttps, cert))` when
+/// the mode is not `off` and a certificate is named (the route's Ingress then has a TLS entry for the
+/// domain, see [`tls`]), `None` when the domain serves plain HTTP (also when it has no ConfigMap).
+pub fn domain_https<'a>(state: &'a State, domain: &str) -> Option<(&'a str, &'a str)> {
+    let config_map = state.get_named(Kind::ConfigMap, &names::domain_config_map(domain));
+    let field = |key: &str| {
+        config_map
+            .and_then(|c| c.pointer(&format!("/data/{key}")))
+            .and_then(Value::as_str)
+    };
+    let mode = field("enableHttps").unwrap_or("off");
+    let cert = field("cert").unwrap_or("");
+    (mode != "off" && !cert.is_empty()).then_some((mode, cert))
+}
+
 pub fn tls(domains: &[String], state: &State) -> Result<Tls, String> {
     let default = [names::DEFAULT_DOMAIN.to_string()];
     let domains = if domains.is_empty() { &default[..] } else { domains };
     let mut https_modes = Vec::new();
     let mut entries = Vec::new();
     for domain in domains {
-        let config_map = state.get_named(Kind::ConfigMap, &names::domain_config_map(domain));
-        let field = |key: &str| {
-            config_map
-                .and_then(|c| c.pointer(&format!("/data/{key}")))
-                .and_then(Value::as_str)
-        };
-        let mode = field("enableHttps").unwrap_or("off");
-        let cert = field("cert").unwrap_or("");
-        if mode == "off" || cert.is_empty() {
+        let Some((mode, cert)) = domain_https(state, domain) else {
             https_modes.push(None);
             continue;
-        }
+        };
         https_modes.push(Some(mode.to_string()));
         entries.push(if domain == names::DEFAULT_DOMAIN {
             json!({"secretName": cert})
