@@ -230,6 +230,76 @@ fn refusals(object: &Value) -> Vec<String> {
     found
 }
 
+/// What the API server stores but Higress would misread: a destination line or a registry domain
+/// that is not a lower-case host. A line break in a service name would add a destination.
+fn misreadings(object: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    let host_port = |text: &str| {
+        text.rsplit_once(':')
+            .is_some_and(|(host, port)| is_dns_subdomain(host) && port.parse::<u16>().is_ok())
+    };
+    if object["kind"] == "Ingress" {
+        if let Some(destination) = object.pointer("/metadata/annotations/higress.io~1destination") {
+            let text = destination.as_str().unwrap_or_default();
+            let lines: Vec<&str> = text.split('\n').collect();
+            let weighted = |line: &str| {
+                line.split_once("% ")
+                    .is_some_and(|(weight, target)| weight.parse::<u32>().is_ok() && host_port(target))
+            };
+            let fine = match lines[..] {
+                [one] => host_port(one),
+                ref many => many.iter().all(|line| weighted(line)),
+            };
+            if !fine {
+                found.push(format!("destination {destination}"));
+            }
+        }
+    }
+    if object["kind"] == "McpBridge" {
+        for registry in object
+            .pointer("/spec/registries")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let domain = registry["domain"].as_str().unwrap_or_default();
+            let fine = match registry["type"].as_str() {
+                Some("static") => domain.split(',').all(|d| {
+                    d.rsplit_once(':').is_some_and(|(ip, port)| {
+                        ip.parse::<std::net::Ipv4Addr>().is_ok() && port.parse::<u16>().is_ok()
+                    })
+                }),
+                _ => is_dns_subdomain(domain),
+            };
+            if !fine {
+                found.push(format!("registry domain {:?}", registry["domain"]));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_misreading_checker_sees_an_added_destination_or_an_odd_registry() {
+    let ingress = |destination: &str| json!({"kind": "Ingress", "metadata": {"name": "i", "annotations": {"higress.io/destination": destination}}});
+    assert!(misreadings(&ingress("llm-a.internal.dns:443")).is_empty());
+    assert!(misreadings(&ingress("70% a.dns:443\n30% b.dns:80")).is_empty());
+    for bad in [
+        "svc\n100% evil.dns:8000",
+        "Svc.default:80",
+        "svc",
+        "a.dns:443\n",
+        "50% a.dns:443",
+    ] {
+        assert!(!misreadings(&ingress(bad)).is_empty(), "{bad:?}");
+    }
+    let bridge = |kind: &str, domain: &str| json!({"kind": "McpBridge", "metadata": {"name": "default"}, "spec": {"registries": [{"type": kind, "domain": domain}]}});
+    assert!(misreadings(&bridge("dns", "api.openai.com")).is_empty());
+    assert!(misreadings(&bridge("static", "10.0.0.1:80,10.0.0.2:80")).is_empty());
+    assert!(!misreadings(&bridge("dns", "DashScope.aliyuncs.com")).is_empty());
+    assert!(!misreadings(&bridge("dns", "a.com\nb")).is_empty());
+}
+
 // ---------------------------------------------------------------- the checker against the recorded answers
 
 fn recorded_answers() -> Vec<Value> {
@@ -307,6 +377,13 @@ fn assert_storable(objects: &[Value], event: &Value) {
         assert!(
             found.is_empty(),
             "the API server would refuse {} {}: {found:?}\nevent: {event}",
+            object["kind"],
+            object["metadata"]["name"]
+        );
+        let found = misreadings(object);
+        assert!(
+            found.is_empty(),
+            "Higress would misread {} {}: {found:?}\nevent: {event}",
             object["kind"],
             object["metadata"]["name"]
         );
@@ -470,6 +547,7 @@ const TARGETS: &[&str] = &[
     "/data/route/modelPredicates",
     "/data/route/modelMapping",
     "/data/provider/config",
+    "/data/provider/config/openaiCustomServiceName",
     "/data/provider/apiTokens",
     "/data/auth/consumers",
     "/data/auth/allowedConsumers",
@@ -492,6 +570,12 @@ fn plant(event: &mut Value, target: &str, text: &str, nesting: usize) {
         "/data/route/modelPredicates" => json!([{"matchType": "EQUAL", "matchValue": text}]),
         "/data/route/modelMapping" => json!({ text: text }),
         "/data/provider/config" => json!({ text: text, "xDeep": deeply_nested(nesting) }),
+        "/data/provider/config/openaiCustomServiceName" => {
+            // An in-cluster service: the Ingress destination is `<service>:<port>`.
+            event["data"]["provider"]["type"] = json!("openai");
+            event["data"]["provider"]["config"]["openaiCustomServicePort"] = json!(8000);
+            json!(text)
+        }
         "/data/auth/consumers" => json!([{"name": text, "source": "HEADER", "key": text, "credentials": [text]}]),
         _ => json!(text),
     };
@@ -573,6 +657,18 @@ fn each_hostile_family_is_rejected_at_its_field() {
             "xOk",
             120,
             "data.provider.config.xDeep.k[0].k[0].k[0].k",
+        ),
+        (
+            "/data/provider/config/openaiCustomServiceName",
+            "svc\n100% evil.dns",
+            0,
+            "data.provider.config.openaiCustomServiceName",
+        ),
+        (
+            "/data/provider/config/openaiCustomServiceName",
+            "Svc.Default",
+            0,
+            "data.provider.config.openaiCustomServiceName",
         ),
         ("/data/route/https/cert", "Bad Cert", 0, "data.route.https.cert"),
         ("/id", &"i".repeat(300), 0, "id"),

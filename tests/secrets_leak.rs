@@ -298,7 +298,10 @@ async fn planted_secrets_appear_in_no_log_result_dead_letter_or_metric() {
     assert!(worker.terminate().success());
 }
 
-/// Issue #12 (2): a shared object too deep to parse is reported, never logged with its content.
+/// Issue #12 (2): a shared object too deep to parse is reported, never logged with its content. It
+/// carries the console's label, as the real `ai-proxy.internal` does, so it is read through the
+/// WasmPlugin list: the error names the object, not the list, and is permanent, so every event
+/// after it is refused at once instead of after a retry deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_object_that_cannot_be_parsed_is_not_logged_with_its_tokens() {
     let fixture = Fixture::start().await;
@@ -310,22 +313,45 @@ async fn a_shared_object_that_cannot_be_parsed_is_not_logged_with_its_tokens() {
         .sim
         .insert(
             json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
-                       "metadata": {"name": "ai-proxy.internal", "namespace": NS},
+                       "metadata": {"name": "ai-proxy.internal", "namespace": NS,
+                                    "labels": {"higress.io/resource-definer": "higress"}},
                        "spec": {"defaultConfig": {"providers": [
                            {"id": "stored", "type": "openai", "apiTokens": [STORED_TOKEN], "nested": deep}]}}}),
         )
         .unwrap();
+    // A deadline long enough that an error retried until it would show: results must come well before.
+    const EVENT_DEADLINE: Duration = Duration::from_secs(30);
+    let deadline = EVENT_DEADLINE.as_secs().to_string();
     let mut worker = fixture.worker(
         "w",
         "debug",
-        &["--event-deadline-secs", "2", "--retry-deadline-secs", "1"],
+        &["--event-deadline-secs", &deadline, "--retry-deadline-secs", "1"],
     );
-    fixture
-        .produce("inline-1", &event("inline-1", DEPLOYED, inline("inline", 1)), &[])
-        .await;
-    let results = wait_for(&fixture, &mut worker, &["inline-1"]).await;
-    let (outcome, reason) = outcome(&results, "inline-1");
-    assert!(outcome == "failed" || outcome == "rejected", "{outcome} {reason}");
+    for (i, id) in ["inline-1", "inline-2"].into_iter().enumerate() {
+        let model = format!("inline{}", i + 1);
+        let sent = tokio::time::Instant::now();
+        fixture
+            .produce(&model, &event(id, DEPLOYED, inline(&model, 1)), &[])
+            .await;
+        let results = wait_for(&fixture, &mut worker, &[id]).await;
+        let result = results.iter().rev().find(|r| r["inputEventId"] == id).unwrap();
+        let error = &result["error"];
+        assert_eq!(
+            (&result["outcome"], &error["reason"], &error["retryable"]),
+            (&json!("rejected"), &json!("unreadable"), &json!(false)),
+            "{id}: {result}"
+        );
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(message.contains("WasmPlugin/ai-proxy.internal"), "{id}: {message}");
+        // The first event may wait for the worker to join its group; the second is refused at once.
+        if i == 1 {
+            assert!(
+                sent.elapsed() < EVENT_DEADLINE / 2,
+                "{id}: its result took {:?}, as if retried",
+                sent.elapsed()
+            );
+        }
+    }
     let found = leaks(
         &fixture,
         &worker,

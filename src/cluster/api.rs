@@ -4,6 +4,8 @@
 use crate::higress::{Kind, ObjectKey};
 use kube::core::params::{DeleteParams, GetParams, ListParams, PostParams};
 use kube::core::Request;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 #[derive(Clone)]
@@ -57,13 +59,22 @@ impl Api {
         }
     }
 
-    /// Items of a list, each with its `apiVersion` and `kind` (lists leave them out of items).
-    pub async fn list(&self, kind: Kind, label_selector: &str) -> Result<Vec<Value>, kube::Error> {
+    /// Items of a list, each with its `apiVersion` and `kind` (lists leave them out of items). A
+    /// body that cannot be parsed is looked at item by item, to name the objects that cannot be.
+    pub async fn list(&self, kind: Kind, label_selector: &str) -> Result<Vec<Value>, ListError> {
         let request = self
             .request(kind)
             .list(&ListParams::default().labels(label_selector))
             .map_err(kube::Error::BuildRequest)?;
-        let items = match self.send(request).await? {
+        let text = self.client.request_text(request).await?;
+        let list: Value = serde_json::from_str(&text).map_err(|error| match unparseable_items(kind, &text) {
+            Some((objects, error)) => ListError {
+                error: kube::Error::SerdeError(error),
+                objects: Some(objects),
+            },
+            None => kube::Error::SerdeError(error).into(),
+        })?;
+        let items = match list {
             Value::Object(mut list) => match list.remove("items") {
                 Some(Value::Array(items)) => items,
                 _ => Vec::new(),
@@ -123,5 +134,100 @@ impl Api {
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A list that could not be read. `objects` names the items that cannot be parsed (`WasmPlugin/<name>`),
+/// when the body is a list whose items could be told apart.
+#[derive(Debug)]
+pub struct ListError {
+    pub error: kube::Error,
+    pub objects: Option<String>,
+}
+
+impl From<kube::Error> for ListError {
+    fn from(error: kube::Error) -> Self {
+        ListError { error, objects: None }
+    }
+}
+
+/// The items of a list body that cannot be parsed (typically nested deeper than serde_json's
+/// recursion limit), by `Kind/name`, with the first one's parse error; `None` when the body is not a
+/// list of JSON values at all or every item parses. The items are first taken as raw JSON text, which
+/// needs no recursion; each is then parsed at the depth it had in the list. Neither pass keeps or
+/// reports any content but the names; serde's errors give positions only.
+fn unparseable_items(kind: Kind, body: &str) -> Option<(String, serde_json::Error)> {
+    #[derive(Deserialize)]
+    struct RawList<'a> {
+        #[serde(borrow)]
+        items: Vec<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Named {
+        metadata: Metadata,
+    }
+    #[derive(Deserialize)]
+    struct Metadata {
+        name: String,
+    }
+    let list: RawList = serde_json::from_str(body).ok()?;
+    let mut names = Vec::new();
+    let mut first = None;
+    for (i, item) in list.items.iter().enumerate() {
+        // As deep as it was in the list (`{"items": [item]}`), so it fails here as it failed there.
+        let error = match serde_json::from_str::<Value>(&format!("{{\"items\":[{}]}}", item.get())) {
+            Ok(_) => continue,
+            Err(error) => error,
+        };
+        names.push(match serde_json::from_str::<Named>(item.get()) {
+            Ok(named) => format!("{}/{}", kind.kind(), named.metadata.name),
+            Err(_) => format!("{}[{i}]", kind.plural()),
+        });
+        first.get_or_insert(error);
+    }
+    Some((names.join(", "), first?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(levels: usize) -> String {
+        format!("{}{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    #[test]
+    fn a_list_too_deep_to_parse_names_the_items_that_are() {
+        let item = |name: &str, levels: usize| {
+            format!(
+                r#"{{"metadata":{{"name":"{name}"}},"spec":{{"apiTokens":["sk-hidden"],"deep":{}}}}}"#,
+                nested(levels)
+            )
+        };
+        let body = format!(
+            r#"{{"kind":"WasmPluginList","items":[{},{},{}]}}"#,
+            item("ok", 3),
+            item("ai-proxy.internal", 200),
+            item("other", 130)
+        );
+        assert!(serde_json::from_str::<Value>(&body).is_err());
+        let (objects, error) = unparseable_items(Kind::WasmPlugin, &body).expect("named");
+        assert_eq!(objects, "WasmPlugin/ai-proxy.internal, WasmPlugin/other");
+        assert!(error.to_string().contains("recursion limit"), "{error}");
+        assert!(!error.to_string().contains("sk-hidden"));
+        // Just past the limit only inside the list: still named.
+        let edge = (120..128)
+            .map(|levels| format!(r#"{{"items":[{}]}}"#, item("edge", levels)))
+            .find(|body| serde_json::from_str::<Value>(body).is_err())
+            .expect("some depth fails");
+        assert_eq!(unparseable_items(Kind::WasmPlugin, &edge).unwrap().0, "WasmPlugin/edge");
+        // An item without a name is named by its place; a body that is no list names nothing.
+        let unnamed = format!(r#"{{"items":[{{"spec":{}}}]}}"#, nested(200));
+        assert_eq!(
+            unparseable_items(Kind::WasmPlugin, &unnamed).unwrap().0,
+            "wasmplugins[0]"
+        );
+        assert!(unparseable_items(Kind::WasmPlugin, "{\"items\": [").is_none());
+        assert!(unparseable_items(Kind::WasmPlugin, r#"{"items":[{"metadata":{"name":"a"}}]}"#).is_none());
     }
 }

@@ -650,9 +650,10 @@ impl Engine {
             futures::future::try_join_all(reads.lists.iter().map(|(kind, selector)| async move {
                 let what = kind.plural();
                 let attempt = || async {
+                    // An item that cannot be parsed is named (`WasmPlugin/ai-proxy.internal`), not the list.
                     api.list(*kind, selector)
                         .await
-                        .map_err(|e| ApplyError::classify(e, what))
+                        .map_err(|e| ApplyError::classify(e.error, e.objects.as_deref().unwrap_or(what)))
                 };
                 self.retried(what, attempt, deadline).await
             })),

@@ -264,6 +264,26 @@ mod tests {
     }
 
     #[test]
+    fn hosts_typed_into_provider_config_are_refused_at_their_field() {
+        let service = problems(json!({"model": "m", "revision": 1, "provider": {"type": "openai",
+            "config": {"openaiCustomServiceName": "svc\n100% evil.dns", "openaiCustomServicePort": 80}}}));
+        assert_eq!(service.len(), 1, "{service:?}");
+        assert!(
+            service[0]
+                .starts_with("data.provider.config.openaiCustomServiceName: must be a lower-case RFC 1123 host name"),
+            "{service:?}"
+        );
+        assert!(!service[0].contains("evil"), "the value is not quoted: {service:?}");
+        let ollama =
+            problems(json!({"model": "m", "revision": 1, "provider": {"type": "ollama", "url": "http://[::1]:11434"}}));
+        assert_eq!(ollama.len(), 1, "{ollama:?}");
+        assert!(
+            ollama[0].starts_with("data.provider.url: must be an IPv4 address or"),
+            "{ollama:?}"
+        );
+    }
+
+    #[test]
     fn a_defaulted_provider_name_points_at_the_model() {
         let long = "m".repeat(60);
         let found = problems(json!({"model": long, "revision": 1, "provider": {"type": "deepseek"}}));

@@ -147,8 +147,18 @@ pub fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
         "data.model"
     };
     check_provider_name(event.provider_name(), provider_path, &mut problems);
-    if let Err(rule) = crate::higress::provider::check(&event.provider, event.provider_name()) {
-        problems.push(Problem::new("data.provider", rule));
+    // Config values (or the `url`) that become a host name, the Ingress destination's service or a
+    // region: refused here, at their own field, before anything is planned (`provider.config` values
+    // may carry tab and line breaks, so the character check above lets them through). The mapping
+    // refuses them again (`invalid-provider`).
+    let names = crate::higress::provider::name_problems(&event.provider);
+    for (field, rule) in &names {
+        problems.push(Problem::new(format!("data.provider.{field}"), rule.as_str()));
+    }
+    if names.is_empty() {
+        if let Err(rule) = crate::higress::provider::check(&event.provider, event.provider_name()) {
+            problems.push(Problem::new("data.provider", rule));
+        }
     }
     if let Some(upstreams) = &event.route.upstreams {
         let sum: u32 = upstreams.iter().map(|u| u.weight).sum();

@@ -120,6 +120,14 @@ pub fn plan_deploy(
 
     // Provider: McpBridge registry, ai-proxy entry and service rule.
     let provider_name = event.provider_name();
+    // The contract refuses these already; a plan must not depend on it, and no
+    // Secret is read for an event refused here.
+    if let Some((field, rule)) = provider::name_problems(&event.provider).into_iter().next() {
+        return Err(Refusal::new(
+            Reason::InvalidProvider,
+            format!("data.provider.{field}: {rule}"),
+        ));
+    }
     // What the route's entries carry from Secrets, for rotation.
     let mut secrets = Vec::new();
     let tokens = match &event.provider.api_tokens_secret_ref {

@@ -147,6 +147,129 @@ fn registry(name: &str, endpoints: &[Endpoint]) -> Result<Value, String> {
     Ok(json!({"domain": domain, "name": name, "port": port, "protocol": first.scheme, "type": kind}))
 }
 
+/// What a provider config value that becomes (part of) a host name must look like. Free-form config
+/// values may carry tab and line breaks (a service-account key is multi-line text), so these are
+/// checked on their own: a line break in a service name would add a line to the Ingress
+/// `higress.io/destination` annotation, and an upper-case or odd host an invalid McpBridge registry.
+#[derive(Clone, Copy, Debug)]
+enum NameRule {
+    /// A lower-case RFC 1123 host name: a registry `domain`, or the service of the destination.
+    Host,
+    /// As [`NameRule::Host`], or an IPv4 address (ollama's server, a `static` registry).
+    HostOrIpv4,
+    /// A cloud region, which becomes part of one label of a host name.
+    Region,
+}
+
+/// Longest region: vertex makes `<region>-aiplatform.googleapis.com`, whose first label must stay
+/// within 63 characters.
+const MAX_REGION_CHARS: usize = 52;
+
+impl NameRule {
+    fn holds(self, value: &str) -> bool {
+        match self {
+            NameRule::Host => is_host_name(value),
+            NameRule::HostOrIpv4 => value.parse::<Ipv4Addr>().is_ok() || is_host_name(value),
+            NameRule::Region => {
+                let bytes = value.as_bytes();
+                !bytes.is_empty()
+                    && bytes.len() <= MAX_REGION_CHARS
+                    && bytes
+                        .iter()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+                    && bytes[0] != b'-'
+                    && bytes[bytes.len() - 1] != b'-'
+            }
+        }
+    }
+
+    /// The rule, never the value (config values may be secrets).
+    fn rule(self) -> String {
+        const HOST: &str = "a lower-case RFC 1123 host name (letters a-z, digits, '-' and '.'; each '.'-separated part 1 to 63 characters, starting and ending with a letter or digit; at most 253 characters)";
+        match self {
+            NameRule::Host => format!("must be {HOST}"),
+            NameRule::HostOrIpv4 => format!("must be an IPv4 address or {HOST}"),
+            NameRule::Region => format!(
+                "must be a region name: lower-case letters, digits and '-', starting and ending with a letter or digit, at most {MAX_REGION_CHARS} characters"
+            ),
+        }
+    }
+}
+
+/// A lower-case RFC 1123 subdomain, as Kubernetes checks a DNS name (IsDNS1123Subdomain).
+fn is_host_name(value: &str) -> bool {
+    value.len() <= 253
+        && value.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= 63
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+                && bytes[0] != b'-'
+                && bytes[bytes.len() - 1] != b'-'
+        })
+}
+
+/// The config keys a provider type turns into a host name, the destination's service or a region.
+fn name_keys(provider_type: &str) -> &'static [(&'static str, NameRule)] {
+    match provider_type {
+        // The Ingress `higress.io/destination` (`<service>:<port>`) and the ai-proxy service rule.
+        "openai" => &[("openaiCustomServiceName", NameRule::Host)],
+        // McpBridge `registries[].domain`, directly or inside a host name.
+        "qwen" => &[("qwenDomain", NameRule::Host)],
+        "zhipuai" => &[("zhipuDomain", NameRule::Host)],
+        "ollama" => &[("ollamaServerHost", NameRule::HostOrIpv4)],
+        "claude" => &[("providerDomain", NameRule::Host)],
+        "bedrock" => &[("awsRegion", NameRule::Region)],
+        "vertex" => &[("vertexRegion", NameRule::Region)],
+        _ => &[],
+    }
+}
+
+/// The keys of `raw` (the console's rawConfigs) that would make a bad host, service name or region,
+/// each with the rule it breaks. An empty string counts as absent, as everywhere in the handlers.
+fn raw_name_problems(provider_type: &str, raw: &Map<String, Value>) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    for &(key, rule) in name_keys(provider_type) {
+        let holds = match raw.get(key) {
+            None => true,
+            Some(Value::String(text)) if text.is_empty() => true,
+            // The console lowercases vertex's region before it uses it; so does `endpoints_and_configs`.
+            Some(Value::String(text)) if key == "vertexRegion" => rule.holds(&text.to_lowercase()),
+            Some(Value::String(text)) => rule.holds(text),
+            Some(_) => false,
+        };
+        if !holds {
+            problems.push((key, rule.rule()));
+        }
+    }
+    problems
+}
+
+/// The fields of an event's provider whose values would become a host name, the Ingress
+/// destination's service or a region, and are not one: `(field, rule)` with the field under
+/// `data.provider` (`config.<key>`, or `url` when the value was taken from it), never the value.
+/// The contract checks this before planning (`contract::rules::cross_field_problems`), and the
+/// deploy mapping again before it renders the provider.
+pub fn name_problems(spec: &ProviderSpec) -> Vec<(String, String)> {
+    // An event `from_event` refuses is reported by `check`.
+    let Ok(provider) = from_event(spec, "", Vec::new()) else {
+        return Vec::new();
+    };
+    raw_name_problems(&spec.provider_type, &provider.raw_configs)
+        .into_iter()
+        .map(|(key, rule)| {
+            let field = if spec.config.contains_key(key) {
+                format!("config.{key}")
+            } else {
+                "url".to_string()
+            };
+            (field, rule)
+        })
+        .collect()
+}
+
 fn text<'a>(raw: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     raw.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
@@ -179,6 +302,9 @@ fn set_default(raw: &mut Map<String, Value>, key: &str, value: Value) {
 /// endpoints means an in-cluster service given by `openaiCustomServiceName`/`Port`.
 fn endpoints_and_configs(p: &LlmProvider) -> Result<(Vec<Endpoint>, Map<String, Value>), String> {
     let mut raw = p.raw_configs.clone();
+    if let Some((key, rule)) = raw_name_problems(&p.provider_type, &raw).into_iter().next() {
+        return Err(format!("{key} {rule}"));
+    }
     let endpoints = match p.provider_type.as_str() {
         "openai" => {
             if raw.contains_key("openaiCustomServiceName") {
@@ -438,4 +564,129 @@ pub fn from_event(spec: &ProviderSpec, name: &str, tokens: Vec<String>) -> Resul
 /// Checks an event's provider can be rendered, before any secret is resolved.
 pub fn check(spec: &ProviderSpec, name: &str) -> Result<(), String> {
     from_event(spec, name, Vec::new()).and_then(|p| render(&p)).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ModelDeployed;
+    use crate::higress::plan::Settings;
+
+    fn spec(value: Value) -> ProviderSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn fields(value: Value) -> Vec<String> {
+        name_problems(&spec(value))
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect()
+    }
+
+    #[test]
+    fn hosts_service_names_and_regions_in_config_are_checked_by_type() {
+        let bad_hosts = [
+            "svc\n100% evil.dns",
+            "Svc.default",
+            "a..b",
+            "-a.b",
+            "a b",
+            "a\t",
+            "x".repeat(64).as_str(),
+            "a_b",
+        ]
+        .map(str::to_string);
+        for (provider_type, key, extra) in [
+            (
+                "openai",
+                "openaiCustomServiceName",
+                json!({"openaiCustomServicePort": 8000}),
+            ),
+            ("qwen", "qwenDomain", json!({})),
+            ("zhipuai", "zhipuDomain", json!({})),
+            ("ollama", "ollamaServerHost", json!({"ollamaServerPort": 11434})),
+            ("claude", "providerDomain", json!({})),
+        ] {
+            for bad in bad_hosts.iter().map(|s| json!(s)).chain([json!(1), json!(["a.b"])]) {
+                let mut config = extra.clone();
+                config[key] = bad.clone();
+                let value = json!({"type": provider_type, "config": config});
+                assert_eq!(
+                    fields(value.clone()),
+                    [format!("config.{key}")],
+                    "{provider_type} {bad}"
+                );
+                let rule = &name_problems(&spec(value.clone()))[0].1;
+                assert!(rule.starts_with("must be") && !rule.contains("evil"), "{rule}");
+                // The mapping refuses it on its own too.
+                let provider = from_event(&spec(value), "p", Vec::new()).unwrap();
+                let refused = render(&provider).unwrap_err();
+                assert!(refused.starts_with(&format!("{key} must be")), "{refused}");
+            }
+            let mut config = extra.clone();
+            config[key] = json!("llm.default.svc.cluster.local");
+            let value = json!({"type": provider_type, "config": config});
+            assert!(fields(value.clone()).is_empty(), "{provider_type}");
+            render(&from_event(&spec(value), "p", Vec::new()).unwrap()).unwrap();
+        }
+        // Where another type does not make a host of the key, it is passed on as before.
+        assert!(fields(json!({"type": "deepseek", "config": {"qwenDomain": "A B"}})).is_empty());
+        // ollama's host may be an IPv4 address; from a url, the field is the url.
+        assert!(fields(
+            json!({"type": "ollama", "config": {"ollamaServerHost": "192.168.1.10", "ollamaServerPort": 1}})
+        )
+        .is_empty());
+        assert_eq!(fields(json!({"type": "ollama", "url": "http://[::1]:11434"})), ["url"]);
+        assert!(fields(json!({"type": "qwen", "url": "https://DashScope.aliyuncs.com/v1"})).is_empty());
+    }
+
+    #[test]
+    fn regions_are_lower_case_labels() {
+        let bedrock = |region: Value| {
+            fields(
+                json!({"type": "bedrock", "config": {"awsRegion": region, "awsAccessKey": "a", "awsSecretKey": "s"}}),
+            )
+        };
+        let vertex = |region: Value| {
+            fields(
+                json!({"type": "vertex", "config": {"vertexRegion": region, "vertexProjectId": "p", "vertexAuthKey": "k"}}),
+            )
+        };
+        assert!(bedrock(json!("us-east-1")).is_empty());
+        for bad in [
+            "US-EAST-1",
+            "us-east-1.evil.com",
+            "us east",
+            "us-east-1\n",
+            "-us",
+            "x".repeat(53).as_str(),
+        ] {
+            assert_eq!(bedrock(json!(bad)), ["config.awsRegion"], "{bad:?}");
+        }
+        // The console lowercases vertex's region (the recorded `vertex-1` case), so upper case is fine there.
+        assert!(vertex(json!("US-CENTRAL1")).is_empty());
+        assert!(vertex(json!("global")).is_empty());
+        for bad in ["us-central1.evil.com", "us_central1", "us-central1\n"] {
+            assert_eq!(vertex(json!(bad)), ["config.vertexRegion"], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_deploy_mapping_refuses_a_bad_service_name_naming_the_field() {
+        let event: ModelDeployed = serde_json::from_value(json!({"model": "m", "revision": 1,
+            "provider": {"type": "openai", "config": {"openaiCustomServiceName": "svc\n100% evil.dns", "openaiCustomServicePort": 80}}}))
+        .unwrap();
+        let refusal =
+            super::super::deploy::plan_deploy(&event, &State::new(), &Settings::default(), chrono::Utc::now())
+                .unwrap_err();
+        assert_eq!(refusal.reason, crate::reason::Reason::InvalidProvider);
+        assert!(
+            refusal
+                .message
+                .starts_with("data.provider.config.openaiCustomServiceName: must be a lower-case RFC 1123 host name"),
+            "{}",
+            refusal.message
+        );
+        assert!(!refusal.message.contains("evil"), "{}", refusal.message);
+    }
 }
