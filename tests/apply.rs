@@ -516,12 +516,12 @@ async fn an_older_retirement_still_retrying_leaves_a_newer_deploy_whole() {
     let cluster = Cluster::start().await;
     let deployer = cluster.engine().await;
     assert_outcome(&deployer.apply(&deploy("m", 1)).await, Outcome::Applied);
+    // Every delete of the route's objects is refused until the newer deploy is done: whatever the
+    // retirement then deletes, it deletes after the deploy's writes.
     let faults = cluster.sim.faults();
     faults.set_error_rate(
         1.0,
-        FaultSpec::new(503)
-            .for_method(Method::DELETE)
-            .for_path("ingresses/ai-route-m.internal"),
+        FaultSpec::new(503).for_method(Method::DELETE).for_path("ai-route-m"),
     );
     let retirer = cluster.engine().await;
     let retirement = tokio::spawn(async move { retirer.apply(&retire("m", 2)).await });
@@ -631,4 +631,45 @@ async fn a_retirement_releases_what_a_deploy_cut_short_recorded_after_its_read()
     assert_eq!(bridge["spec"]["registries"], json!([]), "{bridge}");
     let fence = cluster.get("configmaps", &names::fence("m")).unwrap();
     assert!(fence["data"]["m"].as_str().unwrap().contains("retiredAt"));
+}
+
+/// A replace of a route's object that someone deleted after the deploy read it (a retirement of an
+/// older revision, say) is answered 404: the deploy reads again and creates it, as after a 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_object_deleted_after_the_read_is_created_again() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&deploy("m", 1)).await, Outcome::Applied);
+    // The redeploy's Ingress (written before the ConfigMap) is held back while the ConfigMap goes.
+    let faults = cluster.sim.faults();
+    faults.set_error_rate(
+        1.0,
+        FaultSpec::new(503)
+            .for_method(Method::PUT)
+            .for_path("ingresses/ai-route-m.internal"),
+    );
+    let redeployer = cluster.engine().await;
+    let redeploy = tokio::spawn(async move { redeployer.apply(&deploy("m", 2)).await });
+    let started = std::time::Instant::now();
+    while cluster.failed_writes().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the redeploy never wrote its Ingress"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let config_map = ObjectKey::new(Kind::ConfigMap, "ai-route-m");
+    engine.api().delete(&config_map, None).await.unwrap();
+    faults.clear();
+    let redeployed = redeploy.await.unwrap();
+    assert_outcome(&redeployed, Outcome::Applied);
+    let config_map = cluster.get("configmaps", "ai-route-m").expect("created again");
+    assert_eq!(config_map["metadata"]["annotations"][names::ANNOTATION_REVISION], "2");
+    assert!(
+        redeployed
+            .changes
+            .iter()
+            .any(|c| c.name == "ai-route-m" && c.operation == "created"),
+        "{redeployed:?}"
+    );
 }

@@ -581,7 +581,14 @@ impl Engine {
                     Ok(())
                 }
                 Err(e) => {
-                    let error = ApplyError::classify(e, &object);
+                    let error = match ApplyError::classify(e, &object) {
+                        // A replace of an object someone deleted since our read: as a 409, re-read
+                        // (then create it, unless a newer event of the model has taken the route).
+                        ApplyError::Permanent { code: 404, .. } if operation == Operation::Updated => {
+                            ApplyError::Conflict { object: object.clone() }
+                        }
+                        other => other,
+                    };
                     if matches!(error, ApplyError::Conflict { .. }) {
                         tally.conflicts.fetch_add(1, Ordering::Relaxed);
                         self.metrics.conflicts.inc();

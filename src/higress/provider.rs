@@ -112,6 +112,14 @@ fn endpoint(key: &str, text: &str) -> Result<Endpoint, String> {
         return Err(format!("{key} must be an http or https URL"));
     }
     let host = url.host().ok_or_else(|| format!("{key} has no host"))?.to_owned();
+    // The host becomes McpBridge's registry domain: a name the gateway's DNS can resolve, or IPv4.
+    match &host {
+        Host::Domain(name) if !is_host_name(name) => {
+            return Err(format!("{key}'s host {}", NameRule::HostOrIpv4.rule()))
+        }
+        Host::Ipv6(_) => return Err(format!("{key}'s host must be a host name or an IPv4 address")),
+        _ => {}
+    }
     let port = url.port_or_known_default().unwrap_or(80);
     Ok(Endpoint { scheme, host, port })
 }
@@ -638,6 +646,22 @@ mod tests {
         .is_empty());
         assert_eq!(fields(json!({"type": "ollama", "url": "http://[::1]:11434"})), ["url"]);
         assert!(fields(json!({"type": "qwen", "url": "https://DashScope.aliyuncs.com/v1"})).is_empty());
+    }
+
+    /// A URL's host becomes McpBridge's registry domain: the url crate lower-cases it, but lets `_`
+    /// through, and an IPv6 host would make no registry the gateway can use.
+    #[test]
+    fn url_hosts_are_host_names_or_ipv4() {
+        for bad in ["https://a_b.example.com/v1", "http://[::1]:8000/v1"] {
+            let refused = from_event(&spec(json!({"type": "openai", "url": bad})), "p", Vec::new())
+                .and_then(|provider| render(&provider).map(drop))
+                .unwrap_err();
+            assert!(refused.contains("host must be"), "{bad}: {refused}");
+        }
+        for good in ["https://LLM.Example.com/v1", "http://10.0.0.5:8000/v1"] {
+            let provider = from_event(&spec(json!({"type": "openai", "url": good})), "p", Vec::new()).unwrap();
+            render(&provider).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
     }
 
     #[test]
