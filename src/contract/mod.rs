@@ -277,8 +277,9 @@ mod tests {
         let ollama =
             problems(json!({"model": "m", "revision": 1, "provider": {"type": "ollama", "url": "http://[::1]:11434"}}));
         assert_eq!(ollama.len(), 1, "{ollama:?}");
+        // A URL's host is refused where the URL is read.
         assert!(
-            ollama[0].starts_with("data.provider.url: must be an IPv4 address or"),
+            ollama[0].starts_with("data.provider: url's host must be a host name or an IPv4 address"),
             "{ollama:?}"
         );
     }

@@ -10,7 +10,7 @@
 
 use super::plugins::{compare_rules, field, target_list};
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// The tables of one object.
 #[derive(Clone, Debug, Default)]
@@ -94,7 +94,7 @@ impl EntryIndex {
 
     /// The provider-users annotation, parsed once and re-parsed only when its text changed otherwise.
     pub(super) fn users(&mut self, text: Option<&str>) -> &mut Users {
-        if self.users.as_ref().is_none_or(|u| u.text.as_deref() != text) {
+        if self.users.as_ref().is_none_or(|u| !u.matches(text)) {
             self.users = Some(Users::parse(text));
         }
         self.users.as_mut().expect("just parsed")
@@ -102,7 +102,7 @@ impl EntryIndex {
 
     /// The route-revisions annotation, parsed once and re-parsed only when its text changed otherwise.
     pub(super) fn routes(&mut self, text: Option<&str>) -> &mut RouteRevisions {
-        if self.routes.as_ref().is_none_or(|r| r.text.as_deref() != text) {
+        if self.routes.as_ref().is_none_or(|r| !r.matches(text)) {
             self.routes = Some(RouteRevisions::parse(text));
         }
         self.routes.as_mut().expect("just parsed")
@@ -407,17 +407,26 @@ pub(super) fn credentials_of(consumer: &Value) -> impl Iterator<Item = &str> {
 /// The routes of ours that use each provider (the provider-users annotation), each with the revision
 /// of the route's event that recorded it, and each provider's part of the annotation's JSON kept apart,
 /// so that a change re-serializes one provider's routes and joins the parts instead of serializing them
-/// all.
+/// all; a new provider's part is appended to the text in place ([`UsersEdit::Append`]). Providers are
+/// kept in the order of the text (new ones last): the text stays exactly what `render` would make.
 ///
 /// The revision is what makes the record safe across writers: a retirement (or a redeploy letting a
 /// provider go) removes its route's record only up to its own revision, so an older retirement landing
 /// after a newer deploy of the same route leaves that deploy's record, and with it the provider.
 #[derive(Clone, Debug)]
 pub(super) struct Users {
-    /// The annotation's text this was parsed from or last wrote.
-    text: Option<String>,
+    /// The length of the annotation's text this matches (see [`RouteRevisions`]'s `len`).
+    len: Option<usize>,
     map: BTreeMap<String, BTreeMap<String, u64>>,
-    parts: BTreeMap<String, String>,
+    parts: indexmap::IndexMap<String, String>,
+}
+
+/// How a change of the users changed the annotation's text.
+pub(super) enum UsersEdit {
+    Unchanged,
+    /// Append this part (`"provider":[…]`) before the closing brace, after a comma unless first.
+    Append(String),
+    Rewrite,
 }
 
 impl Users {
@@ -427,46 +436,62 @@ impl Users {
     /// rolling upgrade: it cannot remove a `route@revision` (the provider stays, the safe side), and a
     /// name it adds reads as revision 0 here. Model names cannot hold `@`.
     pub(super) fn parse(text: Option<&str>) -> Self {
-        let stored: BTreeMap<String, BTreeSet<String>> =
+        let stored: serde_json::Map<String, Value> =
             text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
         let mut map: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut order = Vec::new();
         for (provider, users) in stored {
-            let routes = map.entry(provider).or_default();
-            for user in users {
+            let routes = map.entry(provider.clone()).or_default();
+            order.push(provider);
+            let names = users.as_array().into_iter().flatten().filter_map(Value::as_str);
+            for user in names {
                 let (route, revision) = match user.rsplit_once('@') {
                     Some((route, revision)) => (route.to_string(), revision.parse().unwrap_or(0)),
-                    None => (user, 0),
+                    None => (user.to_string(), 0),
                 };
                 let recorded = routes.entry(route).or_insert(revision);
                 *recorded = (*recorded).max(revision);
             }
         }
-        let parts = map.iter().map(|(p, routes)| (p.clone(), part(p, routes))).collect();
+        let parts = order.into_iter().map(|p| {
+            let part = part(&p, &map[&p]);
+            (p, part)
+        });
         Self {
-            text: text.map(str::to_string),
+            len: text.map(str::len),
+            parts: parts.collect(),
             map,
-            parts,
         }
+    }
+
+    fn matches(&self, text: Option<&str>) -> bool {
+        let same = self.len == text.map(str::len);
+        debug_assert!(
+            !same || text.is_none_or(|t| Users::parse(Some(t)).map == self.map),
+            "provider-users index out of step"
+        );
+        same
     }
 
     pub(super) fn map(&self) -> &BTreeMap<String, BTreeMap<String, u64>> {
         &self.map
     }
 
-    /// Records a user at `revision` (a record at a newer revision stays); says whether it changed.
-    pub(super) fn add(&mut self, provider: &str, route: &str, revision: u64) -> bool {
+    /// Records a user at `revision` (a record at a newer revision stays).
+    pub(super) fn add(&mut self, provider: &str, route: &str, revision: u64) -> UsersEdit {
+        let new_provider = !self.map.contains_key(provider);
         let routes = self.map.entry(provider.to_string()).or_default();
-        let changed = match routes.get(route) {
-            Some(&recorded) if recorded >= revision => false,
-            _ => {
-                routes.insert(route.to_string(), revision);
-                true
-            }
+        match routes.get(route) {
+            Some(&recorded) if recorded >= revision => return UsersEdit::Unchanged,
+            _ => routes.insert(route.to_string(), revision),
         };
-        if changed {
-            self.parts.insert(provider.to_string(), part(provider, routes));
+        let part = part(provider, routes);
+        self.parts.insert(provider.to_string(), part.clone());
+        if new_provider {
+            UsersEdit::Append(part)
+        } else {
+            UsersEdit::Rewrite
         }
-        changed
     }
 
     /// Removes a user recorded at `revision` or earlier, and every provider left without users;
@@ -486,9 +511,9 @@ impl Users {
         removed
     }
 
-    /// The annotation's new text (`None`: no users, the annotation goes), remembered as current.
-    pub(super) fn render(&mut self) -> Option<&str> {
-        self.text = (!self.map.is_empty()).then(|| {
+    /// The annotation's new text (`None`: no users, the annotation goes).
+    pub(super) fn render(&mut self) -> Option<String> {
+        let text = (!self.map.is_empty()).then(|| {
             let mut text = String::with_capacity(self.parts.values().map(|p| p.len() + 1).sum::<usize>() + 2);
             text.push('{');
             for (i, part) in self.parts.values().enumerate() {
@@ -498,21 +523,15 @@ impl Users {
                 text.push_str(part);
             }
             text.push('}');
-            debug_assert_eq!(
-                Some(&text),
-                serde_json::to_string(
-                    &self
-                        .map
-                        .iter()
-                        .map(|(p, r)| (p, entries(r)))
-                        .collect::<BTreeMap<_, _>>()
-                )
-                .ok()
-                .as_ref()
-            );
             text
         });
-        self.text.as_deref()
+        self.len = text.as_deref().map(str::len);
+        text
+    }
+
+    /// The text now has `len` bytes (after an append).
+    pub(super) fn appended(&mut self, len: usize) {
+        self.len = Some(len);
     }
 }
 
@@ -535,81 +554,95 @@ fn part(provider: &str, routes: &BTreeMap<String, u64>) -> String {
 }
 
 /// The revision of the event that last wrote each route's entries in a shared object (the
-/// route-revisions annotation, `{"route": revision}`), each route's part of the JSON kept apart as in
-/// [`Users`]. An edit of a route's entries is made only when the object records no newer revision of
-/// the route: the record lives in the object it guards, so the check and the edit are one atomic write
+/// route-revisions annotation, `{"route": revision}`, in the order the routes were first recorded).
+/// An edit of a route's entries is made only when the object records no newer revision of the
+/// route: the record lives in the object it guards, so the check and the edit are one atomic write
 /// (re-checked on the 409 re-read), whatever other engines write meanwhile.
+///
+/// A batch records hundreds of new routes in the same few objects, so a new route's record is
+/// appended to the annotation's text in place ([`RecordEdit::Append`]) rather than the text being
+/// written again: the text stays exactly what `render` would make of the table.
 #[derive(Clone, Debug)]
 pub(super) struct RouteRevisions {
-    text: Option<String>,
-    parts: BTreeMap<String, (u64, String)>,
+    /// The length of the annotation's text this table matches (`None`: no annotation). Only edits
+    /// through this table change the text while the index is kept (`Op::keeps_index`), so the length
+    /// tells whether the text is still the one parsed; debug builds compare the whole text.
+    len: Option<usize>,
+    map: serde_json::Map<String, Value>,
+}
+
+/// How a record changed the annotation's text.
+pub(super) enum RecordEdit {
+    Unchanged,
+    /// Append this part (`"route":revision`) before the closing brace, after a comma unless first.
+    Append(String),
+    /// Write the text again ([`RouteRevisions::render`]).
+    Rewrite,
 }
 
 impl RouteRevisions {
     /// Unreadable text reads as no records: every edit is then allowed, as before records existed.
     pub(super) fn parse(text: Option<&str>) -> Self {
-        let stored: BTreeMap<String, u64> = text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
         Self {
-            text: text.map(str::to_string),
-            parts: stored
-                .into_iter()
-                .map(|(route, revision)| {
-                    let part = route_part(&route, revision);
-                    (route, (revision, part))
-                })
-                .collect(),
+            len: text.map(str::len),
+            map: text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default(),
         }
+    }
+
+    fn matches(&self, text: Option<&str>) -> bool {
+        let same = self.len == text.map(str::len);
+        debug_assert!(
+            !same
+                || text.is_none_or(
+                    |t| serde_json::from_str::<serde_json::Map<String, Value>>(t).ok().as_ref() == Some(&self.map)
+                ),
+            "route-revisions index out of step"
+        );
+        same
     }
 
     /// The revision recorded for the route (0: none, as for routes the console wrote).
     pub(super) fn get(&self, route: &str) -> u64 {
-        self.parts.get(route).map_or(0, |(revision, _)| *revision)
+        self.map.get(route).and_then(Value::as_u64).unwrap_or(0)
     }
 
     pub(super) fn recorded(&self, route: &str) -> bool {
-        self.parts.contains_key(route)
+        self.map.contains_key(route)
     }
 
-    /// Records `revision` unless a newer one is there; says whether it changed.
-    pub(super) fn record(&mut self, route: &str, revision: u64) -> bool {
-        if self.parts.get(route).is_some_and(|(recorded, _)| *recorded >= revision) {
-            return false;
+    /// Records `revision` unless the same or a newer one is there.
+    pub(super) fn record(&mut self, route: &str, revision: u64) -> RecordEdit {
+        match self.map.get(route).map(|r| r.as_u64().unwrap_or(0)) {
+            Some(recorded) if recorded >= revision => RecordEdit::Unchanged,
+            Some(_) => {
+                self.map.insert(route.to_string(), Value::from(revision));
+                RecordEdit::Rewrite
+            }
+            None => {
+                self.map.insert(route.to_string(), Value::from(revision));
+                let key = serde_json::to_string(route).expect("a string serializes");
+                RecordEdit::Append(format!("{key}:{revision}"))
+            }
         }
-        self.parts
-            .insert(route.to_string(), (revision, route_part(route, revision)));
-        true
     }
 
     /// Removes the route's record if it is of `revision` or earlier; says whether it did.
     pub(super) fn forget(&mut self, route: &str, revision: u64) -> bool {
-        let older = self.parts.get(route).is_some_and(|(recorded, _)| *recorded <= revision);
-        older && self.parts.remove(route).is_some()
+        let older = self.get(route) <= revision && self.map.contains_key(route);
+        older && self.map.shift_remove(route).is_some()
     }
 
-    /// The annotation's new text (`None`: no records, the annotation goes), remembered as current.
-    pub(super) fn render(&mut self) -> Option<&str> {
-        self.text = (!self.parts.is_empty()).then(|| {
-            let mut text = String::with_capacity(self.parts.values().map(|(_, p)| p.len() + 1).sum::<usize>() + 2);
-            text.push('{');
-            for (i, (_, part)) in self.parts.values().enumerate() {
-                if i > 0 {
-                    text.push(',');
-                }
-                text.push_str(part);
-            }
-            text.push('}');
-            text
-        });
-        self.text.as_deref()
+    /// The annotation's new text (`None`: no records, the annotation goes).
+    pub(super) fn render(&mut self) -> Option<String> {
+        let text = (!self.map.is_empty()).then(|| serde_json::to_string(&self.map).expect("records serialize"));
+        self.len = text.as_deref().map(str::len);
+        text
     }
-}
 
-/// One route's `"route":revision`, as serde_json writes it.
-fn route_part(route: &str, revision: u64) -> String {
-    format!(
-        "{}:{revision}",
-        serde_json::to_string(route).expect("a string serializes")
-    )
+    /// The text now has `len` bytes (after an append).
+    pub(super) fn appended(&mut self, len: usize) {
+        self.len = Some(len);
+    }
 }
 
 /// When a fence entry says its model was retired (entries are JSON in a ConfigMap's data).

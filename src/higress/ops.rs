@@ -2,7 +2,7 @@
 //! again to a freshly read copy after a 409, so other writers' entries survive, field for field.
 
 use super::fence::FenceEntry;
-use super::index::{self, credentials_of, rule_provider, EntryIndex};
+use super::index::{self, credentials_of, rule_provider, EntryIndex, RecordEdit, UsersEdit};
 use super::names;
 use super::plugins::{field, Targets};
 use crate::reason::Reason;
@@ -499,7 +499,17 @@ impl Op {
                 revision,
             } => {
                 let users = index.users(provider_users_text(object));
-                users.add(provider, route, *revision) && set_provider_users(object, users.render())
+                match users.add(provider, route, *revision) {
+                    UsersEdit::Unchanged => false,
+                    UsersEdit::Append(part) => {
+                        users.appended(append_to_annotation(object, names::ANNOTATION_PROVIDER_USERS, &part));
+                        true
+                    }
+                    UsersEdit::Rewrite => {
+                        let text = users.render();
+                        set_provider_users(object, text.as_deref())
+                    }
+                }
             }
             Op::RemoveProviderUser {
                 provider,
@@ -507,7 +517,10 @@ impl Op {
                 revision,
             } => {
                 let users = index.users(provider_users_text(object));
-                users.remove(provider, route, *revision) && set_provider_users(object, users.render())
+                users.remove(provider, route, *revision) && {
+                    let text = users.render();
+                    set_provider_users(object, text.as_deref())
+                }
             }
             Op::IfProviderUnused { provider, then } => {
                 let used = index
@@ -519,13 +532,24 @@ impl Op {
             }
             Op::RecordRoute { route, revision } => {
                 let routes = index.routes(route_revisions_text(object));
-                routes.record(route, *revision)
-                    && set_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, routes.render())
+                match routes.record(route, *revision) {
+                    RecordEdit::Unchanged => false,
+                    RecordEdit::Append(part) => {
+                        routes.appended(append_to_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, &part));
+                        true
+                    }
+                    RecordEdit::Rewrite => {
+                        let text = routes.render();
+                        set_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, text.as_deref())
+                    }
+                }
             }
             Op::ForgetRoute { route, revision } => {
                 let routes = index.routes(route_revisions_text(object));
-                routes.forget(route, *revision)
-                    && set_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, routes.render())
+                routes.forget(route, *revision) && {
+                    let text = routes.render();
+                    set_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, text.as_deref())
+                }
             }
             Op::IfRouteNotNewer { route, revision, then } => {
                 let newer = index.routes(route_revisions_text(object)).get(route) > *revision;
@@ -533,6 +557,28 @@ impl Op {
             }
         })
     }
+}
+
+/// Appends a member (`"key":value`) to the JSON object held by one of our annotations, in place
+/// (a batch adds hundreds to the same large text); returns the text's new length.
+fn append_to_annotation(object: &mut Value, annotation: &str, part: &str) -> usize {
+    let slot = object
+        .pointer_mut("/metadata/annotations")
+        .and_then(Value::as_object_mut)
+        .and_then(|annotations| annotations.get_mut(annotation));
+    let Some(Value::String(text)) = slot else {
+        let text = format!("{{{part}}}");
+        let len = text.len();
+        set_annotation(object, annotation, Some(&text));
+        return len;
+    };
+    text.pop();
+    if text.len() > 1 {
+        text.push(',');
+    }
+    text.push_str(part);
+    text.push('}');
+    text.len()
 }
 
 fn route_revisions_text(object: &Value) -> Option<&str> {
@@ -882,8 +928,59 @@ mod tests {
                 then: Box::new(Op::RemoveProvider("p2".into())),
             },
             Op::UpsertConsumer(consumer("d", "k-d")),
+            // Route records: appended, rewritten for a newer revision, kept for an older one,
+            // forgotten, guarded edits.
+            Op::RecordRoute {
+                route: "m2".into(),
+                revision: 1,
+            },
+            Op::RecordRoute {
+                route: "m1".into(),
+                revision: 2,
+            },
+            Op::RecordRoute {
+                route: "m2".into(),
+                revision: 3,
+            },
+            Op::RecordRoute {
+                route: "m1".into(),
+                revision: 1,
+            },
+            Op::IfRouteNotNewer {
+                route: "m2".into(),
+                revision: 2,
+                then: Box::new(Op::RemoveIngressTarget("i4".into())),
+            },
+            Op::ForgetRoute {
+                route: "m2".into(),
+                revision: 2,
+            },
+            Op::ForgetRoute {
+                route: "m1".into(),
+                revision: 2,
+            },
+            Op::RecordRoute {
+                route: "m\"3".into(),
+                revision: 1,
+            },
+            Op::ForgetRoute {
+                route: "m2".into(),
+                revision: 3,
+            },
+            Op::ForgetRoute {
+                route: "m\"3".into(),
+                revision: 1,
+            },
+            Op::RecordRoute {
+                route: "m4".into(),
+                revision: 4,
+            },
         ];
         ops.extend((0..40).rev().map(|i| Op::UpsertRule(rule(&format!("n{i:02}"), "a"))));
+        ops.extend((0..40).map(|i| Op::RecordRoute {
+            route: format!("r{i}"),
+            revision: i,
+        }));
         let (mut kept, mut fresh) = (start.clone(), start);
         let mut index = EntryIndex::default();
         for op in &ops {
@@ -891,7 +988,14 @@ mod tests {
             let through_fresh = op.apply(&mut fresh);
             assert_eq!(through_kept, through_fresh, "{op:?}");
             assert_eq!(kept, fresh, "{op:?}");
+            // The records' text, appended to in place, is what serde_json writes of them.
+            if let Some(text) = route_revisions_text(&kept) {
+                let records: Map<String, Value> = serde_json::from_str(text).unwrap();
+                assert_eq!(text, serde_json::to_string(&records).unwrap(), "{op:?}");
+            }
         }
+        let records = route_revisions_text(&kept).unwrap();
+        assert!(records.starts_with(r#"{"m4":4,"r0":0,"r1":1,"#), "{records}");
         let rules = kept["spec"]["matchRules"].as_array().unwrap();
         assert!(rules.len() > 40);
         assert_eq!(

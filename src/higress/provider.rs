@@ -644,7 +644,13 @@ mod tests {
             json!({"type": "ollama", "config": {"ollamaServerHost": "192.168.1.10", "ollamaServerPort": 1}})
         )
         .is_empty());
-        assert_eq!(fields(json!({"type": "ollama", "url": "http://[::1]:11434"})), ["url"]);
+        // A URL's host is refused where the URL is read (`url_hosts_are_host_names_or_ipv4`).
+        assert!(from_event(
+            &spec(json!({"type": "ollama", "url": "http://[::1]:11434"})),
+            "p",
+            Vec::new()
+        )
+        .is_err());
         assert!(fields(json!({"type": "qwen", "url": "https://DashScope.aliyuncs.com/v1"})).is_empty());
     }
 
