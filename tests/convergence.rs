@@ -135,7 +135,11 @@ fn normalize(value: &mut Value) {
             items.iter_mut().for_each(normalize);
             items.sort_by_key(|item| item.to_string());
         }
-        Value::Object(map) => map.values_mut().for_each(normalize),
+        // Content, not order: our annotations list routes and providers in the order they came.
+        Value::Object(map) => {
+            map.values_mut().for_each(normalize);
+            map.sort_keys();
+        }
         Value::String(text) if text.starts_with('[') || text.starts_with('{') => {
             if let Ok(mut parsed) = serde_json::from_str::<Value>(text) {
                 normalize(&mut parsed);
