@@ -407,7 +407,7 @@ pub(super) fn credentials_of(consumer: &Value) -> impl Iterator<Item = &str> {
 /// The routes of ours that use each provider (the provider-users annotation), each with the revision
 /// of the route's event that recorded it, and each provider's part of the annotation's JSON kept apart,
 /// so that a change re-serializes one provider's routes and joins the parts instead of serializing them
-/// all; a new provider's part is appended to the text in place ([`UsersEdit::Append`]). Providers are
+/// all; a new provider's part is appended to the text in place ([`AnnotationEdit::Append`]). Providers are
 /// kept in the order of the text (new ones last): the text stays exactly what `render` would make.
 ///
 /// The revision is what makes the record safe across writers: a retirement (or a redeploy letting a
@@ -419,14 +419,6 @@ pub(super) struct Users {
     len: Option<usize>,
     map: BTreeMap<String, BTreeMap<String, u64>>,
     parts: indexmap::IndexMap<String, String>,
-}
-
-/// How a change of the users changed the annotation's text.
-pub(super) enum UsersEdit {
-    Unchanged,
-    /// Append this part (`"provider":[…]`) before the closing brace, after a comma unless first.
-    Append(String),
-    Rewrite,
 }
 
 impl Users {
@@ -478,19 +470,19 @@ impl Users {
     }
 
     /// Records a user at `revision` (a record at a newer revision stays).
-    pub(super) fn add(&mut self, provider: &str, route: &str, revision: u64) -> UsersEdit {
+    pub(super) fn add(&mut self, provider: &str, route: &str, revision: u64) -> AnnotationEdit {
         let new_provider = !self.map.contains_key(provider);
         let routes = self.map.entry(provider.to_string()).or_default();
         match routes.get(route) {
-            Some(&recorded) if recorded >= revision => return UsersEdit::Unchanged,
+            Some(&recorded) if recorded >= revision => return AnnotationEdit::Unchanged,
             _ => routes.insert(route.to_string(), revision),
         };
         let part = part(provider, routes);
         self.parts.insert(provider.to_string(), part.clone());
         if new_provider {
-            UsersEdit::Append(part)
+            AnnotationEdit::Append(part)
         } else {
-            UsersEdit::Rewrite
+            AnnotationEdit::Rewrite
         }
     }
 
@@ -510,9 +502,10 @@ impl Users {
         }
         removed
     }
+}
 
-    /// The annotation's new text (`None`: no users, the annotation goes).
-    pub(super) fn render(&mut self) -> Option<String> {
+impl AnnotationTable for Users {
+    fn render(&mut self) -> Option<String> {
         let text = (!self.map.is_empty()).then(|| {
             let mut text = String::with_capacity(self.parts.values().map(|p| p.len() + 1).sum::<usize>() + 2);
             text.push('{');
@@ -529,8 +522,7 @@ impl Users {
         text
     }
 
-    /// The text now has `len` bytes (after an append).
-    pub(super) fn appended(&mut self, len: usize) {
+    fn appended(&mut self, len: usize) {
         self.len = Some(len);
     }
 }
@@ -560,7 +552,7 @@ fn part(provider: &str, routes: &BTreeMap<String, u64>) -> String {
 /// (re-checked on the 409 re-read), whatever other engines write meanwhile.
 ///
 /// A batch records hundreds of new routes in the same few objects, so a new route's record is
-/// appended to the annotation's text in place ([`RecordEdit::Append`]) rather than the text being
+/// appended to the annotation's text in place ([`AnnotationEdit::Append`]) rather than the text being
 /// written again: the text stays exactly what `render` would make of the table.
 #[derive(Clone, Debug)]
 pub(super) struct RouteRevisions {
@@ -571,13 +563,22 @@ pub(super) struct RouteRevisions {
     map: serde_json::Map<String, Value>,
 }
 
-/// How a record changed the annotation's text.
-pub(super) enum RecordEdit {
+/// How a change of one of our annotation tables ([`RouteRevisions`], [`Users`]) changes the
+/// annotation's text (a JSON object).
+pub(super) enum AnnotationEdit {
     Unchanged,
-    /// Append this part (`"route":revision`) before the closing brace, after a comma unless first.
+    /// Append this member (`"key":value`) before the closing brace, after a comma unless first.
     Append(String),
-    /// Write the text again ([`RouteRevisions::render`]).
+    /// Write the text again ([`AnnotationTable::render`]).
     Rewrite,
+}
+
+/// A table kept beside one of our annotations, whose text it renders.
+pub(super) trait AnnotationTable {
+    /// The annotation's new text (`None`: the table is empty, the annotation goes).
+    fn render(&mut self) -> Option<String>;
+    /// The text now has `len` bytes (after an [`AnnotationEdit::Append`]).
+    fn appended(&mut self, len: usize);
 }
 
 impl RouteRevisions {
@@ -611,17 +612,17 @@ impl RouteRevisions {
     }
 
     /// Records `revision` unless the same or a newer one is there.
-    pub(super) fn record(&mut self, route: &str, revision: u64) -> RecordEdit {
+    pub(super) fn record(&mut self, route: &str, revision: u64) -> AnnotationEdit {
         match self.map.get(route).map(|r| r.as_u64().unwrap_or(0)) {
-            Some(recorded) if recorded >= revision => RecordEdit::Unchanged,
+            Some(recorded) if recorded >= revision => AnnotationEdit::Unchanged,
             Some(_) => {
                 self.map.insert(route.to_string(), Value::from(revision));
-                RecordEdit::Rewrite
+                AnnotationEdit::Rewrite
             }
             None => {
                 self.map.insert(route.to_string(), Value::from(revision));
                 let key = serde_json::to_string(route).expect("a string serializes");
-                RecordEdit::Append(format!("{key}:{revision}"))
+                AnnotationEdit::Append(format!("{key}:{revision}"))
             }
         }
     }
@@ -631,16 +632,16 @@ impl RouteRevisions {
         let older = self.get(route) <= revision && self.map.contains_key(route);
         older && self.map.shift_remove(route).is_some()
     }
+}
 
-    /// The annotation's new text (`None`: no records, the annotation goes).
-    pub(super) fn render(&mut self) -> Option<String> {
+impl AnnotationTable for RouteRevisions {
+    fn render(&mut self) -> Option<String> {
         let text = (!self.map.is_empty()).then(|| serde_json::to_string(&self.map).expect("records serialize"));
         self.len = text.as_deref().map(str::len);
         text
     }
 
-    /// The text now has `len` bytes (after an append).
-    pub(super) fn appended(&mut self, len: usize) {
+    fn appended(&mut self, len: usize) {
         self.len = Some(len);
     }
 }

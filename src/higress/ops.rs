@@ -2,7 +2,7 @@
 //! again to a freshly read copy after a 409, so other writers' entries survive, field for field.
 
 use super::fence::FenceEntry;
-use super::index::{self, credentials_of, rule_provider, EntryIndex, RecordEdit, UsersEdit};
+use super::index::{self, credentials_of, rule_provider, AnnotationEdit, AnnotationTable, EntryIndex};
 use super::names;
 use super::plugins::{field, Targets};
 use crate::reason::Reason;
@@ -499,17 +499,8 @@ impl Op {
                 revision,
             } => {
                 let users = index.users(provider_users_text(object));
-                match users.add(provider, route, *revision) {
-                    UsersEdit::Unchanged => false,
-                    UsersEdit::Append(part) => {
-                        users.appended(append_to_annotation(object, names::ANNOTATION_PROVIDER_USERS, &part));
-                        true
-                    }
-                    UsersEdit::Rewrite => {
-                        let text = users.render();
-                        set_provider_users(object, text.as_deref())
-                    }
-                }
+                let edit = users.add(provider, route, *revision);
+                write_annotation(object, names::ANNOTATION_PROVIDER_USERS, edit, users)
             }
             Op::RemoveProviderUser {
                 provider,
@@ -517,10 +508,8 @@ impl Op {
                 revision,
             } => {
                 let users = index.users(provider_users_text(object));
-                users.remove(provider, route, *revision) && {
-                    let text = users.render();
-                    set_provider_users(object, text.as_deref())
-                }
+                users.remove(provider, route, *revision)
+                    && write_annotation(object, names::ANNOTATION_PROVIDER_USERS, AnnotationEdit::Rewrite, users)
             }
             Op::IfProviderUnused { provider, then } => {
                 let used = index
@@ -532,30 +521,44 @@ impl Op {
             }
             Op::RecordRoute { route, revision } => {
                 let routes = index.routes(route_revisions_text(object));
-                match routes.record(route, *revision) {
-                    RecordEdit::Unchanged => false,
-                    RecordEdit::Append(part) => {
-                        routes.appended(append_to_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, &part));
-                        true
-                    }
-                    RecordEdit::Rewrite => {
-                        let text = routes.render();
-                        set_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, text.as_deref())
-                    }
-                }
+                let edit = routes.record(route, *revision);
+                write_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, edit, routes)
             }
             Op::ForgetRoute { route, revision } => {
                 let routes = index.routes(route_revisions_text(object));
-                routes.forget(route, *revision) && {
-                    let text = routes.render();
-                    set_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, text.as_deref())
-                }
+                routes.forget(route, *revision)
+                    && write_annotation(
+                        object,
+                        names::ANNOTATION_ROUTE_REVISIONS,
+                        AnnotationEdit::Rewrite,
+                        routes,
+                    )
             }
             Op::IfRouteNotNewer { route, revision, then } => {
                 let newer = index.routes(route_revisions_text(object)).get(route) > *revision;
                 !newer && then.apply_checked(object, index)?
             }
         })
+    }
+}
+
+/// Brings one of our annotations in line with its table after `edit`; says whether it changed.
+fn write_annotation(
+    object: &mut Value,
+    annotation: &str,
+    edit: AnnotationEdit,
+    table: &mut impl AnnotationTable,
+) -> bool {
+    match edit {
+        AnnotationEdit::Unchanged => false,
+        AnnotationEdit::Append(part) => {
+            table.appended(append_to_annotation(object, annotation, &part));
+            true
+        }
+        AnnotationEdit::Rewrite => {
+            let text = table.render();
+            set_annotation(object, annotation, text.as_deref())
+        }
     }
 }
 
@@ -602,11 +605,6 @@ fn provider_users_text(object: &Value) -> Option<&str> {
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(names::ANNOTATION_PROVIDER_USERS))
         .and_then(Value::as_str)
-}
-
-/// Writes the annotation's text (`None`: no users, it goes). Always true: the annotation changed.
-fn set_provider_users(object: &mut Value, users: Option<&str>) -> bool {
-    set_annotation(object, names::ANNOTATION_PROVIDER_USERS, users)
 }
 
 /// Writes one of our annotations (`None`: it goes). Always true: the annotation changed.
