@@ -16,6 +16,15 @@ mod support;
 
 use support::{console_objects, deploy, parse, retire, Cluster, NS};
 
+/// Waits (at most 10 s) until `done` holds.
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(10), "waited in vain for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 fn assert_outcome(result: &RouteResult, outcome: Outcome) {
     assert_eq!(result.outcome, outcome, "{result:?}");
 }
@@ -531,14 +540,10 @@ async fn an_older_retirement_still_retrying_leaves_a_newer_deploy_whole() {
             .and_then(|f| f["data"]["m"].as_str().map(str::to_string))
             .unwrap_or_default()
     };
-    let started = std::time::Instant::now();
-    while !fence(&cluster).contains("retiredAt") {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the retirement never fenced the model"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for("the retirement to fence the model", || {
+        fence(&cluster).contains("retiredAt")
+    })
+    .await;
     assert_outcome(&deployer.apply(&deploy("m", 3)).await, Outcome::Applied);
     faults.clear();
     let retired = retirement.await.unwrap();
@@ -596,14 +601,10 @@ async fn a_retirement_releases_what_a_deploy_cut_short_recorded_after_its_read()
     faults.set_error_rate(1.0, FaultSpec::new(503).for_method(Method::POST).for_path("configmaps"));
     let retirer = cluster.engine().await;
     let retirement = tokio::spawn(async move { retirer.apply(&retire("m", 2)).await });
-    let started = std::time::Instant::now();
-    while cluster.failed_writes().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the retirement never tried its fence"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for("the retirement to try its fence", || {
+        !cluster.failed_writes().is_empty()
+    })
+    .await;
     for (kind, name) in &cut_short {
         cluster
             .sim
@@ -650,14 +651,10 @@ async fn a_route_object_deleted_after_the_read_is_created_again() {
     );
     let redeployer = cluster.engine().await;
     let redeploy = tokio::spawn(async move { redeployer.apply(&deploy("m", 2)).await });
-    let started = std::time::Instant::now();
-    while cluster.failed_writes().is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the redeploy never wrote its Ingress"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_for("the redeploy to try its Ingress", || {
+        !cluster.failed_writes().is_empty()
+    })
+    .await;
     let config_map = ObjectKey::new(Kind::ConfigMap, "ai-route-m");
     engine.api().delete(&config_map, None).await.unwrap();
     faults.clear();
