@@ -449,8 +449,12 @@ async fn check(seed: u64) -> Figures {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn random_histories_under_faults_converge_to_the_oracle() {
+    // `CONVERGENCE_SEEDS=N`: seeds 0..N; `CONVERGENCE_SEEDS=a..b`: seeds a..b (to replay a failure).
     let seeds: Vec<u64> = match std::env::var("CONVERGENCE_SEEDS") {
-        Ok(n) => (0..n.parse::<u64>().expect("CONVERGENCE_SEEDS is a number")).collect(),
+        Ok(range) => match range.split_once("..") {
+            Some((a, b)) => (a.parse::<u64>().expect("a seed")..b.parse::<u64>().expect("a seed")).collect(),
+            None => (0..range.parse::<u64>().expect("CONVERGENCE_SEEDS is a number")).collect(),
+        },
         Err(_) => vec![1, 2, 3, 4, 5, 6],
     };
     let mut total = Figures::default();
