@@ -670,3 +670,46 @@ async fn a_route_object_deleted_after_the_read_is_created_again() {
         "{redeployed:?}"
     );
 }
+
+/// An older deploy held back before its Ingress while another engine retires the model at a newer
+/// revision: when it goes on, it reads the fences once more before exposing anything, finds the
+/// model fenced past it, and does not create the route's Ingress or ConfigMap (the route never goes
+/// live after its retirement, without the key-auth rule a retirement takes); its settle then applies
+/// the retirement to what it did write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_deploy_held_back_does_not_expose_a_route_retired_meanwhile() {
+    use higress_route_worker::higress::fence::new_fence;
+    let cluster = Cluster::start().await;
+    // The model's fence shard exists, so the fence writes are replaces; the deploy's first create
+    // is its domain's ConfigMap, and every create of a ConfigMap is refused until the retirement
+    // is done.
+    cluster.sim.insert(new_fence(&names::fence("m"), NS)).unwrap();
+    let faults = cluster.sim.faults();
+    faults.set_error_rate(1.0, FaultSpec::new(503).for_method(Method::POST).for_path("configmaps"));
+    let deployer = cluster.engine().await;
+    let deploying = tokio::spawn(async move { deployer.apply(&deploy("m", 2)).await });
+    wait_for("the older deploy to try its domain", || {
+        !cluster.failed_writes().is_empty()
+    })
+    .await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&retire("m", 4)).await, Outcome::Applied);
+    faults.clear();
+    let deployed = deploying.await.unwrap();
+
+    assert_eq!(deployed.outcome, Outcome::Stale, "{deployed:?}");
+    let ingress_creates = cluster
+        .sim
+        .audit()
+        .iter()
+        .filter(|w| w.verb == "create" && w.resource == "ingresses")
+        .count();
+    assert_eq!(ingress_creates, 0, "the route's Ingress was never created");
+    assert!(cluster.get("configmaps", "ai-route-m").is_none());
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
+    let rules = key_auth["spec"]["matchRules"].as_array().unwrap();
+    assert!(
+        !rules.iter().any(|r| r["ingress"] == json!(["ai-route-m.internal"])),
+        "the retirement's clean-up holds: {rules:?}"
+    );
+}

@@ -447,11 +447,35 @@ impl Engine {
         writes.sort();
         let owners = owners(events, &planned);
         let ranks: BTreeSet<u8> = writes.iter().map(|(rank, _)| *rank).collect();
+        let exposing = higress::write_rank(&ObjectKey::new(Kind::Ingress, ""), false);
+        let mut left_to_newer: Option<BTreeSet<String>> = None;
         for rank in ranks {
+            // Before the first route is exposed, the fences once more: a model fenced past the event
+            // that wrote its route's objects (a retirement, or a newer deploy, since the batch read)
+            // owns the route now, and this batch's Ingresses and ConfigMaps of it are not written. A
+            // retirement may have taken the route's key-auth rule meanwhile: its Ingress must not
+            // come back without it. (The deploy's settle then applies that retirement, if it was one.)
+            if rank >= exposing && left_to_newer.is_none() {
+                let fenced = self
+                    .fenced_past(&owners, deadline)
+                    .await
+                    .map_err(|error| BatchFailure {
+                        error,
+                        written: tally.written(),
+                        touched: planned.touched.clone(),
+                    })?;
+                left_to_newer = Some(fenced);
+            }
+            let skipped = |key: &ObjectKey| {
+                left_to_newer
+                    .as_ref()
+                    .zip(owners.get(key))
+                    .is_some_and(|(fenced, (model, _))| fenced.contains(*model))
+            };
             // Built eagerly: a lazily mapping stream would make this future not `Send` for every lifetime.
             let writes_of_rank: Vec<_> = writes
                 .iter()
-                .filter(|(r, _)| *r == rank)
+                .filter(|(r, key)| *r == rank && !skipped(key))
                 .map(|(_, key)| {
                     self.write(
                         key,
@@ -503,6 +527,18 @@ impl Engine {
                 .collect();
             if result.outcome == Outcome::Applied && result.changes.is_empty() {
                 result.outcome = Outcome::Unchanged;
+            }
+        }
+        for (result, event) in results.iter_mut().zip(events) {
+            let left = left_to_newer
+                .as_ref()
+                .is_some_and(|models| models.contains(event.model()));
+            if left && result.outcome != Outcome::Rejected {
+                result.outcome = Outcome::Stale;
+                result.warnings.push(format!(
+                    "model {} was fenced at a newer revision while this event was applied; its route's own objects were left to that event",
+                    event.model()
+                ));
             }
         }
         Ok((results, planned_fences))
@@ -598,6 +634,33 @@ impl Engine {
             }
         };
         self.retried(&object, attempt, deadline).await
+    }
+
+    /// The models among `owners` whose fence entry, read now, is of a newer revision than the
+    /// batch's event of the model.
+    async fn fenced_past(
+        &self,
+        owners: &BTreeMap<&ObjectKey, (&str, u64)>,
+        deadline: Instant,
+    ) -> Result<BTreeSet<String>, ApplyError> {
+        let newest: BTreeMap<&str, u64> = owners.values().fold(BTreeMap::new(), |mut newest, &(model, revision)| {
+            let seen = newest.entry(model).or_insert(revision);
+            *seen = (*seen).max(revision);
+            newest
+        });
+        let mut reads = ReadSet::default();
+        for model in newest.keys() {
+            reads.gets.insert(ObjectKey::new(Kind::ConfigMap, names::fence(model)));
+        }
+        if reads.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let now = self.fetch(&reads, deadline).await?;
+        Ok(newest
+            .into_iter()
+            .filter(|(model, revision)| fence::entry(&now, model).is_some_and(|entry| entry.revision > *revision))
+            .map(|(model, _)| model.to_string())
+            .collect())
     }
 
     /// Whether the model's fence entry, read now, is of a newer revision than `revision`.
