@@ -457,7 +457,7 @@ impl Engine {
             // come back without it. (The deploy's settle then applies that retirement, if it was one.)
             if rank >= exposing && left_to_newer.is_none() {
                 let fenced = self
-                    .fenced_past(&owners, deadline)
+                    .fenced_past(owners.values().copied(), deadline)
                     .await
                     .map_err(|error| BatchFailure {
                         error,
@@ -569,7 +569,7 @@ impl Engine {
                 (initial, planned)
             } else {
                 if let Some(owner) = owner {
-                    if self.owned_by_newer(owner, deadline).await? {
+                    if !self.fenced_past([owner], deadline).await?.is_empty() {
                         tracing::debug!(%object, "left to a newer event of the model, which wrote it meanwhile");
                         return Ok(());
                     }
@@ -636,18 +636,20 @@ impl Engine {
         self.retried(&object, attempt, deadline).await
     }
 
-    /// The models among `owners` whose fence entry, read now, is of a newer revision than the
-    /// batch's event of the model.
-    async fn fenced_past(
+    /// The models among `(model, revision)` pairs whose fence entry, read now, is of a newer revision
+    /// than the newest pair of the model.
+    async fn fenced_past<'m>(
         &self,
-        owners: &BTreeMap<&ObjectKey, (&str, u64)>,
+        owners: impl IntoIterator<Item = (&'m str, u64)>,
         deadline: Instant,
     ) -> Result<BTreeSet<String>, ApplyError> {
-        let newest: BTreeMap<&str, u64> = owners.values().fold(BTreeMap::new(), |mut newest, &(model, revision)| {
-            let seen = newest.entry(model).or_insert(revision);
-            *seen = (*seen).max(revision);
-            newest
-        });
+        let newest: BTreeMap<&str, u64> = owners
+            .into_iter()
+            .fold(BTreeMap::new(), |mut newest, (model, revision)| {
+                let seen = newest.entry(model).or_insert(revision);
+                *seen = (*seen).max(revision);
+                newest
+            });
         let mut reads = ReadSet::default();
         for model in newest.keys() {
             reads.gets.insert(ObjectKey::new(Kind::ConfigMap, names::fence(model)));
@@ -661,19 +663,6 @@ impl Engine {
             .filter(|(model, revision)| fence::entry(&now, model).is_some_and(|entry| entry.revision > *revision))
             .map(|(model, _)| model.to_string())
             .collect())
-    }
-
-    /// Whether the model's fence entry, read now, is of a newer revision than `revision`.
-    async fn owned_by_newer(&self, (model, revision): (&str, u64), deadline: Instant) -> Result<bool, ApplyError> {
-        let key = ObjectKey::new(Kind::ConfigMap, names::fence(model));
-        let what = key.to_string();
-        let attempt = || async { self.api.get(&key).await.map_err(|e| ApplyError::classify(e, &what)) };
-        let shard = self.retried(&what, attempt, deadline).await?;
-        let entry = shard
-            .as_ref()
-            .and_then(|shard| shard.pointer("/data").and_then(|d| d.get(model)))
-            .and_then(FenceEntry::parse);
-        Ok(entry.is_some_and(|entry| entry.revision > revision))
     }
 
     /// Runs a request under the retry policy. No attempt starts after the request's deadline (its own
@@ -768,9 +757,6 @@ fn owners<'a>(events: &'a [LifecycleEvent], planned: &'a batch::Planned) -> BTre
             if !whole {
                 continue;
             }
-            let Some((key, _)) = planned.steps.get_key_value(key) else {
-                continue;
-            };
             let owner = owners.entry(key).or_insert((event.model(), event.revision()));
             owner.1 = owner.1.max(event.revision());
         }
