@@ -15,7 +15,7 @@ mod seed;
 use higress_route_worker::cluster::{batch, DEFAULT_SHARED_OBJECT_BUDGET};
 use higress_route_worker::contract;
 use higress_route_worker::event::LifecycleEvent;
-use higress_route_worker::higress::{self, ReadSet, Settings, State};
+use higress_route_worker::higress::{self, ObjectKey, ReadSet, Settings, State};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -133,12 +133,11 @@ fn main() {
         // The writes: every changed object encoded once, as the engine sends it.
         let started = Instant::now();
         let mut written = 0;
-        for (key, was) in &planned.before {
-            let now = planned.state.get(key);
-            if was.as_ref() != now {
-                written += now.map_or(0, |o| serde_json::to_vec(o).expect("serializes").len());
-                whole.set(key.clone(), now.cloned());
-            }
+        let changed: Vec<ObjectKey> = planned.to_write().map(|(key, _)| key.clone()).collect();
+        for key in changed {
+            let now = planned.state.get(&key);
+            written += now.map_or(0, |o| serde_json::to_vec(o).expect("serializes").len());
+            whole.set(key, now.cloned());
         }
         let write_in = started.elapsed();
         println!(

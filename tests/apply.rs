@@ -713,3 +713,113 @@ async fn an_older_deploy_held_back_does_not_expose_a_route_retired_meanwhile() {
         "the retirement's clean-up holds: {rules:?}"
     );
 }
+
+/// `metadata.resourceVersion` of a stored object.
+fn version(cluster: &Cluster, resource: &str, name: &str) -> String {
+    let object = cluster.get(resource, name).expect("object exists");
+    object["metadata"]["resourceVersion"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_reads_the_shared_objects_it_wrote_by_their_metadata_only() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&deploy("first", 1)).await, Outcome::Applied);
+    cluster.sim.reset_counters();
+    let second = engine.apply_batch(&[deploy("second", 1), deploy("third", 1)]).await;
+    for result in &second {
+        assert_outcome(result, Outcome::Applied);
+    }
+    let counters = cluster.sim.counters();
+    // McpBridge by name, the plugin CRs by list: metadata only, nothing read whole.
+    assert_eq!(counters.metadata_only, 2);
+    assert_eq!(counters.get("get", "mcpbridges"), 1);
+    assert_eq!(counters.get("list", "wasmplugins"), 1);
+    assert_eq!(counters.get("get", "wasmplugins"), 0);
+    // What the kept copies gave is what was stored: every route's entries are there.
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
+    let consumers: Vec<&str> = key_auth["spec"]["defaultConfig"]["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(consumers, ["c-first", "c-second", "c-third"]);
+    let registries = cluster.get("mcpbridges", "default").unwrap()["spec"]["registries"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(registries, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_object_another_writer_changed_between_batches_is_read_again_before_planning() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&deploy("first", 1)).await, Outcome::Applied);
+    let client = higress_route_worker::cluster::connect(Some(&cluster.kubeconfig))
+        .await
+        .unwrap();
+    foreign_writer(client, 1).await;
+    cluster.sim.reset_counters();
+    let second = engine.apply(&deploy("second", 1)).await;
+    assert_outcome(&second, Outcome::Applied);
+    // Seen moved by its metadata, read whole, planned on: written at the first attempt.
+    assert_eq!(second.conflicts, 0, "{second:?}");
+    let counters = cluster.sim.counters();
+    assert_eq!(counters.get("get", "wasmplugins"), 1, "key-auth read whole again");
+    assert_eq!(counters.get("get", "mcpbridges"), 2, "McpBridge: metadata, then whole");
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
+    let consumers: Vec<&str> = key_auth["spec"]["defaultConfig"]["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(consumers, ["c-first", "foreign-1", "c-second"]);
+    let bridge = cluster.get("mcpbridges", "default").unwrap();
+    assert!(bridge["spec"]["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "foreign-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_object_a_batch_changes_and_changes_back_is_not_reported_as_written() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&deploy("stays", 1)).await, Outcome::Applied);
+    let shared = [
+        ("mcpbridges", "default"),
+        ("wasmplugins", "ai-proxy.internal"),
+        ("wasmplugins", "key-auth.internal"),
+        ("wasmplugins", "ai-statistics-2.0.1"),
+    ];
+    let before: Vec<String> = shared.iter().map(|(r, n)| version(&cluster, r, n)).collect();
+    cluster.sim.reset_counters();
+    // A model deployed and retired, provider and consumers with it, in one batch.
+    let retirement = parse(
+        event::RETIRED_TYPE,
+        json!({"model": "brief", "revision": 2, "deleteConsumers": true, "deleteProvider": true}),
+    );
+    let results = engine.apply_batch(&[deploy("brief", 1), retirement]).await;
+    let updates =
+        cluster.sim.counters().get("update", "mcpbridges") + cluster.sim.counters().get("update", "wasmplugins");
+    let mut unchanged = 0;
+    for ((resource, name), was) in shared.iter().zip(&before) {
+        let moved = version(&cluster, resource, name) != *was;
+        unchanged += usize::from(!moved);
+        let kind = if *resource == "mcpbridges" {
+            "McpBridge"
+        } else {
+            "WasmPlugin"
+        };
+        for result in &results {
+            let listed = result.changes.iter().any(|c| c.kind == kind && c.name == *name);
+            assert!(!listed || moved, "{kind}/{name} listed but not written: {result:?}");
+        }
+    }
+    // The case is there: objects were sent back as they were, and the server stored nothing.
+    assert!(unchanged > 0 && updates > 0, "unchanged {unchanged}, updates {updates}");
+}

@@ -37,12 +37,16 @@ fn bad_request(message: String) -> (StatusCode, String) {
 }
 
 async fn counters(State(shared): SimState) -> Json<Value> {
-    let Counters { requests, total } = lock(&shared.counters).clone();
+    let Counters {
+        requests,
+        total,
+        metadata_only,
+    } = lock(&shared.counters).clone();
     let requests: Vec<Value> = requests
         .into_iter()
         .map(|((verb, resource), count)| json!({"verb": verb, "resource": resource, "count": count}))
         .collect();
-    Json(json!({"total": total, "requests": requests}))
+    Json(json!({"total": total, "metadataOnly": metadata_only, "requests": requests}))
 }
 
 async fn reset_counters(State(shared): SimState) -> StatusCode {

@@ -186,12 +186,25 @@ fn serve(
         Ok(())
     };
     match verb {
-        Verb::Get => Ok((StatusCode::OK, lock(&shared.store).get(rt, ns, name)?)),
+        Verb::Get => {
+            let object = match answer_form(headers, "PartialObjectMetadata")? {
+                Form::Object => lock(&shared.store).get(rt, ns, name)?,
+                Form::Metadata => {
+                    lock(&shared.counters).metadata_only += 1;
+                    lock(&shared.store).get_metadata(rt, ns, name)?
+                }
+            };
+            Ok((StatusCode::OK, object))
+        }
         Verb::List => {
+            let metadata_only = answer_form(headers, "PartialObjectMetadataList")? == Form::Metadata;
             let selector = |key: &str| query.get(key).map_or("", String::as_str);
             let labels = Selector::parse_labels(selector("labelSelector")).map_err(ApiError::bad_request)?;
             let fields = Selector::parse_fields(selector("fieldSelector")).map_err(ApiError::bad_request)?;
-            let list = lock(&shared.store).list(rt, namespace.as_deref(), &labels, &fields);
+            if metadata_only {
+                lock(&shared.counters).metadata_only += 1;
+            }
+            let list = lock(&shared.store).list_as(rt, namespace.as_deref(), &labels, &fields, metadata_only);
             Ok((StatusCode::OK, list))
         }
         Verb::Create => {
@@ -227,6 +240,48 @@ fn serve(
             "deletecollection is not supported by kube-sim; delete objects one by one",
         )),
     }
+}
+
+/// What a GET or a LIST answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Form {
+    Object,
+    /// Only metadata (`PartialObjectMetadata`, or `...List` for a list): how a client sees whether
+    /// objects changed without reading them whole.
+    Metadata,
+}
+
+/// The form the `Accept` header asks for: its first media type the server can serve, as the API
+/// server chooses (kubectl asks for `as=Table` first, then plain JSON). `metadata_kind` is
+/// `PartialObjectMetadata` for a GET, `PartialObjectMetadataList` for a LIST; any other `as=` is
+/// passed over. 406 when nothing can be served.
+fn answer_form(headers: &HeaderMap, metadata_kind: &str) -> Result<Form, ApiError> {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()) else {
+        return Ok(Form::Object);
+    };
+    for media in accept.split(',') {
+        let mut parts = media.split(';').map(str::trim);
+        let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
+        if !matches!(media_type.as_str(), "application/json" | "application/*" | "*/*") {
+            continue;
+        }
+        let params: HashMap<String, &str> = parts
+            .filter_map(|param| param.split_once('='))
+            .map(|(key, value)| (key.trim().to_ascii_lowercase(), value.trim()))
+            .collect();
+        match params.get("as") {
+            None => return Ok(Form::Object),
+            Some(&wanted)
+                if wanted == metadata_kind
+                    && params.get("g") == Some(&"meta.k8s.io")
+                    && params.get("v") == Some(&"v1") =>
+            {
+                return Ok(Form::Metadata)
+            }
+            Some(_) => {}
+        }
+    }
+    Err(ApiError::not_acceptable())
 }
 
 /// Applies a write to the store and records it in the audit log, under the
@@ -404,6 +459,39 @@ mod tests {
         }
         assert_eq!(route(Method::GET, "/apis/apps"), Err(404));
         assert_eq!(route(Method::GET, "/apis/apps/v1"), Err(404));
+    }
+
+    #[test]
+    fn answer_forms() {
+        let form = |accept: Option<&str>, kind: &str| {
+            let mut headers = HeaderMap::new();
+            if let Some(accept) = accept {
+                headers.insert(header::ACCEPT, accept.parse().unwrap());
+            }
+            answer_form(&headers, kind).map_err(|error| error.code)
+        };
+        let get = "PartialObjectMetadata";
+        assert_eq!(form(None, get), Ok(Form::Object));
+        assert_eq!(form(Some("application/json"), get), Ok(Form::Object));
+        assert_eq!(form(Some("*/*"), get), Ok(Form::Object));
+        // What kube-rs's `get_metadata` and `list_metadata` send.
+        let metadata = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+        assert_eq!(form(Some(metadata), get), Ok(Form::Metadata));
+        let list = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+        assert_eq!(form(Some(list), "PartialObjectMetadataList"), Ok(Form::Metadata));
+        // A list's form asked of a GET, or another version: not served.
+        assert_eq!(form(Some(list), get), Err(406));
+        assert_eq!(
+            form(
+                Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1"),
+                get
+            ),
+            Err(406)
+        );
+        // kubectl: tables first, then plain JSON, which is what it gets.
+        let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(form(Some(kubectl), "PartialObjectMetadataList"), Ok(Form::Object));
+        assert_eq!(form(Some("application/yaml"), get), Err(406));
     }
 
     #[test]

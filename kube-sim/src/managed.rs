@@ -141,22 +141,30 @@ fn compare(old: Option<&Value>, new: Option<&Value>, path: &mut Vec<String>, out
         // Two empty maps are one leaf; otherwise a map is compared field by field.
         (Some(Value::Object(old)), Some(Value::Object(new))) if !(old.is_empty() && new.is_empty()) => {
             for (key, value) in old {
-                compare_field(key, Some(value), new.get(key), path, out);
+                if !is_managed_fields(path, key) {
+                    compare_field(key, Some(value), new.get(key), path, out);
+                }
             }
             for (key, value) in new.iter().filter(|(key, _)| !old.contains_key(*key)) {
-                compare_field(key, None, Some(value), path, out);
+                if !is_managed_fields(path, key) {
+                    compare_field(key, None, Some(value), path, out);
+                }
             }
         }
         (None, Some(new)) => {
             out.added.insert(path);
             for (key, value) in new.as_object().into_iter().flatten() {
-                compare_field(key, None, Some(value), path, out);
+                if !is_managed_fields(path, key) {
+                    compare_field(key, None, Some(value), path, out);
+                }
             }
         }
         (Some(old), None) => {
             out.removed.insert(path);
             for (key, value) in old.as_object().into_iter().flatten() {
-                compare_field(key, Some(value), None, path, out);
+                if !is_managed_fields(path, key) {
+                    compare_field(key, Some(value), None, path, out);
+                }
             }
         }
         (Some(old), Some(new)) if old != new => out.modified.insert(path),
@@ -256,7 +264,7 @@ pub(crate) fn after_update(
     manager: &str,
     now: &str,
 ) -> Vec<Value> {
-    let comparison = Comparison::of(&without_managed_fields(old), &without_managed_fields(new), rt);
+    let comparison = Comparison::of(old, new, rt);
     let mut changed = comparison.added;
     changed.union(&comparison.modified);
     let mut entries: Vec<Entry> = recorded.iter().filter_map(Entry::parse).collect();
@@ -291,12 +299,10 @@ pub(crate) fn after_update(
     entries.iter().map(Entry::render).collect()
 }
 
-fn without_managed_fields(object: &Value) -> Value {
-    let mut object = object.clone();
-    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.shift_remove("managedFields");
-    }
-    object
+/// `metadata.managedFields`, which no manager owns: comparisons pass over it (rather than over
+/// copies without it: objects are large).
+fn is_managed_fields(path: &[String], key: &str) -> bool {
+    key == "managedFields" && matches!(path, [metadata] if metadata == "f:metadata")
 }
 
 #[cfg(test)]

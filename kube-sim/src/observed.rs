@@ -13,6 +13,8 @@ pub struct Counters {
     pub requests: BTreeMap<(String, String), u64>,
     /// All requests, including discovery and unknown paths, which `requests` leaves out.
     pub total: u64,
+    /// GETs and LISTs answered with metadata only (`PartialObjectMetadata`), also counted in `requests`.
+    pub metadata_only: u64,
 }
 
 impl Counters {

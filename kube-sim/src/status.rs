@@ -161,6 +161,18 @@ impl ApiError {
         Self::new(415, "UnsupportedMediaType", message.into())
     }
 
+    /// No media type of the request's `Accept` header can be served.
+    pub(crate) fn not_acceptable() -> Self {
+        Self::new(
+            406,
+            "NotAcceptable",
+            "only the following media types are accepted: application/json, \
+             application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, \
+             application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+                .to_string(),
+        )
+    }
+
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message.into())
     }

@@ -63,6 +63,13 @@ impl Store {
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
+    /// GET answered as `PartialObjectMetadata`: the object's metadata only.
+    pub(crate) fn get_metadata(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        self.stored(rt, namespace, name)
+            .map(partial_object_metadata)
+            .ok_or_else(|| ApiError::not_found(rt, name))
+    }
+
     /// A `...List` object; `namespace` None lists across all namespaces.
     pub(crate) fn list(
         &self,
@@ -70,6 +77,18 @@ impl Store {
         namespace: Option<&str>,
         labels: &Selector,
         fields: &Selector,
+    ) -> Value {
+        self.list_as(rt, namespace, labels, fields, false)
+    }
+
+    /// `metadata_only`: answered as `PartialObjectMetadataList`, each item its object's metadata.
+    pub(crate) fn list_as(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        labels: &Selector,
+        fields: &Selector,
+        metadata_only: bool,
     ) -> Value {
         let items: Vec<Value> = self
             .objects
@@ -85,11 +104,18 @@ impl Store {
                     })
                     && labels.matches(|key| object["metadata"]["labels"].get(key)?.as_str())
             })
-            .map(|(_, object)| object.clone())
+            .map(|(_, object)| match metadata_only {
+                true => partial_object_metadata(object),
+                false => object.clone(),
+            })
             .collect();
+        let (kind, api_version) = match metadata_only {
+            true => ("PartialObjectMetadataList".to_string(), "meta.k8s.io/v1".to_string()),
+            false => (rt.list_kind(), rt.api_version()),
+        };
         json!({
-            "kind": rt.list_kind(),
-            "apiVersion": rt.api_version(),
+            "kind": kind,
+            "apiVersion": api_version,
             "metadata": {"resourceVersion": self.revision.to_string()},
             "items": items,
         })
@@ -475,6 +501,15 @@ fn desired_state(fields: &Map<String, Value>) -> BTreeMap<&str, &Value> {
         .filter(|(key, _)| !["apiVersion", "kind", "metadata", "status"].contains(&key.as_str()))
         .map(|(key, value)| (key.as_str(), value))
         .collect()
+}
+
+/// An object as `PartialObjectMetadata` (meta.k8s.io/v1): its whole `metadata`, nothing else.
+fn partial_object_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object["metadata"].clone(),
+    })
 }
 
 /// `managedFields` go last in metadata, as in the API server's Go type; none at all when no manager owns a field.

@@ -771,3 +771,63 @@ async fn shutdown_stops_the_server() {
     let error = cms.list(&ListParams::default()).await.unwrap_err();
     assert!(!matches!(error, kube::Error::Api(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn metadata_only_reads_answer_partial_object_metadata() {
+    let (sim, client) = setup().await;
+    let plugins: Api<DynamicObject> = Api::namespaced_with(client.clone(), NS, &wasm_resource());
+    let written = plugins
+        .create(
+            &PostParams::default(),
+            &wasmplugin(
+                "key-auth.internal",
+                json!({"defaultConfig": {"consumers": [{"name": "c"}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    // kube-rs's own metadata calls: the object's metadata, none of its spec.
+    let got = plugins.get_metadata("key-auth.internal").await.unwrap();
+    assert_eq!(got.metadata.resource_version, written.metadata.resource_version);
+    assert_eq!(got.metadata.managed_fields, written.metadata.managed_fields);
+    let listed = plugins.list_metadata(&ListParams::default()).await.unwrap();
+    let versions: Vec<_> = listed
+        .items
+        .iter()
+        .map(|item| item.metadata.resource_version.clone())
+        .collect();
+    assert_eq!(versions, vec![written.metadata.resource_version.clone()]);
+    let missing = plugins.get_metadata("absent").await;
+    assert_eq!(api_error(missing).code, 404);
+    // As the API server sends them: typed as PartialObjectMetadata, no spec.
+    let path = format!("/apis/extensions.higress.io/v1alpha1/namespaces/{NS}/wasmplugins");
+    let request = |path: String, accept: &str| {
+        Request::get(path)
+            .header(header::ACCEPT, accept)
+            .body(Vec::new())
+            .unwrap()
+    };
+    let (status, _, list) = raw(
+        &client,
+        request(
+            path.clone(),
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["kind"], "PartialObjectMetadataList");
+    assert_eq!(list["apiVersion"], "meta.k8s.io/v1");
+    assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
+    assert_eq!(list["items"][0]["metadata"]["name"], "key-auth.internal");
+    assert!(list["items"][0].get("spec").is_none());
+    assert_eq!(sim.counters().metadata_only, 4);
+    // A form the server cannot give: 406, as from the API server.
+    let (status, _, refused) = raw(
+        &client,
+        request(format!("{path}/key-auth.internal"), "application/yaml"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    assert_eq!(refused["reason"], "NotAcceptable");
+}

@@ -91,28 +91,63 @@ impl Api {
             .collect())
     }
 
-    /// The object the server answers with is not parsed: nothing reads it, and a shared object
-    /// is large. Returns the size of what was sent.
-    pub async fn create(&self, kind: Kind, object: &Value) -> Result<usize, kube::Error> {
+    /// An object's `metadata.resourceVersion`, read as `PartialObjectMetadata` (without its body);
+    /// `None` when the object does not exist.
+    pub async fn resource_version(&self, key: &ObjectKey) -> Result<Option<String>, kube::Error> {
+        let request = self
+            .request(key.kind)
+            .get_metadata(&key.name, &GetParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        match self.client.request_text(request).await {
+            Ok(text) => Ok(Some(resource_version_of(&text)?)),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `(name, resourceVersion)` of each item of a list, read as `PartialObjectMetadataList`.
+    pub async fn list_versions(&self, kind: Kind, label_selector: &str) -> Result<Vec<(String, String)>, kube::Error> {
+        #[derive(Deserialize)]
+        struct Versions {
+            items: Vec<Versioned>,
+        }
+        let request = self
+            .request(kind)
+            .list_metadata(&ListParams::default().labels(label_selector))
+            .map_err(kube::Error::BuildRequest)?;
+        let text = self.client.request_text(request).await?;
+        let list: Versions = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|item| (item.metadata.name, item.metadata.resource_version))
+            .collect())
+    }
+
+    /// The object the server answers with is read for its new `resourceVersion` only: a shared
+    /// object is large.
+    pub async fn create(&self, kind: Kind, object: &Value) -> Result<Written, kube::Error> {
         let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
         let sent = body.len();
         let request = self
             .request(kind)
             .create(&PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
-        self.client.request_text(request).await.map(|_| sent)
+        let text = self.client.request_text(request).await?;
+        Written::of(sent, &text)
     }
 
-    /// PUT carrying the object's `metadata.resourceVersion`: 409 when someone wrote since.
-    /// The answer is not parsed, as for [`Api::create`]. Returns the size of what was sent.
-    pub async fn replace(&self, key: &ObjectKey, object: &Value) -> Result<usize, kube::Error> {
+    /// PUT carrying the object's `metadata.resourceVersion`: 409 when someone wrote since. The
+    /// answer is read as for [`Api::create`].
+    pub async fn replace(&self, key: &ObjectKey, object: &Value) -> Result<Written, kube::Error> {
         let body = serde_json::to_vec(object).map_err(kube::Error::SerdeError)?;
         let sent = body.len();
         let request = self
             .request(key.kind)
             .replace(&key.name, &PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
-        self.client.request_text(request).await.map(|_| sent)
+        let text = self.client.request_text(request).await?;
+        Written::of(sent, &text)
     }
 
     /// Deleting what is already gone succeeds. With `resource_version`, only that version is deleted:
@@ -135,6 +170,44 @@ impl Api {
             Err(e) => Err(e),
         }
     }
+}
+
+/// What a create or replace wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The size of what was sent.
+    pub bytes: usize,
+    /// The object's `metadata.resourceVersion` after the write, as the server answered (`None`: the
+    /// answer did not say; the write is done all the same).
+    pub resource_version: Option<String>,
+}
+
+impl Written {
+    fn of(bytes: usize, answer: &str) -> Result<Self, kube::Error> {
+        Ok(Written {
+            bytes,
+            resource_version: resource_version_of(answer).ok(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Versioned {
+    metadata: VersionedMetadata,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct VersionedMetadata {
+    #[serde(default)]
+    name: String,
+    resource_version: String,
+}
+
+/// `metadata.resourceVersion` of an object's JSON, without building the rest of it.
+fn resource_version_of(object: &str) -> Result<String, kube::Error> {
+    let versioned: Versioned = serde_json::from_str(object).map_err(kube::Error::SerdeError)?;
+    Ok(versioned.metadata.resource_version)
 }
 
 /// A list that could not be read. `objects` names the items that cannot be parsed (`WasmPlugin/<name>`),

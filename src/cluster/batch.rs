@@ -20,9 +20,75 @@ pub struct Planned {
     pub touched: Vec<BTreeSet<ObjectKey>>,
     /// The objects each event's simulation changed, in write order, by event index.
     pub changed: Vec<Vec<ObjectKey>>,
-    /// Each touched object as it was before the batch (`None`: absent).
-    pub before: BTreeMap<ObjectKey, Option<Value>>,
+    /// Each touched object as it was before the batch.
+    pub before: BTreeMap<ObjectKey, Before>,
     pub state: State,
+}
+
+/// A touched object as it was before the batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Before {
+    /// A copy (`None`: absent) of an object put or deleted whole: a route's own, small.
+    Whole(Option<Value>),
+    /// An object edited entry by entry: a shared one, up to megabytes, so not copied. It changed
+    /// when an event's simulation says so.
+    Edited {
+        existed: bool,
+        resource_version: Option<String>,
+    },
+}
+
+/// The request that writes an object.
+#[derive(Debug, PartialEq)]
+pub enum Write<'a> {
+    Create(&'a Value),
+    /// Carries the object's `resourceVersion`.
+    Replace(&'a Value),
+    /// Only of this `resourceVersion`, when known.
+    Delete(Option<String>),
+}
+
+impl Before {
+    /// The request that takes the object from this to `desired` (`None`: absent); `None` when there
+    /// is nothing to write.
+    pub fn write_to<'a>(&self, desired: Option<&'a Value>) -> Option<Write<'a>> {
+        let (existed, version) = match self {
+            Before::Whole(current) if current.as_ref() == desired => return None,
+            Before::Whole(current) => (
+                current.is_some(),
+                current
+                    .as_ref()
+                    .and_then(|object| object.pointer("/metadata/resourceVersion"))
+                    .and_then(Value::as_str),
+            ),
+            Before::Edited {
+                existed,
+                resource_version,
+            } => (*existed, resource_version.as_deref()),
+        };
+        match (existed, desired) {
+            (true, None) => Some(Write::Delete(version.map(str::to_string))),
+            (false, Some(new)) => Some(Write::Create(new)),
+            (true, Some(new)) => Some(Write::Replace(new)),
+            (false, None) => None,
+        }
+    }
+}
+
+impl Planned {
+    /// The objects the batch changes, each with what it was before.
+    pub fn to_write(&self) -> impl Iterator<Item = (&ObjectKey, &Before)> {
+        let changed: BTreeSet<&ObjectKey> = self.changed.iter().flatten().collect();
+        self.before.iter().filter(move |(key, before)| {
+            self.steps.contains_key(*key)
+                && match before {
+                    Before::Whole(was) => was.as_ref() != self.state.get(key),
+                    Before::Edited { existed, .. } => {
+                        changed.contains(key) && (*existed || self.state.get(key).is_some())
+                    }
+                }
+        })
+    }
 }
 
 /// Plans every event in order against the state its predecessors leave.
@@ -49,14 +115,24 @@ pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initi
                 // Keep what each object was before the batch, not a copy of the whole state.
                 for step in &plan.steps {
                     if !planned.before.contains_key(&step.key) {
-                        planned
-                            .before
-                            .insert(step.key.clone(), planned.state.get(&step.key).cloned());
+                        let was = planned.state.get(&step.key);
+                        let before = match step.action {
+                            Action::Edit { .. } => Before::Edited {
+                                existed: was.is_some(),
+                                resource_version: was
+                                    .and_then(|object| object.pointer("/metadata/resourceVersion"))
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string),
+                            },
+                            _ => Before::Whole(was.cloned()),
+                        };
+                        planned.before.insert(step.key.clone(), before);
                     }
                 }
-                let near = sizes.near_the_budget(&plan, &planned.state, budget);
+                let growth = edits(&plan, &planned.state);
+                let near = sizes.near_the_budget(&growth, &planned.state, budget);
                 let simulated = higress::simulate(&mut planned.state, &plan).and_then(|changes| {
-                    let over = sizes.measure(&plan, &near, &planned.state, budget);
+                    let over = sizes.measure(&growth, &near, &planned.state, budget);
                     match over {
                         None => Ok(changes),
                         Some(refusal) => {
@@ -139,26 +215,35 @@ pub fn serialized_size(object: Option<&Value>) -> usize {
     }
 }
 
-fn edits(plan: &higress::Plan) -> impl Iterator<Item = (&ObjectKey, usize)> {
-    plan.steps.iter().filter_map(|step| match &step.action {
-        Action::Edit { template, ops } => {
-            let created = if template.is_some() { 4096 } else { 0 };
-            Some((&step.key, created + ops.iter().map(Op::growth_bound).sum::<usize>()))
-        }
-        _ => None,
-    })
+/// The shared objects a plan edits, each with a bound on how much it can grow them (`state`: the
+/// objects before the plan; an object it creates from a template counts the template).
+fn edits<'p>(plan: &'p higress::Plan, state: &State) -> Vec<(&'p ObjectKey, usize)> {
+    plan.steps
+        .iter()
+        .filter_map(|step| match &step.action {
+            Action::Edit { template, ops } => {
+                let created = if template.is_some() && state.get(&step.key).is_none() {
+                    4096
+                } else {
+                    0
+                };
+                Some((&step.key, created + ops.iter().map(Op::growth_bound).sum::<usize>()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 impl SharedSizes {
     /// The objects this plan could take past the budget, as they are before it (to put back).
     fn near_the_budget(
         &mut self,
-        plan: &higress::Plan,
+        edits: &[(&ObjectKey, usize)],
         state: &State,
         budget: usize,
     ) -> Vec<(ObjectKey, Option<Value>)> {
         let mut near = Vec::new();
-        for (key, growth) in edits(plan) {
+        for &(key, growth) in edits {
             let size = *self
                 .bytes
                 .entry(key.clone())
@@ -174,13 +259,13 @@ impl SharedSizes {
     /// grown. A refusal when one grew past the budget.
     fn measure(
         &mut self,
-        plan: &higress::Plan,
+        edits: &[(&ObjectKey, usize)],
         near: &[(ObjectKey, Option<Value>)],
         state: &State,
         budget: usize,
     ) -> Option<Refusal> {
         let mut over = Vec::new();
-        for (key, growth) in edits(plan) {
+        for &(key, growth) in edits {
             match near.iter().find(|(k, _)| k == key) {
                 Some((_, before)) => {
                     let (annotations, annotations_before) =

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod batch;
+mod cache;
 pub mod error;
 
 pub use crate::retry::RetryPolicy;
@@ -25,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::result::{Change, Outcome, RouteResult};
 use backon::Retryable;
+use batch::{Before, Write};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -71,6 +73,9 @@ struct Tally {
     attempts: AtomicU32,
     conflicts: AtomicU32,
     written: Mutex<Vec<(ObjectKey, Operation)>>,
+    /// Each object written, with its new `resourceVersion` when the batch's first attempt wrote it
+    /// (then the server stores the object as planned); `None` after a retry or a delete.
+    versions: Mutex<BTreeMap<ObjectKey, Option<String>>>,
 }
 
 impl Tally {
@@ -90,6 +95,7 @@ pub struct Engine {
     api: Api,
     config: EngineConfig,
     metrics: Arc<Metrics>,
+    shared: cache::SharedObjects,
 }
 
 impl Engine {
@@ -98,7 +104,12 @@ impl Engine {
         metrics
             .shared_object_budget
             .set(i64::try_from(config.shared_object_budget).unwrap_or(i64::MAX));
-        Self { api, config, metrics }
+        Self {
+            api,
+            config,
+            metrics,
+            shared: cache::SharedObjects::default(),
+        }
     }
 
     pub fn api(&self) -> &Api {
@@ -434,14 +445,13 @@ impl Engine {
             touched: vec![BTreeSet::new(); events.len()],
         })?;
         let read_in = started.elapsed();
-        let planned = batch::plan(events, &self.config.settings, self.config.shared_object_budget, initial);
+        let mut planned = batch::plan(events, &self.config.settings, self.config.shared_object_budget, initial);
         let planned_in = started.elapsed() - read_in;
         let (before, after, steps) = (&planned.before, &planned.state, &planned.steps);
 
         // Write each changed object once, rank by rank: the mapping's write order across the batch.
-        let mut writes: Vec<(u8, &ObjectKey)> = before
-            .iter()
-            .filter(|(key, was)| was.as_ref() != after.get(key) && steps.contains_key(key))
+        let mut writes: Vec<(u8, &ObjectKey)> = planned
+            .to_write()
             .map(|(key, _)| (higress::write_rank(key, after.get(key).is_none()), key))
             .collect();
         writes.sort();
@@ -450,6 +460,7 @@ impl Engine {
         let exposing = higress::write_rank(&ObjectKey::new(Kind::Ingress, ""), false);
         let mut left_to_newer: Option<BTreeSet<String>> = None;
         for rank in ranks {
+            let rank_started = Instant::now();
             // Before the first route is exposed, the fences once more: a model fenced past the event
             // that wrote its route's objects (a retirement, or a newer deploy, since the batch read)
             // owns the route now, and this batch's Ingresses and ConfigMaps of it are not written. A
@@ -479,7 +490,7 @@ impl Engine {
                 .map(|(_, key)| {
                     self.write(
                         key,
-                        before[*key].as_ref(),
+                        &before[*key],
                         after.get(key),
                         (&steps[*key], owners.get(*key).copied()),
                         tally,
@@ -494,6 +505,7 @@ impl Engine {
                 .buffered(self.config.write_concurrency.max(1))
                 .collect()
                 .await;
+            tracing::trace!(rank, writes = outcomes.len(), took = ?rank_started.elapsed(), "rank written");
             if let Some(error) = outcomes.into_iter().find_map(Result::err) {
                 return Err(BatchFailure {
                     error,
@@ -519,6 +531,7 @@ impl Engine {
                 Lifecycle::Deployed(_) => None,
             })
             .collect();
+        self.keep_shared(&mut planned.state, tally);
         let mut results = planned.results;
         for (result, changed) in results.iter_mut().zip(&planned.changed) {
             result.changes = changed
@@ -553,7 +566,7 @@ impl Engine {
     async fn write(
         &self,
         key: &ObjectKey,
-        initial: Option<&Value>,
+        initial: &Before,
         planned: Option<&Value>,
         (steps, owner): (&[Step], Option<(&str, u64)>),
         tally: &Tally,
@@ -564,8 +577,9 @@ impl Engine {
         // large); a retry reads afresh and applies the steps again.
         let first = std::sync::atomic::AtomicBool::new(true);
         let attempt = || async {
-            let fresh: (Option<Value>, Option<Value>);
-            let (current, desired) = if first.swap(false, Ordering::Relaxed) {
+            let fresh: (Before, Option<Value>);
+            let as_planned = first.swap(false, Ordering::Relaxed);
+            let (current, desired) = if as_planned {
                 (initial, planned)
             } else {
                 if let Some(owner) = owner {
@@ -581,24 +595,41 @@ impl Engine {
                     apply_step_indexed(step, &mut desired, &mut index)
                         .map_err(|refused| ApplyError::Refused(refused.into()))?;
                 }
-                fresh = (current, desired);
-                (fresh.0.as_ref(), fresh.1.as_ref())
+                fresh = (Before::Whole(current), desired);
+                (&fresh.0, fresh.1.as_ref())
             };
-            if desired == current {
+            let Some(request) = current.write_to(desired) else {
                 return Ok(());
-            }
+            };
             tally.attempts.fetch_add(1, Ordering::Relaxed);
-            let (written, operation) = match (current, desired) {
-                (Some(old), None) => {
-                    let version = old.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-                    (self.api.delete(key, version).await.map(|()| 0), Operation::Deleted)
-                }
-                (None, Some(new)) => (self.api.create(key.kind, new).await, Operation::Created),
-                (Some(_), Some(changed)) => (self.api.replace(key, changed).await, Operation::Updated),
-                (None, None) => return Ok(()),
+            let (written, operation) = match request {
+                Write::Delete(version) => (
+                    self.api.delete(key, version.as_deref()).await.map(|()| None),
+                    Operation::Deleted,
+                ),
+                Write::Create(new) => (self.api.create(key.kind, new).await.map(Some), Operation::Created),
+                Write::Replace(changed) => (self.api.replace(key, changed).await.map(Some), Operation::Updated),
             };
             match written {
-                Ok(bytes) => {
+                Ok(written) => {
+                    let bytes = written.as_ref().map_or(0, |w| w.bytes);
+                    let version = written.and_then(|w| w.resource_version);
+                    // The server stores nothing for a write that changes nothing, and keeps the
+                    // version: an edit undone by a later event of the batch. Nothing was written.
+                    let unchanged = operation == Operation::Updated
+                        && version.is_some()
+                        && version.as_deref()
+                            == desired
+                                .and_then(|d| d.pointer("/metadata/resourceVersion"))
+                                .and_then(Value::as_str);
+                    tally
+                        .versions
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(key.clone(), version.filter(|_| as_planned));
+                    if unchanged {
+                        return Ok(());
+                    }
                     if let (
                         Some(_),
                         Some(Step {
@@ -697,39 +728,113 @@ impl Engine {
 
     /// Reads a read set, concurrently, into a state.
     async fn fetch(&self, reads: &ReadSet, deadline: Instant) -> Result<State, ApplyError> {
-        let api = &self.api;
         let (got, listed) = tokio::try_join!(
-            futures::future::try_join_all(reads.gets.iter().map(|key| {
-                let what = key.to_string();
-                async move {
-                    let attempt = || async { api.get(key).await.map_err(|e| ApplyError::classify(e, &what)) };
-                    self.retried(&what, attempt, deadline).await.map(|object| (key, object))
-                }
-            })),
-            futures::future::try_join_all(reads.lists.iter().map(|(kind, selector)| async move {
-                let what = kind.plural();
-                let attempt = || async {
-                    // An item that cannot be parsed is named (`WasmPlugin/ai-proxy.internal`), not the list.
-                    api.list(*kind, selector)
-                        .await
-                        .map_err(|e| ApplyError::classify(e.error, e.objects.as_deref().unwrap_or(what)))
-                };
-                self.retried(what, attempt, deadline).await
-            })),
+            futures::future::try_join_all(reads.gets.iter().map(|key| self.fetch_one(key, deadline))),
+            futures::future::try_join_all(
+                reads
+                    .lists
+                    .iter()
+                    .map(|(kind, selector)| self.fetch_list(*kind, selector, deadline))
+            ),
         )?;
         let mut state = State::new();
-        for (key, object) in got {
-            if let Some(mut object) = object {
-                // Some servers leave apiVersion/kind out of a GET; the key says what it is.
-                object["apiVersion"] = Value::String(key.kind.api_version());
-                object["kind"] = Value::String(key.kind.kind().to_string());
-                state.insert_object(object);
+        for read in got.into_iter().flatten().chain(listed.into_iter().flatten()) {
+            match read {
+                Read::Whole(object) => {
+                    state.insert_object(object);
+                }
+                Read::Kept(key, object, index) => state.insert_indexed(key, object, *index),
             }
         }
-        for object in listed.into_iter().flatten() {
-            state.insert_object(object);
-        }
         Ok(state)
+    }
+
+    /// One object by name (`None`: absent). A shared object this engine keeps is asked for its
+    /// metadata first, and read whole only if it moved since.
+    async fn fetch_one(&self, key: &ObjectKey, deadline: Instant) -> Result<Option<Read>, ApplyError> {
+        let what = key.to_string();
+        if cache::is_kept(key.kind) && self.shared.holds(key) {
+            let attempt = || async {
+                self.api
+                    .resource_version(key)
+                    .await
+                    .map_err(|e| ApplyError::classify(e, &what))
+            };
+            let version = self.retried(&what, attempt, deadline).await?;
+            if let Some((object, index)) = self.shared.take_current(key, version.as_deref()) {
+                return Ok(Some(Read::Kept(key.clone(), object, Box::new(index))));
+            }
+            if version.is_none() {
+                return Ok(None);
+            }
+        }
+        let attempt = || async { self.api.get(key).await.map_err(|e| ApplyError::classify(e, &what)) };
+        let object = self.retried(&what, attempt, deadline).await?;
+        Ok(object.map(|mut object| {
+            // Some servers leave apiVersion/kind out of a GET; the key says what it is.
+            object["apiVersion"] = Value::String(key.kind.api_version());
+            object["kind"] = Value::String(key.kind.kind().to_string());
+            Read::Whole(object)
+        }))
+    }
+
+    /// The objects of a kind with a label selector. Of a kind this engine keeps, the list is read as
+    /// metadata, and only the objects that moved since are read whole.
+    async fn fetch_list(&self, kind: Kind, selector: &str, deadline: Instant) -> Result<Vec<Read>, ApplyError> {
+        let what = kind.plural();
+        if cache::is_kept(kind) && self.shared.holds_any(kind) {
+            let attempt = || async {
+                self.api
+                    .list_versions(kind, selector)
+                    .await
+                    .map_err(|e| ApplyError::classify(e, what))
+            };
+            let versions = self.retried(what, attempt, deadline).await?;
+            let reads = futures::future::try_join_all(versions.into_iter().map(|(name, version)| async move {
+                let key = ObjectKey::new(kind, name);
+                match self.shared.take_current(&key, Some(&version)) {
+                    Some((object, index)) => Ok(Some(Read::Kept(key, object, Box::new(index)))),
+                    None => self.fetch_one(&key, deadline).await,
+                }
+            }))
+            .await?;
+            return Ok(reads.into_iter().flatten().collect());
+        }
+        let attempt = || async {
+            // An item that cannot be parsed is named (`WasmPlugin/ai-proxy.internal`), not the list.
+            self.api
+                .list(kind, selector)
+                .await
+                .map_err(|e| ApplyError::classify(e.error, e.objects.as_deref().unwrap_or(what)))
+        };
+        let listed = self.retried(what, attempt, deadline).await?;
+        Ok(listed.into_iter().map(Read::Whole).collect())
+    }
+
+    /// After a batch written in full: its shared objects are kept for the next batch, each as the
+    /// server now stores it (see [`cache`]).
+    fn keep_shared(&self, state: &mut State, tally: &Tally) {
+        let versions = tally.versions.lock().expect("not poisoned");
+        let keys: Vec<ObjectKey> = state
+            .iter()
+            .map(|(key, _)| key)
+            .filter(|key| cache::is_kept(key.kind))
+            .cloned()
+            .collect();
+        for key in keys {
+            let version = match versions.get(&key) {
+                Some(written) => written.clone(),
+                // Not written: as read.
+                None => state
+                    .get(&key)
+                    .and_then(|object| object.pointer("/metadata/resourceVersion"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            };
+            if let (Some(version), Some((object, index))) = (version, state.take_indexed(&key)) {
+                self.shared.keep(key, object, index, &version);
+            }
+        }
     }
 
     /// Everything the mapping declares it may read for these events.
@@ -743,6 +848,12 @@ impl Engine {
         }
         Ok(state)
     }
+}
+
+/// An object as a read found it: read whole, or a kept copy (with its index) that is still current.
+enum Read {
+    Whole(Value),
+    Kept(ObjectKey, Value, Box<EntryIndex>),
 }
 
 /// The route objects of the batch that are put or deleted whole, each with its model and the newest

@@ -174,6 +174,18 @@ impl State {
         };
     }
 
+    /// Adds an object with its index, which must be in step with it (kept from an earlier state).
+    pub fn insert_indexed(&mut self, key: ObjectKey, object: Value, index: EntryIndex) {
+        self.indexes().insert(key.clone(), index);
+        self.objects.insert(key, object);
+    }
+
+    /// Removes an object with its index (empty when none was built), to keep them for later.
+    pub fn take_indexed(&mut self, key: &ObjectKey) -> Option<(Value, EntryIndex)> {
+        let index = self.indexes().remove(key).unwrap_or_default();
+        self.objects.remove(key).map(|object| (object, index))
+    }
+
     fn indexes(&mut self) -> &mut BTreeMap<ObjectKey, EntryIndex> {
         self.indexes.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
