@@ -234,9 +234,10 @@ async fn a_forbidden_write_is_not_retried_and_the_result_lists_what_was_written_
         error.message
     );
     assert!(!error.retryable);
+    // The plugin CRs go side by side: ai-proxy, key-auth and ai-statistics tried once each.
     assert_eq!(
         cluster.sim.counters().get("create", "wasmplugins"),
-        1,
+        3,
         "no retry after 403"
     );
     assert!(

@@ -247,7 +247,7 @@ impl SharedSizes {
             let size = *self
                 .bytes
                 .entry(key.clone())
-                .or_insert_with(|| serialized_size(state.get(key)));
+                .or_insert_with(|| state.known_size(key).unwrap_or_else(|| serialized_size(state.get(key))));
             if size + growth > budget || annotation_bytes(state.get(key)) + growth > ANNOTATIONS_LIMIT {
                 near.push((key.clone(), state.get(key).cloned()));
             }

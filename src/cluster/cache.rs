@@ -20,13 +20,21 @@ pub fn is_kept(kind: Kind) -> bool {
     matches!(kind, Kind::McpBridge | Kind::WasmPlugin)
 }
 
+/// A kept copy: the object, its entries' index, and its serialized size when known (what the write
+/// that stored it sent), so a batch need not serialize it to check the shared-object budget.
+pub struct Kept {
+    pub object: Value,
+    pub index: EntryIndex,
+    pub size: Option<usize>,
+}
+
 #[derive(Default)]
 pub struct SharedObjects {
-    kept: Mutex<BTreeMap<ObjectKey, (Value, EntryIndex)>>,
+    kept: Mutex<BTreeMap<ObjectKey, Kept>>,
 }
 
 impl SharedObjects {
-    fn kept(&self) -> std::sync::MutexGuard<'_, BTreeMap<ObjectKey, (Value, EntryIndex)>> {
+    fn kept(&self) -> std::sync::MutexGuard<'_, BTreeMap<ObjectKey, Kept>> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -42,19 +50,19 @@ impl SharedObjects {
 
     /// The kept copy, taken out, if the server's `resource_version` is still its own; a copy that
     /// is not current is dropped.
-    pub fn take_current(&self, key: &ObjectKey, resource_version: Option<&str>) -> Option<(Value, EntryIndex)> {
-        let (object, index) = self.kept().remove(key)?;
-        let kept_version = object.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-        (resource_version.is_some() && kept_version == resource_version).then_some((object, index))
+    pub fn take_current(&self, key: &ObjectKey, resource_version: Option<&str>) -> Option<Kept> {
+        let kept = self.kept().remove(key)?;
+        let kept_version = kept.object.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+        (resource_version.is_some() && kept_version == resource_version).then_some(kept)
     }
 
     /// Keeps `object` as the server stores it at `resource_version`. Without `managedFields`: the
     /// server has moved them on at our own write, and a write that carries none keeps the server's.
-    pub fn keep(&self, key: ObjectKey, mut object: Value, index: EntryIndex, resource_version: &str) {
-        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+    pub fn keep(&self, key: ObjectKey, mut kept: Kept, resource_version: &str) {
+        if let Some(metadata) = kept.object.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.insert("resourceVersion".into(), resource_version.into());
             metadata.remove("managedFields");
         }
-        self.kept().insert(key, (object, index));
+        self.kept().insert(key, kept);
     }
 }

@@ -73,9 +73,9 @@ struct Tally {
     attempts: AtomicU32,
     conflicts: AtomicU32,
     written: Mutex<Vec<(ObjectKey, Operation)>>,
-    /// Each object written, with its new `resourceVersion` when the batch's first attempt wrote it
-    /// (then the server stores the object as planned); `None` after a retry or a delete.
-    versions: Mutex<BTreeMap<ObjectKey, Option<String>>>,
+    /// Each object written, with its new `resourceVersion` and the size sent when the batch's first
+    /// attempt wrote it (then the server stores the object as planned); `None` after a retry or a delete.
+    versions: Mutex<BTreeMap<ObjectKey, Option<(String, usize)>>>,
 }
 
 impl Tally {
@@ -614,6 +614,10 @@ impl Engine {
                 Ok(written) => {
                     let bytes = written.as_ref().map_or(0, |w| w.bytes);
                     let version = written.and_then(|w| w.resource_version);
+                    tally.versions.lock().expect("not poisoned").insert(
+                        key.clone(),
+                        version.clone().filter(|_| as_planned).map(|version| (version, bytes)),
+                    );
                     // The server stores nothing for a write that changes nothing, and keeps the
                     // version: an edit undone by a later event of the batch. Nothing was written.
                     let unchanged = operation == Operation::Updated
@@ -622,11 +626,6 @@ impl Engine {
                             == desired
                                 .and_then(|d| d.pointer("/metadata/resourceVersion"))
                                 .and_then(Value::as_str);
-                    tally
-                        .versions
-                        .lock()
-                        .expect("not poisoned")
-                        .insert(key.clone(), version.filter(|_| as_planned));
                     if unchanged {
                         return Ok(());
                     }
@@ -743,7 +742,7 @@ impl Engine {
                 Read::Whole(object) => {
                     state.insert_object(object);
                 }
-                Read::Kept(key, object, index) => state.insert_indexed(key, object, *index),
+                Read::Kept(key, kept) => state.insert_indexed(key, kept.object, kept.index, kept.size),
             }
         }
         Ok(state)
@@ -761,8 +760,8 @@ impl Engine {
                     .map_err(|e| ApplyError::classify(e, &what))
             };
             let version = self.retried(&what, attempt, deadline).await?;
-            if let Some((object, index)) = self.shared.take_current(key, version.as_deref()) {
-                return Ok(Some(Read::Kept(key.clone(), object, Box::new(index))));
+            if let Some(kept) = self.shared.take_current(key, version.as_deref()) {
+                return Ok(Some(Read::Kept(key.clone(), Box::new(kept))));
             }
             if version.is_none() {
                 return Ok(None);
@@ -793,7 +792,7 @@ impl Engine {
             let reads = futures::future::try_join_all(versions.into_iter().map(|(name, version)| async move {
                 let key = ObjectKey::new(kind, name);
                 match self.shared.take_current(&key, Some(&version)) {
-                    Some((object, index)) => Ok(Some(Read::Kept(key, object, Box::new(index)))),
+                    Some(kept) => Ok(Some(Read::Kept(key, Box::new(kept)))),
                     None => self.fetch_one(&key, deadline).await,
                 }
             }))
@@ -822,17 +821,23 @@ impl Engine {
             .cloned()
             .collect();
         for key in keys {
-            let version = match versions.get(&key) {
-                Some(written) => written.clone(),
-                // Not written: as read.
-                None => state
-                    .get(&key)
-                    .and_then(|object| object.pointer("/metadata/resourceVersion"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+            let (version, size) = match versions.get(&key) {
+                Some(written) => (
+                    written.as_ref().map(|(version, _)| version.clone()),
+                    written.as_ref().map(|(_, size)| *size),
+                ),
+                // Not written: as read (its size known if it was so when read).
+                None => (
+                    state
+                        .get(&key)
+                        .and_then(|object| object.pointer("/metadata/resourceVersion"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    state.known_size(&key),
+                ),
             };
             if let (Some(version), Some((object, index))) = (version, state.take_indexed(&key)) {
-                self.shared.keep(key, object, index, &version);
+                self.shared.keep(key, cache::Kept { object, index, size }, &version);
             }
         }
     }
@@ -853,7 +858,7 @@ impl Engine {
 /// An object as a read found it: read whole, or a kept copy (with its index) that is still current.
 enum Read {
     Whole(Value),
-    Kept(ObjectKey, Value, Box<EntryIndex>),
+    Kept(ObjectKey, Box<cache::Kept>),
 }
 
 /// The route objects of the batch that are put or deleted whole, each with its model and the newest

@@ -80,16 +80,9 @@ pub fn write_rank(key: &ObjectKey, deleting: bool) -> u8 {
         Kind::ConfigMap if names::is_route_config_map(&key.name) => 12,
         _ if deleting => 2,
         Kind::ConfigMap if names::is_domain_config_map(&key.name) => 3,
-        // The shared objects one after another. Nothing stated needs that, and side by side is faster
-        // (BENCHMARKS.md), but it is not changed while the checker has known gaps (RELIABILITY.md).
-        Kind::McpBridge => 4,
-        Kind::WasmPlugin => match BuiltinPlugin::of_internal_cr(&key.name) {
-            Some(BuiltinPlugin::AiProxy) => 5,
-            Some(BuiltinPlugin::KeyAuth) => 6,
-            Some(BuiltinPlugin::ModelMapper) => 7,
-            Some(BuiltinPlugin::ModelRouter) => 8,
-            _ => 9,
-        },
+        // The shared objects side by side: each edit stands alone (a provider goes only when McpBridge
+        // and ai-proxy, each as written, record no route using it), and all of them precede the Ingress.
+        Kind::McpBridge | Kind::WasmPlugin => 4,
         Kind::Ingress => 10,
         _ => 11,
     }

@@ -110,6 +110,9 @@ pub struct State {
     /// Lookup tables of objects edited entry by entry ([`EntryIndex`]), kept while every change of
     /// the object goes through them: taking or setting an object drops its index.
     indexes: Mutex<BTreeMap<ObjectKey, EntryIndex>>,
+    /// Serialized sizes known without serializing (from the write that stored the object), until
+    /// the object changes.
+    sizes: BTreeMap<ObjectKey, usize>,
 }
 
 /// A copy holds the objects; its indexes are built again when needed.
@@ -118,6 +121,7 @@ impl Clone for State {
         Self {
             objects: self.objects.clone(),
             indexes: Mutex::default(),
+            sizes: self.sizes.clone(),
         }
     }
 }
@@ -163,27 +167,40 @@ impl State {
     /// Removes and returns an object, to edit it in place.
     pub fn take(&mut self, key: &ObjectKey) -> Option<Value> {
         self.indexes().remove(key);
+        self.sizes.remove(key);
         self.objects.remove(key)
     }
 
     pub fn set(&mut self, key: ObjectKey, value: Option<Value>) {
         self.indexes().remove(&key);
+        self.sizes.remove(&key);
         match value {
             Some(value) => self.objects.insert(key, value),
             None => self.objects.remove(&key),
         };
     }
 
-    /// Adds an object with its index, which must be in step with it (kept from an earlier state).
-    pub fn insert_indexed(&mut self, key: ObjectKey, object: Value, index: EntryIndex) {
+    /// Adds an object with its index, which must be in step with it, and its serialized size if
+    /// known (kept from an earlier state).
+    pub fn insert_indexed(&mut self, key: ObjectKey, object: Value, index: EntryIndex, size: Option<usize>) {
         self.indexes().insert(key.clone(), index);
+        match size {
+            Some(size) => self.sizes.insert(key.clone(), size),
+            None => self.sizes.remove(&key),
+        };
         self.objects.insert(key, object);
     }
 
     /// Removes an object with its index (empty when none was built), to keep them for later.
     pub fn take_indexed(&mut self, key: &ObjectKey) -> Option<(Value, EntryIndex)> {
         let index = self.indexes().remove(key).unwrap_or_default();
+        self.sizes.remove(key);
         self.objects.remove(key).map(|object| (object, index))
+    }
+
+    /// The object's serialized size, if known without serializing it.
+    pub fn known_size(&self, key: &ObjectKey) -> Option<usize> {
+        self.sizes.get(key).copied()
     }
 
     fn indexes(&mut self) -> &mut BTreeMap<ObjectKey, EntryIndex> {
@@ -194,6 +211,7 @@ impl State {
     /// the index stays with the object while it exists.
     pub fn edit<R>(&mut self, key: &ObjectKey, edit: impl FnOnce(&mut Option<Value>, &mut EntryIndex) -> R) -> R {
         let mut index = self.indexes().remove(key).unwrap_or_default();
+        self.sizes.remove(key);
         let mut object = self.objects.remove(key);
         let result = edit(&mut object, &mut index);
         if let Some(object) = object {
