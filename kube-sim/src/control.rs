@@ -46,6 +46,10 @@ async fn counters(State(shared): SimState) -> Json<Value> {
         .into_iter()
         .map(|((verb, resource), count)| json!({"verb": verb, "resource": resource, "count": count}))
         .collect();
+    let metadata_only: Vec<Value> = metadata_only
+        .into_iter()
+        .map(|((verb, resource), count)| json!({"verb": verb, "resource": resource, "count": count}))
+        .collect();
     Json(json!({"total": total, "metadataOnly": metadata_only, "requests": requests}))
 }
 

@@ -190,7 +190,7 @@ fn serve(
             let object = match answer_form(headers, "PartialObjectMetadata")? {
                 Form::Object => lock(&shared.store).get(rt, ns, name)?,
                 Form::Metadata => {
-                    lock(&shared.counters).metadata_only += 1;
+                    lock(&shared.counters).record_metadata_only("get", rt.plural);
                     lock(&shared.store).get_metadata(rt, ns, name)?
                 }
             };
@@ -202,7 +202,7 @@ fn serve(
             let labels = Selector::parse_labels(selector("labelSelector")).map_err(ApiError::bad_request)?;
             let fields = Selector::parse_fields(selector("fieldSelector")).map_err(ApiError::bad_request)?;
             if metadata_only {
-                lock(&shared.counters).metadata_only += 1;
+                lock(&shared.counters).record_metadata_only("list", rt.plural);
             }
             let list = lock(&shared.store).list_as(rt, namespace.as_deref(), &labels, &fields, metadata_only);
             Ok((StatusCode::OK, list))

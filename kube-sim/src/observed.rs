@@ -13,8 +13,9 @@ pub struct Counters {
     pub requests: BTreeMap<(String, String), u64>,
     /// All requests, including discovery and unknown paths, which `requests` leaves out.
     pub total: u64,
-    /// GETs and LISTs answered with metadata only (`PartialObjectMetadata`), also counted in `requests`.
-    pub metadata_only: u64,
+    /// GETs and LISTs answered with metadata only (`PartialObjectMetadata`), by (verb, resource
+    /// plural); also counted in `requests`.
+    pub metadata_only: BTreeMap<(String, String), u64>,
 }
 
 impl Counters {
@@ -24,6 +25,22 @@ impl Counters {
             .get(&(verb.to_string(), resource.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The count of metadata-only answers for one verb (`get`, `list`) and resource plural.
+    pub fn metadata_only(&self, verb: &str, resource: &str) -> u64 {
+        self.metadata_only
+            .get(&(verb.to_string(), resource.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts a metadata-only answer.
+    pub(crate) fn record_metadata_only(&mut self, verb: &str, resource: &str) {
+        *self
+            .metadata_only
+            .entry((verb.to_string(), resource.to_string()))
+            .or_default() += 1;
     }
 
     /// Counts a request; `verb_and_resource` is None for anything but a resource request.

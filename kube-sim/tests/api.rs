@@ -821,7 +821,8 @@ async fn metadata_only_reads_answer_partial_object_metadata() {
     assert_eq!(list["items"][0]["kind"], "PartialObjectMetadata");
     assert_eq!(list["items"][0]["metadata"]["name"], "key-auth.internal");
     assert!(list["items"][0].get("spec").is_none());
-    assert_eq!(sim.counters().metadata_only, 4);
+    assert_eq!(sim.counters().metadata_only("get", "wasmplugins"), 2);
+    assert_eq!(sim.counters().metadata_only("list", "wasmplugins"), 2);
     // A form the server cannot give: 406, as from the API server.
     let (status, _, refused) = raw(
         &client,

@@ -4,20 +4,47 @@
 //! for their metadata only and takes a kept copy whose `resourceVersion` is still the server's, so
 //! what it plans against is exactly what a full read would have returned; any other is read whole.
 //!
-//! A copy is taken out while a batch uses it, and put back only when the batch ends with the object
-//! as the server stores it: read and left alone, or written by the batch's first attempt (then with
-//! the version the server answered). Anything else (a retry's re-read, a failed batch, a Secret
-//! rotation) leaves it out, and the next batch reads the object whole.
+//! The fence shards are kept too: every batch reads them (and looks at them twice more after its
+//! writes), and together they hold an entry per route.
+//!
+//! A batch takes the copies it plans on out, and puts them back only when it ends with each object as
+//! the server stores it: read and left alone, or written by its first attempt (then with the version
+//! the server answered). Anything else (a retry's re-read, a failed batch) leaves it out, and the
+//! next batch reads the object whole. A read that only looks (the fence checks, Secret rotation)
+//! uses a copy of the copy.
 
 use crate::higress::index::EntryIndex;
-use crate::higress::{Kind, ObjectKey};
+use crate::higress::{names, Kind, ObjectKey};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
-/// The kinds worth keeping: one object holds every route's entries.
-pub fn is_kept(kind: Kind) -> bool {
-    matches!(kind, Kind::McpBridge | Kind::WasmPlugin)
+/// The objects worth keeping: McpBridge `default` and the plugin CRs hold every route's entries, the
+/// fence shards one entry per route.
+pub fn is_kept(key: &ObjectKey) -> bool {
+    match key.kind {
+        Kind::McpBridge | Kind::WasmPlugin => true,
+        Kind::ConfigMap => names::is_fence(&key.name),
+        _ => false,
+    }
+}
+
+/// Whether every item of this list is an object worth keeping, so the list can be read as metadata.
+pub fn is_kept_list(kind: Kind, label_selector: &str) -> bool {
+    match kind {
+        Kind::McpBridge | Kind::WasmPlugin => true,
+        Kind::ConfigMap => label_selector == names::SELECT_FENCES,
+        _ => false,
+    }
+}
+
+/// What a read does with a kept copy that is still current.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// Takes it out: the batch plans on it and puts it back when done.
+    Take,
+    /// Looks at a copy; the kept one stays.
+    Look,
 }
 
 /// A kept copy: the object, its entries' index, and its serialized size when known (what the write
@@ -48,12 +75,22 @@ impl SharedObjects {
         self.kept().keys().any(|key| key.kind == kind)
     }
 
-    /// The kept copy, taken out, if the server's `resource_version` is still its own; a copy that
-    /// is not current is dropped.
-    pub fn take_current(&self, key: &ObjectKey, resource_version: Option<&str>) -> Option<Kept> {
-        let kept = self.kept().remove(key)?;
-        let kept_version = kept.object.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-        (resource_version.is_some() && kept_version == resource_version).then_some(kept)
+    /// The kept copy (taken out, or a copy of it) if the server's `resource_version` is still its
+    /// own; a copy that is not current is dropped.
+    pub fn current(&self, key: &ObjectKey, resource_version: Option<&str>, use_: Use) -> Option<Kept> {
+        let mut kept = self.kept();
+        let current = kept.get(key).is_some_and(|copy| {
+            resource_version.is_some()
+                && copy.object.pointer("/metadata/resourceVersion").and_then(Value::as_str) == resource_version
+        });
+        if !current || use_ == Use::Take {
+            return kept.remove(key).filter(|_| current);
+        }
+        kept.get(key).map(|copy| Kept {
+            object: copy.object.clone(),
+            index: EntryIndex::default(),
+            size: copy.size,
+        })
     }
 
     /// Keeps `object` as the server stores it at `resource_version`. Without `managedFields`: the

@@ -27,6 +27,7 @@ use crate::reason::Reason;
 use crate::result::{Change, Outcome, RouteResult};
 use backon::Retryable;
 use batch::{Before, Write};
+use cache::Use;
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -195,7 +196,7 @@ impl Engine {
         if reads.is_empty() {
             return;
         }
-        let now = match self.fetch(&reads, deadline).await {
+        let now = match self.fetch(&reads, Use::Look, deadline).await {
             Ok(state) => state,
             Err(error) => {
                 tracing::warn!(%error, "fence not checked after the writes");
@@ -339,14 +340,19 @@ impl Engine {
         let started = Instant::now();
         let deadline = started + self.config.retry.event_deadline;
         let settings = &self.config.settings;
-        let users = higress::rotate::secret_users(&self.fetch(&higress::reads::fence_reads(), deadline).await?);
+        let users =
+            higress::rotate::secret_users(&self.fetch(&higress::reads::fence_reads(), Use::Look, deadline).await?);
         if users.is_empty() {
             return Ok(Vec::new());
         }
         let read = self
-            .fetch(&higress::reads::rotation_reads(&users, settings.console), deadline)
+            .fetch(
+                &higress::reads::rotation_reads(&users, settings.console),
+                Use::Look,
+                deadline,
+            )
             .await?;
-        let fences_after = self.fetch(&higress::reads::fence_reads(), deadline).await?;
+        let fences_after = self.fetch(&higress::reads::fence_reads(), Use::Look, deadline).await?;
         let mut state = read.clone();
         let mut rotated: Vec<(RouteResult, Vec<ObjectKey>)> = Vec::new();
         for (model, entry) in &higress::rotate::unchanged_since(users, &fences_after) {
@@ -427,7 +433,7 @@ impl Engine {
             events,
             &self.config.settings,
             self.config.shared_object_budget,
-            self.read_state(events, deadline).await?,
+            self.read_state(events, Use::Look, deadline).await?,
         );
         Ok((planned.results, planned.state))
     }
@@ -439,11 +445,14 @@ impl Engine {
         deadline: Instant,
     ) -> Result<(Vec<RouteResult>, Vec<Option<FenceEntry>>), BatchFailure> {
         let started = Instant::now();
-        let initial = self.read_state(events, deadline).await.map_err(|error| BatchFailure {
-            error,
-            written: Vec::new(),
-            touched: vec![BTreeSet::new(); events.len()],
-        })?;
+        let initial = self
+            .read_state(events, Use::Take, deadline)
+            .await
+            .map_err(|error| BatchFailure {
+                error,
+                written: Vec::new(),
+                touched: vec![BTreeSet::new(); events.len()],
+            })?;
         let read_in = started.elapsed();
         let mut planned = batch::plan(events, &self.config.settings, self.config.shared_object_budget, initial);
         let planned_in = started.elapsed() - read_in;
@@ -687,7 +696,7 @@ impl Engine {
         if reads.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let now = self.fetch(&reads, deadline).await?;
+        let now = self.fetch(&reads, Use::Look, deadline).await?;
         Ok(newest
             .into_iter()
             .filter(|(model, revision)| fence::entry(&now, model).is_some_and(|entry| entry.revision > *revision))
@@ -726,14 +735,15 @@ impl Engine {
     }
 
     /// Reads a read set, concurrently, into a state.
-    async fn fetch(&self, reads: &ReadSet, deadline: Instant) -> Result<State, ApplyError> {
+    /// `use_`: what to do with kept copies found current (see [`cache`]).
+    async fn fetch(&self, reads: &ReadSet, use_: Use, deadline: Instant) -> Result<State, ApplyError> {
         let (got, listed) = tokio::try_join!(
-            futures::future::try_join_all(reads.gets.iter().map(|key| self.fetch_one(key, deadline))),
+            futures::future::try_join_all(reads.gets.iter().map(|key| self.fetch_one(key, use_, deadline))),
             futures::future::try_join_all(
                 reads
                     .lists
                     .iter()
-                    .map(|(kind, selector)| self.fetch_list(*kind, selector, deadline))
+                    .map(|(kind, selector)| self.fetch_list(*kind, selector, use_, deadline))
             ),
         )?;
         let mut state = State::new();
@@ -750,9 +760,9 @@ impl Engine {
 
     /// One object by name (`None`: absent). A shared object this engine keeps is asked for its
     /// metadata first, and read whole only if it moved since.
-    async fn fetch_one(&self, key: &ObjectKey, deadline: Instant) -> Result<Option<Read>, ApplyError> {
+    async fn fetch_one(&self, key: &ObjectKey, use_: Use, deadline: Instant) -> Result<Option<Read>, ApplyError> {
         let what = key.to_string();
-        if cache::is_kept(key.kind) && self.shared.holds(key) {
+        if cache::is_kept(key) && self.shared.holds(key) {
             let attempt = || async {
                 self.api
                     .resource_version(key)
@@ -760,7 +770,7 @@ impl Engine {
                     .map_err(|e| ApplyError::classify(e, &what))
             };
             let version = self.retried(&what, attempt, deadline).await?;
-            if let Some(kept) = self.shared.take_current(key, version.as_deref()) {
+            if let Some(kept) = self.shared.current(key, version.as_deref(), use_) {
                 return Ok(Some(Read::Kept(key.clone(), Box::new(kept))));
             }
             if version.is_none() {
@@ -779,9 +789,15 @@ impl Engine {
 
     /// The objects of a kind with a label selector. Of a kind this engine keeps, the list is read as
     /// metadata, and only the objects that moved since are read whole.
-    async fn fetch_list(&self, kind: Kind, selector: &str, deadline: Instant) -> Result<Vec<Read>, ApplyError> {
+    async fn fetch_list(
+        &self,
+        kind: Kind,
+        selector: &str,
+        use_: Use,
+        deadline: Instant,
+    ) -> Result<Vec<Read>, ApplyError> {
         let what = kind.plural();
-        if cache::is_kept(kind) && self.shared.holds_any(kind) {
+        if cache::is_kept_list(kind, selector) && self.shared.holds_any(kind) {
             let attempt = || async {
                 self.api
                     .list_versions(kind, selector)
@@ -791,9 +807,9 @@ impl Engine {
             let versions = self.retried(what, attempt, deadline).await?;
             let reads = futures::future::try_join_all(versions.into_iter().map(|(name, version)| async move {
                 let key = ObjectKey::new(kind, name);
-                match self.shared.take_current(&key, Some(&version)) {
+                match self.shared.current(&key, Some(&version), use_) {
                     Some(kept) => Ok(Some(Read::Kept(key, Box::new(kept)))),
-                    None => self.fetch_one(&key, deadline).await,
+                    None => self.fetch_one(&key, use_, deadline).await,
                 }
             }))
             .await?;
@@ -817,7 +833,7 @@ impl Engine {
         let keys: Vec<ObjectKey> = state
             .iter()
             .map(|(key, _)| key)
-            .filter(|key| cache::is_kept(key.kind))
+            .filter(|key| cache::is_kept(key))
             .cloned()
             .collect();
         for key in keys {
@@ -843,11 +859,11 @@ impl Engine {
     }
 
     /// Everything the mapping declares it may read for these events.
-    pub async fn read_state(&self, events: &[LifecycleEvent], deadline: Instant) -> Result<State, ApplyError> {
-        let mut state = self.fetch(&higress::reads(events), deadline).await?;
+    async fn read_state(&self, events: &[LifecycleEvent], use_: Use, deadline: Instant) -> Result<State, ApplyError> {
+        let mut state = self.fetch(&higress::reads(events), use_, deadline).await?;
         let more = higress::reads::follow_up_reads(events, &state);
         if !more.is_empty() {
-            for (key, object) in self.fetch(&more, deadline).await?.into_objects() {
+            for (key, object) in self.fetch(&more, use_, deadline).await?.into_objects() {
                 state.set(key, Some(object));
             }
         }
