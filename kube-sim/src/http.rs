@@ -2,6 +2,7 @@
 //! answer to it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use axum::extract::Query;
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -147,11 +148,11 @@ fn discovery_endpoint(method: &Method, document: Option<Value>) -> Result<Endpoi
 /// Answers an API request whose body has been read.
 pub(crate) fn respond(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap, body: &[u8]) -> Response {
     let answer = match endpoint {
-        Endpoint::Discovery(document) => Ok((StatusCode::OK, document)),
+        Endpoint::Discovery(document) => Ok((StatusCode::OK, Arc::new(document))),
         Endpoint::Resource(request) => serve(shared, request, headers, body),
     };
     match answer {
-        Ok((status, object)) => (status, Json(object)).into_response(),
+        Ok((status, object)) => (status, Json(object.as_ref())).into_response(),
         Err(error) => error.into_response(),
     }
 }
@@ -161,7 +162,7 @@ fn serve(
     request: ResourceRequest,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(StatusCode, Value), ApiError> {
+) -> Result<(StatusCode, Arc<Value>), ApiError> {
     let ResourceRequest {
         verb,
         rt,
@@ -191,7 +192,7 @@ fn serve(
                 Form::Object => lock(&shared.store).get(rt, ns, name)?,
                 Form::Metadata => {
                     lock(&shared.counters).record_metadata_only("get", rt.plural);
-                    lock(&shared.store).get_metadata(rt, ns, name)?
+                    Arc::new(lock(&shared.store).get_metadata(rt, ns, name)?)
                 }
             };
             Ok((StatusCode::OK, object))
@@ -205,7 +206,7 @@ fn serve(
                 lock(&shared.counters).record_metadata_only("list", rt.plural);
             }
             let list = lock(&shared.store).list_as(rt, namespace.as_deref(), &labels, &fields, metadata_only);
-            Ok((StatusCode::OK, list))
+            Ok((StatusCode::OK, Arc::new(list)))
         }
         Verb::Create => {
             let object = json_body(headers, body)?;
@@ -291,8 +292,8 @@ fn audited(
     verb: Verb,
     rt: &ResourceType,
     namespace: &str,
-    apply: impl FnOnce(&mut Store) -> Result<Value, ApiError>,
-) -> Result<Value, ApiError> {
+    apply: impl FnOnce(&mut Store) -> Result<Arc<Value>, ApiError>,
+) -> Result<Arc<Value>, ApiError> {
     let mut store = lock(&shared.store);
     let object = apply(&mut store)?;
     let resource_version = match verb {

@@ -171,7 +171,9 @@ users:
                 )))
             }
         };
-        lock(&self.shared.store).create(rt, &namespace, object, INSERT_MANAGER)
+        lock(&self.shared.store)
+            .create(rt, &namespace, object, INSERT_MANAGER)
+            .map(Arc::unwrap_or_clone)
     }
 
     /// The stored object, read directly. `resource` is the plural
@@ -183,7 +185,10 @@ users:
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         let rt = resource_type(resource);
         let namespace = if rt.namespaced { namespace } else { "" };
-        lock(&self.shared.store).get(rt, namespace, name).ok()
+        lock(&self.shared.store)
+            .get(rt, namespace, name)
+            .ok()
+            .map(Arc::unwrap_or_clone)
     }
 
     /// The stored objects of one resource, in one namespace or, for `""`, in

@@ -3,6 +3,7 @@
 //! generation and status-subresource handling. Pure logic, no I/O.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -24,7 +25,8 @@ pub(crate) const ETCD_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 #[derive(Default)]
 pub(crate) struct Store {
     revision: u64,
-    objects: BTreeMap<&'static str, BTreeMap<(String, String), Value>>,
+    /// Shared with the answers that carry them: an object is large, and an answer need not copy it.
+    objects: BTreeMap<&'static str, BTreeMap<(String, String), Arc<Value>>>,
 }
 
 /// `DeleteOptions.preconditions`.
@@ -55,10 +57,13 @@ impl Store {
         self.objects
             .get(rt.plural)?
             .get(&(namespace.to_string(), name.to_string()))
+            .map(Arc::as_ref)
     }
 
-    pub(crate) fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
-        self.stored(rt, namespace, name)
+    pub(crate) fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Arc<Value>, ApiError> {
+        self.objects
+            .get(rt.plural)
+            .and_then(|table| table.get(&(namespace.to_string(), name.to_string())))
             .cloned()
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
@@ -106,7 +111,7 @@ impl Store {
             })
             .map(|(_, object)| match metadata_only {
                 true => partial_object_metadata(object),
-                false => object.clone(),
+                false => Value::clone(object),
             })
             .collect();
         let (kind, api_version) = match metadata_only {
@@ -129,7 +134,7 @@ impl Store {
         namespace: &str,
         object: Value,
         manager: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let Parts {
             mut metadata,
             recorded_managers,
@@ -195,7 +200,7 @@ impl Store {
         name: &str,
         object: Value,
         manager: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         if self.stored(rt, namespace, name).is_none() {
             return Err(ApiError::not_found(rt, name));
         }
@@ -217,7 +222,7 @@ impl Store {
         name: &str,
         patch: &Patch,
         manager: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let current = self
             .stored(rt, namespace, name)
             .ok_or_else(|| ApiError::not_found(rt, name))?;
@@ -238,7 +243,7 @@ impl Store {
         namespace: &str,
         name: &str,
         preconditions: &Preconditions,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let current = self
             .stored(rt, namespace, name)
             .ok_or_else(|| ApiError::not_found(rt, name))?;
@@ -278,7 +283,7 @@ impl Store {
             .and_then(|table| table.get_mut(&key))
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         self.revision += 1;
-        object["metadata"]["resourceVersion"] = self.revision.to_string().into();
+        Arc::make_mut(object)["metadata"]["resourceVersion"] = self.revision.to_string().into();
         Ok(())
     }
 
@@ -292,7 +297,7 @@ impl Store {
         name: &str,
         parts: Parts,
         manager: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let Parts {
             mut metadata,
             recorded_managers,
@@ -340,20 +345,21 @@ impl Store {
         let managers = managed::after_update(rt, &recorded_managers, current, &updated, manager, &now());
         set_managed_fields(&mut updated, managers);
         if &updated == current {
-            return Ok(updated);
+            return Ok(Arc::new(updated));
         }
         check_stored_size(&updated)?;
         Ok(self.commit(rt, namespace, name, updated))
     }
 
     /// Stores the object under the next resourceVersion.
-    fn commit(&mut self, rt: &ResourceType, namespace: &str, name: &str, mut object: Value) -> Value {
+    fn commit(&mut self, rt: &ResourceType, namespace: &str, name: &str, mut object: Value) -> Arc<Value> {
         self.revision += 1;
         object["metadata"]["resourceVersion"] = self.revision.to_string().into();
+        let object = Arc::new(object);
         self.objects
             .entry(rt.plural)
             .or_default()
-            .insert((namespace.to_string(), name.to_string()), object.clone());
+            .insert((namespace.to_string(), name.to_string()), Arc::clone(&object));
         object
     }
 
@@ -693,7 +699,7 @@ mod tests {
         let mut store = store();
         let cms = rt("configmaps");
         store.create(cms, NS, configmap("a", json!({})), MANAGER).unwrap();
-        let reason = |result: Result<Value, ApiError>| result.unwrap_err().reason;
+        let reason = |result: Result<Arc<Value>, ApiError>| result.unwrap_err().reason;
         assert_eq!(
             reason(store.create(cms, NS, configmap("a", json!({})), MANAGER)),
             "AlreadyExists"
@@ -740,8 +746,8 @@ mod tests {
         let created = store
             .create(cms, NS, configmap("a", json!({"k": "1"})), MANAGER)
             .unwrap();
-        let mut stale = created.clone();
-        let mut fresh = created.clone();
+        let mut stale = Value::clone(&created);
+        let mut fresh = Value::clone(&created);
         fresh["data"]["k"] = "2".into();
         let updated = store.update(cms, NS, "a", fresh, MANAGER).unwrap();
         assert_eq!(version(&updated), version(&created) + 1);
@@ -782,7 +788,7 @@ mod tests {
             .unwrap_err();
         assert_eq!((error.code, error.reason.as_str()), (422, "Invalid"));
 
-        let mut relabelled = created.clone();
+        let mut relabelled = Value::clone(&created);
         relabelled["metadata"]["labels"] = json!({"a": "b"});
         relabelled["status"] = json!({"ignored": true});
         let relabelled = store.update(plugins, NS, "p", relabelled, MANAGER).unwrap();
@@ -792,7 +798,7 @@ mod tests {
         );
         assert!(relabelled.get("status").is_none(), "status is a subresource");
 
-        let mut respecced = relabelled.clone();
+        let mut respecced = Value::clone(&relabelled);
         respecced["spec"]["priority"] = 2.into();
         let respecced = store.update(plugins, NS, "p", respecced, MANAGER).unwrap();
         assert_eq!(respecced["metadata"]["generation"], 2);
@@ -805,7 +811,7 @@ mod tests {
         let spec = json!({"priority": 1, "stray": 1, "defaultConfig": {"kept": 1}});
         let created = store.create(plugins, NS, wasmplugin("p", spec), MANAGER).unwrap();
         assert_eq!(created["spec"], json!({"priority": 1, "defaultConfig": {"kept": 1}}));
-        let mut replaced = created.clone();
+        let mut replaced = Value::clone(&created);
         replaced["spec"]["stray"] = 2.into();
         let replaced = store.update(plugins, NS, "p", replaced, MANAGER).unwrap();
         assert_eq!(replaced, created, "a PUT of only pruned fields changes nothing");
@@ -822,7 +828,7 @@ mod tests {
         let mut store = store();
         let plugins = rt("wasmplugins");
         let created = store.create(plugins, NS, wasmplugin("p", json!({})), MANAGER).unwrap();
-        let mut big = created.clone();
+        let mut big = Value::clone(&created);
         big["spec"]["defaultConfig"] = json!({"blob": "x".repeat(ETCD_MAX_REQUEST_BYTES)});
         let error = store.update(plugins, NS, "p", big.clone(), MANAGER).unwrap_err();
         assert_eq!(error.to_status(), ApiError::etcd_request_too_large().to_status());
@@ -840,7 +846,7 @@ mod tests {
         let created = store
             .create(cms, NS, configmap("a", json!({"k": "1"})), "first")
             .unwrap();
-        let mut changed = created.clone();
+        let mut changed = Value::clone(&created);
         changed["data"]["j"] = "2".into();
         changed["metadata"].as_object_mut().unwrap().remove("managedFields");
         let changed = store.update(cms, NS, "a", changed, "second").unwrap();
