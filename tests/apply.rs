@@ -482,7 +482,7 @@ async fn a_batch_of_new_models_reads_no_route_config_maps_and_replaces_a_console
         .steps
         .iter()
         .find_map(|step| match &step.action {
-            Action::Put(object) if step.key.name == names::route_config_map("h0") => Some(object.clone()),
+            Action::Put(object) if step.key.name == names::route_config_map("h0") => Some(Value::clone(object)),
             _ => None,
         })
         .unwrap();

@@ -11,6 +11,7 @@ use super::{deploy, fence, provider, retire};
 use crate::event::{Lifecycle, LifecycleEvent};
 use crate::reason::Reason;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// How the mapping writes, beyond the event itself.
 #[derive(Clone, Debug)]
@@ -49,8 +50,9 @@ pub enum Action {
         template: Option<Template>,
         ops: Vec<Op>,
     },
-    /// An owned object, written whole.
-    Put(Value),
+    /// An owned object, written whole. Shared with the state the plan is simulated on, which holds
+    /// the same object while it is absent from the cluster: a batch holds many.
+    Put(Arc<Value>),
     /// Created when missing, left alone when present (domain ConfigMaps: existing settings win).
     CreateIfMissing(Value),
     Delete,
@@ -150,7 +152,7 @@ impl Plan {
     }
 
     pub(super) fn put(&mut self, object: Value) {
-        self.push(object, Action::Put)
+        self.push(object, |object| Action::Put(Arc::new(object)))
     }
 
     pub(super) fn push(&mut self, object: Value, action: impl FnOnce(Value) -> Action) {

@@ -6,6 +6,7 @@ use super::ops::EditRefused;
 use super::plan::{Action, Plan, Refusal, Step};
 use super::state::{ObjectKey, State, SERVER_FIELDS};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// How one step changed an object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +100,14 @@ pub fn simulate(state: &mut State, plan: &Plan) -> Result<Vec<(ObjectKey, Operat
     }
     let mut changes = Vec::new();
     for step in &plan.steps {
+        // A new object is the step's own, shared rather than copied.
+        if let Action::Put(desired) = &step.action {
+            if state.get(&step.key).is_none() {
+                state.put_shared(step.key.clone(), Arc::clone(desired));
+                changes.push((step.key.clone(), Operation::Created));
+                continue;
+            }
+        }
         // Unreachable after the checks unless one event's own edits collide (the contract rules
         // that out); the object goes back either way.
         let (existed, applied, exists) = state.edit(&step.key, |object, index| {

@@ -5,7 +5,7 @@ use super::index::EntryIndex;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// The kinds of object the worker reads or writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -103,10 +103,11 @@ impl fmt::Display for ObjectKey {
     }
 }
 
-/// Objects of the controller namespace, as read from (or about to be written to) the cluster.
+/// Objects of the controller namespace, as read from (or about to be written to) the cluster. An
+/// object may be shared with the plan step that puts it ([`State::put_shared`]); changing it copies it.
 #[derive(Default)]
 pub struct State {
-    objects: BTreeMap<ObjectKey, Value>,
+    objects: BTreeMap<ObjectKey, Arc<Value>>,
     /// Lookup tables of objects edited entry by entry ([`EntryIndex`]), kept while every change of
     /// the object goes through them: taking or setting an object drops its index.
     indexes: Mutex<BTreeMap<ObjectKey, EntryIndex>>,
@@ -157,27 +158,34 @@ impl State {
     }
 
     pub fn get(&self, key: &ObjectKey) -> Option<&Value> {
-        self.objects.get(key)
+        self.objects.get(key).map(Arc::as_ref)
     }
 
     pub fn get_named(&self, kind: Kind, name: &str) -> Option<&Value> {
-        self.objects.get(&ObjectKey::new(kind, name))
+        self.get(&ObjectKey::new(kind, name))
     }
 
     /// Removes and returns an object, to edit it in place.
     pub fn take(&mut self, key: &ObjectKey) -> Option<Value> {
         self.indexes().remove(key);
         self.sizes.remove(key);
-        self.objects.remove(key)
+        self.objects.remove(key).map(Arc::unwrap_or_clone)
     }
 
     pub fn set(&mut self, key: ObjectKey, value: Option<Value>) {
         self.indexes().remove(&key);
         self.sizes.remove(&key);
         match value {
-            Some(value) => self.objects.insert(key, value),
+            Some(value) => self.objects.insert(key, Arc::new(value)),
             None => self.objects.remove(&key),
         };
+    }
+
+    /// Puts an object shared with whoever else holds it (the step that puts it), without a copy.
+    pub fn put_shared(&mut self, key: ObjectKey, object: Arc<Value>) {
+        self.indexes().remove(&key);
+        self.sizes.remove(&key);
+        self.objects.insert(key, object);
     }
 
     /// Adds an object with its index, which must be in step with it, and its serialized size if
@@ -188,14 +196,14 @@ impl State {
             Some(size) => self.sizes.insert(key.clone(), size),
             None => self.sizes.remove(&key),
         };
-        self.objects.insert(key, object);
+        self.objects.insert(key, Arc::new(object));
     }
 
     /// Removes an object with its index (empty when none was built), to keep them for later.
     pub fn take_indexed(&mut self, key: &ObjectKey) -> Option<(Value, EntryIndex)> {
         let index = self.indexes().remove(key).unwrap_or_default();
         self.sizes.remove(key);
-        self.objects.remove(key).map(|object| (object, index))
+        self.objects.remove(key).map(|object| (Arc::unwrap_or_clone(object), index))
     }
 
     /// The object's serialized size, if known without serializing it.
@@ -212,10 +220,10 @@ impl State {
     pub fn edit<R>(&mut self, key: &ObjectKey, edit: impl FnOnce(&mut Option<Value>, &mut EntryIndex) -> R) -> R {
         let mut index = self.indexes().remove(key).unwrap_or_default();
         self.sizes.remove(key);
-        let mut object = self.objects.remove(key);
+        let mut object = self.objects.remove(key).map(Arc::unwrap_or_clone);
         let result = edit(&mut object, &mut index);
         if let Some(object) = object {
-            self.objects.insert(key.clone(), object);
+            self.objects.insert(key.clone(), Arc::new(object));
             self.indexes().insert(key.clone(), index);
         }
         result
@@ -261,15 +269,17 @@ impl State {
         self.objects
             .range(ObjectKey::new(kind, String::new())..)
             .take_while(move |(k, _)| k.kind == kind)
-            .map(|(k, v)| (k.name.as_str(), v))
+            .map(|(k, v)| (k.name.as_str(), v.as_ref()))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&ObjectKey, &Value)> {
-        self.objects.iter()
+        self.objects.iter().map(|(key, object)| (key, object.as_ref()))
     }
 
     pub fn into_objects(self) -> impl Iterator<Item = (ObjectKey, Value)> {
-        self.objects.into_iter()
+        self.objects
+            .into_iter()
+            .map(|(key, object)| (key, Arc::unwrap_or_clone(object)))
     }
 }
 
