@@ -140,10 +140,10 @@ enum Mode {
 }
 
 /// The null worker, run as a separate process (as the worker is): the worker's consumer and producer
-/// settings and its batching (up to 256 records, 20 ms linger, 20 lingers at most), then one small
+/// settings and its batching (up to its default batch, 20 ms linger, 20 lingers at most), then one small
 /// result per record, delivery awaited, offsets stored and committed per batch.
 async fn null_worker(brokers: &str, input: &str, results: &str, group: &str) {
-    const MAX_BATCH: usize = 256;
+    const MAX_BATCH: usize = higress_route_worker::worker::DEFAULT_MAX_BATCH;
     const LINGER: Duration = Duration::from_millis(20);
     let consumer: StreamConsumer = broker::client_config(brokers)
         .set("group.id", group)

@@ -75,8 +75,10 @@ impl Default for WorkerConfig {
     }
 }
 
-/// Records applied together unless told otherwise.
-pub const DEFAULT_MAX_BATCH: usize = 256;
+/// Records applied together unless told otherwise. Each batch writes every shared object it touches
+/// whole (megabytes on a large cluster), so larger batches pay that less often; 512 new routes' objects
+/// fit well within 64 MiB (BENCHMARKS.md).
+pub const DEFAULT_MAX_BATCH: usize = 512;
 
 /// How often Secrets are checked for rotation, unless configured otherwise.
 pub const DEFAULT_SECRET_ROTATION_INTERVAL: Duration = Duration::from_secs(60);
