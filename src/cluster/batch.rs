@@ -299,3 +299,54 @@ impl SharedSizes {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::higress::plan::Template;
+    use crate::higress::Kind;
+    use serde_json::json;
+
+    #[test]
+    fn a_template_counts_toward_the_growth_only_when_the_object_is_absent() {
+        let key = ObjectKey::new(Kind::McpBridge, "default");
+        let plan = higress::Plan {
+            steps: vec![Step {
+                key: key.clone(),
+                action: Action::Edit {
+                    template: Some(Template::McpBridge {
+                        namespace: "higress-system".into(),
+                    }),
+                    ops: Vec::new(),
+                },
+            }],
+            warnings: Vec::new(),
+        };
+        let mut state = State::new();
+        assert_eq!(edits(&plan, &state), [(&key, 4096)]);
+        state.set(key.clone(), Some(json!({"spec": {}})));
+        assert_eq!(edits(&plan, &state), [(&key, 0)]);
+    }
+
+    #[test]
+    fn an_edited_object_is_written_by_whether_it_existed_a_whole_one_by_comparison() {
+        let object = json!({"metadata": {"resourceVersion": "7"}, "data": {"k": "v"}});
+        let edited = Before::Edited {
+            existed: true,
+            resource_version: Some("7".into()),
+        };
+        assert_eq!(edited.write_to(Some(&object)), Some(Write::Replace(&object)));
+        assert_eq!(edited.write_to(None), Some(Write::Delete(Some("7".into()))));
+        let absent = Before::Edited {
+            existed: false,
+            resource_version: None,
+        };
+        assert_eq!(absent.write_to(Some(&object)), Some(Write::Create(&object)));
+        assert_eq!(absent.write_to(None), None);
+        let whole = Before::Whole(Some(object.clone()));
+        assert_eq!(whole.write_to(Some(&object)), None, "unchanged");
+        let changed = json!({"metadata": {"resourceVersion": "7"}, "data": {"k": "w"}});
+        assert_eq!(whole.write_to(Some(&changed)), Some(Write::Replace(&changed)));
+        assert_eq!(whole.write_to(None), Some(Write::Delete(Some("7".into()))));
+    }
+}

@@ -103,3 +103,52 @@ impl SharedObjects {
         self.kept().insert(key, kept);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn copy() -> Kept {
+        Kept {
+            object: json!({"metadata": {"resourceVersion": "1", "managedFields": [{"manager": "m"}]}}),
+            index: EntryIndex::default(),
+            size: Some(10),
+        }
+    }
+
+    #[test]
+    fn a_kept_copy_is_used_only_while_the_server_has_its_version() {
+        let shared = SharedObjects::default();
+        let key = ObjectKey::new(Kind::WasmPlugin, "key-auth.internal");
+        shared.keep(key.clone(), copy(), "5");
+        // Kept as the server stores it after the write: its version, and none of the managedFields it moved on.
+        let looked = shared.current(&key, Some("5"), Use::Look).expect("current");
+        assert_eq!(looked.object, json!({"metadata": {"resourceVersion": "5"}}));
+        assert_eq!(looked.size, Some(10));
+        assert!(shared.holds(&key), "a look leaves it kept");
+        assert!(shared.current(&key, Some("5"), Use::Take).is_some());
+        assert!(!shared.holds(&key), "taken out");
+        shared.keep(key.clone(), copy(), "5");
+        assert!(
+            shared.current(&key, Some("6"), Use::Look).is_none(),
+            "moved on the server"
+        );
+        assert!(!shared.holds(&key), "a copy that is not current is dropped");
+        shared.keep(key.clone(), copy(), "5");
+        assert!(shared.current(&key, None, Use::Take).is_none(), "gone from the server");
+    }
+
+    #[test]
+    fn shared_objects_and_fence_shards_are_kept_a_routes_own_objects_are_not() {
+        assert!(is_kept(&ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE)));
+        assert!(is_kept(&ObjectKey::new(Kind::WasmPlugin, "ai-proxy.internal")));
+        assert!(is_kept(&ObjectKey::new(Kind::ConfigMap, names::fence("m"))));
+        assert!(!is_kept(&ObjectKey::new(Kind::ConfigMap, names::route_config_map("m"))));
+        assert!(!is_kept(&ObjectKey::new(Kind::Ingress, names::route_ingress("m"))));
+        assert!(is_kept_list(Kind::WasmPlugin, names::SELECT_CONSOLE));
+        assert!(is_kept_list(Kind::ConfigMap, names::SELECT_FENCES));
+        assert!(!is_kept_list(Kind::ConfigMap, names::SELECT_AI_ROUTES));
+        assert!(!is_kept_list(Kind::Ingress, names::SELECT_CONSOLE));
+    }
+}

@@ -203,7 +203,9 @@ impl State {
     pub fn take_indexed(&mut self, key: &ObjectKey) -> Option<(Value, EntryIndex)> {
         let index = self.indexes().remove(key).unwrap_or_default();
         self.sizes.remove(key);
-        self.objects.remove(key).map(|object| (Arc::unwrap_or_clone(object), index))
+        self.objects
+            .remove(key)
+            .map(|object| (Arc::unwrap_or_clone(object), index))
     }
 
     /// The object's serialized size, if known without serializing it.
