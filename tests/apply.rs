@@ -715,6 +715,17 @@ async fn an_older_deploy_held_back_does_not_expose_a_route_retired_meanwhile() {
     );
 }
 
+/// The consumers of `key-auth.internal`, by name, in order.
+fn consumer_names(cluster: &Cluster) -> Vec<String> {
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
+    key_auth["spec"]["defaultConfig"]["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// `metadata.resourceVersion` of a stored object.
 fn version(cluster: &Cluster, resource: &str, name: &str) -> String {
     let object = cluster.get(resource, name).expect("object exists");
@@ -743,13 +754,7 @@ async fn the_next_batch_reads_the_shared_objects_it_wrote_by_their_metadata_only
     let shards: std::collections::BTreeSet<String> = ["second", "third"].iter().map(|m| names::fence(m)).collect();
     assert!(counters.metadata_only("get", "configmaps") >= shards.len() as u64);
     // What the kept copies gave is what was stored: every route's entries are there.
-    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
-    let consumers: Vec<&str> = key_auth["spec"]["defaultConfig"]["consumers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let consumers = consumer_names(&cluster);
     assert_eq!(consumers, ["c-first", "c-second", "c-third"]);
     let registries = cluster.get("mcpbridges", "default").unwrap()["spec"]["registries"]
         .as_array()
@@ -775,13 +780,7 @@ async fn a_shared_object_another_writer_changed_between_batches_is_read_again_be
     let counters = cluster.sim.counters();
     assert_eq!(counters.get("get", "wasmplugins"), 1, "key-auth read whole again");
     assert_eq!(counters.get("get", "mcpbridges"), 2, "McpBridge: metadata, then whole");
-    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
-    let consumers: Vec<&str> = key_auth["spec"]["defaultConfig"]["consumers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let consumers = consumer_names(&cluster);
     assert_eq!(consumers, ["c-first", "foreign-1", "c-second"]);
     let bridge = cluster.get("mcpbridges", "default").unwrap();
     assert!(bridge["spec"]["registries"]
