@@ -6,6 +6,7 @@ mod cluster;
 
 use cluster::{deploy, quick_retries, Cluster};
 use higress_route_worker::cluster::{Engine, EngineConfig};
+use higress_route_worker::higress::names;
 use higress_route_worker::metrics::Metrics;
 use higress_route_worker::result::Outcome;
 use std::sync::Arc;
@@ -97,6 +98,15 @@ async fn in_a_batch_only_the_events_past_the_budget_are_rejected() {
             Outcome::Rejected => {
                 assert_eq!(result.error.as_ref().unwrap().reason, "capacity");
                 assert!(!live, "a refused event writes nothing: {result:?}");
+                // Nor any entry in the objects the batch's other events wrote.
+                let model = event.model();
+                let bridge = serde_json::to_string(&cluster.get("mcpbridges", "default").unwrap()).unwrap();
+                assert!(!bridge.contains(&format!("p-{model}")), "{model}'s registry written");
+                let fence = cluster.get("configmaps", &names::fence(model));
+                assert!(
+                    fence.is_none_or(|fence| fence["data"].get(model).is_none()),
+                    "{model}'s fence entry written"
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -108,7 +118,6 @@ async fn in_a_batch_only_the_events_past_the_budget_are_rejected() {
 /// refused like one past the budget, before any write, naming the object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_past_the_annotation_limit_is_rejected_before_any_write() {
-    use higress_route_worker::higress::names;
     let cluster = Cluster::start().await;
     let mut key_auth = cluster::console_objects()
         .into_iter()

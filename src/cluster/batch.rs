@@ -131,12 +131,26 @@ pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initi
                 }
                 let growth = edits(&plan, &planned.state);
                 let near = sizes.near_the_budget(&growth, &planned.state, budget);
+                // An event that may be refused for capacity is simulated over copies of everything its
+                // plan touches, put back if it is: a refused event leaves nothing behind, in any object.
+                let others: Vec<(ObjectKey, Option<Value>)> = match near.is_empty() {
+                    true => Vec::new(),
+                    false => plan
+                        .steps
+                        .iter()
+                        .map(|step| &step.key)
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .filter(|key| !near.iter().any(|(near, _)| near == *key))
+                        .map(|key| (key.clone(), planned.state.get(key).cloned()))
+                        .collect(),
+                };
                 let simulated = higress::simulate(&mut planned.state, &plan).and_then(|changes| {
                     let over = sizes.measure(&growth, &near, &planned.state, budget);
                     match over {
                         None => Ok(changes),
                         Some(refusal) => {
-                            for (key, object) in near {
+                            for (key, object) in near.into_iter().chain(others) {
                                 planned.state.set(key, object);
                             }
                             Err(refusal)
