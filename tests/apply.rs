@@ -778,8 +778,11 @@ async fn a_shared_object_another_writer_changed_between_batches_is_read_again_be
     // Seen moved by its metadata, read whole, planned on: written at the first attempt.
     assert_eq!(second.conflicts, 0, "{second:?}");
     let counters = cluster.sim.counters();
-    assert_eq!(counters.get("get", "wasmplugins"), 1, "key-auth read whole again");
     assert_eq!(counters.get("get", "mcpbridges"), 2, "McpBridge: metadata, then whole");
+    // One plugin CR of three moved: more than a quarter, so the list is read whole again.
+    assert_eq!(counters.metadata_only("list", "wasmplugins"), 1);
+    assert_eq!(counters.get("list", "wasmplugins"), 2);
+    assert_eq!(counters.get("get", "wasmplugins"), 0);
     let consumers = consumer_names(&cluster);
     assert_eq!(consumers, ["c-first", "foreign-1", "c-second"]);
     let bridge = cluster.get("mcpbridges", "default").unwrap();
@@ -827,4 +830,55 @@ async fn a_shared_object_a_batch_changes_and_changes_back_is_not_reported_as_wri
     }
     // The case is there: objects were sent back as they were, and the server stored nothing.
     assert!(unchanged > 0 && updates > 0, "unchanged {unchanged}, updates {updates}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_many_kept_objects_only_the_one_another_writer_moved_is_read_whole() {
+    use kube::api::{Api, Patch, PatchParams};
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    // Twenty models: their fence entries spread over many shards, each kept after the batch.
+    let first: Vec<LifecycleEvent> = (0..20).map(|i| deploy(&format!("f{i}"), 1)).collect();
+    assert!(engine
+        .apply_batch(&first)
+        .await
+        .iter()
+        .all(|r| r.outcome == Outcome::Applied));
+    let shards: std::collections::BTreeSet<String> = first.iter().map(|e| names::fence(e.model())).collect();
+    assert!(shards.len() >= 8, "{shards:?}");
+    // Another writer labels one shard.
+    let moved = shards.iter().next().unwrap().clone();
+    let client = higress_route_worker::cluster::connect(Some(&cluster.kubeconfig))
+        .await
+        .unwrap();
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, NS);
+    let label = json!({"metadata": {"labels": {"team": "platform"}}});
+    config_maps
+        .patch(&moved, &PatchParams::default(), &Patch::Merge(&label))
+        .await
+        .unwrap();
+    cluster.sim.reset_counters();
+    let second: Vec<LifecycleEvent> = (0..20).map(|i| deploy(&format!("f{i}"), 2)).collect();
+    assert!(engine
+        .apply_batch(&second)
+        .await
+        .iter()
+        .all(|r| r.outcome == Outcome::Applied));
+    let counters = cluster.sim.counters();
+    // The fence list as metadata, then that one shard by name; never the whole list.
+    assert_eq!(counters.metadata_only("list", "configmaps"), 1);
+    assert_eq!(counters.get("list", "configmaps"), 1);
+    assert!(counters.get("get", "configmaps") >= 1);
+    // Planned on the shard as the other writer left it: its label stays, the fence entries moved on.
+    let shard = cluster.get("configmaps", &moved).unwrap();
+    assert_eq!(shard["metadata"]["labels"]["team"], "platform");
+    let model = first
+        .iter()
+        .map(LifecycleEvent::model)
+        .find(|m| names::fence(m) == moved)
+        .unwrap();
+    assert!(
+        shard["data"][model].as_str().unwrap().contains("\"revision\":2"),
+        "{shard}"
+    );
 }

@@ -19,6 +19,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
+fn version_of(kept: &Kept) -> Option<&str> {
+    kept.object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+}
+
 /// The objects worth keeping: McpBridge `default` and the plugin CRs hold every route's entries, the
 /// fence shards one entry per route.
 pub fn is_kept(key: &ObjectKey) -> bool {
@@ -75,14 +79,20 @@ impl SharedObjects {
         self.kept().keys().any(|key| key.kind == kind)
     }
 
+    /// Whether a copy of `key` is kept at the server's `resource_version`.
+    pub fn is_current(&self, key: &ObjectKey, resource_version: &str) -> bool {
+        self.kept()
+            .get(key)
+            .is_some_and(|copy| version_of(copy) == Some(resource_version))
+    }
+
     /// The kept copy (taken out, or a copy of it) if the server's `resource_version` is still its
     /// own; a copy that is not current is dropped.
     pub fn current(&self, key: &ObjectKey, resource_version: Option<&str>, use_: Use) -> Option<Kept> {
         let mut kept = self.kept();
-        let current = kept.get(key).is_some_and(|copy| {
-            resource_version.is_some()
-                && copy.object.pointer("/metadata/resourceVersion").and_then(Value::as_str) == resource_version
-        });
+        let current = kept
+            .get(key)
+            .is_some_and(|copy| resource_version.is_some() && version_of(copy) == resource_version);
         if !current || use_ == Use::Take {
             return kept.remove(key).filter(|_| current);
         }

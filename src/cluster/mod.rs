@@ -788,7 +788,8 @@ impl Engine {
     }
 
     /// The objects of a kind with a label selector. Of a kind this engine keeps, the list is read as
-    /// metadata, and only the objects that moved since are read whole.
+    /// metadata, and only the objects that moved since are read whole; or the whole list again, when
+    /// more than a quarter moved (one request rather than many: other replicas write the same objects).
     async fn fetch_list(
         &self,
         kind: Kind,
@@ -805,6 +806,13 @@ impl Engine {
                     .map_err(|e| ApplyError::classify(e, what))
             };
             let versions = self.retried(what, attempt, deadline).await?;
+            let moved = versions
+                .iter()
+                .filter(|(name, version)| !self.shared.is_current(&ObjectKey::new(kind, name.as_str()), version))
+                .count();
+            if moved * 4 > versions.len() {
+                return self.fetch_whole_list(kind, selector, deadline).await;
+            }
             let reads = futures::future::try_join_all(versions.into_iter().map(|(name, version)| async move {
                 let key = ObjectKey::new(kind, name);
                 match self.shared.current(&key, Some(&version), use_) {
@@ -815,6 +823,11 @@ impl Engine {
             .await?;
             return Ok(reads.into_iter().flatten().collect());
         }
+        self.fetch_whole_list(kind, selector, deadline).await
+    }
+
+    async fn fetch_whole_list(&self, kind: Kind, selector: &str, deadline: Instant) -> Result<Vec<Read>, ApplyError> {
+        let what = kind.plural();
         let attempt = || async {
             // An item that cannot be parsed is named (`WasmPlugin/ai-proxy.internal`), not the list.
             self.api
