@@ -416,7 +416,10 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
     } else {
         (o.max_batch.to_string(), o.write_concurrency.to_string())
     };
-    let workers: Vec<Worker> = (0..o.workers)
+    // The ceiling is what the broker and the machine allow: one null worker takes every partition, and
+    // more of them on the same cores would only add a consumer-group rebalance to the measurement.
+    let processes = if mode == Mode::Null { 1 } else { o.workers };
+    let workers: Vec<Worker> = (0..processes)
         .map(|w| {
             if mode == Mode::Null {
                 let null = Command::new(std::env::current_exe().unwrap())
