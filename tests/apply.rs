@@ -763,6 +763,38 @@ async fn the_next_batch_reads_the_shared_objects_it_wrote_by_their_metadata_only
     assert_eq!(registries, 3);
 }
 
+/// The console's plugin CRs all removed between batches (a Higress reset, `kubectl delete wasmplugins
+/// -l higress.io/resource-definer=higress`): the metadata list of them comes back empty, which a real
+/// API server says with `"items": null`, and the next deploy creates them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_crs_removed_between_batches_are_created_again() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&deploy("first", 1)).await, Outcome::Applied);
+    let plugins: Vec<String> = cluster
+        .sim
+        .list("wasmplugins", NS)
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(plugins.len() >= 3, "{plugins:?}");
+    for name in &plugins {
+        engine
+            .api()
+            .delete(&ObjectKey::new(Kind::WasmPlugin, name.as_str()), None)
+            .await
+            .unwrap();
+    }
+    cluster.sim.reset_counters();
+    let second = engine.apply(&deploy("second", 1)).await;
+    assert_outcome(&second, Outcome::Applied);
+    assert_eq!(cluster.sim.counters().metadata_only("list", "wasmplugins"), 1);
+    for name in &plugins {
+        assert!(cluster.get("wasmplugins", name).is_some(), "{name} not created again");
+    }
+    assert_eq!(consumer_names(&cluster), ["c-second"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_object_another_writer_changed_between_batches_is_read_again_before_planning() {
     let cluster = Cluster::start().await;

@@ -118,6 +118,12 @@ impl Store {
             true => ("PartialObjectMetadataList".to_string(), "meta.k8s.io/v1".to_string()),
             false => (rt.list_kind(), rt.api_version()),
         };
+        // A real API server answers an empty PartialObjectMetadataList with `"items": null` (it builds
+        // that list by appending to a nil slice); its typed and custom-resource lists say `[]`.
+        let items = match (metadata_only, items.is_empty()) {
+            (true, true) => Value::Null,
+            _ => Value::Array(items),
+        };
         json!({
             "kind": kind,
             "apiVersion": api_version,

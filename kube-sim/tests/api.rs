@@ -823,6 +823,29 @@ async fn metadata_only_reads_answer_partial_object_metadata() {
     assert!(list["items"][0].get("spec").is_none());
     assert_eq!(sim.counters().metadata_only("get", "wasmplugins"), 2);
     assert_eq!(sim.counters().metadata_only("list", "wasmplugins"), 2);
+    // Empty, it says `"items": null`, as a real API server's PartialObjectMetadataList does; its
+    // full list says `[]`. (kube-rs reads both as empty.)
+    let (_, _, none) = raw(
+        &client,
+        request(
+            format!("{path}?labelSelector=absent%3Dyes"),
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        ),
+    )
+    .await;
+    assert_eq!(none["kind"], "PartialObjectMetadataList");
+    assert!(none["items"].is_null(), "{none}");
+    let (_, _, none) = raw(
+        &client,
+        request(format!("{path}?labelSelector=absent%3Dyes"), "application/json"),
+    )
+    .await;
+    assert_eq!(none["items"], json!([]));
+    let empty = plugins
+        .list_metadata(&ListParams::default().labels("absent=yes"))
+        .await
+        .unwrap();
+    assert!(empty.items.is_empty());
     // A form the server cannot give: 406, as from the API server.
     let (status, _, refused) = raw(
         &client,

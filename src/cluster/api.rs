@@ -109,7 +109,8 @@ impl Api {
     pub async fn list_versions(&self, kind: Kind, label_selector: &str) -> Result<Vec<(String, String)>, kube::Error> {
         #[derive(Deserialize)]
         struct Versions {
-            items: Vec<Versioned>,
+            /// `null` when the list is empty (a real API server's PartialObjectMetadataList).
+            items: Option<Vec<Versioned>>,
         }
         let request = self
             .request(kind)
@@ -119,6 +120,7 @@ impl Api {
         let list: Versions = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
         Ok(list
             .items
+            .unwrap_or_default()
             .into_iter()
             .map(|item| (item.metadata.name, item.metadata.resource_version))
             .collect())

@@ -103,6 +103,15 @@ impl SharedObjects {
         })
     }
 
+    /// After a list of a kept kind (every object of that kind a batch keeps is in it): the copies
+    /// of objects it no longer holds are dropped (deleted, or their label moved them out of it), so
+    /// nothing is kept for an object that is gone.
+    pub fn keep_only_listed<'n>(&self, kind: Kind, listed: impl IntoIterator<Item = &'n str>) {
+        let listed: std::collections::BTreeSet<&str> = listed.into_iter().collect();
+        self.kept()
+            .retain(|key, _| key.kind != kind || listed.contains(key.name.as_str()));
+    }
+
     /// Keeps `object` as the server stores it at `resource_version`. Without `managedFields`: the
     /// server has moved them on at our own write, and a write that carries none keeps the server's.
     pub fn keep(&self, key: ObjectKey, mut kept: Kept, resource_version: &str) {
@@ -147,6 +156,22 @@ mod tests {
         assert!(!shared.holds(&key), "a copy that is not current is dropped");
         shared.keep(key.clone(), copy(), "5");
         assert!(shared.current(&key, None, Use::Take).is_none(), "gone from the server");
+    }
+
+    #[test]
+    fn a_list_drops_the_copies_of_objects_it_no_longer_holds() {
+        let shared = SharedObjects::default();
+        let plugin = |name: &str| ObjectKey::new(Kind::WasmPlugin, name);
+        let fence = ObjectKey::new(Kind::ConfigMap, names::fence("m"));
+        for key in [plugin("ai-proxy.internal"), plugin("key-auth.internal"), fence.clone()] {
+            shared.keep(key, copy(), "5");
+        }
+        shared.keep_only_listed(Kind::WasmPlugin, ["key-auth.internal"]);
+        assert!(!shared.holds(&plugin("ai-proxy.internal")), "gone from the list");
+        assert!(shared.holds(&plugin("key-auth.internal")));
+        assert!(shared.holds(&fence), "another kind's copies stay");
+        shared.keep_only_listed(Kind::WasmPlugin, []);
+        assert!(!shared.holds_any(Kind::WasmPlugin));
     }
 
     #[test]

@@ -806,6 +806,8 @@ impl Engine {
                     .map_err(|e| ApplyError::classify(e, what))
             };
             let versions = self.retried(what, attempt, deadline).await?;
+            self.shared
+                .keep_only_listed(kind, versions.iter().map(|(name, _)| name.as_str()));
             let moved = versions
                 .iter()
                 .filter(|(name, version)| !self.shared.is_current(&ObjectKey::new(kind, name.as_str()), version))
@@ -836,6 +838,14 @@ impl Engine {
                 .map_err(|e| ApplyError::classify(e.error, e.objects.as_deref().unwrap_or(what)))
         };
         let listed = self.retried(what, attempt, deadline).await?;
+        if cache::is_kept_list(kind, selector) {
+            self.shared.keep_only_listed(
+                kind,
+                listed
+                    .iter()
+                    .filter_map(|object| object.pointer("/metadata/name").and_then(Value::as_str)),
+            );
+        }
         Ok(listed.into_iter().map(Read::Whole).collect())
     }
 
