@@ -663,3 +663,59 @@ async fn wait_for_dead_letters(fixture: &Fixture, keys: &[&str]) -> Vec<Record> 
         }
     }
 }
+
+/// A header name need not be UTF-8 on the wire: librdkafka and other clients send any bytes, and the
+/// broker stores them. The Rust client cannot produce one, so the test renames a header in the broker's
+/// own storage before the worker starts: the record must be applied (the header is no CloudEvents
+/// attribute), and the worker must not stop at it (unguarded, it stopped at every start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_neither_stops_the_worker_nor_loses_its_event() {
+    let fixture = Fixture::start().await;
+    let binary = deploy_data("binary");
+    let binary_data = binary.to_string();
+    fixture
+        .produce(
+            "binary",
+            binary_data.as_bytes(),
+            &[
+                ("ce_specversion", b"1.0"),
+                ("ce_id", b"binary-1"),
+                ("ce_source", b"hostile"),
+                ("ce_type", DEPLOYED.as_bytes()),
+                ("x-renamed", b"v"),
+            ],
+        )
+        .await;
+    fixture
+        .produce(
+            "structured",
+            &event("structured-1", DEPLOYED, deploy_data("structured")),
+            &[("x-renamed", b"v")],
+        )
+        .await;
+    // `x-renamed` becomes 0xff 'x': not UTF-8.
+    fixture
+        .broker
+        .sql("update header set k = X'ff78' where k = CAST('x-renamed' AS BLOB) or k = 'x-renamed';");
+    let renamed = fixture.broker.sql("select count(*) from header where k = X'ff78';");
+    assert_eq!(renamed.trim(), "2", "both headers renamed in the broker's storage");
+
+    let mut worker = fixture.worker("w", "info", &[]);
+    let results = wait_for_results(&fixture, &["binary-1".to_string(), "structured-1".to_string()]).await;
+    worker.assert_alive();
+    for result in &results {
+        assert_eq!(result["outcome"], "applied", "{result}\nlog:\n{}", worker.log());
+    }
+    for model in ["binary", "structured"] {
+        assert!(fixture
+            .sim
+            .get("ingresses", NS, &format!("ai-route-{model}.internal"))
+            .is_some());
+    }
+    assert!(
+        worker.log().contains("headers whose name is not UTF-8 left out"),
+        "{}",
+        worker.log()
+    );
+    assert!(worker.terminate().success());
+}

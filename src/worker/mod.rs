@@ -627,16 +627,31 @@ fn assigned_only(batch: Vec<OwnedMessage>, assignment: &TopicPartitionList) -> V
         .collect()
 }
 
+/// The record's headers, without those whose name is not UTF-8. Producers may send any bytes as a
+/// header name (librdkafka does not check them), and rdkafka panics on reading one: unguarded, one such
+/// record would stop the worker at every start. Such a header is no CloudEvents attribute.
 fn headers_of(record: &OwnedMessage) -> Headers {
-    record
-        .headers()
-        .map(|headers| {
+    let Some(headers) = record.headers() else {
+        return Headers::new();
+    };
+    let read = (0..headers.count()).map(|index| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             headers
-                .iter()
+                .try_get(index)
                 .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default()
+        }))
+    });
+    let (readable, unreadable): (Vec<_>, Vec<_>) = read.partition(Result::is_ok);
+    if !unreadable.is_empty() {
+        warn!(
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+            headers = unreadable.len(),
+            "headers whose name is not UTF-8 left out"
+        );
+    }
+    readable.into_iter().filter_map(Result::ok).flatten().collect()
 }
 
 /// The metric label of a delivery error that retrying cannot cure, or `None` for one it may.

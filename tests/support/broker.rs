@@ -291,16 +291,26 @@ impl Broker {
     }
 
     fn try_create_header_index(&self) -> Result<(), String> {
+        self.try_sql(HEADER_INDEX).map(drop)
+    }
+
+    /// Runs one SQL statement on the broker's storage and returns what it printed: to store what no
+    /// Kafka client library will send (a header name that is not UTF-8), as another producer could.
+    pub fn sql(&self, statement: &str) -> String {
+        self.try_sql(statement).unwrap_or_else(|e| panic!("{statement}: {e}"))
+    }
+
+    fn try_sql(&self, statement: &str) -> Result<String, String> {
         let output = Command::new("sqlite3")
             .current_dir(self.dir.path())
             // The broker's startup maintenance may hold the write lock for a moment; wait for it.
-            .args(["-cmd", ".timeout 5000", DB_FILE, HEADER_INDEX])
+            .args(["-cmd", ".timeout 5000", DB_FILE, statement])
             .output()
             .unwrap_or_else(|e| panic!("cannot run sqlite3 ({e}); install the sqlite3 package"));
         // sqlite3 reports some errors on stderr while still exiting 0.
         let stderr = String::from_utf8_lossy(&output.stderr);
         if output.status.success() && stderr.trim().is_empty() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
             Err(format!("{}: {}", output.status, stderr.trim()))
         }
