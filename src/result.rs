@@ -210,6 +210,29 @@ impl RouteResult {
         });
     }
 
+    /// Adds what was written for the event before this result's attempt (by a failed batch, by an
+    /// earlier round), ahead of its own changes. `rejected` means nothing was written, so a refusal
+    /// after earlier writes is `failed` (not retryable: its input is dead-lettered `apply-partial`);
+    /// and a result with writes is never `unchanged`.
+    pub fn add_earlier_writes(&mut self, earlier: impl IntoIterator<Item = Change>) {
+        let mut changes: Vec<Change> = Vec::new();
+        for change in earlier {
+            if !self.changes.contains(&change) && !changes.contains(&change) {
+                changes.push(change);
+            }
+        }
+        if changes.is_empty() {
+            return;
+        }
+        changes.append(&mut self.changes);
+        self.changes = changes;
+        match self.outcome {
+            Outcome::Unchanged => self.outcome = Outcome::Applied,
+            Outcome::Rejected => self.outcome = Outcome::Failed,
+            Outcome::Applied | Outcome::Stale | Outcome::Failed => {}
+        }
+    }
+
     /// This result with every free-form part cut to its bound: what is published.
     pub fn bounded(&self) -> Self {
         let name = |text: &str| bounded(text, MAX_NAME_BYTES);
@@ -365,6 +388,41 @@ mod tests {
         assert_eq!(summary.matches("must be a string").count(), MAX_LISTED);
         let long = vec![Problem::new("p".repeat(100_000), "x")];
         assert!(problems_summary(&long).len() <= MAX_ITEM_BYTES);
+    }
+
+    #[test]
+    fn earlier_writes_come_first_and_a_result_with_writes_is_neither_rejected_nor_unchanged() {
+        use crate::higress::{Kind, ObjectKey, Operation};
+        let fence = Change::new(&ObjectKey::new(Kind::ConfigMap, names::fence("m")), Operation::Created);
+        let bridge = Change::new(&ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE), Operation::Updated);
+        let ingress = Change::new(
+            &ObjectKey::new(Kind::Ingress, "ai-route-m.internal"),
+            Operation::Created,
+        );
+        let event = deploy(json!({"path": "/m"}));
+
+        let mut refused = RouteResult::for_event(&event);
+        refused.fail(Outcome::Rejected, Reason::Invalid, "refused".into(), false);
+        refused.add_earlier_writes([fence.clone(), bridge.clone(), fence.clone()]);
+        assert_eq!(refused.outcome, Outcome::Failed);
+        assert_eq!(refused.changes, [fence.clone(), bridge.clone()]);
+        assert!(!refused.error.as_ref().unwrap().retryable);
+
+        let mut finished = RouteResult::for_event(&event);
+        finished.outcome = Outcome::Applied;
+        finished.changes = vec![bridge.clone(), ingress.clone()];
+        finished.add_earlier_writes([fence.clone(), bridge.clone()]);
+        assert_eq!(finished.changes, [fence.clone(), bridge.clone(), ingress]);
+        assert_eq!(finished.outcome, Outcome::Applied);
+
+        let mut nothing_left = RouteResult::for_event(&event);
+        nothing_left.add_earlier_writes([fence]);
+        assert_eq!(nothing_left.outcome, Outcome::Applied);
+
+        let mut still_rejected = RouteResult::for_event(&event);
+        still_rejected.fail(Outcome::Rejected, Reason::Invalid, "refused".into(), false);
+        still_rejected.add_earlier_writes([]);
+        assert_eq!(still_rejected.outcome, Outcome::Rejected);
     }
 
     fn deploy(route: serde_json::Value) -> LifecycleEvent {

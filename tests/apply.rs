@@ -250,6 +250,38 @@ async fn a_forbidden_write_is_not_retried_and_the_result_lists_what_was_written_
     assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
 }
 
+/// A batch whose Ingress writes are refused for good: each event is then applied alone. The first
+/// one's Ingress is refused again, with nothing left to write before it (the batch wrote its fence and
+/// shared entries): its result is `failed` with those writes, never `rejected` (nothing written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_refused_alone_after_its_batch_wrote_for_it_is_failed_with_those_writes() {
+    let cluster = Cluster::start().await;
+    // Both Ingresses of the batch, then the first event's alone.
+    cluster
+        .sim
+        .faults()
+        .fail_next(3, FaultSpec::new(422).for_method(Method::POST).for_path("ingresses"));
+    let engine = cluster.engine().await;
+    let results = engine.apply_batch(&[deploy("a", 1), deploy("b", 1)]).await;
+    let (a, b) = (&results[0], &results[1]);
+    assert_outcome(b, Outcome::Applied);
+    assert_outcome(a, Outcome::Failed);
+    let error = a.error.as_ref().unwrap();
+    assert_eq!(error.reason, "invalid");
+    assert!(!error.retryable);
+    let written: Vec<(&str, &str)> = a.changes.iter().map(|c| (c.kind.as_str(), c.name.as_str())).collect();
+    for object in [
+        ("ConfigMap", names::fence("a").as_str()),
+        ("McpBridge", "default"),
+        ("WasmPlugin", "ai-proxy.internal"),
+        ("WasmPlugin", "key-auth.internal"),
+    ] {
+        assert!(written.contains(&object), "{object:?} not in {written:?}");
+    }
+    assert!(cluster.get("ingresses", "ai-route-a.internal").is_none());
+    assert!(cluster.get("ingresses", "ai-route-b.internal").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_older_deploy_after_retire_is_stale_and_changes_nothing() {
     let cluster = Cluster::start().await;

@@ -314,15 +314,13 @@ impl Engine {
                     .remove(0)
             };
             let touched = &failure.touched[i];
-            for (key, operation) in &failure.written {
-                let change = Change::new(key, *operation);
-                if touched.contains(key) && !result.changes.contains(&change) {
-                    result.changes.insert(0, change);
-                }
-            }
-            if result.outcome == Outcome::Unchanged && !result.changes.is_empty() {
-                result.outcome = Outcome::Applied;
-            }
+            result.add_earlier_writes(
+                failure
+                    .written
+                    .iter()
+                    .filter(|(key, _)| touched.contains(key))
+                    .map(|(key, operation)| Change::new(key, *operation)),
+            );
             results.push(result);
         }
         results

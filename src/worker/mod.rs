@@ -459,14 +459,7 @@ impl Worker {
             for (&i, mut result) in pending.iter().zip(outcomes) {
                 // What earlier rounds wrote stays part of the event's result.
                 if let Some(earlier) = results[i].take() {
-                    for change in earlier.changes.into_iter().rev() {
-                        if !result.changes.contains(&change) {
-                            result.changes.insert(0, change);
-                        }
-                    }
-                }
-                if result.outcome == Outcome::Unchanged && !result.changes.is_empty() {
-                    result.outcome = Outcome::Applied;
+                    result.add_earlier_writes(earlier.changes);
                 }
                 if result.outcome == Outcome::Failed && is_retryable(&result) && pause.is_some() {
                     retry.push(i);
