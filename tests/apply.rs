@@ -282,6 +282,60 @@ async fn an_event_refused_alone_after_its_batch_wrote_for_it_is_failed_with_thos
     assert!(cluster.get("ingresses", "ai-route-b.internal").is_some());
 }
 
+/// Two consumers of one deploy whose credentials come from the same key of a Secret: the contract
+/// cannot see that they collide (it sees no credential), and key-auth refuses a credential used twice.
+/// The deploy is `rejected` with nothing of it anywhere: not written with the other event of its batch,
+/// and not carried into the next batch by the objects this worker keeps between batches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_whose_own_consumers_collide_leaves_nothing_in_any_object() {
+    use base64::Engine as _;
+    let cluster = Cluster::start().await;
+    let credential = base64::engine::general_purpose::STANDARD.encode("one-key");
+    cluster
+        .sim
+        .insert(json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": "team-keys", "namespace": NS, "labels": {"higress-route-worker.io/readable": "true"}},
+               "data": {"cred": credential}}))
+        .unwrap();
+    let reference = json!({"name": "team-keys", "key": "cred"});
+    let colliding = parse(
+        event::DEPLOYED_TYPE,
+        json!({
+            "model": "twins", "revision": 1,
+            "provider": {"name": "p-twins", "type": "openai", "url": "https://twins.models.example.com/v1", "apiTokens": ["sk-twins"]},
+            "route": {"domains": ["twins.example.com"], "path": "/twins"},
+            "auth": {"consumers": [
+                {"name": "c-twin-1", "source": "BEARER", "credentialsSecretRef": reference},
+                {"name": "c-twin-2", "source": "BEARER", "credentialsSecretRef": reference}
+            ]}
+        }),
+    );
+    let engine = cluster.engine().await;
+    for batch in [vec![colliding.clone(), deploy("other", 1)], vec![deploy("next", 1)]] {
+        for result in engine.apply_batch(&batch).await {
+            if result.model.as_deref() == Some("twins") {
+                assert_outcome(&result, Outcome::Rejected);
+                assert_eq!(result.error.as_ref().unwrap().reason, "entry-taken");
+                assert!(result.changes.is_empty(), "{result:?}");
+            } else {
+                assert_outcome(&result, Outcome::Applied);
+            }
+        }
+    }
+    let everything = serde_json::to_string(&[
+        cluster.get("mcpbridges", "default"),
+        cluster.get("wasmplugins", "ai-proxy.internal"),
+        cluster.get("wasmplugins", "key-auth.internal"),
+        cluster.get("configmaps", &names::fence("twins")),
+        cluster.get("configmaps", "domain-twins.example.com"),
+    ])
+    .unwrap();
+    for trace in ["twins", "sk-twins", "one-key"] {
+        assert!(!everything.contains(trace), "{trace} written: {everything}");
+    }
+    assert_eq!(consumer_names(&cluster), ["c-other", "c-next"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_older_deploy_after_retire_is_stale_and_changes_nothing() {
     let cluster = Cluster::start().await;

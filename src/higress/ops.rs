@@ -229,6 +229,43 @@ impl Op {
         }
     }
 
+    /// The consumer entry the edit writes, if it writes one (under any condition).
+    fn consumer_written(&self) -> Option<&Value> {
+        match self {
+            Op::UpsertConsumer(consumer) | Op::SetConsumerCredentials(consumer) => Some(consumer),
+            Op::IfProviderUnused { then, .. } | Op::IfRouteNotNewer { then, .. } => then.consumer_written(),
+            _ => None,
+        }
+    }
+
+    /// What checking each edit against the object cannot see: edits of one object colliding with each
+    /// other. Two consumers of one event (or one rotation) may get the same credential from Secrets,
+    /// which the contract cannot compare; the key-auth plugin rejects its whole config then.
+    pub fn check_together(ops: &[Op]) -> Result<(), EditRefused> {
+        let consumers: Vec<(&str, &Value)> = ops
+            .iter()
+            .filter_map(Op::consumer_written)
+            .map(|consumer| {
+                (
+                    field(consumer, "name").and_then(Value::as_str).unwrap_or_default(),
+                    consumer,
+                )
+            })
+            .collect();
+        for (i, (name, consumer)) in consumers.iter().enumerate() {
+            let shared = consumers[..i].iter().find(|(other, earlier)| {
+                other != name && credentials_of(earlier).any(|v| credentials_of(consumer).any(|ours| ours == v))
+            });
+            if let Some((other, _)) = shared {
+                return Err(EditRefused(
+                    Reason::EntryTaken,
+                    format!("consumers {other:?} and {name:?} would share a credential"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the edit fits the object as it is, without changing it.
     pub fn check(&self, object: &Value) -> Result<(), EditRefused> {
         self.check_indexed(object, &mut EntryIndex::default())

@@ -2,7 +2,7 @@
 //! and a batch is planned by simulating its events one after the other.
 
 use super::index::EntryIndex;
-use super::ops::EditRefused;
+use super::ops::{EditRefused, Op};
 use super::plan::{Action, Plan, Refusal, Step};
 use super::state::{ObjectKey, State, SERVER_FIELDS};
 use serde_json::Value;
@@ -91,6 +91,7 @@ pub fn simulate(state: &mut State, plan: &Plan) -> Result<Vec<(ObjectKey, Operat
     // The objects' indexes make both passes independent of how many entries the objects hold.
     for step in &plan.steps {
         if let Action::Edit { ops, .. } = &step.action {
+            Op::check_together(ops)?;
             state
                 .inspect(&step.key, |object, index| {
                     ops.iter().try_for_each(|op| op.check_indexed(object, index))
@@ -108,13 +109,14 @@ pub fn simulate(state: &mut State, plan: &Plan) -> Result<Vec<(ObjectKey, Operat
                 continue;
             }
         }
-        // Unreachable after the checks unless one event's own edits collide (the contract rules
-        // that out); the object goes back either way.
+        // Unreachable after the checks, which also check a step's edits against each other: an
+        // edit refused here would leave the steps before it applied.
         let (existed, applied, exists) = state.edit(&step.key, |object, index| {
             let existed = object.is_some();
             let applied = apply_step_indexed(step, object, index);
             (existed, applied, object.is_some())
         });
+        debug_assert!(applied.is_ok(), "{} refused after the checks: {applied:?}", step.key);
         if applied? {
             let operation = match (existed, exists) {
                 (false, _) => Operation::Created,
