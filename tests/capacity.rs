@@ -158,3 +158,59 @@ async fn an_event_past_the_annotation_limit_is_rejected_before_any_write() {
     let applied = engine.apply(&deploy("m", 1)).await;
     assert_eq!(applied.outcome, Outcome::Applied, "{applied:?}");
 }
+
+/// Another writer (a second replica, the console) adds entries between this batch's read and its
+/// write: the 409's re-read leaves no room for the batch's edits. They are measured again before the
+/// retry writes them, and refused for `capacity` rather than written past the budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_retried_after_another_writers_growth_are_measured_again() {
+    use higress_route_worker::higress::{Kind, ObjectKey};
+    use std::time::Duration;
+    let cluster = Cluster::start().await;
+    let engine = Arc::new(engine(&cluster).await);
+    assert_eq!(engine.apply(&deploy("first", 1)).await.outcome, Outcome::Applied);
+    // Writes wait, reads do not: the other writer's read and write land between ours.
+    let faults = cluster.sim.faults();
+    faults.set_delay_reads(false);
+    faults.set_latency(Duration::from_millis(300), Duration::ZERO);
+    let counters_before = cluster.sim.counters();
+    let late = tokio::spawn({
+        let engine = Arc::clone(&engine);
+        async move { engine.apply(&deploy("late", 1)).await }
+    });
+    // The batch has read everything once its first write (the fence) arrives.
+    let writes =
+        |counters: &kube_sim::Counters| counters.get("create", "configmaps") + counters.get("update", "configmaps");
+    while writes(&cluster.sim.counters()) == writes(&counters_before) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let key = ObjectKey::new(Kind::WasmPlugin, "ai-proxy.internal");
+    let mut proxy = engine.api().get(&key).await.unwrap().unwrap();
+    proxy["spec"]["defaultConfig"]["providers"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"id": "console-big", "type": "openai", "apiTokens": ["k".repeat(BUDGET)]}));
+    engine.api().replace(&key, &proxy).await.unwrap();
+    let grown = serde_json::to_vec(&cluster.get("wasmplugins", "ai-proxy.internal").unwrap())
+        .unwrap()
+        .len();
+
+    let result = late.await.unwrap();
+    let error = result.error.as_ref().expect("refused");
+    assert_eq!(error.reason, "capacity", "{result:?}");
+    assert!(
+        error.message.contains("WasmPlugin/ai-proxy.internal"),
+        "{}",
+        error.message
+    );
+    // Its fence and registry went in first, side by side: failed, and they are listed.
+    assert_eq!(result.outcome, Outcome::Failed);
+    assert!(!result.changes.is_empty());
+    let stored = cluster.get("wasmplugins", "ai-proxy.internal").unwrap();
+    assert_eq!(
+        serde_json::to_vec(&stored).unwrap().len(),
+        grown,
+        "ai-proxy not written again"
+    );
+    assert!(!stored.to_string().contains("p-late"));
+}

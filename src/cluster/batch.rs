@@ -282,36 +282,55 @@ impl SharedSizes {
         for &(key, growth) in edits {
             match near.iter().find(|(k, _)| k == key) {
                 Some((_, before)) => {
-                    let (annotations, annotations_before) =
-                        (annotation_bytes(state.get(key)), annotation_bytes(before.as_ref()));
-                    if annotations > ANNOTATIONS_LIMIT && annotations > annotations_before {
-                        over.push(format!(
-                            "{key}'s annotations would grow from {annotations_before} to {annotations} bytes, past \
-                             the {ANNOTATIONS_LIMIT} an API server allows"
-                        ));
+                    let after = state.get(key);
+                    let (past, size) = grown_past_limits(key, before.as_ref(), after, budget);
+                    if past.is_empty() {
+                        self.bytes.insert(key.clone(), size);
                     }
-                    let after = serialized_size(state.get(key));
-                    let before = serialized_size(before.as_ref());
-                    if after > budget && after > before {
-                        over.push(format!("{key} would grow from {before} to {after} bytes"));
-                    } else {
-                        self.bytes.insert(key.clone(), after);
-                    }
+                    over.extend(past);
                 }
                 None => *self.bytes.entry(key.clone()).or_default() += growth,
             }
         }
-        (!over.is_empty()).then(|| {
-            Refusal::new(
-                Reason::Capacity,
-                format!(
-                    "{}, past the shared-object budget of {budget} bytes (etcd refuses objects over 1.5 MiB): \
-                     share providers or consumers between routes, or run with --no-ai-statistics",
-                    over.join("; ")
-                ),
-            )
-        })
+        capacity_refusal(&over, budget)
     }
+}
+
+/// How a shared object's edit took it past a limit it was within, or had not grown past: the
+/// shared-object budget, and the annotations an API server allows. Also its size after the edit.
+pub fn grown_past_limits(
+    key: &ObjectKey,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    budget: usize,
+) -> (Vec<String>, usize) {
+    let mut over = Vec::new();
+    let (annotations, annotations_before) = (annotation_bytes(after), annotation_bytes(before));
+    if annotations > ANNOTATIONS_LIMIT && annotations > annotations_before {
+        over.push(format!(
+            "{key}'s annotations would grow from {annotations_before} to {annotations} bytes, past \
+             the {ANNOTATIONS_LIMIT} an API server allows"
+        ));
+    }
+    let (size, size_before) = (serialized_size(after), serialized_size(before));
+    if size > budget && size > size_before {
+        over.push(format!("{key} would grow from {size_before} to {size} bytes"));
+    }
+    (over, size)
+}
+
+/// The `capacity` refusal for what grew past its limits ([`grown_past_limits`]), if anything did.
+pub fn capacity_refusal(over: &[String], budget: usize) -> Option<Refusal> {
+    (!over.is_empty()).then(|| {
+        Refusal::new(
+            Reason::Capacity,
+            format!(
+                "{}, past the shared-object budget of {budget} bytes (etcd refuses objects over 1.5 MiB): \
+                 share providers or consumers between routes, or run with --no-ai-statistics",
+                over.join("; ")
+            ),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -602,6 +602,15 @@ impl Engine {
                     apply_step_indexed(step, &mut desired, &mut index)
                         .map_err(|refused| ApplyError::Refused(refused.into()))?;
                 }
+                // The batch measured its edits against the object as it read it; another writer's
+                // entries since may leave no room for them.
+                if matches!(steps.first().map(|step| &step.action), Some(Action::Edit { .. })) {
+                    let budget = self.config.shared_object_budget;
+                    let (over, _) = batch::grown_past_limits(key, current.as_ref(), desired.as_ref(), budget);
+                    if let Some(refusal) = batch::capacity_refusal(&over, budget) {
+                        return Err(ApplyError::Refused(refusal));
+                    }
+                }
                 fresh = (Before::Whole(current), desired);
                 (&fresh.0, fresh.1.as_ref())
             };
