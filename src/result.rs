@@ -266,6 +266,10 @@ impl RouteResult {
                 bounded.model.as_deref().unwrap_or_default(),
                 now.timestamp_nanos_opt().unwrap_or_default()
             ),
+            // An input whose id could not be read: the moment makes the result's id unique.
+            None if bounded.input_event_id.is_empty() => {
+                format!("unreadable-input/{}", now.timestamp_nanos_opt().unwrap_or_default())
+            }
             None => format!("{}/result", bounded.input_event_id),
         };
         let mut event = json!({

@@ -276,8 +276,28 @@ async fn poison_input_is_dead_lettered_and_the_next_event_still_applies() {
         assert!(header("hrw_source_offset").is_some() && header("hrw_source_partition").is_some());
         assert!(!header("hrw_dlq_message").unwrap().contains("sk-leak"));
     }
-    // Rejected results for the inputs whose model could be read, then the valid event applied.
-    let results = fixture.results(3).await;
+    // A rejected result for every one of them, also those whose model could not be read (model
+    // null, no subject), each with its own id; then the valid event applied.
+    let results = fixture.results(poison.len() + 1).await;
+    assert_eq!(results.len(), poison.len() + 1, "{results:?}");
+    let mut reasons: Vec<&str> = results
+        .iter()
+        .filter(|r| r["data"]["outcome"] == "rejected")
+        .map(|r| r["data"]["error"]["reason"].as_str().unwrap())
+        .collect();
+    reasons.sort_unstable();
+    let mut expected: Vec<&str> = poison
+        .iter()
+        .map(|(name, _, _)| if name.starts_with("binary") { "not-json" } else { *name })
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(reasons, expected);
+    for unreadable in results.iter().filter(|r| r["data"]["model"].is_null()) {
+        assert!(unreadable.get("subject").is_none(), "{unreadable}");
+    }
+    assert!(results.iter().filter(|r| r["data"]["model"].is_null()).count() >= 2);
+    let ids: std::collections::BTreeSet<&str> = results.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), results.len(), "result ids are unique");
     let by_subject: BTreeMap<String, String> = results
         .iter()
         .map(|r| {

@@ -498,10 +498,8 @@ impl Worker {
             .inc();
         Box::pin(async move {
             self.dead_letter(record, headers, reason, message).await?;
-            if result.model.is_some() {
-                self.publish(&result, record).await?;
-            }
-            Ok(())
+            // Every input gets its result, also one whose model could not be read (`model` null).
+            self.publish(&result, record).await
         })
     }
 
