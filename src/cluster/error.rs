@@ -2,6 +2,7 @@
 
 use crate::higress::Refusal;
 use crate::reason::Reason;
+use crate::result::{bounded, MAX_MESSAGE_BYTES};
 use std::time::Duration;
 
 /// One error enum for the cluster side; [`ApplyError::label`] is its metric label.
@@ -62,8 +63,11 @@ impl ApplyError {
         }
     }
 
+    /// What the API server (or a proxy before it) answered is cut to a message's bound: it reaches
+    /// results, dead letters and log lines, and a proxy's error page can be any size.
     pub fn classify(error: kube::Error, object: &str) -> ApplyError {
         let object = object.to_string();
+        let answer = |text: String| bounded(&text, MAX_MESSAGE_BYTES);
         match error {
             // etcd's limit (about 1.5 MiB per object) reaches clients as a 500; retrying cannot help.
             kube::Error::Api(status) if status.code == 500 && status.message.contains("request is too large") => {
@@ -71,7 +75,7 @@ impl ApplyError {
                     object,
                     code: 500,
                     reason: Reason::TooLarge,
-                    answer: status.message.clone(),
+                    answer: answer(status.message),
                 }
             }
             // What the server sent cannot be read (e.g. nested deeper than the parser allows): the
@@ -80,13 +84,13 @@ impl ApplyError {
                 object,
                 code: 200,
                 reason: Reason::Unreadable,
-                answer: format!("an object that cannot be parsed: {error}"),
+                answer: answer(format!("an object that cannot be parsed: {error}")),
             },
             kube::Error::Api(status) => match status.code {
                 409 => ApplyError::Conflict { object },
                 429 | 500 | 502 | 503 | 504 | 408 => ApplyError::Transient {
                     object,
-                    message: format!("{} {}", status.code, status.message),
+                    message: answer(format!("{} {}", status.code, status.message)),
                     retry_after: status
                         .details
                         .as_ref()
@@ -98,12 +102,12 @@ impl ApplyError {
                     object,
                     code,
                     reason: Reason::of_status(code),
-                    answer: format!("{}: {}", status.reason, status.message),
+                    answer: answer(format!("{}: {}", status.reason, status.message)),
                 },
             },
             other => ApplyError::Transient {
                 object,
-                message: other.to_string(),
+                message: answer(other.to_string()),
                 retry_after: None,
             },
         }
@@ -166,5 +170,20 @@ mod tests {
         let error = ApplyError::classify(too_large, "WasmPlugin/ai-proxy.internal");
         assert_eq!((error.reason(), error.is_retryable()), (Reason::TooLarge, false));
         assert!(error.to_string().contains("WasmPlugin/ai-proxy.internal"), "{error}");
+    }
+
+    #[test]
+    fn what_the_server_or_a_proxy_answered_is_cut_to_a_message() {
+        // A proxy's error page, as a client reads a body that is no Status.
+        let page = format!("<html>\n{}</html>", "<p>gateway timeout</p>\n".repeat(10_000));
+        for code in [502, 403] {
+            let mut answer = api(code, "", 0);
+            if let kube::Error::Api(status) = &mut answer {
+                status.message = page.clone();
+            }
+            let error = ApplyError::classify(answer, "WasmPlugin/ai-proxy.internal").to_string();
+            assert!(error.len() <= MAX_MESSAGE_BYTES + 100, "{code}: {} bytes", error.len());
+            assert!(error.contains("gateway timeout") && !error.contains('\n'), "{error}");
+        }
     }
 }
