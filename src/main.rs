@@ -134,15 +134,27 @@ struct KafkaArgs {
     /// Topic poison input and finally failed events go to.
     #[arg(long, env = "HRW_DLQ_TOPIC", default_value = "model-lifecycle-dlq")]
     dlq_topic: String,
-    /// Any librdkafka setting as key=value (repeatable), e.g. security.protocol=SASL_SSL.
-    #[arg(long = "kafka-config", env = "HRW_KAFKA_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
-    kafka_config: Vec<(String, String)>,
+    /// Any librdkafka setting as key=value (repeatable, or comma-separated), e.g. security.protocol=SASL_SSL.
+    #[arg(long = "kafka-config", env = "HRW_KAFKA_CONFIG", value_delimiter = ',')]
+    kafka_config: Vec<String>,
+    /// librdkafka settings from a file, one key=value per line (`#` starts a comment), before those
+    /// of --kafka-config: for values that hold a comma, and secrets mounted from a Kubernetes Secret.
+    #[arg(long = "kafka-config-file", env = "HRW_KAFKA_CONFIG_FILE")]
+    kafka_config_file: Option<PathBuf>,
     /// A librdkafka setting for the consumer only (repeatable), e.g. session.timeout.ms=10000.
-    #[arg(long = "kafka-consumer-config", env = "HRW_KAFKA_CONSUMER_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
-    kafka_consumer_config: Vec<(String, String)>,
+    #[arg(
+        long = "kafka-consumer-config",
+        env = "HRW_KAFKA_CONSUMER_CONFIG",
+        value_delimiter = ','
+    )]
+    kafka_consumer_config: Vec<String>,
     /// A librdkafka setting for the producer only (repeatable), e.g. linger.ms=5.
-    #[arg(long = "kafka-producer-config", env = "HRW_KAFKA_PRODUCER_CONFIG", value_delimiter = ',', value_parser = parse_key_value)]
-    kafka_producer_config: Vec<(String, String)>,
+    #[arg(
+        long = "kafka-producer-config",
+        env = "HRW_KAFKA_PRODUCER_CONFIG",
+        value_delimiter = ','
+    )]
+    kafka_producer_config: Vec<String>,
     /// Records applied together; 1 applies events one at a time, as the console does.
     #[arg(long, env = "HRW_MAX_BATCH", default_value_t = worker::DEFAULT_MAX_BATCH)]
     max_batch: usize,
@@ -158,10 +170,44 @@ struct KafkaArgs {
     secret_rotation_interval_secs: u64,
 }
 
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    text.split_once('=')
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .ok_or_else(|| format!("{text:?} is not key=value"))
+/// librdkafka settings given as `key=value`. A value is taken as given (a password may hold spaces);
+/// an error never shows the text, which may be part of a secret (a password cut at its comma).
+fn kafka_settings<'a>(given: impl IntoIterator<Item = &'a str>, source: &str) -> Result<Vec<(String, String)>, String> {
+    given
+        .into_iter()
+        .enumerate()
+        .filter(|(_, text)| !text.trim().is_empty())
+        .map(|(i, text)| {
+            text.split_once('=')
+                .map(|(key, value)| (key.trim().to_string(), value.to_string()))
+                .ok_or_else(|| {
+                    format!(
+                        "{source}: setting {} is not key=value (its text is not shown: it may hold a secret; \
+                         a value with a comma goes in --kafka-config-file)",
+                        i + 1
+                    )
+                })
+        })
+        .collect()
+}
+
+impl KafkaArgs {
+    /// Settings for both clients: the file's, then the flags' (a flag wins).
+    fn kafka_config(&self) -> Result<Vec<(String, String)>, String> {
+        let mut all = match &self.kafka_config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let lines = text.lines().filter(|line| !line.trim_start().starts_with('#'));
+                kafka_settings(lines, &format!("--kafka-config-file {}", path.display()))?
+            }
+            None => Vec::new(),
+        };
+        all.extend(kafka_settings(
+            self.kafka_config.iter().map(String::as_str),
+            "--kafka-config",
+        )?);
+        Ok(all)
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -259,6 +305,17 @@ async fn run_command(
     cluster: ClusterArgs,
     metrics_addr: std::net::SocketAddr,
 ) -> anyhow::Result<()> {
+    let kafka_config = kafka.kafka_config().map_err(anyhow::Error::msg)?;
+    let kafka_consumer_config = kafka_settings(
+        kafka.kafka_consumer_config.iter().map(String::as_str),
+        "--kafka-consumer-config",
+    )
+    .map_err(anyhow::Error::msg)?;
+    let kafka_producer_config = kafka_settings(
+        kafka.kafka_producer_config.iter().map(String::as_str),
+        "--kafka-producer-config",
+    )
+    .map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(Metrics::default());
     let client = cluster::connect(cluster.kubeconfig.as_deref()).await?;
     let engine = Arc::new(Engine::new(client, cluster.engine_config(settings), metrics.clone()));
@@ -268,9 +325,9 @@ async fn run_command(
         input_topics: kafka.input_topics,
         result_topic: kafka.result_topic,
         dlq_topic: kafka.dlq_topic,
-        kafka_config: kafka.kafka_config,
-        kafka_consumer_config: kafka.kafka_consumer_config,
-        kafka_producer_config: kafka.kafka_producer_config,
+        kafka_config,
+        kafka_consumer_config,
+        kafka_producer_config,
         max_batch: kafka.max_batch.max(1),
         linger: Duration::from_millis(kafka.linger_ms),
         drain_deadline: Duration::from_secs(kafka.drain_deadline_secs),

@@ -87,3 +87,17 @@ fn an_event_deadline_the_consumer_group_would_not_wait_for_is_refused_at_start()
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("max.poll.interval.ms (300000 ms)"), "{stderr}");
 }
+
+#[test]
+fn a_kafka_setting_cut_at_a_comma_is_refused_without_showing_it() {
+    // A password with a comma, given where commas separate settings: its tail is no key=value.
+    let output = run_with(&["--kafka-config", "sasl.password=first-part,second-part-of-the-secret"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--kafka-config: setting 2 is not key=value"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--kafka-config-file"), "{stderr}");
+    assert!(!stderr.contains("second-part-of-the-secret"), "{stderr}");
+}

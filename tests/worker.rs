@@ -191,6 +191,28 @@ async fn deploy_retire_and_a_replayed_event_each_get_their_result() {
     assert!(status.success(), "{status}");
 }
 
+/// A librdkafka value holding commas (a SASL password may) comes whole from --kafka-config-file: here
+/// the broker list, whose first broker is not there. Cut at its comma, the worker would reach none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setting_with_commas_comes_whole_from_the_kafka_config_file() {
+    let fixture = Fixture::start().await;
+    let file = fixture.dir.path().join("kafka.properties");
+    std::fs::write(
+        &file,
+        format!(
+            "# as mounted from a Secret\nbootstrap.servers=127.0.0.1:1,{}\n\n",
+            fixture.broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let worker = fixture.worker("w", &["--kafka-config-file", file.to_str().unwrap()]);
+    fixture.publish("chat", &deploy("chat", 1)).await;
+    let results = fixture.results(1).await;
+    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
+    assert_eq!(results[0]["data"]["outcome"], "applied");
+    assert!(worker.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_input_is_dead_lettered_and_the_next_event_still_applies() {
     let fixture = Fixture::start().await;
