@@ -213,6 +213,49 @@ async fn a_setting_with_commas_comes_whole_from_the_kafka_config_file() {
     assert!(worker.terminate().success());
 }
 
+/// One model's events, the middle one invalid, taken in one batch: their results come out in the order
+/// the events came in (an invalid event's result used to wait for its dead letter, after the others).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_models_results_keep_the_order_of_its_events_invalid_ones_included() {
+    let fixture = Fixture::start().await;
+    let invalid = cloud_event(
+        "invalid-chat-2",
+        "io.higress.model.deployed.v1",
+        json!({"model": "chat", "revision": 2, "provider": {"type": 42}}),
+    );
+    // Queued before the worker starts: its first batch takes all three.
+    fixture.publish("chat", &deploy("chat", 1)).await;
+    fixture.publish("chat", &invalid).await;
+    fixture.publish("chat", &deploy("chat", 3)).await;
+    let worker = fixture.worker("w", &[]);
+    let results = fixture.results(3).await;
+    let order: Vec<(&str, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["data"]["inputEventId"].as_str().unwrap(),
+                r["data"]["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("deploy-chat-1", "applied"),
+            ("invalid-chat-2", "rejected"),
+            ("deploy-chat-3", "applied")
+        ],
+        "log:\n{}",
+        worker.log()
+    );
+    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&worker.log(), "")
+        .into_owned();
+    assert!(plain.contains("batch done records=3"), "one batch: {plain}");
+    assert!(worker.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_input_is_dead_lettered_and_the_next_event_still_applies() {
     let fixture = Fixture::start().await;

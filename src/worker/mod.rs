@@ -377,20 +377,22 @@ impl Worker {
     /// Applies a batch and delivers its results and dead letters. An error means the broker could not
     /// be reached: nothing of the batch is committed and it is replayed.
     async fn process(&self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
+        // Sent in the records' order (a producer keeps the order it is given): the results of one
+        // model's events come out in the order its events came in, invalid ones included.
+        let mut rejections: Vec<(usize, futures::future::BoxFuture<'_, anyhow::Result<()>>)> = Vec::new();
         let mut valid: Vec<(usize, LifecycleEvent)> = Vec::new();
-        let mut rejections = Vec::new();
         for (index, record) in batch.iter().enumerate() {
             let headers = headers_of(record);
             match decode::decode(record.payload(), &headers) {
                 Ok(event) => valid.push((index, event)),
-                Err(invalid) => rejections.push(self.reject(record, headers, &invalid)),
+                Err(invalid) => rejections.push((index, self.reject(record, headers, &invalid))),
             }
         }
         let started = Instant::now();
         let (indices, events): (Vec<usize>, Vec<LifecycleEvent>) = valid.into_iter().unzip();
         let results = self.apply_until_deadline(&events).await;
         let applied_in = started.elapsed();
-        let mut deliveries: Vec<futures::future::BoxFuture<'_, anyhow::Result<()>>> = rejections;
+        let mut deliveries = rejections;
         for ((index, event), result) in indices.iter().zip(&events).zip(&results) {
             // The input's trace context (validated by the contract) ties these lines to the pipeline's trace.
             let trace = event.envelope.trace.as_ref();
@@ -420,10 +422,16 @@ impl Worker {
                 } else {
                     "apply-partial"
                 };
-                deliveries.push(Box::pin(self.dead_letter(record, headers_of(record), reason, message)));
+                deliveries.push((
+                    *index,
+                    Box::pin(self.dead_letter(record, headers_of(record), reason, message)),
+                ));
             }
-            deliveries.push(Box::pin(self.publish(result, record)));
+            deliveries.push((*index, Box::pin(self.publish(result, record))));
         }
+        // Stable: a record's dead letter stays before its result.
+        deliveries.sort_by_key(|(index, _)| *index);
+        let deliveries = deliveries.into_iter().map(|(_, delivery)| delivery);
         for delivery in futures::future::join_all(deliveries).await {
             delivery?;
         }
@@ -496,10 +504,14 @@ impl Worker {
                 outcome: Outcome::Rejected.as_str(),
             })
             .inc();
+        // Every input gets its result, also one whose model could not be read (`model` null). Both
+        // are sent at once: the result keeps its place among the batch's results.
         Box::pin(async move {
-            self.dead_letter(record, headers, reason, message).await?;
-            // Every input gets its result, also one whose model could not be read (`model` null).
-            self.publish(&result, record).await
+            futures::try_join!(
+                self.dead_letter(record, headers, reason, message),
+                self.publish(&result, record)
+            )
+            .map(drop)
         })
     }
 
