@@ -356,7 +356,7 @@ impl Worker {
         if kept.len() < taken {
             info!(
                 dropped = taken - kept.len(),
-                "records of revoked partitions dropped; their new owner replays them"
+                "records of revoked partitions (their new owner replays them) or fetched twice dropped"
             );
         }
         kept
@@ -622,11 +622,14 @@ impl Worker {
     }
 }
 
-/// The records whose partition is in `assignment`, in their order.
+/// The records whose partition is in `assignment`, in their order, each once: a partition revoked and
+/// given back while the batch filled is fetched again from its committed offset.
 fn assigned_only(batch: Vec<OwnedMessage>, assignment: &TopicPartitionList) -> Vec<OwnedMessage> {
+    let mut seen = std::collections::HashSet::new();
     batch
         .into_iter()
         .filter(|r| assignment.find_partition(r.topic(), r.partition()).is_some())
+        .filter(|r| seen.insert((r.topic().to_string(), r.partition(), r.offset())))
         .collect()
 }
 
@@ -843,6 +846,21 @@ mod tests {
             ]
         );
         assert!(assigned_only(vec![record("in", 0, 1)], &TopicPartitionList::new()).is_empty());
+    }
+
+    #[test]
+    fn records_fetched_again_after_their_partition_came_back_are_taken_once() {
+        let batch = vec![
+            record("in", 0, 10),
+            record("in", 0, 11),
+            record("in", 0, 10),
+            record("in", 0, 11),
+            record("in", 0, 12),
+        ];
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition("in", 0);
+        let offsets: Vec<i64> = assigned_only(batch, &assignment).iter().map(|r| r.offset()).collect();
+        assert_eq!(offsets, [10, 11, 12]);
     }
 
     #[test]
