@@ -221,3 +221,39 @@ async fn the_worker_rotates_a_changed_secret_within_its_interval_and_says_so() {
     assert_eq!(fixture.results(3, Duration::from_secs(1)).await.len(), 2);
     assert!(worker.terminate().success());
 }
+
+/// A rotation round still reading when the worker is told to stop gets the drain deadline, as a batch
+/// does, not the time the round would take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_slow_rotation_round_no_longer_than_the_drain_deadline() {
+    let fixture = worker::Fixture::start().await;
+    fixture.sim.insert(secret("sk-old", "cred-old", true)).unwrap();
+    let worker = fixture.worker(
+        "w",
+        "info",
+        &["--secret-rotation-interval-secs", "1", "--drain-deadline-secs", "1"],
+    );
+    let deploy = json!({"specversion": "1.0", "id": "deploy-m-1", "source": "tests",
+                        "type": event::DEPLOYED_TYPE, "data": by_reference("m", 1)});
+    fixture.produce("m", deploy.to_string().as_bytes(), &[]).await;
+    let results = fixture.results(1, Duration::from_secs(60)).await;
+    assert_eq!(results[0]["outcome"], "applied", "log:\n{}", worker.log());
+    // Every request now takes 4 s: a round (the fences, the Secrets and objects, the fences again)
+    // takes 12 s or more. Stop once one has begun.
+    let fence_lists = || fixture.sim.counters().get("list", "configmaps");
+    let before = fence_lists();
+    fixture.sim.faults().set_latency(Duration::from_secs(4), Duration::ZERO);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fence_lists() == before {
+        assert!(tokio::time::Instant::now() < deadline, "no rotation round began");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = worker.log.clone();
+    let asked = std::time::Instant::now();
+    let status = worker.terminate();
+    let took = asked.elapsed();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(status.success(), "{status}\n{log}");
+    assert!(took < Duration::from_secs(8), "stopped after {took:?}\n{log}");
+    assert!(log.contains("Secret rotation cut short"), "{log}");
+}

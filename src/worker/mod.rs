@@ -250,11 +250,14 @@ impl Worker {
         loop {
             let first = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
-                record = self.consumer.recv() => record,
-                _ = async { rotation.as_mut().expect("only polled when set").tick().await }, if rotation.is_some() => {
-                    self.rotate_secrets().await?;
-                    continue;
+                record = self.consumer.recv() => Some(record),
+                _ = async { rotation.as_mut().expect("only polled when set").tick().await }, if rotation.is_some() => None,
+            };
+            let Some(first) = first else {
+                if self.rotate_secrets_until(&mut shutdown).await? {
+                    break;
                 }
+                continue;
             };
             let first = match first {
                 Ok(record) => record.detach(),
@@ -300,6 +303,24 @@ impl Worker {
         }
         info!("stopped");
         Ok(())
+    }
+
+    /// A rotation round; on shutdown it gets the drain deadline, as a batch does. Cut short, it has
+    /// written each object whole or not at all, and the next round finds what is left. Whether the
+    /// worker is stopping.
+    async fn rotate_secrets_until(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<bool> {
+        let rotating = self.rotate_secrets();
+        tokio::pin!(rotating);
+        tokio::select! {
+            rotated = &mut rotating => rotated.map(|()| false),
+            _ = shutdown.wait_for(|stop| *stop) => {
+                match tokio::time::timeout(self.config.drain_deadline, &mut rotating).await {
+                    Ok(rotated) => rotated?,
+                    Err(_) => warn!("drain deadline passed; Secret rotation cut short (the next round finishes it)"),
+                }
+                Ok(true)
+            }
+        }
     }
 
     /// Re-applies routes whose Secrets changed and publishes their `secret-rotated` results. A cluster
