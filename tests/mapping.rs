@@ -644,6 +644,57 @@ fn a_retirement_releases_what_a_deploy_cut_short_before_its_route_record_had_wri
     assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"], json!([]));
 }
 
+/// A deploy cut short after its shared objects (its Ingress refused, say), then a redeploy with another
+/// provider: the first provider's user record goes, as the retirement above releases it, so the provider
+/// can be removed once nothing uses it. (Before, only the route ConfigMap's providers were let go, and the
+/// record stayed for good: no retirement of any route could ever remove that provider.) A provider a
+/// redeploy stops using is let go, not deleted, as the console leaves it.
+#[test]
+fn a_redeploy_releases_what_a_deploy_cut_short_before_its_route_record_had_written() {
+    let first = deploy(json!({"model": "m", "revision": 1,
+        "provider": {"name": "a", "type": "openai", "url": "https://a.example.com/v1", "apiTokens": ["sk-a"]}}));
+    let Decision::Apply(plan) = decide(&first, &State::new(), &Settings::default()).unwrap() else {
+        panic!("a deploy on an empty cluster applies")
+    };
+    let mut cut = plan;
+    cut.steps
+        .retain(|s| s.key.kind != Kind::Ingress && !names::is_route_config_map(&s.key.name));
+    let mut state = State::new();
+    higress::simulate(&mut state, &cut).unwrap();
+
+    let after = apply(
+        &deploy(json!({"model": "m", "revision": 2,
+            "provider": {"name": "b", "type": "openai", "url": "https://b.example.com/v1", "apiTokens": ["sk-b"]}})),
+        &state,
+    );
+    for (kind, name) in [(Kind::WasmPlugin, "ai-proxy.internal"), (Kind::McpBridge, "default")] {
+        let users = after.get_named(kind, name).unwrap()["metadata"]["annotations"][names::ANNOTATION_PROVIDER_USERS]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(!users.contains("\"a\""), "{name}: {users}");
+        assert!(users.contains("\"b\""), "{name}: {users}");
+    }
+    // Another route that takes up `a` and is retired with its provider removes it: no one else uses it.
+    let n = apply(
+        &deploy(json!({"model": "n", "revision": 1,
+            "provider": {"name": "a", "type": "openai", "url": "https://a.example.com/v1", "apiTokens": ["sk-a"]}})),
+        &after,
+    );
+    let retired = apply(
+        &retire(json!({"model": "n", "revision": 2, "deleteProvider": true})),
+        &n,
+    );
+    let ids: Vec<&str> = retired.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap()["spec"]["defaultConfig"]
+        ["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["b"]);
+}
+
 #[test]
 fn a_console_save_of_the_route_does_not_erase_its_fence() {
     let v2 = apply(&deploy(basic("m", 2)), &State::new());

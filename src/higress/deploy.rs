@@ -2,7 +2,7 @@
 //! its consumers and the route's plugin rules, then its Ingress and AI route ConfigMap — all as the
 //! console writes them for the same route.
 
-use super::fence::{FenceEntry, SecretTarget, SecretUse};
+use super::fence::{self, FenceEntry, SecretTarget, SecretUse};
 use super::names;
 use super::ops::Op;
 use super::plan::{Action, Plan, Refusal, RouteWriter, Settings, Template};
@@ -14,6 +14,7 @@ use crate::event::{ModelDeployed, SecretRef};
 use crate::reason::Reason;
 use crate::secret::SecretString;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 /// The console's AI route for a deploy event, shaped as the console UI sends it.
 pub fn ai_route(event: &ModelDeployed) -> AiRoute {
@@ -430,10 +431,20 @@ pub fn plan_deploy(
             join(),
         );
     }
-    let previous = state
+    // What the route used: from its ConfigMap and from its fence entry, as a retirement takes it (a
+    // deploy cut short before its ConfigMap recorded its providers only there).
+    let previous: BTreeSet<String> = state
         .get_named(Kind::ConfigMap, &names::route_config_map(&route.name))
-        .and_then(AiRoute::from_config_map);
-    for provider in previous.iter().flat_map(AiRoute::providers) {
+        .and_then(AiRoute::from_config_map)
+        .iter()
+        .flat_map(AiRoute::providers)
+        .chain(
+            fence::entry(state, &event.model)
+                .into_iter()
+                .flat_map(|entry| entry.providers),
+        )
+        .collect();
+    for provider in previous {
         if !providers.contains(&provider) {
             let release = retire::Release {
                 route: &route.name,
