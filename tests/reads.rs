@@ -75,6 +75,11 @@ fn cluster() -> State {
                "labels": {"higress.io/resource-definer": "higress"}}, "spec": {}}),
         json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter", "metadata": {"name": "ai-route-old.internal",
                "labels": {"higress.io/resource-definer": "higress"}}, "spec": {}}),
+        // A route made in the console with a fallback: no fence entry of ours says it exists.
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "ai-route-console.fallback.internal",
+               "labels": {"higress.io/resource-definer": "higress"}}, "spec": {}}),
+        json!({"apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter", "metadata": {"name": "ai-route-console.internal",
+               "labels": {"higress.io/resource-definer": "higress"}}, "spec": {}}),
         json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
                "metadata": {"name": "ai-statistics-1.0.0", "labels": {"higress.io/resource-definer": "higress", "higress.io/wasm-plugin-name": "ai-statistics"}},
                "spec": {"matchRules": [{"ingress": ["ai-route-m3.internal"], "config": {}, "configDisable": false}]}}),
@@ -201,6 +206,13 @@ fn routes_with_a_fallback_read_what_writing_or_dropping_it_needs() {
     // The same in a batch that lists.
     let mut batch: Vec<LifecycleEvent> = (0..6).map(|i| with_features(&format!("m{i}"), 3)).collect();
     batch.extend([with_features("f1", 2), retire("f2", 2, false), with_features("new", 1)]);
+    assert!(batch.len() > higress::reads::TARGETED_UP_TO);
+    assert_reads_suffice(&batch);
+    // A batch that lists, with no retirement, taking over a console route with a fallback and none of
+    // ours: its fallback Ingress is read (through its listed EnvoyFilter) and deleted with the rest.
+    // Left, it would stay reachable through the fallback header without the route's key-auth rule.
+    let mut batch: Vec<LifecycleEvent> = (0..6).map(|i| deploy(&format!("m{i}"), 3, i)).collect();
+    batch.push(deploy("console", 1, 0));
     assert!(batch.len() > higress::reads::TARGETED_UP_TO);
     assert_reads_suffice(&batch);
 }

@@ -115,7 +115,8 @@ fn domains(set: &mut ReadSet, events: &[LifecycleEvent]) {
 /// that exist (or are retired), not every route's. A route of ours exists only if its model has a
 /// fence entry (a deploy writes it first, a retirement keeps it), so a model without one is new: its
 /// objects are created, and should one exist after all (a route made in the console under the same
-/// name), the create's 409 makes the write a replace of what is there.
+/// name), the create's 409 makes the write a replace of what is there. A console route's fallback
+/// Ingress is read too, when its EnvoyFilter shows it: a deploy without a fallback deletes it.
 pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
     let mut set = ReadSet::default();
     let models = models(events);
@@ -130,6 +131,9 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
                 .any(|e| e.model() == *m && matches!(e.body, Lifecycle::Retired(_)))
                 || fence::entry(state, m).is_some()
                 || state.get_named(Kind::ConfigMap, &names::route_config_map(m)).is_some()
+                // A console route with a fallback (its EnvoyFilter is listed): its fallback Ingress
+                // goes when a deploy without one takes the route over.
+                || state.get_named(Kind::EnvoyFilter, &names::fallback_envoy_filter(m)).is_some()
         })
         .collect();
     if existing.len() > LIST_INGRESSES_ABOVE {
