@@ -668,3 +668,26 @@ fn the_schema_lists_exactly_the_route_plugins_of_the_catalogue_table() {
         "schemas/model-deployed.schema.json and CATALOGUE in src/higress/plugins.rs"
     );
 }
+
+#[test]
+fn a_domain_that_is_an_ip_address_is_refused_by_name() {
+    // The host-name pattern lets an IPv4 address through; an Ingress host cannot be one.
+    for (domains, refused) in [
+        (json!(["10.0.0.1"]), Some(0)),
+        (json!(["api.example.com", "010.001.002.003"]), Some(1)),
+        (json!(["10.0.0.1.example.com", "1.2.3"]), None),
+    ] {
+        let mut value = example("seed-deployed.json");
+        value["data"]["route"]["domains"] = domains.clone();
+        match (contract::parse(value.to_string().as_bytes()), refused) {
+            (Err(invalid), Some(i)) => assert_eq!(
+                invalid.to_string(),
+                format!(
+                    "invalid event (schema-violation): data.route.domains[{i}]: must be a host name, not an IP address (an Ingress host cannot be one)"
+                )
+            ),
+            (Ok(_), None) => {}
+            (other, _) => panic!("{domains}: {other:?}"),
+        }
+    }
+}

@@ -130,6 +130,13 @@ fn ingress_errors(body: &Map<String, Value>) -> Vec<FieldError> {
     for (r, rule) in rules.into_iter().flatten().enumerate() {
         if let Some(host) = rule.get("host").and_then(Value::as_str).filter(|h| !h.is_empty()) {
             let field = format!("spec.rules[{r}].host");
+            if is_ipv4_sloppy(host) {
+                errors.push(FieldError::invalid(
+                    field.clone(),
+                    &quoted(host),
+                    "must be a DNS name, not an IP address",
+                ));
+            }
             match host.strip_prefix("*.") {
                 Some(domain) if !is_dns_subdomain(domain) => {
                     errors.push(FieldError::invalid(field, &quoted(host), WILDCARD_DNS_SUBDOMAIN_MSG))
@@ -144,13 +151,45 @@ fn ingress_errors(body: &Map<String, Value>) -> Vec<FieldError> {
         for (p, path) in paths.into_iter().flatten().enumerate() {
             let kind = path.get("pathType").and_then(Value::as_str).unwrap_or_default();
             let text = path.get("path").and_then(Value::as_str).unwrap_or_default();
-            if matches!(kind, "Prefix" | "Exact") && !text.starts_with('/') {
-                let field = format!("spec.rules[{r}].http.paths[{p}].path");
-                errors.push(FieldError::invalid(field, &quoted(text), "must be an absolute path"));
+            let field = format!("spec.rules[{r}].http.paths[{p}].path");
+            // Any path type: a path, when given, is absolute; Prefix and Exact ones are also clean.
+            if (matches!(kind, "Prefix" | "Exact") || !text.is_empty()) && !text.starts_with('/') {
+                errors.push(FieldError::invalid(
+                    field.clone(),
+                    &quoted(text),
+                    "must be an absolute path",
+                ));
+            }
+            if matches!(kind, "Prefix" | "Exact") {
+                for sequence in ["//", "/./", "/../", "%2f", "%2F"] {
+                    if text.contains(sequence) {
+                        let rule = format!("must not contain '{sequence}'");
+                        errors.push(FieldError::invalid(field.clone(), &quoted(text), &rule));
+                    }
+                }
+                for suffix in ["/..", "/."] {
+                    if text.ends_with(suffix) {
+                        let rule = format!("cannot end with '{suffix}'");
+                        errors.push(FieldError::invalid(field.clone(), &quoted(text), &rule));
+                    }
+                }
             }
         }
     }
     errors
+}
+
+/// An IPv4 address as Go's `netutils.ParseIPSloppy` reads one (leading zeros allowed); the API
+/// server refuses it as an Ingress host. (An IPv6 address is no DNS name to begin with.)
+fn is_ipv4_sloppy(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && part.len() <= 3
+                && part.bytes().all(|b| b.is_ascii_digit())
+                && part.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
 }
 
 fn base64_decoded_len(text: &str) -> usize {
@@ -247,11 +286,37 @@ mod tests {
             let errors = content_errors(by_name("ingresses").unwrap(), &body);
             errors.into_iter().map(|e| e.field).collect::<Vec<_>>()
         };
-        assert!(ingress("a.example.com", "/v1").is_empty());
-        assert!(ingress("*.a.example.com", "/").is_empty());
-        assert_eq!(ingress("A.example.com", "/"), ["spec.rules[0].host"]);
-        assert_eq!(ingress("*.-a.com", "/"), ["spec.rules[0].host"]);
-        assert_eq!(ingress("a.com", "v1"), ["spec.rules[0].http.paths[0].path"]);
+        let implementation_specific = "spec.rules[0].http.paths[1].path";
+        assert_eq!(ingress("a.example.com", "/v1"), [implementation_specific]);
+        assert_eq!(ingress("*.a.example.com", "/"), [implementation_specific]);
+        assert_eq!(
+            ingress("A.example.com", "/"),
+            ["spec.rules[0].host", implementation_specific]
+        );
+        assert_eq!(
+            ingress("*.-a.com", "/"),
+            ["spec.rules[0].host", implementation_specific]
+        );
+        assert_eq!(
+            ingress("a.com", "v1"),
+            ["spec.rules[0].http.paths[0].path", implementation_specific]
+        );
+        // An IP address is no DNS name; leading zeros as Go reads them.
+        for ip in ["10.0.0.1", "010.000.000.001"] {
+            assert_eq!(
+                ingress(ip, "/"),
+                ["spec.rules[0].host", implementation_specific],
+                "{ip}"
+            );
+        }
+        assert_eq!(ingress("10.0.0.1.example.com", "/"), [implementation_specific]);
+        for unclean in ["/a//b", "/a/./b", "/a/../b", "/a%2fb", "/a/..", "/a/."] {
+            assert_eq!(
+                ingress("a.com", unclean),
+                ["spec.rules[0].http.paths[0].path", implementation_specific],
+                "{unclean}"
+            );
+        }
     }
 
     #[test]

@@ -205,6 +205,21 @@ pub fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
 /// refuses, and what would make an invalid annotation, label or regular expression.
 fn route_feature_problems(route: &RouteSpec, problems: &mut Vec<Problem>) {
     use crate::higress::route::{self as console, FALLBACK_FROM_HEADER, MODEL_ROUTING_HEADER};
+    // The schema's host-name pattern lets an IPv4 address through; the API server refuses it as an
+    // Ingress host (as Go reads addresses: leading zeros allowed).
+    for (i, domain) in route.domains.iter().enumerate() {
+        let parts: Vec<&str> = domain.split('.').collect();
+        let ipv4 = parts.len() == 4
+            && parts
+                .iter()
+                .all(|part| (1..=3).contains(&part.len()) && part.parse::<u16>().is_ok_and(|n| n <= 255));
+        if ipv4 {
+            problems.push(Problem::new(
+                format!("data.route.domains[{i}]"),
+                "must be a host name, not an IP address (an Ingress host cannot be one)",
+            ));
+        }
+    }
     let fallback = route.fallback.iter().flat_map(|f| f.upstreams.iter());
     for (i, upstream) in fallback.clone().enumerate() {
         if fallback.clone().take(i).any(|u| u.provider == upstream.provider) {
