@@ -691,3 +691,25 @@ fn a_domain_that_is_an_ip_address_is_refused_by_name() {
         }
     }
 }
+
+#[test]
+fn a_model_named_like_another_models_fallback_is_refused_deployed_or_retired() {
+    // `ai-route-chat.fallback.internal` is model chat's fallback Ingress: model `chat.fallback` would
+    // overwrite it, or delete it when retired.
+    let mut deployed = example("seed-deployed.json");
+    deployed["data"]["model"] = json!("chat.fallback");
+    let mut retired = example("seed-retired.json");
+    retired["data"]["model"] = json!("chat.fallback");
+    for value in [deployed, retired] {
+        let invalid = contract::parse(value.to_string().as_bytes()).unwrap_err();
+        assert!(
+            invalid
+                .to_string()
+                .contains("data.model: must not end with \".fallback\""),
+            "{invalid}"
+        );
+    }
+    let mut fine = example("seed-retired.json");
+    fine["data"]["model"] = json!("chat.fallbacks");
+    assert!(contract::parse(fine.to_string().as_bytes()).is_ok());
+}

@@ -211,11 +211,15 @@ pub fn parse_value(value: Value) -> Result<LifecycleEvent, InvalidEvent> {
         invalid.problems.push(Problem::new(path, e.into_inner().to_string()));
         invalid
     })?;
-    if let Lifecycle::Deployed(deployed) = &body {
-        invalid.problems = rules::cross_field_problems(deployed);
-        if !invalid.problems.is_empty() {
-            return Err(invalid);
-        }
+    invalid.problems = match &body {
+        Lifecycle::Deployed(deployed) => rules::model_problems(&deployed.model)
+            .into_iter()
+            .chain(rules::cross_field_problems(deployed))
+            .collect(),
+        Lifecycle::Retired(retired) => rules::model_problems(&retired.model),
+    };
+    if !invalid.problems.is_empty() {
+        return Err(invalid);
     }
     Ok(LifecycleEvent { envelope, body })
 }

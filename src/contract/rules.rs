@@ -140,7 +140,6 @@ fn check_characters(value: &Value, path: &str, free_form: bool, problems: &mut V
 /// and what each provider type requires of its endpoint.
 pub fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
     let mut problems = Vec::new();
-    check_dns_name(&event.model, "data.model", &mut problems);
     let provider_path = if event.provider.name.is_some() {
         "data.provider.name"
     } else {
@@ -385,6 +384,21 @@ fn is_traceparent(text: &str) -> bool {
     matches!(parts[..], [version, trace, parent, flags]
         if hex(version, 2) && version != "ff" && hex(trace, 32) && not_zero(trace)
             && hex(parent, 16) && not_zero(parent) && hex(flags, 2))
+}
+
+/// The model names objects (`ai-route-<model>`, `ai-route-<model>.internal`), for a deploy and a
+/// retirement alike: valid Kubernetes names, and none that another model's own: the fallback Ingress
+/// of model `m` is `ai-route-m.fallback.internal`, the main Ingress model `m.fallback` would have.
+pub fn model_problems(model: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    check_dns_name(model, "data.model", &mut problems);
+    if model.ends_with(".fallback") {
+        problems.push(Problem::new(
+            "data.model",
+            "must not end with \".fallback\": its route's Ingress would be the fallback Ingress of the model before it",
+        ));
+    }
+    problems
 }
 
 /// `ai-route-<model>` must be a DNS subdomain: every dot-separated label starts and ends alphanumeric.
