@@ -387,6 +387,32 @@ fn secret_references_are_resolved_and_a_missing_secret_is_named_not_shown() {
     );
 }
 
+/// A value read from a Secret must be what an inline token or credential must be: a certificate, an
+/// empty key or a value with inner spaces would break the plugin's config or the request's header.
+#[test]
+fn a_secret_value_that_is_no_token_is_refused_without_being_shown() {
+    let event = deploy(json!({"model": "m", "revision": 1,
+        "provider": {"type": "deepseek", "apiTokensSecretRef": {"name": "llm-keys", "key": "k"}}}));
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgI\n-----END CERTIFICATE-----\n";
+    let long = "x".repeat(4097);
+    for value in ["", "   \n", pem, "two words", "bidi\u{202e}txet", long.as_str()] {
+        let mut state = State::new();
+        state.insert_object(secret("llm-keys", "k", value));
+        let refusal = refusal(&event, &state);
+        assert_eq!(refusal.reason, Reason::SecretInvalid, "{value:?}: {}", refusal.message);
+        assert!(refusal.message.contains("llm-keys"), "{}", refusal.message);
+        if !value.trim().is_empty() {
+            assert!(!refusal.message.contains(value.trim()), "{}", refusal.message);
+        }
+    }
+    let mut state = State::new();
+    state.insert_object(secret("llm-keys", "k", &"x".repeat(4096)));
+    assert!(matches!(
+        higress::plan(&event, &state, &Settings::default(), chrono::Utc::now()),
+        Ok(Decision::Apply(_))
+    ));
+}
+
 #[test]
 fn debug_output_of_plans_and_states_never_shows_secrets() {
     let event = full_deploy("m1", 1);

@@ -571,12 +571,32 @@ pub(super) fn secret_value(
             ),
         ));
     }
+    // As an inline token or credential must be (the contract's `secretValue`): it travels in an HTTP
+    // header or query, and key-auth refuses its whole config over a bad one.
+    let usable = |text: &str| {
+        let text = text.trim();
+        let fits = !text.is_empty()
+            && text.chars().count() <= MAX_SECRET_VALUE_CHARS
+            && !text
+                .chars()
+                .any(|c| c.is_whitespace() || crate::contract::rules::is_forbidden_char(c));
+        fits.then(|| SecretString::new(text)).ok_or_else(|| {
+            Refusal::new(
+                Reason::SecretInvalid,
+                format!(
+                    "{path}: key {:?} of Secret {:?} is no token or credential: 1 to {MAX_SECRET_VALUE_CHARS} \
+                     characters, no whitespace, control or bidirectional-formatting characters",
+                    secret.key, secret.name
+                ),
+            )
+        })
+    };
     if let Some(plain) = object
         .pointer("/stringData")
         .and_then(|d| d.get(&secret.key))
         .and_then(Value::as_str)
     {
-        return Ok(SecretString::new(plain.trim()));
+        return usable(plain);
     }
     let encoded = object
         .pointer("/data")
@@ -596,5 +616,8 @@ pub(super) fn secret_value(
             format!("{path}: key {:?} of Secret {:?} is not UTF-8", secret.key, secret.name),
         )
     })?;
-    Ok(SecretString::new(text.trim()))
+    usable(&text)
 }
+
+/// Longest token or credential, as the contract's `secretValue` allows inline.
+const MAX_SECRET_VALUE_CHARS: usize = 4096;
