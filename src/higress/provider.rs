@@ -103,6 +103,7 @@ struct Endpoint {
     scheme: String,
     host: Host<String>,
     port: u16,
+    path: String,
 }
 
 fn endpoint(key: &str, text: &str) -> Result<Endpoint, String> {
@@ -121,7 +122,13 @@ fn endpoint(key: &str, text: &str) -> Result<Endpoint, String> {
         _ => {}
     }
     let port = url.port_or_known_default().unwrap_or(80);
-    Ok(Endpoint { scheme, host, port })
+    let path = url.path().to_string();
+    Ok(Endpoint {
+        scheme,
+        host,
+        port,
+        path,
+    })
 }
 
 fn https(host: &str) -> Endpoint {
@@ -129,6 +136,7 @@ fn https(host: &str) -> Endpoint {
         scheme: "https".into(),
         host: Host::Domain(host.into()),
         port: 443,
+        path: "/".into(),
     }
 }
 
@@ -141,6 +149,10 @@ fn registry(name: &str, endpoints: &[Endpoint]) -> Result<Value, String> {
     }
     if endpoints.iter().any(|e| e.scheme != first.scheme) {
         return Err("all endpoints must use the same scheme".into());
+    }
+    // The console refuses them otherwise ("Multiple context paths found").
+    if endpoints.iter().any(|e| e.path != first.path) {
+        return Err("all endpoints must have the same path".into());
     }
     let (kind, domain, port) = if all_ipv4 {
         let domain = endpoints
@@ -364,6 +376,7 @@ fn endpoints_and_configs(p: &LlmProvider) -> Result<(Vec<Endpoint>, Map<String, 
                 scheme: "http".into(),
                 host,
                 port,
+                path: "/".into(),
             }]
         }
         "claude" => {
@@ -652,6 +665,25 @@ mod tests {
         )
         .is_err());
         assert!(fields(json!({"type": "qwen", "url": "https://DashScope.aliyuncs.com/v1"})).is_empty());
+    }
+
+    #[test]
+    fn several_endpoints_share_scheme_and_path_as_the_console_requires() {
+        let render_with = |extra: Value| {
+            let value = json!({"type": "openai", "config": {
+                "openaiCustomUrl": "http://10.0.0.1:8000/v1", "openaiExtraCustomUrls": extra}});
+            render(&from_event(&spec(value), "p", Vec::new()).unwrap())
+        };
+        let fine = render_with(json!(["http://10.0.0.2:8000/v1"])).unwrap();
+        assert_eq!(fine.registries[0]["domain"], "10.0.0.1:8000,10.0.0.2:8000");
+        assert_eq!(
+            render_with(json!(["http://10.0.0.2:8000/v2"])).unwrap_err(),
+            "all endpoints must have the same path"
+        );
+        assert_eq!(
+            render_with(json!(["https://10.0.0.2:8000/v1"])).unwrap_err(),
+            "all endpoints must use the same scheme"
+        );
     }
 
     /// A URL's host becomes McpBridge's registry domain: the url crate lower-cases it, but lets `_`
