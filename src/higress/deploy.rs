@@ -172,8 +172,7 @@ pub fn plan_deploy(
                         .map(str::to_string)
                 };
                 if event.route.https.is_some()
-                    && (field(existing, "enableHttps").unwrap_or_else(|| "off".into())
-                        != field(&desired, "enableHttps").unwrap_or_default()
+                    && (field(existing, "enableHttps") != field(&desired, "enableHttps")
                         || field(existing, "cert") != field(&desired, "cert"))
                 {
                     plan.warnings.push(format!(

@@ -300,6 +300,9 @@ pub fn gson(value: &impl Serialize) -> String {
             '&' => out.push_str("\\u0026"),
             '=' => out.push_str("\\u003d"),
             '\'' => out.push_str("\\u0027"),
+            // Gson escapes the JavaScript line terminators too (they can come in with customConfigs).
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
             c => out.push(c),
         }
     }
@@ -325,15 +328,13 @@ pub struct Tls {
 
 /// A domain's HTTPS as its ConfigMap in `state` gives it to routes: `Some((enableHttps, cert))` when
 /// the mode is not `off` and a certificate is named (the route's Ingress then has a TLS entry for the
-/// domain, see [`tls`]), `None` when the domain serves plain HTTP (also when it has no ConfigMap).
+/// domain, see [`tls`]), `None` when the domain serves plain HTTP (also when it has no ConfigMap). As
+/// the console: a ConfigMap without `enableHttps` (the console leaves out a null) is not `off`; its
+/// mode is then `""`, which is not `force`.
 pub fn domain_https<'a>(state: &'a State, domain: &str) -> Option<(&'a str, &'a str)> {
-    let config_map = state.get_named(Kind::ConfigMap, &names::domain_config_map(domain));
-    let field = |key: &str| {
-        config_map
-            .and_then(|c| c.pointer(&format!("/data/{key}")))
-            .and_then(Value::as_str)
-    };
-    let mode = field("enableHttps").unwrap_or("off");
+    let config_map = state.get_named(Kind::ConfigMap, &names::domain_config_map(domain))?;
+    let field = |key: &str| config_map.pointer(&format!("/data/{key}")).and_then(Value::as_str);
+    let mode = field("enableHttps").unwrap_or("");
     let cert = field("cert").unwrap_or("");
     (mode != "off" && !cert.is_empty()).then_some((mode, cert))
 }
@@ -741,6 +742,31 @@ mod tests {
     fn gson_escapes_html_characters_like_the_console() {
         let text = gson(&json!({"a": "x<y>&z='q'"}));
         assert_eq!(text, r#"{"a":"x\u003cy\u003e\u0026z\u003d\u0027q\u0027"}"#);
+        assert_eq!(gson(&json!("a\u{2028}b\u{2029}")), r#""a\u2028b\u2029""#);
+    }
+
+    #[test]
+    fn a_domain_configmap_without_enable_https_serves_https_when_it_names_a_cert() {
+        let domain = |data: Value| {
+            let mut state = State::new();
+            state.insert_object(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "domain-api.example.com"}, "data": data}));
+            state
+        };
+        // The console leaves out a null enableHttps, and takes it as not `off`.
+        let no_mode = domain(json!({"domain": "api.example.com", "cert": "api-cert"}));
+        assert_eq!(domain_https(&no_mode, "api.example.com"), Some(("", "api-cert")));
+        let tls = tls(&["api.example.com".into()], &no_mode).unwrap();
+        assert_eq!(
+            tls.entries,
+            [json!({"hosts": ["api.example.com"], "secretName": "api-cert"})]
+        );
+        assert!(!tls.force_redirect);
+        let off = domain(json!({"domain": "api.example.com", "enableHttps": "off", "cert": "api-cert"}));
+        assert_eq!(domain_https(&off, "api.example.com"), None);
+        let no_cert = domain(json!({"domain": "api.example.com", "enableHttps": "on"}));
+        assert_eq!(domain_https(&no_cert, "api.example.com"), None);
+        assert_eq!(domain_https(&State::new(), "api.example.com"), None);
     }
 
     #[test]
