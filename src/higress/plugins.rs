@@ -904,20 +904,27 @@ fn same_set<'a>(items: impl Iterator<Item = &'a str> + Clone, ours: &[String]) -
 }
 
 /// `compareMatchRules`: rules with services first (by service list), then ingress rules (by ingress
-/// list), then domain rules (by domain list), then rules without targets.
+/// list), then domain rules (by domain list), then rules without targets. Rules with equal service
+/// lists go on to their ingresses, then their domains, in the same way: two routes' model-mapper
+/// rules on one upstream are in the order of their Ingresses.
 pub fn compare_rules(a: &Value, b: &Value) -> Ordering {
-    let group = |rule: &'_ Value| -> (u8, &'static str) {
-        for (rank, key) in [(0, "service"), (1, "ingress"), (2, "domain")] {
-            if target_list(rule, key).next().is_some() {
-                return (rank, key);
-            }
+    const KEYS: [&str; 3] = ["service", "ingress", "domain"];
+    let has = |rule: &Value, key: &str| target_list(rule, key).next().is_some();
+    let empty = |rule: &Value| !KEYS.iter().any(|key| has(rule, key));
+    if empty(a) || empty(b) {
+        return empty(a).cmp(&empty(b));
+    }
+    for key in KEYS {
+        let order = match (has(a, key), has(b, key)) {
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            _ => target_list(a, key).cmp(target_list(b, key)),
+        };
+        if order.is_ne() {
+            return order;
         }
-        (3, "")
-    };
-    let ((rank_a, key), (rank_b, _)) = (group(a), group(b));
-    rank_a
-        .cmp(&rank_b)
-        .then_with(|| target_list(a, key).cmp(target_list(b, key)))
+    }
+    Ordering::Equal
 }
 
 /// A key-auth consumer entry as `KeyAuthCredentialHandler.saveConsumer` writes it.
@@ -1023,6 +1030,22 @@ mod tests {
         assert_eq!(order[3].ingress, ["ai-route-b.internal"]);
         assert_eq!(order[4].domain, ["a.com"]);
         assert_eq!(order[5], Targets::default());
+        // Equal services: by ingress (the console's order, whatever order they were added in).
+        let mut rules = [
+            json!({"ingress": ["ai-route-b.internal"], "service": ["llm-p.internal.dns"]}),
+            json!({"service": ["llm-p.internal.dns"]}),
+            json!({"ingress": ["ai-route-a.internal"], "service": ["llm-p.internal.dns"]}),
+        ];
+        rules.sort_by(compare_rules);
+        let ingresses: Vec<Vec<String>> = rules.iter().map(|r| Targets::of(r).ingress).collect();
+        assert_eq!(
+            ingresses,
+            [
+                vec!["ai-route-a.internal".to_string()],
+                vec!["ai-route-b.internal".to_string()],
+                vec![]
+            ]
+        );
     }
 
     #[test]
