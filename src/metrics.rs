@@ -71,7 +71,8 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("higress_route_worker");
         let events = Family::<EventLabels, Counter>::default();
         registry.register("events", "Input events by type and outcome", events.clone());
-        let apply_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        // 1 ms to 131 s: past the default event deadline (120 s), which a retried apply may reach.
+        let apply_duration = Histogram::new(exponential_buckets(0.001, 2.0, 18));
         registry.register(
             "apply_duration_seconds",
             "Time to apply one event (or batch) to the cluster",
