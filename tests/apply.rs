@@ -801,6 +801,41 @@ async fn an_older_deploy_held_back_does_not_expose_a_route_retired_meanwhile() {
     );
 }
 
+/// A retirement of the deploy's own revision outranks the deploy (`FenceEntry::supersedes`). Landing
+/// while the deploy waits to retry its Ingress create, it wins: the deploy's retry leaves the Ingress
+/// alone, and its settle removes what it wrote after the retirement. (Before, only a newer revision
+/// counted, and the deploy brought the retired route back, without its key-auth rule.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retirement_of_the_deploys_own_revision_landing_mid_deploy_wins() {
+    let cluster = Cluster::start().await;
+    cluster.sim.faults().fail_next(
+        1,
+        FaultSpec::new(503)
+            .with_retry_after(1)
+            .for_method(Method::POST)
+            .for_path("ingresses"),
+    );
+    let deployer = cluster.engine().await;
+    let deploying = tokio::spawn(async move { deployer.apply(&deploy("m", 5)).await });
+    wait_for("the deploy to try its Ingress", || {
+        cluster.sim.counters().get("create", "ingresses") > 0
+    })
+    .await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&retire("m", 5)).await, Outcome::Applied);
+    let deployed = deploying.await.unwrap();
+
+    assert_eq!(deployed.outcome, Outcome::Stale, "{deployed:?}");
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_none());
+    assert!(cluster.get("configmaps", "ai-route-m").is_none());
+    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
+    let rules = key_auth["spec"]["matchRules"].as_array().unwrap();
+    assert!(
+        !rules.iter().any(|r| r["ingress"] == json!(["ai-route-m.internal"])),
+        "{rules:?}"
+    );
+}
+
 /// The consumers of `key-auth.internal`, by name, in order.
 fn consumer_names(cluster: &Cluster) -> Vec<String> {
     let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();

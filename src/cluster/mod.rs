@@ -208,7 +208,7 @@ impl Engine {
                 continue;
             };
             let (again, note) = match &event.body {
-                Lifecycle::Deployed(_) if entry.revision > event.revision() => {
+                Lifecycle::Deployed(_) if Owner::of(event).fenced_past(&entry) => {
                     let retirement = LifecycleEvent {
                         envelope: event.envelope.clone(),
                         body: Lifecycle::Retired(ModelRetired {
@@ -488,7 +488,7 @@ impl Engine {
                 left_to_newer
                     .as_ref()
                     .zip(owners.get(key))
-                    .is_some_and(|(fenced, (model, _))| fenced.contains(*model))
+                    .is_some_and(|(fenced, owner)| fenced.contains(owner.model))
             };
             // Built eagerly: a lazily mapping stream would make this future not `Send` for every lifetime.
             let writes_of_rank: Vec<_> = writes
@@ -565,17 +565,18 @@ impl Engine {
     }
 
     /// `planned` is what the batch's simulation made of `initial`: the first attempt writes it as is.
-    /// `owner`: for a route's own object (put or deleted whole), the model and the newest revision of
-    /// the batch writing it. A retry of such a write (after a 409: someone wrote it since our read)
-    /// first asks the model's fence: when a newer event of the model has fenced it meanwhile, that
-    /// event owns the route and writes it, and this write is dropped — an older deploy or retirement
-    /// still in flight never overwrites or deletes a newer deploy's Ingress or ConfigMap.
+    /// `owner`: for a route's own object (put or deleted whole), the newest event of the batch
+    /// writing it. A retry of such a write (after a 409 or a transient error: someone may have written
+    /// it since our read) first asks the model's fence: when a newer event of the model has fenced it
+    /// meanwhile (or a retirement of the deploy's own revision), that event owns the route and writes
+    /// it, and this write is dropped — an older deploy or retirement still in flight never overwrites
+    /// or deletes a newer deploy's Ingress or ConfigMap, nor brings back a route retired meanwhile.
     async fn write(
         &self,
         key: &ObjectKey,
         initial: &Before,
         planned: Option<&Value>,
-        (steps, owner): (&[Step], Option<(&str, u64)>),
+        (steps, owner): (&[Step], Option<Owner<'_>>),
         tally: &Tally,
         deadline: Instant,
     ) -> Result<(), ApplyError> {
@@ -686,16 +687,16 @@ impl Engine {
     /// than the newest pair of the model.
     async fn fenced_past<'m>(
         &self,
-        owners: impl IntoIterator<Item = (&'m str, u64)>,
+        owners: impl IntoIterator<Item = Owner<'m>>,
         deadline: Instant,
     ) -> Result<BTreeSet<String>, ApplyError> {
-        let newest: BTreeMap<&str, u64> = owners
-            .into_iter()
-            .fold(BTreeMap::new(), |mut newest, (model, revision)| {
-                let seen = newest.entry(model).or_insert(revision);
-                *seen = (*seen).max(revision);
-                newest
-            });
+        let newest: BTreeMap<&str, Owner> = owners.into_iter().fold(BTreeMap::new(), |mut newest, owner| {
+            let seen = newest.entry(owner.model).or_insert(owner);
+            if owner.rank() > seen.rank() {
+                *seen = owner;
+            }
+            newest
+        });
         let mut reads = ReadSet::default();
         for model in newest.keys() {
             reads.gets.insert(ObjectKey::new(Kind::ConfigMap, names::fence(model)));
@@ -706,7 +707,7 @@ impl Engine {
         let now = self.fetch(&reads, Use::Look, deadline).await?;
         Ok(newest
             .into_iter()
-            .filter(|(model, revision)| fence::entry(&now, model).is_some_and(|entry| entry.revision > *revision))
+            .filter(|(model, owner)| fence::entry(&now, model).is_some_and(|entry| owner.fenced_past(&entry)))
             .map(|(model, _)| model.to_string())
             .collect())
     }
@@ -907,10 +908,38 @@ enum Read {
     Kept(ObjectKey, Box<cache::Kept>),
 }
 
-/// The route objects of the batch that are put or deleted whole, each with its model and the newest
-/// revision of the batch touching it (see [`Engine::write`]).
-fn owners<'a>(events: &'a [LifecycleEvent], planned: &'a batch::Planned) -> BTreeMap<&'a ObjectKey, (&'a str, u64)> {
-    let mut owners: BTreeMap<&ObjectKey, (&str, u64)> = BTreeMap::new();
+/// The newest event of a batch writing a route's own object: its model, revision, and whether it
+/// retires the model (a retirement outranks a deploy of its own revision, [`FenceEntry::supersedes`]).
+#[derive(Clone, Copy, Debug)]
+struct Owner<'a> {
+    model: &'a str,
+    revision: u64,
+    retiring: bool,
+}
+
+impl Owner<'_> {
+    fn of(event: &LifecycleEvent) -> Owner<'_> {
+        Owner {
+            model: event.model(),
+            revision: event.revision(),
+            retiring: matches!(event.body, Lifecycle::Retired(_)),
+        }
+    }
+
+    fn rank(&self) -> (u64, bool) {
+        (self.revision, self.retiring)
+    }
+
+    /// Whether the model's fence entry, as read now, belongs to a newer event.
+    fn fenced_past(&self, entry: &FenceEntry) -> bool {
+        entry.supersedes_event(self.revision, self.retiring)
+    }
+}
+
+/// The route objects of the batch that are put or deleted whole, each with the newest event of the
+/// batch touching it (see [`Engine::write`]).
+fn owners<'a>(events: &'a [LifecycleEvent], planned: &'a batch::Planned) -> BTreeMap<&'a ObjectKey, Owner<'a>> {
+    let mut owners: BTreeMap<&ObjectKey, Owner> = BTreeMap::new();
     for (event, touched) in events.iter().zip(&planned.touched) {
         for key in touched {
             let whole = planned.steps[key]
@@ -919,8 +948,10 @@ fn owners<'a>(events: &'a [LifecycleEvent], planned: &'a batch::Planned) -> BTre
             if !whole {
                 continue;
             }
-            let owner = owners.entry(key).or_insert((event.model(), event.revision()));
-            owner.1 = owner.1.max(event.revision());
+            let owner = owners.entry(key).or_insert(Owner::of(event));
+            if Owner::of(event).rank() > owner.rank() {
+                *owner = Owner::of(event);
+            }
         }
     }
     owners

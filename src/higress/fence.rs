@@ -77,8 +77,12 @@ impl FenceEntry {
     /// is applied again (and changes nothing when the first run finished), so a retry after a partial
     /// failure completes the job; but no deploy revives the revision it was retired at.
     pub fn supersedes(&self, newcomer: &FenceEntry) -> bool {
-        self.revision > newcomer.revision
-            || (self.revision == newcomer.revision && self.is_retired() && !newcomer.is_retired())
+        self.supersedes_event(newcomer.revision, newcomer.is_retired())
+    }
+
+    /// [`FenceEntry::supersedes`] for an event of `revision`, a retirement when `retiring`.
+    pub fn supersedes_event(&self, revision: u64, retiring: bool) -> bool {
+        self.revision > revision || (self.revision == revision && self.is_retired() && !retiring)
     }
 
     pub fn parse(value: &Value) -> Option<FenceEntry> {
