@@ -56,6 +56,13 @@ pub fn render(
         }
         Decision::Apply(plan) => plan,
     };
+    if let Some(seen) = plan.stale {
+        out.push_str(&format!(
+            "# stale: route {} has seen revision {seen}, event has {}\n",
+            event.model(),
+            event.revision()
+        ));
+    }
     let mut after = state.clone();
     let changes = higress::simulate(&mut after, &plan)?;
     for warning in &plan.warnings {

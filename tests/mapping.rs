@@ -721,6 +721,41 @@ fn a_redeploy_releases_what_a_deploy_cut_short_before_its_route_record_had_writt
     assert_eq!(ids, ["b"]);
 }
 
+/// An older deploy that passed the fence before a retirement landed wrote its route's Ingress after
+/// the retirement (and its settle did not get to remove it). Any later delivery of that deploy is
+/// stale, and applies the retirement again: the route does not stay live, nor open.
+#[test]
+fn a_stale_deploy_removes_what_its_models_retirement_left() {
+    let settings = Settings::default();
+    let full = || {
+        deploy(json!({"model": "m", "revision": 1,
+        "provider": {"type": "deepseek", "apiTokens": ["sk-d"]},
+        "auth": {"consumers": [{"name": "c", "source": "BEARER", "credentials": ["key-c"]}]}}))
+    };
+    let deployed = apply(&full(), &State::new());
+    let ingress = deployed
+        .get_named(Kind::Ingress, "ai-route-m.internal")
+        .unwrap()
+        .clone();
+    let mut left = apply(&retire(json!({"model": "m", "revision": 2})), &deployed);
+    left.insert_object(ingress);
+
+    let Decision::Apply(plan) = decide(&full(), &left, &settings).unwrap() else {
+        panic!("the retirement is applied again")
+    };
+    assert_eq!(plan.stale, Some(2));
+    assert!(
+        plan.warnings.iter().any(|w| w.contains("retired at revision 2")),
+        "{:?}",
+        plan.warnings
+    );
+    let (after, changes) = apply_with(&full(), &left, &settings);
+    assert_eq!(changes, ["deleted Ingress/ai-route-m.internal"]);
+    assert!(after.get_named(Kind::Ingress, "ai-route-m.internal").is_none());
+    // Nothing left: an ordinary stale deploy, nothing written.
+    assert_eq!(decide(&full(), &after, &settings).unwrap(), Decision::Stale { seen: 2 });
+}
+
 #[test]
 fn a_console_save_of_the_route_does_not_erase_its_fence() {
     let v2 = apply(&deploy(basic("m", 2)), &State::new());
@@ -774,7 +809,7 @@ fn an_older_retirement_landing_after_a_newer_deploy_leaves_the_routes_rules() {
             .into_iter()
             .filter(|s| s.key.kind == Kind::WasmPlugin)
             .collect(),
-        warnings: Vec::new(),
+        ..higress::Plan::default()
     };
     assert!(!shared_edits.steps.is_empty());
     higress::simulate(&mut state, &shared_edits).unwrap();

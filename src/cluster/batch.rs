@@ -168,7 +168,11 @@ pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initi
                         result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
                         changed = changes.into_iter().map(|(key, _)| key).collect();
                         result.warnings = plan.warnings;
-                        result.route = crate::result::RouteAccess::of(event, &planned.state);
+                        match plan.stale {
+                            // Only what its model's retirement left was removed: no route to reach.
+                            Some(_) => result.outcome = Outcome::Stale,
+                            None => result.route = crate::result::RouteAccess::of(event, &planned.state),
+                        }
                         for step in plan.steps {
                             touched.insert(step.key.clone());
                             planned.steps.entry(step.key.clone()).or_default().push(step);
@@ -353,7 +357,7 @@ mod tests {
                     ops: Vec::new(),
                 },
             }],
-            warnings: Vec::new(),
+            ..higress::Plan::default()
         };
         let mut state = State::new();
         assert_eq!(edits(&plan, &state), [(&key, 4096)]);

@@ -3,12 +3,13 @@
 //! the one write order they are applied in. [`plan`] is the entry point; the fence decides whether
 //! an event still applies, then [`super::deploy`] or [`super::retire`] build the steps. Pure: no I/O.
 
+use super::fence::FenceEntry;
 use super::names;
 use super::ops::{EditRefused, Op};
 use super::plugins::{BuiltinPlugin, ConsoleVersion};
 use super::state::{Kind, ObjectKey, State};
 use super::{deploy, fence, provider, retire};
-use crate::event::{Lifecycle, LifecycleEvent};
+use crate::event::{Lifecycle, LifecycleEvent, ModelRetired};
 use crate::reason::Reason;
 use serde_json::Value;
 use std::sync::Arc;
@@ -94,6 +95,9 @@ pub fn write_rank(key: &ObjectKey, deleting: bool) -> u8 {
 pub struct Plan {
     pub steps: Vec<Step>,
     pub warnings: Vec<String>,
+    /// For a deploy its model's retirement has made stale: the revision that retired it. The plan
+    /// then only removes what of the route is still there (see [`plan`]).
+    pub stale: Option<u64>,
 }
 
 impl Plan {
@@ -269,6 +273,31 @@ pub fn plan(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Decision, Refusal> {
     if let Some(seen) = fence::stale(event, state) {
+        // A deploy its model's retirement outranks, with the route's own objects still there: a
+        // deploy that passed the fence before the retirement landed wrote them after it, and its
+        // settle did not get to remove them. The retirement is applied again, as that settle would.
+        let retired = fence::entry(state, event.model()).filter(FenceEntry::is_retired);
+        let remnants = [
+            (Kind::Ingress, names::route_ingress(event.model())),
+            (Kind::ConfigMap, names::route_config_map(event.model())),
+        ]
+        .iter()
+        .any(|(kind, name)| state.get_named(*kind, name).is_some());
+        if let (Lifecycle::Deployed(_), Some(entry), true) = (&event.body, retired, remnants) {
+            let retirement = ModelRetired {
+                model: event.model().to_string(),
+                revision: entry.revision,
+                delete_provider: entry.delete_provider,
+                delete_consumers: entry.delete_consumers,
+            };
+            let mut plan = retire::plan_retire(&retirement, state, settings, now);
+            plan.warnings.push(format!(
+                "model {} was retired at revision {seen}; what of its route was left was removed again",
+                event.model()
+            ));
+            plan.stale = Some(seen);
+            return Ok(Decision::Apply(plan.sorted()));
+        }
         return Ok(Decision::Stale { seen });
     }
     let plan = match &event.body {
