@@ -86,6 +86,18 @@ fn an_event_deadline_the_consumer_group_would_not_wait_for_is_refused_at_start()
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("max.poll.interval.ms (300000 ms)"), "{stderr}");
+    // The results' delivery counts too: librdkafka's own default (300 s) would not fit beside the
+    // default deadline; the worker's (60 s) does.
+    let output = Command::new(env!("CARGO_BIN_EXE_higress-route-worker"))
+        .args(["run", "--brokers", "127.0.0.1:1", "--metrics-addr", "127.0.0.1:0"])
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--kafka-producer-config", "message.timeout.ms=300000"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("message.timeout.ms, 300000 ms"), "{stderr}");
+    assert!(stderr.contains("max.poll.interval.ms (300000 ms)"), "{stderr}");
 }
 
 #[test]

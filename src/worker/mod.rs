@@ -127,6 +127,9 @@ fn client_config(config: &WorkerConfig, ours: &[(&str, &str)], theirs: &[(String
     client
 }
 
+/// How long a send waits for room in the producer's queue.
+const SEND_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A batch fills for at most this many lingers.
 const LINGER_ROUNDS: u32 = 20;
 
@@ -169,13 +172,33 @@ impl Worker {
             .context("reading the consumer's max.poll.interval.ms")?
             .parse::<u64>()
             .context("the consumer's max.poll.interval.ms")?;
+        let producer_config = client_config(
+            &config,
+            // A result the broker has not taken within a minute stops the worker (nothing of its batch
+            // is committed, and it is replayed): librdkafka would wait five, past the poll interval.
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("message.timeout.ms", "60000"),
+            ],
+            &config.kafka_producer_config,
+        );
+        let delivery_timeout = producer_config
+            .create_native_config()
+            .and_then(|native| native.get("message.timeout.ms"))
+            .context("reading the producer's message.timeout.ms")?
+            .parse::<u64>()
+            .context("the producer's message.timeout.ms")?;
         let longest_batch = engine.retry_policy().event_deadline
             + crate::cluster::REQUEST_TIMEOUT
             + config.linger * LINGER_ROUNDS
-            + config.drain_deadline;
+            + config.drain_deadline
+            + SEND_QUEUE_TIMEOUT
+            + Duration::from_millis(delivery_timeout);
         anyhow::ensure!(
             longest_batch < Duration::from_millis(max_poll_interval),
-            "--event-deadline-secs plus the request timeout, the batch fill and --drain-deadline-secs ({longest_batch:?}) \
+            "--event-deadline-secs plus the request timeout, the batch fill, --drain-deadline-secs and the results' \
+             delivery (the producer's queue wait and message.timeout.ms, {delivery_timeout} ms) ({longest_batch:?}) \
              must stay below the consumer's max.poll.interval.ms ({max_poll_interval} ms)"
         );
         let consumer: StreamConsumer<Context> = consumer_config
@@ -183,11 +206,6 @@ impl Worker {
                 readiness: readiness.clone(),
             })
             .context("creating the consumer")?;
-        let producer_config = client_config(
-            &config,
-            &[("enable.idempotence", "true"), ("acks", "all")],
-            &config.kafka_producer_config,
-        );
         // librdkafka refuses a record (key, payload and headers) larger than this before sending it.
         let max_message_bytes = producer_config
             .create_native_config()
@@ -612,7 +630,7 @@ impl Worker {
             record = record.key(key);
         }
         self.producer
-            .send(record, Duration::from_secs(30))
+            .send(record, SEND_QUEUE_TIMEOUT)
             .await
             .map(|_| ())
             .map_err(|(e, _)| e)
