@@ -636,20 +636,25 @@ fn route_changes_report_updates_and_deletions() {
     assert!(changes.contains(&format!("updated ConfigMap/{}", names::fence("m"))));
 }
 
+/// An empty cluster after `event`'s deploy stopped before its Ingress and its route ConfigMap: only
+/// its fence entry knows what it wrote.
+fn cut_short_before_its_route(event: &LifecycleEvent) -> State {
+    let Decision::Apply(mut cut) = decide(event, &State::new(), &Settings::default()).unwrap() else {
+        panic!("a deploy on an empty cluster applies")
+    };
+    cut.steps
+        .retain(|s| s.key.kind != Kind::Ingress && !names::is_route_config_map(&s.key.name));
+    let mut state = State::new();
+    higress::simulate(&mut state, &cut).unwrap();
+    state
+}
+
 #[test]
 fn a_retirement_releases_what_a_deploy_cut_short_before_its_route_record_had_written() {
     let event = deploy(json!({"model": "m", "revision": 1,
         "provider": {"name": "p", "type": "openai", "url": "https://p.example.com/v1", "apiTokens": ["sk-p"]},
         "auth": {"consumers": [{"name": "c", "source": "BEARER", "credentials": ["key-c"]}]}}));
-    let Decision::Apply(plan) = decide(&event, &State::new(), &Settings::default()).unwrap() else {
-        panic!("a deploy on an empty cluster applies")
-    };
-    // The deploy stopped before its Ingress and its route ConfigMap: only its fence entry knows it.
-    let mut cut = plan;
-    cut.steps
-        .retain(|s| s.key.kind != Kind::Ingress && !names::is_route_config_map(&s.key.name));
-    let mut state = State::new();
-    higress::simulate(&mut state, &cut).unwrap();
+    let state = cut_short_before_its_route(&event);
     let ai_proxy = |state: &State| state.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap().clone();
     assert_eq!(ai_proxy(&state)["spec"]["defaultConfig"]["providers"][0]["id"], "p");
 
@@ -679,14 +684,7 @@ fn a_retirement_releases_what_a_deploy_cut_short_before_its_route_record_had_wri
 fn a_redeploy_releases_what_a_deploy_cut_short_before_its_route_record_had_written() {
     let first = deploy(json!({"model": "m", "revision": 1,
         "provider": {"name": "a", "type": "openai", "url": "https://a.example.com/v1", "apiTokens": ["sk-a"]}}));
-    let Decision::Apply(plan) = decide(&first, &State::new(), &Settings::default()).unwrap() else {
-        panic!("a deploy on an empty cluster applies")
-    };
-    let mut cut = plan;
-    cut.steps
-        .retain(|s| s.key.kind != Kind::Ingress && !names::is_route_config_map(&s.key.name));
-    let mut state = State::new();
-    higress::simulate(&mut state, &cut).unwrap();
+    let state = cut_short_before_its_route(&first);
 
     let after = apply(
         &deploy(json!({"model": "m", "revision": 2,

@@ -127,6 +127,19 @@ fn client_config(config: &WorkerConfig, ours: &[(&str, &str)], theirs: &[(String
     client
 }
 
+/// A librdkafka setting as the client will use it: given, or librdkafka's default.
+fn effective<T: std::str::FromStr>(config: &ClientConfig, key: &str) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    config
+        .create_native_config()
+        .and_then(|native| native.get(key))
+        .with_context(|| format!("reading the Kafka setting {key}"))?
+        .parse()
+        .with_context(|| format!("the Kafka setting {key}"))
+}
+
 /// How long a send waits for room in the producer's queue.
 const SEND_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -166,12 +179,7 @@ impl Worker {
         );
         // A batch is never in flight while the consumer polls; if one took longer than the poll
         // interval, the group would hand its partitions to another replica while it still writes.
-        let max_poll_interval = consumer_config
-            .create_native_config()
-            .and_then(|native| native.get("max.poll.interval.ms"))
-            .context("reading the consumer's max.poll.interval.ms")?
-            .parse::<u64>()
-            .context("the consumer's max.poll.interval.ms")?;
+        let max_poll_interval: u64 = effective(&consumer_config, "max.poll.interval.ms")?;
         let producer_config = client_config(
             &config,
             // A result the broker has not taken within a minute stops the worker (nothing of its batch
@@ -183,12 +191,7 @@ impl Worker {
             ],
             &config.kafka_producer_config,
         );
-        let delivery_timeout = producer_config
-            .create_native_config()
-            .and_then(|native| native.get("message.timeout.ms"))
-            .context("reading the producer's message.timeout.ms")?
-            .parse::<u64>()
-            .context("the producer's message.timeout.ms")?;
+        let delivery_timeout: u64 = effective(&producer_config, "message.timeout.ms")?;
         let longest_batch = engine.retry_policy().event_deadline
             + crate::cluster::REQUEST_TIMEOUT
             + config.linger * LINGER_ROUNDS
@@ -207,12 +210,7 @@ impl Worker {
             })
             .context("creating the consumer")?;
         // librdkafka refuses a record (key, payload and headers) larger than this before sending it.
-        let max_message_bytes = producer_config
-            .create_native_config()
-            .and_then(|native| native.get("message.max.bytes"))
-            .context("reading the producer's message.max.bytes")?
-            .parse()
-            .context("the producer's message.max.bytes")?;
+        let max_message_bytes = effective(&producer_config, "message.max.bytes")?;
         let producer: FutureProducer = producer_config.create().context("creating the producer")?;
         Ok(Self {
             config,
