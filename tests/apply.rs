@@ -836,6 +836,43 @@ async fn a_retirement_of_the_deploys_own_revision_landing_mid_deploy_wins() {
     );
 }
 
+/// After its writes a deploy reads its model's fence, to apply a retirement that landed meanwhile.
+/// When that read fails, the deploy is not `applied` unchecked: it is `failed` (retryable, its writes
+/// listed), so the worker applies it again, and a deploy its model's retirement made stale applies
+/// that retirement (`tests/mapping.rs::a_stale_deploy_removes_what_its_models_retirement_left`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_whose_fence_cannot_be_read_after_its_writes_is_applied_again() {
+    let cluster = Cluster::start().await;
+    let faults = cluster.sim.faults();
+    faults.set_delay_reads(false);
+    faults.set_latency(Duration::from_millis(200), Duration::ZERO);
+    let engine = cluster.engine().await;
+    let deploying = tokio::spawn(async move { engine.apply(&deploy("m", 1)).await });
+    // Its last write has arrived (the route's ConfigMap, its third ConfigMap create after its fence
+    // shard and domain): from now on the fence cannot be read.
+    wait_for("the route's ConfigMap write", || {
+        cluster.sim.counters().get("create", "configmaps") >= 3
+    })
+    .await;
+    faults.fail_next(
+        100,
+        FaultSpec::new(403).for_method(Method::GET).for_path(names::fence("m")),
+    );
+    let result = deploying.await.unwrap();
+    assert_outcome(&result, Outcome::Failed);
+    let error = result.error.as_ref().unwrap();
+    assert_eq!(error.reason, "unavailable");
+    assert!(error.retryable);
+    assert!(error.message.contains("fence was not checked"), "{}", error.message);
+    let written: Vec<(&str, &str)> = result
+        .changes
+        .iter()
+        .map(|c| (c.kind.as_str(), c.name.as_str()))
+        .collect();
+    assert!(written.contains(&("Ingress", "ai-route-m.internal")), "{written:?}");
+    assert!(written.contains(&("ConfigMap", "ai-route-m")), "{written:?}");
+}
+
 /// The consumers of `key-auth.internal`, by name, in order.
 fn consumer_names(cluster: &Cluster) -> Vec<String> {
     let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();

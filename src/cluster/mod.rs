@@ -199,7 +199,15 @@ impl Engine {
         let now = match self.fetch(&reads, Use::Look, deadline).await {
             Ok(state) => state,
             Err(error) => {
-                tracing::warn!(%error, "fence not checked after the writes");
+                // Unchecked, a retirement that landed meanwhile could leave the route live: the event is
+                // applied again (a deploy then finds its model retired, and applies that retirement).
+                tracing::warn!(%error, "fence not checked after the writes; the events are applied again");
+                for &i in &wrote {
+                    let written = std::mem::take(&mut results[i].changes);
+                    let message = format!("the model's fence was not checked after the writes: {error}");
+                    results[i].fail(Outcome::Failed, Reason::Unavailable, message, true);
+                    results[i].changes = written;
+                }
                 return;
             }
         };
