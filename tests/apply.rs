@@ -792,13 +792,7 @@ async fn an_older_deploy_held_back_does_not_expose_a_route_retired_meanwhile() {
         .filter(|w| w.verb == "create" && w.resource == "ingresses")
         .count();
     assert_eq!(ingress_creates, 0, "the route's Ingress was never created");
-    assert!(cluster.get("configmaps", "ai-route-m").is_none());
-    let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
-    let rules = key_auth["spec"]["matchRules"].as_array().unwrap();
-    assert!(
-        !rules.iter().any(|r| r["ingress"] == json!(["ai-route-m.internal"])),
-        "the retirement's clean-up holds: {rules:?}"
-    );
+    assert_retired_route_stays_down(&cluster);
 }
 
 /// A retirement of the deploy's own revision outranks the deploy (`FenceEntry::supersedes`). Landing
@@ -827,12 +821,17 @@ async fn a_retirement_of_the_deploys_own_revision_landing_mid_deploy_wins() {
 
     assert_eq!(deployed.outcome, Outcome::Stale, "{deployed:?}");
     assert!(cluster.get("ingresses", "ai-route-m.internal").is_none());
+    assert_retired_route_stays_down(&cluster);
+}
+
+/// Model m's retirement holds: no route ConfigMap, no key-auth rule for its Ingress.
+fn assert_retired_route_stays_down(cluster: &Cluster) {
     assert!(cluster.get("configmaps", "ai-route-m").is_none());
     let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();
     let rules = key_auth["spec"]["matchRules"].as_array().unwrap();
     assert!(
         !rules.iter().any(|r| r["ingress"] == json!(["ai-route-m.internal"])),
-        "{rules:?}"
+        "the retirement's clean-up holds: {rules:?}"
     );
 }
 
