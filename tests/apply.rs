@@ -872,6 +872,76 @@ async fn a_deploy_whose_fence_cannot_be_read_after_its_writes_is_applied_again()
     assert!(written.contains(&("ConfigMap", "ai-route-m")), "{written:?}");
 }
 
+/// Model b's route sends half its traffic to model a's provider. b's deploy is held back before one of
+/// its two provider objects (ai-proxy, or McpBridge) while a's retirement, which does not yet see b as
+/// a user of the provider there, removes the provider's entry from it. b's deploy re-reads that object
+/// on its retry, finds the provider gone, and is refused there, before its Ingress: b's route never
+/// goes live pointing at a provider half removed (a service rule without its registry, or the
+/// reverse: 503 until redeployed). b's retirement then clears what its deploy left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_using_a_provider_its_owners_retirement_removes_meanwhile_is_not_exposed() {
+    for held in ["wasmplugins/ai-proxy.internal", "mcpbridges/default"] {
+        let cluster = Cluster::start().await;
+        let engine = cluster.engine().await;
+        assert_outcome(&engine.apply(&deploy("a", 1)).await, Outcome::Applied);
+        let sharing = parse(
+            event::DEPLOYED_TYPE,
+            json!({"model": "b", "revision": 1,
+                "provider": {"name": "p-b", "type": "openai", "url": "https://b.models.example.com/v1", "apiTokens": ["sk-b"]},
+                "route": {"domains": ["api.example.com"], "path": "/b",
+                          "upstreams": [{"provider": "p-b", "weight": 50}, {"provider": "p-a", "weight": 50}]}}),
+        );
+        cluster.sim.faults().fail_next(
+            1,
+            FaultSpec::new(503)
+                .with_retry_after(1)
+                .for_method(Method::PUT)
+                .for_path(held),
+        );
+        let other = if held.starts_with("wasmplugins") {
+            "mcpbridges"
+        } else {
+            "wasmplugins"
+        };
+        let deployer = cluster.engine().await;
+        let deploying = tokio::spawn(async move { deployer.apply(&sharing).await });
+        // Held back on one object, b's deploy has written the other, recording itself there as a
+        // user of p-a.
+        wait_for(
+            "b's deploy to write one provider object and be held back on the other",
+            || !cluster.failed_writes().is_empty() && cluster.sim.counters().get("update", other) > 0,
+        )
+        .await;
+        assert_outcome(&engine.apply(&retire("a", 2)).await, Outcome::Applied);
+        let deployed = deploying.await.unwrap();
+
+        assert_outcome(&deployed, Outcome::Failed);
+        let error = deployed.error.as_ref().unwrap();
+        assert_eq!(error.reason, "unknown-provider", "{held}: {deployed:?}");
+        assert!(error.message.contains("\"p-a\""), "{held}: {}", error.message);
+        assert!(
+            cluster.get("ingresses", "ai-route-b.internal").is_none(),
+            "{held}: b's route is not exposed"
+        );
+        assert!(
+            !deployed.changes.iter().any(|c| c.kind == "Ingress"),
+            "{held}: {deployed:?}"
+        );
+
+        // What b's deploy recorded in the other object keeps p-a's half there; b's retirement
+        // releases it, as b's fence entry names p-a.
+        assert_outcome(&engine.apply(&retire("b", 2)).await, Outcome::Applied);
+        let ai_proxy = cluster.get("wasmplugins", "ai-proxy.internal").unwrap();
+        assert_eq!(
+            ai_proxy["spec"]["defaultConfig"]["providers"],
+            json!([]),
+            "{held}: {ai_proxy}"
+        );
+        let bridge = cluster.get("mcpbridges", names::MCP_BRIDGE).unwrap();
+        assert_eq!(bridge["spec"]["registries"], json!([]), "{held}: {bridge}");
+    }
+}
+
 /// The consumers of `key-auth.internal`, by name, in order.
 fn consumer_names(cluster: &Cluster) -> Vec<String> {
     let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();

@@ -221,11 +221,11 @@ pub fn plan_deploy(
     route
         .validate()
         .map_err(|m| Refusal::new(Reason::InvalidRoute, format!("data.route: {m}")))?;
-    let service_of = |upstream: &AiUpstream, path: &str| {
+    let service_of = |upstream: &AiUpstream, path: &str| -> Result<(String, u16), Refusal> {
         if upstream.provider == provider_name {
             return Ok((provider.service.clone(), provider.port));
         }
-        provider::existing_upstream(state, console, &upstream.provider).ok_or_else(|| {
+        let existing = provider::existing_upstream(state, console, &upstream.provider).ok_or_else(|| {
             Refusal::new(
                 Reason::UnknownProvider,
                 format!(
@@ -233,7 +233,8 @@ pub fn plan_deploy(
                     upstream.provider
                 ),
             )
-        })
+        })?;
+        Ok((existing.service, existing.port))
     };
     let mut upstream_services = Vec::new();
     for upstream in &route.upstreams {
@@ -410,25 +411,35 @@ pub fn plan_deploy(
 
     // The route's providers know it uses them, where a concurrent clean-up re-checks (see
     // `retire::release_provider`); providers a redeploy no longer uses are let go, not deleted.
+    // Another route's provider may go with that route's retirement before our writes land: each
+    // object must still hold what the route relies on when written.
     let providers = route.providers();
     for provider in &providers {
+        let ai_proxy = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console));
+        let bridge = ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE);
+        let bridge_cr = || {
+            Some(Template::McpBridge {
+                namespace: ns.to_string(),
+            })
+        };
+        if provider != provider_name {
+            plan.edit(ai_proxy.clone(), None, Op::RequireProvider(provider.clone()));
+            let registry = provider::existing_upstream(state, console, provider).and_then(|u| u.registry);
+            if let Some(registry) = registry {
+                let require = Op::RequireRegistry {
+                    provider: provider.clone(),
+                    registry,
+                };
+                plan.edit(bridge.clone(), None, require);
+            }
+        }
         let join = || Op::AddProviderUser {
             provider: provider.clone(),
             route: route.name.clone(),
             revision: event.revision,
         };
-        plan.edit(
-            ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console)),
-            Template::plugin(BuiltinPlugin::AiProxy, settings),
-            join(),
-        );
-        plan.edit(
-            ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE),
-            Some(Template::McpBridge {
-                namespace: ns.to_string(),
-            }),
-            join(),
-        );
+        plan.edit(ai_proxy, Template::plugin(BuiltinPlugin::AiProxy, settings), join());
+        plan.edit(bridge, bridge_cr(), join());
     }
     // What the route used: from its ConfigMap and from its fence entry, as a retirement takes it (a
     // deploy cut short before its ConfigMap recorded its providers only there).

@@ -66,6 +66,14 @@ pub enum Op {
         route: String,
         revision: u64,
     },
+    /// ai-proxy: changes nothing, but refuses the write when the object no longer holds the provider
+    /// (another route's, which its own retirement may remove between our read and our write).
+    RequireProvider(String),
+    /// McpBridge: as [`Op::RequireProvider`], for the registry the provider's service is served from.
+    RequireRegistry {
+        provider: String,
+        registry: String,
+    },
     /// Removes the route's record if it is of `revision` or earlier.
     RemoveProviderUser {
         provider: String,
@@ -143,6 +151,12 @@ impl std::fmt::Debug for Op {
                 .field(provider)
                 .field(route)
                 .field(revision)
+                .finish(),
+            Op::RequireProvider(provider) => f.debug_tuple("RequireProvider").field(provider).finish(),
+            Op::RequireRegistry { provider, registry } => f
+                .debug_tuple("RequireRegistry")
+                .field(provider)
+                .field(registry)
                 .finish(),
             Op::RemoveProviderUser {
                 provider,
@@ -225,7 +239,9 @@ impl Op {
             | Op::RemoveConsumerIfUnused(_)
             | Op::RemoveProviderUser { .. }
             | Op::ForgetRoute { .. }
-            | Op::IfProviderUnused { .. } => 0,
+            | Op::IfProviderUnused { .. }
+            | Op::RequireProvider(_)
+            | Op::RequireRegistry { .. } => 0,
         }
     }
 
@@ -288,6 +304,20 @@ impl Op {
                 }
             }
             Op::IfProviderUnused { then, .. } => then.check_indexed(object, index),
+            Op::RequireProvider(provider) => {
+                let list = list_at(object, "/spec/defaultConfig/providers");
+                match index.providers(object).find(list, Some(&json!(provider))) {
+                    Some(_) => Ok(()),
+                    None => Err(provider_gone(provider, object, "it")),
+                }
+            }
+            Op::RequireRegistry { provider, registry } => {
+                let list = list_at(object, "/spec/registries");
+                match index.registries(object).find(list, Some(&json!(registry))) {
+                    Some(_) => Ok(()),
+                    None => Err(provider_gone(provider, object, &format!("its registry {registry:?}"))),
+                }
+            }
             Op::IfRouteNotNewer { route, revision, then } => {
                 if index.routes(route_revisions_text(object)).get(route) > *revision {
                     return Ok(());
@@ -374,6 +404,8 @@ impl Op {
                     | Op::RecordRoute { .. }
                     | Op::ForgetRoute { .. }
                     | Op::SetFence { .. }
+                    | Op::RequireProvider(_)
+                    | Op::RequireRegistry { .. }
             ),
         }
     }
@@ -548,6 +580,7 @@ impl Op {
                 users.remove(provider, route, *revision)
                     && write_annotation(object, names::ANNOTATION_PROVIDER_USERS, AnnotationEdit::Rewrite, users)
             }
+            Op::RequireProvider(_) | Op::RequireRegistry { .. } => false,
             Op::IfProviderUnused { provider, then } => {
                 let used = index
                     .users(provider_users_text(object))
@@ -664,6 +697,19 @@ fn set_annotation(object: &mut Value, key: &str, text: Option<&str>) -> bool {
         }
     }
     true
+}
+
+/// A route relies on another route's provider that `object` no longer holds (`what`: the provider, or
+/// its registry): the console's "Unknown provider", found at the write.
+fn provider_gone(provider: &str, object: &Value, what: &str) -> EditRefused {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    EditRefused(
+        Reason::UnknownProvider,
+        format!("data.route: Unknown provider {provider:?}: {name} no longer holds {what} (removed meanwhile, as its route was retired)"),
+    )
 }
 
 fn list_at<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {
@@ -1059,6 +1105,34 @@ mod tests {
             "sni is console-managed and written as null"
         );
         assert_eq!(bridge["spec"]["proxies"][0]["name"], "p");
+    }
+
+    #[test]
+    fn a_required_provider_or_registry_changes_nothing_and_refuses_the_write_once_gone() {
+        let mut ai_proxy = plugin(json!({"defaultConfig": {"providers": [{"id": "a"}]}}));
+        ai_proxy["metadata"] = json!({"name": "ai-proxy.internal"});
+        let before = ai_proxy.clone();
+        assert_eq!(Op::RequireProvider("a".into()).apply(&mut ai_proxy), Ok(false));
+        assert_eq!(ai_proxy, before);
+        let EditRefused(reason, message) = Op::RequireProvider("b".into()).apply(&mut ai_proxy).unwrap_err();
+        assert_eq!(reason, Reason::UnknownProvider);
+        assert!(
+            message.contains("Unknown provider \"b\": ai-proxy.internal no longer holds it"),
+            "{message}"
+        );
+
+        let mut bridge = json!({"metadata": {"name": "default"}, "spec": {"registries": [{"name": "llm-a.internal"}]}});
+        let require = |registry: &str| Op::RequireRegistry {
+            provider: "a".into(),
+            registry: registry.into(),
+        };
+        assert_eq!(require("llm-a.internal").apply(&mut bridge), Ok(false));
+        let EditRefused(reason, message) = require("llm-b.internal").apply(&mut bridge).unwrap_err();
+        assert_eq!(reason, Reason::UnknownProvider);
+        assert!(
+            message.contains("default no longer holds its registry \"llm-b.internal\""),
+            "{message}"
+        );
     }
 
     #[test]

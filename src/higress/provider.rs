@@ -428,8 +428,16 @@ pub fn new_mcp_bridge(namespace: &str) -> Value {
     })
 }
 
-/// Service and `service:port` of a provider already in the cluster, as the console derives them.
-pub fn existing_upstream(state: &State, console: ConsoleVersion, provider: &str) -> Option<(String, u16)> {
+/// Where a provider already in the cluster is served, as the console derives it.
+pub struct ExistingUpstream {
+    pub service: String,
+    pub port: u16,
+    /// The McpBridge registry serving it, unless ai-proxy names a custom service.
+    pub registry: Option<String>,
+}
+
+/// Service and port of a provider already in the cluster, as the console derives them.
+pub fn existing_upstream(state: &State, console: ConsoleVersion, provider: &str) -> Option<ExistingUpstream> {
     let entry = state
         .get_named(Kind::WasmPlugin, &BuiltinPlugin::AiProxy.cr_name(console))?
         .pointer("/spec/defaultConfig/providers")?
@@ -440,7 +448,11 @@ pub fn existing_upstream(state: &State, console: ConsoleVersion, provider: &str)
         entry.get("openaiCustomServiceName").and_then(Value::as_str),
         entry.get("openaiCustomServicePort").and_then(Value::as_u64),
     ) {
-        return Some((service.to_string(), u16::try_from(port).ok()?));
+        return Some(ExistingUpstream {
+            service: service.to_string(),
+            port: u16::try_from(port).ok()?,
+            registry: None,
+        });
     }
     let registry_name = names::registry(provider);
     let registry = state
@@ -455,7 +467,11 @@ pub fn existing_upstream(state: &State, console: ConsoleVersion, provider: &str)
     } else {
         u16::try_from(registry.get("port")?.as_u64()?).ok()?
     };
-    Some((format!("{registry_name}.{kind}"), port))
+    Some(ExistingUpstream {
+        service: format!("{registry_name}.{kind}"),
+        port,
+        registry: Some(registry_name),
+    })
 }
 
 /// What the console writes for a provider (`AbstractLlmProviderHandler.saveConfig` and `buildServiceSource`).
