@@ -282,6 +282,57 @@ async fn an_event_refused_alone_after_its_batch_wrote_for_it_is_failed_with_thos
     assert!(cluster.get("ingresses", "ai-route-b.internal").is_some());
 }
 
+/// A batch of 64 whose one event is refused for good (its Ingress replace, 422): the batch is applied
+/// again in halves, each half as a batch, so the event is found in about 2·log2(64) batch applies
+/// rather than 64 single ones, each its own round trips one after another (at 5,000 routes a single
+/// apply takes 0.5–1 s: one by one, a batch's last events met the deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_event_refused_for_good_is_found_in_halves_and_the_others_applied() {
+    const EVENTS: usize = 64;
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&deploy("bad", 1)).await, Outcome::Applied);
+    // Its redeploy moves the route: a replace of its Ingress, which the API server refuses.
+    let redeploy = parse(
+        event::DEPLOYED_TYPE,
+        json!({"model": "bad", "revision": 2,
+            "provider": {"name": "p-bad", "type": "openai", "url": "https://bad.models.example.com/v1", "apiTokens": ["sk-bad"]},
+            "route": {"domains": ["api.example.com"], "path": "/moved"},
+            "auth": {"consumers": [{"name": "c-bad", "source": "BEARER", "credentials": ["key-bad"]}]}}),
+    );
+    cluster.sim.faults().set_error_rate(
+        1.0,
+        FaultSpec::new(422)
+            .for_method(Method::PUT)
+            .for_path("ingresses/ai-route-bad.internal"),
+    );
+    let mut events: Vec<LifecycleEvent> = (1..EVENTS).map(|i| deploy(&format!("m{i}"), 1)).collect();
+    events.insert(EVENTS / 3, redeploy);
+    let applies_before = cluster.sim.counters().get("list", "wasmplugins");
+    let results = engine.apply_batch(&events).await;
+
+    for (i, result) in results.iter().enumerate() {
+        if i == EVENTS / 3 {
+            assert_outcome(result, Outcome::Failed);
+            assert_eq!(result.error.as_ref().unwrap().reason, "invalid", "{result:?}");
+        } else {
+            assert_outcome(result, Outcome::Applied);
+            assert!(result.changes.iter().any(|c| c.kind == "Ingress"), "{i}: {result:?}");
+        }
+    }
+    for i in 1..EVENTS {
+        assert!(cluster.get("configmaps", &format!("ai-route-m{i}")).is_some(), "m{i}");
+    }
+    // Each apply lists the plugin CRs once, first thing: the batch, then two halves per level down
+    // to the event (log2(64) = 6 levels), where one by one made 64 applies after the batch.
+    let applies = cluster.sim.counters().get("list", "wasmplugins") - applies_before;
+    assert_eq!(
+        applies,
+        1 + 2 * 6,
+        "applies after the failed batch: one by one would make 1 + 64"
+    );
+}
+
 /// Two consumers of one deploy whose credentials come from the same key of a Secret: the contract
 /// cannot see that they collide (it sees no credential), and key-auth refuses a credential used twice.
 /// The deploy is `rejected` with nothing of it anywhere: not written with the other event of its batch,

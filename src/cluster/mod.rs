@@ -145,8 +145,8 @@ impl Engine {
                 (vec![result], vec![None])
             }
             Err(failure) => {
-                tracing::warn!(error = %failure.error, events = events.len(), "batch write failed; applying its events one by one");
-                return self.one_by_one(events, failure, deadline).await;
+                tracing::warn!(error = %failure.error, events = events.len(), "batch write failed; applying its events again in halves");
+                return self.in_halves(events, failure, deadline).await;
             }
         };
         self.settle_fences(events, &mut results, &planned_fences, deadline)
@@ -274,17 +274,15 @@ impl Engine {
         }
     }
 
-    /// The fallback after a failed batch. Each event's result also lists what the failed batch wrote
-    /// of the objects its plan touched. A model's earlier event that a later one of the batch
-    /// supersedes is not applied (the live route never steps back); a model whose earlier event
-    /// must be retried waits for it, so order per model holds.
-    async fn one_by_one(
-        &self,
-        events: &[LifecycleEvent],
-        failure: BatchFailure,
-        deadline: Instant,
-    ) -> Vec<RouteResult> {
-        let mut results: Vec<RouteResult> = Vec::with_capacity(events.len());
+    /// The fallback after a failed batch: its events are applied again in halves, each half as a
+    /// batch (a half that fails is halved again), in order. One event that fails for good is found in
+    /// about 2·log2(n) batches, not n single applies: at 5,000 routes (0.5–1 s each) those outlived
+    /// the event deadline, and the batch's last events failed with it. A model's earlier event that a
+    /// later one of the batch supersedes is not applied (the live route never steps back); a model
+    /// whose earlier event must be retried waits for it, so order per model holds. Each event's
+    /// result also lists what the failed batch wrote of the objects its plan touched.
+    async fn in_halves(&self, events: &[LifecycleEvent], failure: BatchFailure, deadline: Instant) -> Vec<RouteResult> {
+        let mut results: Vec<Option<RouteResult>> = vec![None; events.len()];
         for (i, event) in events.iter().enumerate() {
             let superseded = events[i + 1..]
                 .iter()
@@ -292,46 +290,62 @@ impl Engine {
                 .map(LifecycleEvent::revision)
                 .max()
                 .filter(|&later| later > event.revision());
-            let waiting = results
-                .iter()
-                .any(|r| r.model.as_deref() == Some(event.model()) && r.outcome == Outcome::Failed && is_retryable(r));
-            let mut result = if let Some(later) = superseded {
+            if let Some(later) = superseded {
                 let mut result = RouteResult::for_event(event);
                 result.outcome = Outcome::Stale;
                 result
                     .warnings
                     .push(format!("superseded by revision {later} of the same batch"));
-                result
-            } else if waiting {
-                let mut result = RouteResult::for_event(event);
-                let message = format!("waits for an earlier event of model {}", event.model());
-                result.fail(Outcome::Failed, Reason::Blocked, message, true);
-                result
-            } else if Instant::now() >= deadline {
-                let mut result = RouteResult::for_event(event);
-                result.fail(
-                    Outcome::Failed,
-                    Reason::Unavailable,
-                    "event deadline passed".into(),
-                    true,
-                );
-                result
-            } else {
-                Box::pin(self.apply_batch_until(std::slice::from_ref(event), deadline))
-                    .await
-                    .remove(0)
-            };
-            let touched = &failure.touched[i];
-            result.add_earlier_writes(
-                failure
-                    .written
-                    .iter()
-                    .filter(|(key, _)| touched.contains(key))
-                    .map(|(key, operation)| Change::new(key, *operation)),
-            );
-            results.push(result);
+                results[i] = Some(result);
+            }
+        }
+        let pending: Vec<usize> = (0..events.len()).filter(|&i| results[i].is_none()).collect();
+        let (front, back) = pending.split_at(pending.len().div_ceil(2));
+        for half in [front, back] {
+            let mut go = Vec::with_capacity(half.len());
+            for &i in half {
+                let event = &events[i];
+                let waiting = results.iter().flatten().any(|r| {
+                    r.model.as_deref() == Some(event.model()) && r.outcome == Outcome::Failed && is_retryable(r)
+                });
+                if waiting {
+                    let mut result = RouteResult::for_event(event);
+                    let message = format!("waits for an earlier event of model {}", event.model());
+                    result.fail(Outcome::Failed, Reason::Blocked, message, true);
+                    results[i] = Some(result);
+                } else if Instant::now() >= deadline {
+                    let mut result = RouteResult::for_event(event);
+                    let message = "event deadline passed".into();
+                    result.fail(Outcome::Failed, Reason::Unavailable, message, true);
+                    results[i] = Some(result);
+                } else {
+                    go.push(i);
+                }
+            }
+            if go.is_empty() {
+                continue;
+            }
+            let part: Vec<LifecycleEvent> = go.iter().map(|&i| events[i].clone()).collect();
+            let applied = Box::pin(self.apply_batch_until(&part, deadline)).await;
+            for (i, result) in go.into_iter().zip(applied) {
+                results[i] = Some(result);
+            }
         }
         results
+            .into_iter()
+            .zip(&failure.touched)
+            .map(|(result, touched)| {
+                let mut result = result.expect("every event has a result");
+                result.add_earlier_writes(
+                    failure
+                        .written
+                        .iter()
+                        .filter(|(key, _)| touched.contains(key))
+                        .map(|(key, operation)| Change::new(key, *operation)),
+                );
+                result
+            })
+            .collect()
     }
 
     /// Writes the current value of every Secret a live route was built from where the deploy put it,
