@@ -1,6 +1,8 @@
-//! Why an event did not end as asked. One closed set: the result's `error.reason`, the dead letter's
-//! `hrw_dlq_reason` and the metric labels all use [`Reason::as_str`], so a dashboard, a pipeline and a
-//! log line name a failure the same way, and no input can add a label value.
+//! Why an event did not end as asked. One closed set: the result's `error.reason`, the input reasons of a
+//! dead letter's `hrw_dlq_reason` and the `secret_rotations_total` label all use [`Reason::as_str`], so a
+//! dashboard, a pipeline and a log line name a failure the same way, and no input can add a label value.
+//! (A dead letter of an applied event says how it ended instead, `apply-failed` or `apply-partial`; retries
+//! are labelled by the class of error retried, `ApplyError::label`.)
 
 use std::fmt;
 

@@ -109,6 +109,30 @@ fn render_of_an_invalid_event_exits_2_with_every_problem() {
     assert!(!stderr.contains("sk-secret-value"));
 }
 
+/// README ("Plan before going live"): exit 2 on a refused event too, not only an invalid one. The
+/// contract accepts this event; the mapping refuses it, since no provider "ghost" exists in an empty
+/// cluster (`tests/apply.rs::a_batch_coalesces_shared_writes_and_reports_each_event`).
+#[test]
+fn render_of_an_event_the_mapping_refuses_exits_2_naming_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("refused.json");
+    std::fs::write(
+        &event,
+        r#"{"specversion":"1.0","id":"x","source":"t","type":"io.higress.model.deployed.v1",
+            "data":{"model":"bad","revision":1,"provider":{"name":"x","type":"deepseek"},
+                    "route":{"upstreams":[{"provider":"x","weight":50},{"provider":"ghost","weight":50}]}}}"#,
+    )
+    .unwrap();
+    let output = worker().args(["render", "--event"]).arg(&event).output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("error: rejected (unknown-provider): ") && stderr.contains(r#""ghost""#),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "nothing rendered");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_writes_to_the_cluster_and_dry_run_does_not() {
     let sim = kube_sim::start().await;

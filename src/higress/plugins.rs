@@ -1012,6 +1012,23 @@ mod tests {
             .is_none());
     }
 
+    /// README ("Route plugins"): the v2.2.4 catalogue has 44 plugins, 39 of which an event may name
+    /// (38 before v2.2.4, without json-converter). Counted with the checks of the contract (`route_plugin`)
+    /// and of the mapping (`shipped_by`).
+    #[test]
+    fn the_catalogue_has_44_plugins_of_which_39_may_be_named() {
+        assert_eq!(CATALOGUE.len(), 44);
+        let nameable = |console: ConsoleVersion| {
+            CATALOGUE
+                .iter()
+                .filter_map(|entry| BuiltinPlugin::route_plugin(entry.name))
+                .filter(|plugin| plugin.shipped_by(console))
+                .count()
+        };
+        assert_eq!(nameable(ConsoleVersion::V2_2_4), 39);
+        assert_eq!(nameable("v2.2.3".parse().unwrap()), 38);
+    }
+
     #[test]
     fn rules_sort_services_then_ingresses_then_domains() {
         let mut rules = [
