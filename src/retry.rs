@@ -72,10 +72,14 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_the_delay_and_retry_after_wins() {
-        for _ in 0..100 {
-            let d = RetryPolicy::jitter(None, Some(Duration::from_millis(40))).unwrap();
-            assert!(d <= Duration::from_millis(40));
-        }
+        let samples: Vec<Duration> = (0..100)
+            .map(|_| RetryPolicy::jitter(None, Some(Duration::from_millis(40))).unwrap())
+            .collect();
+        assert!(samples.iter().all(|d| *d <= Duration::from_millis(40)), "{samples:?}");
+        // Full jitter spreads the delays over the range: not all zero, not all the same.
+        assert!(samples.iter().any(|d| !d.is_zero()), "{samples:?}");
+        let distinct: std::collections::BTreeSet<&Duration> = samples.iter().collect();
+        assert!(distinct.len() > 1, "{samples:?}");
         assert_eq!(
             RetryPolicy::jitter(Some(Duration::from_secs(2)), Some(Duration::from_millis(40))),
             Some(Duration::from_secs(2))
@@ -96,8 +100,14 @@ mod tests {
             deadline,
             "a request never outlives its event"
         );
-        let pause = policy.next_round(20, deadline).expect("a round fits in 5 s");
-        assert!(pause <= policy.cap, "{pause:?}");
+        let pauses: Vec<Duration> = (0..100)
+            .map(|_| policy.next_round(20, deadline).expect("a round fits in 5 s"))
+            .collect();
+        assert!(pauses.iter().all(|pause| *pause <= policy.cap), "{pauses:?}");
+        // Jittered: not all zero, not all the same.
+        assert!(pauses.iter().any(|pause| !pause.is_zero()), "{pauses:?}");
+        let distinct: std::collections::BTreeSet<&Duration> = pauses.iter().collect();
+        assert!(distinct.len() > 1, "{pauses:?}");
         tokio::time::advance(Duration::from_secs(5)).await;
         assert_eq!(
             policy.next_round(0, deadline),

@@ -16,11 +16,11 @@
 mod cluster;
 
 use cluster::{console_objects, parse, quick_retries, Cluster, NS};
-use higress_route_worker::event::{self, LifecycleEvent};
+use higress_route_worker::event::{self, Lifecycle, LifecycleEvent};
 use higress_route_worker::higress::route::AiRoute;
 use higress_route_worker::higress::state::without_server_fields;
 use higress_route_worker::higress::{names, Settings};
-use higress_route_worker::result::RouteResult;
+use higress_route_worker::result::{Outcome, RouteResult};
 use http::Method;
 use kube_sim::FaultSpec;
 use rand::rngs::StdRng;
@@ -336,10 +336,43 @@ async fn check(seed: u64) -> Figures {
     // The oracle: each model's last event alone, in turn, on a clean cluster.
     let oracle = seeded_cluster().await;
     let engine = oracle.engine().await;
+    // The models whose last event is a deploy: the ones that end with a route.
+    let mut deployed: BTreeMap<String, u64> = BTreeMap::new();
     for events in &history {
-        engine.apply(events.last().unwrap()).await;
+        let last = events.last().unwrap();
+        let result = engine.apply(last).await;
+        // Alone on a clean cluster, a deploy is applied; a retirement only writes its fence entry.
+        let is_deploy = matches!(last.body, Lifecycle::Deployed(_));
+        if is_deploy {
+            deployed.insert(last.model().to_string(), last.revision());
+        }
+        let outcome_ok = if is_deploy {
+            result.outcome == Outcome::Applied
+        } else {
+            matches!(result.outcome, Outcome::Applied | Outcome::Unchanged)
+        };
+        assert!(
+            outcome_ok,
+            "seed {seed}: the oracle's last event of {} (revision {}, deploy: {is_deploy}) was not applied: {result:?}",
+            last.model(),
+            last.revision()
+        );
     }
     let expected = snapshot(&oracle);
+    let routes: BTreeSet<&str> = expected
+        .keys()
+        .filter(|k| k.starts_with("ingresses/ai-route-"))
+        .map(String::as_str)
+        .collect();
+    let wanted: Vec<String> = deployed
+        .keys()
+        .map(|m| format!("ingresses/ai-route-{m}.internal"))
+        .collect();
+    assert_eq!(
+        routes,
+        wanted.iter().map(String::as_str).collect::<BTreeSet<&str>>(),
+        "seed {seed}: the oracle holds a route Ingress for exactly the models whose last event is a deploy"
+    );
 
     // Delivered out of order and some twice, shared among three engines, under faults.
     let cluster = Arc::new(seeded_cluster().await);
@@ -431,6 +464,28 @@ async fn check(seed: u64) -> Figures {
     for event in again {
         results.push(engine.apply(event).await);
     }
+
+    // The engines applied the deploys too: each model's last deploy is applied (or, delivered
+    // again, found unchanged) by some engine.
+    assert!(
+        results.iter().any(|r| r.outcome == Outcome::Applied),
+        "seed {seed}: no result is applied"
+    );
+    let not_applied: Vec<String> = deployed
+        .iter()
+        .filter(|(model, revision)| {
+            !results.iter().any(|r| {
+                r.model.as_deref() == Some(model.as_str())
+                    && r.revision == Some(**revision)
+                    && matches!(r.outcome, Outcome::Applied | Outcome::Unchanged)
+            })
+        })
+        .map(|(model, revision)| format!("{model} revision {revision}"))
+        .collect();
+    assert!(
+        not_applied.is_empty(),
+        "seed {seed}: last deploys no engine applied: {not_applied:?}"
+    );
 
     let actual = snapshot(&cluster);
     let differences = differences(&actual, &expected);

@@ -4,7 +4,7 @@
 
 use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
-use higress_route_worker::higress::{self, names, reads, Decision, ReadSet, Settings, State};
+use higress_route_worker::higress::{self, names, reads, Decision, Kind, ReadSet, Settings, State};
 use serde_json::{json, Value};
 
 fn event(kind: &str, data: Value) -> LifecycleEvent {
@@ -51,12 +51,19 @@ fn retire(model: &str, revision: u64, delete_consumers: bool) -> LifecycleEvent 
     )
 }
 
-/// Applies events one by one to a state, as the engine's simulation does.
+/// Applies events one by one to a state, as the engine's simulation does. Every event of the fixture
+/// applies: one refused or stale would leave the cluster without what the tests rely on.
 fn apply_all(state: &mut State, events: &[LifecycleEvent]) {
     let now = chrono::Utc::now();
     for event in events {
-        if let Ok(Decision::Apply(plan)) = higress::plan(event, state, &Settings::default(), now) {
-            higress::simulate(state, &plan).unwrap();
+        let (model, revision) = (event.model(), event.revision());
+        match higress::plan(event, state, &Settings::default(), now) {
+            Ok(Decision::Apply(plan)) => {
+                higress::simulate(state, &plan)
+                    .unwrap_or_else(|refusal| panic!("fixture event {model} r{revision} refused: {refusal:?}"));
+            }
+            Ok(Decision::Stale { seen }) => panic!("fixture event {model} r{revision} is stale (seen r{seen})"),
+            Err(refusal) => panic!("fixture event {model} r{revision} refused: {refusal:?}"),
         }
     }
 }
@@ -199,6 +206,19 @@ fn a_large_batch_lists_and_plans_as_against_the_whole_cluster() {
 
 #[test]
 fn routes_with_a_fallback_read_what_writing_or_dropping_it_needs() {
+    // The fixture's routes with a fallback have their fallback Ingress and EnvoyFilter.
+    let fixture = cluster();
+    for model in ["f1", "f2"] {
+        for (kind, name) in [
+            (Kind::Ingress, format!("ai-route-{model}.fallback.internal")),
+            (Kind::EnvoyFilter, format!("ai-route-{model}.internal")),
+        ] {
+            assert!(
+                fixture.get_named(kind, &name).is_some(),
+                "the fixture lacks {kind:?} {name}"
+            );
+        }
+    }
     // Drop the fallback, add one to a route without, keep one; and retire a route with one.
     assert_reads_suffice(&[with_features("f1", 2)]);
     assert_reads_suffice(&[with_features("m4", 3), with_features("f2", 3)]);

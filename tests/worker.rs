@@ -388,7 +388,13 @@ async fn a_worker_killed_mid_stream_converges_after_restart() {
         fixture.publish(model, &deploy(model, 1)).await;
     }
     // Let it apply part of the stream, then kill -9.
-    let _ = fixture.results(10).await;
+    let before_kill = fixture.results(10).await;
+    assert!(
+        before_kill.len() >= 10,
+        "only {} results before the kill; log:\n{}",
+        before_kill.len(),
+        worker.log()
+    );
     worker.kill();
     let worker = fixture.worker("second", &[]);
     let ids: Vec<String> = models.iter().map(|m| format!("deploy-{m}-1")).collect();
@@ -412,7 +418,13 @@ async fn a_broker_restart_mid_stream_loses_no_event() {
     for model in &models[..15] {
         fixture.publish(model, &deploy(model, 1)).await;
     }
-    let _ = fixture.results(5).await;
+    let before_restart = fixture.results(5).await;
+    assert!(
+        before_restart.len() >= 5,
+        "only {} results before the broker restart; log:\n{}",
+        before_restart.len(),
+        worker.log()
+    );
     fixture.broker.restart().await;
     for model in &models[15..] {
         fixture.publish(model, &deploy(model, 1)).await;

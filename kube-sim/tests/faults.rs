@@ -249,8 +249,21 @@ async fn audit_lists_successful_writes() {
 async fn dropping_the_sim_stops_the_server() {
     let sim = kube_sim::start().await;
     let client: Client = common::client(&sim.kubeconfig_yaml(), false).await;
-    drop(sim);
-    tokio::task::yield_now().await;
     let cms: Api<ConfigMap> = Api::namespaced(client, NS);
-    assert!(cms.get("a").await.is_err());
+    // A list always succeeds on a running server: only a stopped one makes it fail.
+    cms.list(&ListParams::default()).await.unwrap();
+    drop(sim);
+    // The abort takes effect once the runtime polls the server task: poll until the
+    // connection fails (not an API answer), within a short deadline.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match cms.list(&ListParams::default()).await {
+            Err(error) if !matches!(error, kube::Error::Api(_)) => break,
+            answer => assert!(
+                Instant::now() < deadline,
+                "the server still answers after the Sim was dropped: {answer:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
