@@ -993,6 +993,130 @@ async fn a_deploy_using_a_provider_its_owners_retirement_removes_meanwhile_is_no
     }
 }
 
+/// Model a's deploy, its provider `p-a` served at `url`; model b's route, all to `p-a`.
+fn with_provider_at(model: &str, revision: u64, url: &str) -> LifecycleEvent {
+    parse(
+        event::DEPLOYED_TYPE,
+        json!({"model": model, "revision": revision,
+            "provider": {"name": "p-a", "type": "openai", "url": url, "apiTokens": ["sk-a"]},
+            "route": {"domains": ["api.example.com"], "path": format!("/{model}")}}),
+    )
+}
+
+fn using_p_a(model: &str) -> LifecycleEvent {
+    parse(
+        event::DEPLOYED_TYPE,
+        json!({"model": model, "revision": 1,
+            "provider": {"name": format!("p-{model}"), "type": "openai", "url": "https://b.models.example.com/v1", "apiTokens": ["sk-b"]},
+            "route": {"domains": ["api.example.com"], "path": format!("/{model}"),
+                      "upstreams": [{"provider": "p-a", "weight": 100}]}}),
+    )
+}
+
+/// The port McpBridge serves `p-a` at, and the one model b's Ingress sends its traffic to.
+fn p_a_ports(cluster: &Cluster) -> (Value, String) {
+    let bridge = cluster.get("mcpbridges", names::MCP_BRIDGE).unwrap();
+    let registry = bridge["spec"]["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "llm-p-a.internal")
+        .cloned()
+        .unwrap();
+    let ingress = cluster.get("ingresses", "ai-route-b.internal").unwrap();
+    let destination = ingress["metadata"]["annotations"]["higress.io/destination"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (registry["port"].clone(), destination)
+}
+
+/// A redeploy moving its provider to another port while another route sends traffic to it is refused
+/// by name (the console would re-save that route; we do not write other models' routes): b's Ingress
+/// and p-a's registry stay in step. Once b no longer uses it, the move goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_another_route_uses_is_not_moved_from_under_it() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(
+        &engine
+            .apply(&with_provider_at("a", 1, "https://a.models.example.com/v1"))
+            .await,
+        Outcome::Applied,
+    );
+    assert_outcome(&engine.apply(&using_p_a("b")).await, Outcome::Applied);
+    assert_eq!(
+        p_a_ports(&cluster),
+        (json!(443), "llm-p-a.internal.dns:443".to_string())
+    );
+
+    let moved = engine
+        .apply(&with_provider_at("a", 2, "https://a.models.example.com:8443/v1"))
+        .await;
+    assert_outcome(&moved, Outcome::Rejected);
+    let error = moved.error.as_ref().unwrap();
+    assert_eq!(error.reason, "entry-taken");
+    assert!(
+        error.message.contains("provider \"p-a\" also serves routes [\"b\"]"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        p_a_ports(&cluster),
+        (json!(443), "llm-p-a.internal.dns:443".to_string())
+    );
+
+    assert_outcome(&engine.apply(&retire("b", 2)).await, Outcome::Applied);
+    let moved = engine
+        .apply(&with_provider_at("a", 3, "https://a.models.example.com:8443/v1"))
+        .await;
+    assert_outcome(&moved, Outcome::Applied);
+    let ingress = cluster.get("ingresses", "ai-route-a.internal").unwrap();
+    assert_eq!(
+        ingress["metadata"]["annotations"]["higress.io/destination"],
+        "llm-p-a.internal.dns:8443"
+    );
+}
+
+/// The same move, planned before b used the provider and written after b's deploy recorded itself
+/// as a user: a's writes, re-reading the provider objects, find b there and are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_move_planned_before_another_route_used_it_is_refused_at_the_write() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(
+        &engine
+            .apply(&with_provider_at("a", 1, "https://a.models.example.com/v1"))
+            .await,
+        Outcome::Applied,
+    );
+    // a's redeploy has read and planned; its first write (its fence) waits a second.
+    let fence = names::fence("a");
+    cluster.sim.faults().fail_next(
+        1,
+        FaultSpec::new(503)
+            .with_retry_after(1)
+            .for_method(Method::PUT)
+            .for_path(format!("configmaps/{fence}")),
+    );
+    let mover = cluster.engine().await;
+    let moving = tokio::spawn(async move {
+        mover
+            .apply(&with_provider_at("a", 2, "https://a.models.example.com:8443/v1"))
+            .await
+    });
+    wait_for("a's redeploy to try its fence", || !cluster.failed_writes().is_empty()).await;
+    assert_outcome(&engine.apply(&using_p_a("b")).await, Outcome::Applied);
+    let moved = moving.await.unwrap();
+
+    assert_outcome(&moved, Outcome::Failed);
+    assert_eq!(moved.error.as_ref().unwrap().reason, "entry-taken", "{moved:?}");
+    assert_eq!(
+        p_a_ports(&cluster),
+        (json!(443), "llm-p-a.internal.dns:443".to_string())
+    );
+}
+
 /// The consumers of `key-auth.internal`, by name, in order.
 fn consumer_names(cluster: &Cluster) -> Vec<String> {
     let key_auth = cluster.get("wasmplugins", "key-auth.internal").unwrap();

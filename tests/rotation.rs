@@ -11,7 +11,9 @@ mod worker;
 use base64::Engine as _;
 use higress_route_worker::cluster::{connect, Api};
 use higress_route_worker::event;
-use higress_route_worker::higress::{Kind, ObjectKey};
+use higress_route_worker::higress::{names, Kind, ObjectKey};
+use http::Method;
+use kube_sim::FaultSpec;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -133,12 +135,46 @@ async fn a_changed_secret_is_written_where_the_route_uses_it_and_nowhere_else() 
     assert!(engine.rotate_secrets().await.unwrap().is_empty());
     assert_eq!(provider_tokens(get, "p-m"), json!(["sk-new"]));
 
-    // A retired route is no longer rotated.
-    change_secret(engine.api(), "sk-after-retire", "cred-after-retire", true).await;
-    let retired = engine.apply(&cluster::retire("m", 2)).await;
+    // A retired route is no longer rotated. The retirement keeps the provider and the consumer, so
+    // their entries are still there to be (wrongly) written.
+    let fence_key = ObjectKey::new(Kind::ConfigMap, names::fence("m"));
+    let fence_entry = |shard: &Value| -> Value { serde_json::from_str(shard["data"]["m"].as_str().unwrap()).unwrap() };
+    let deployed = fence_entry(&engine.api().get(&fence_key).await.unwrap().unwrap());
+    assert_eq!(deployed["secrets"].as_array().map(Vec::len), Some(2), "{deployed}");
+    let retirement = json!({"model": "m", "revision": 2, "deleteProvider": false, "deleteConsumers": false});
+    let retired = engine.apply(&cluster::parse(event::RETIRED_TYPE, retirement)).await;
     assert_eq!(retired.outcome.as_str(), "applied", "{retired:?}");
-    assert!(engine.rotate_secrets().await.unwrap().is_empty());
-    assert_eq!(provider_tokens(get, "p-m"), Value::Null);
+    assert_eq!(provider_tokens(get, "p-m"), json!(["sk-new"]));
+    assert_eq!(consumer_credentials(get, "c-m"), json!(["Bearer cred-new"]));
+    // Being retired is what stops the rotation, not a retirement's entry recording no Secrets, nor the
+    // entries' source records naming the deploy: the retired entry is given back the deploy's records
+    // without their source check, as a fence entry written by an older version would hold them.
+    let mut shard = engine.api().get(&fence_key).await.unwrap().unwrap();
+    let mut entry = fence_entry(&shard);
+    assert!(entry["retiredAt"].is_string(), "{entry}");
+    entry["secrets"] = deployed["secrets"].clone();
+    for record in entry["secrets"].as_array_mut().unwrap() {
+        record.as_object_mut().unwrap().remove("recorded");
+    }
+    shard["data"]["m"] = json!(entry.to_string());
+    engine.api().replace(&fence_key, &shard).await.unwrap();
+    change_secret(engine.api(), "sk-after-retire", "cred-after-retire", true).await;
+    let rotated = engine.rotate_secrets().await.unwrap();
+    assert!(
+        rotated.iter().all(|r| r.model.as_deref() != Some("m")),
+        "a result for the retired route: {rotated:?}"
+    );
+    assert!(rotated.is_empty(), "{rotated:?}");
+    assert_eq!(
+        provider_tokens(get, "p-m"),
+        json!(["sk-new"]),
+        "the retired route's provider was rotated"
+    );
+    assert_eq!(
+        consumer_credentials(get, "c-m"),
+        json!(["Bearer cred-new"]),
+        "the retired route's consumer was rotated"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,21 +187,28 @@ async fn a_rotation_that_meets_another_writer_leaves_the_other_writers_object_al
         .await;
     assert_eq!(results.outcome.as_str(), "applied", "{results:?}");
     change_secret(engine.api(), "sk-new", "cred-new", true).await;
-    // Every write of ai-proxy answers 409 (another writer got there first): rotation does not merge
-    // into what it has not read, and reports nothing for an object it did not write.
+    // The write of ai-proxy answers 409 (another writer got there first): rotation does not merge
+    // into what it has not read, and reports only what it wrote; key-auth, an object of its own,
+    // still rotates.
     cluster
         .sim
         .faults()
         .conflict_next("wasmplugins", "ai-proxy.internal", 1);
+    let changed = |rotated: &[higress_route_worker::result::RouteResult]| -> Vec<String> {
+        rotated
+            .iter()
+            .flat_map(|r| r.changes.iter().map(|c| c.name.clone()))
+            .collect()
+    };
     let rotated = engine.rotate_secrets().await.unwrap();
-    assert!(rotated.is_empty(), "{rotated:?}");
+    assert_eq!(changed(&rotated), ["key-auth.internal"], "{rotated:?}");
     let get = |resource: &str, name: &str| cluster.get(resource, name);
     assert_eq!(provider_tokens(get, "p-m"), json!(["sk-old"]));
+    assert_eq!(consumer_credentials(get, "c-m"), json!(["Bearer cred-new"]));
     // The next round reads again and writes.
     let rotated = engine.rotate_secrets().await.unwrap();
-    assert_eq!(rotated.len(), 1);
+    assert_eq!(changed(&rotated), ["ai-proxy.internal"], "{rotated:?}");
     assert_eq!(provider_tokens(get, "p-m"), json!(["sk-new"]));
-    assert_eq!(consumer_credentials(get, "c-m"), json!(["Bearer cred-new"]));
 }
 
 /// The proof: the worker process, a real broker, a Secret changed in the API server, the new
@@ -256,4 +299,126 @@ async fn shutdown_waits_for_a_slow_rotation_round_no_longer_than_the_drain_deadl
     assert!(status.success(), "{status}\n{log}");
     assert!(took < Duration::from_secs(8), "stopped after {took:?}\n{log}");
     assert!(log.contains("Secret rotation cut short"), "{log}");
+}
+
+/// The Secret with two keys, so two routes (or two revisions) can take different values from it.
+fn two_key_secret(first: &str, second: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": "llm-keys", "namespace": NS, "labels": {"higress-route-worker.io/readable": "true"}},
+           "data": {"token": b64(first), "token2": b64(second), "cred": b64("cred")}})
+}
+
+/// A deploy of `model` whose provider `provider`, at `url`, takes its token from `key` of llm-keys.
+fn provider_from(model: &str, revision: u64, provider: &str, url: &str, key: &str) -> Value {
+    json!({"model": model, "revision": revision,
+           "provider": {"name": provider, "type": "openai", "url": url,
+                        "apiTokensSecretRef": {"name": "llm-keys", "key": key}},
+           "route": {"path": format!("/{model}")}})
+}
+
+async fn set_two_keys(api: &Api, first: &str, second: &str) {
+    let key = ObjectKey::new(Kind::Secret, "llm-keys");
+    let mut current = api.get(&key).await.unwrap().expect("the Secret");
+    current["data"] = two_key_secret(first, second)["data"].clone();
+    api.replace(&key, &current).await.unwrap();
+}
+
+/// A redeploy that moves provider p-m to another endpoint and another Secret key fails after its
+/// fence entry (which records the new key) and before ai-proxy: the entry is still revision 1's, at
+/// revision 1's endpoint. Rotation leaves it: it would send the new key's value to the old endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_leaves_an_entry_a_failed_redeploy_did_not_write() {
+    let cluster = cluster::Cluster::start().await;
+    cluster.sim.insert(two_key_secret("sk-one", "sk-two")).unwrap();
+    let engine = cluster.engine().await;
+    let first = provider_from("m", 1, "p-m", "https://one.example.com/v1", "token");
+    let applied = engine.apply(&cluster::parse(event::DEPLOYED_TYPE, first)).await;
+    assert_eq!(applied.outcome.as_str(), "applied", "{applied:?}");
+    let faults = cluster.sim.faults();
+    faults.set_error_rate(
+        1.0,
+        FaultSpec::new(422)
+            .for_method(Method::PUT)
+            .for_path("wasmplugins/ai-proxy.internal"),
+    );
+    let moved = provider_from("m", 2, "p-m", "https://two.example.com/v1", "token2");
+    let failed = engine.apply(&cluster::parse(event::DEPLOYED_TYPE, moved)).await;
+    assert_eq!(failed.outcome.as_str(), "failed", "{failed:?}");
+    faults.clear();
+    let get = |resource: &str, name: &str| cluster.get(resource, name);
+    assert_eq!(provider_tokens(get, "p-m"), json!(["sk-one"]));
+
+    set_two_keys(engine.api(), "sk-one-new", "sk-two-new").await;
+    let rotated = engine.rotate_secrets().await.unwrap();
+    assert!(rotated.is_empty(), "{rotated:?}");
+    assert_eq!(
+        provider_tokens(get, "p-m"),
+        json!(["sk-one"]),
+        "revision 2's key went to revision 1's endpoint"
+    );
+}
+
+/// Two routes deploy one provider from two keys; the later deploy wrote the entry last, so rotation
+/// follows its key, whatever order the models sort in, and once written reports nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_two_routes_build_from_different_secrets_follows_the_last_deploy() {
+    let cluster = cluster::Cluster::start().await;
+    cluster.sim.insert(two_key_secret("sk-z", "sk-a")).unwrap();
+    let engine = cluster.engine().await;
+    // z first, then a: a wrote last, but z sorts last.
+    for (model, key) in [("z", "token"), ("a", "token2")] {
+        let deploy = provider_from(model, 1, "shared", "https://shared.example.com/v1", key);
+        let applied = engine.apply(&cluster::parse(event::DEPLOYED_TYPE, deploy)).await;
+        assert_eq!(applied.outcome.as_str(), "applied", "{applied:?}");
+    }
+    let get = |resource: &str, name: &str| cluster.get(resource, name);
+    assert_eq!(provider_tokens(get, "shared"), json!(["sk-a"]));
+
+    set_two_keys(engine.api(), "sk-z-new", "sk-a-new").await;
+    let rotated = engine.rotate_secrets().await.unwrap();
+    let models: Vec<_> = rotated.iter().map(|r| r.model.clone().unwrap()).collect();
+    assert_eq!(models, ["a"], "{rotated:?}");
+    assert_eq!(provider_tokens(get, "shared"), json!(["sk-a-new"]));
+    let again = engine.rotate_secrets().await.unwrap();
+    assert!(again.is_empty(), "reported again: {again:?}");
+}
+
+/// The objects are read before the Secrets: held on its ai-proxy read, a round has read no Secret
+/// yet, so no Secret value it writes is older than what another writer put in ai-proxy before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_reads_the_secrets_after_the_objects_they_go_into() {
+    let cluster = cluster::Cluster::start().await;
+    cluster.sim.insert(secret("sk-old", "cred-old", true)).unwrap();
+    let engine = cluster.engine().await;
+    let applied = engine
+        .apply(&cluster::parse(event::DEPLOYED_TYPE, by_reference("m", 1)))
+        .await;
+    assert_eq!(applied.outcome.as_str(), "applied", "{applied:?}");
+    change_secret(engine.api(), "sk-new", "cred-new", true).await;
+    let secret_reads = cluster.sim.counters().get("get", "secrets");
+    let plugin_reads = cluster.sim.counters().get("get", "wasmplugins");
+    cluster.sim.faults().fail_next(
+        1,
+        FaultSpec::new(503)
+            .with_retry_after(1)
+            .for_method(Method::GET)
+            .for_path("wasmplugins/ai-proxy.internal"),
+    );
+    let rotating = tokio::spawn(async move { engine.rotate_secrets().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cluster.sim.counters().get("get", "wasmplugins") == plugin_reads {
+        assert!(std::time::Instant::now() < deadline, "the round never read ai-proxy");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The round waits out the Retry-After before reading ai-proxy again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        cluster.sim.counters().get("get", "secrets"),
+        secret_reads,
+        "a Secret read before ai-proxy"
+    );
+    let rotated = rotating.await.unwrap().unwrap();
+    assert_eq!(rotated.len(), 1, "{rotated:?}");
+    let get = |resource: &str, name: &str| cluster.get(resource, name);
+    assert_eq!(provider_tokens(get, "p-m"), json!(["sk-new"]));
 }

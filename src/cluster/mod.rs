@@ -365,24 +365,26 @@ impl Engine {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let read = self
-            .fetch(
-                &higress::reads::rotation_reads(&users, settings.console),
-                Use::Look,
-                deadline,
-            )
-            .await?;
+        let (objects, secrets) = higress::reads::rotation_reads(&users, settings.console);
+        let mut read = self.fetch(&objects, Use::Look, deadline).await?;
+        for (key, secret) in self.fetch(&secrets, Use::Look, deadline).await?.into_objects() {
+            read.set(key, Some(secret));
+        }
         let fences_after = self.fetch(&higress::reads::fence_reads(), Use::Look, deadline).await?;
         let mut state = read.clone();
         let mut rotated: Vec<(RouteResult, Vec<ObjectKey>)> = Vec::new();
         for (model, entry) in &higress::rotate::unchanged_since(users, &fences_after) {
-            let planned = higress::rotate::plan_rotation(model, entry, &state, settings).and_then(|plan| {
-                let mut trial = state.clone();
-                let changes = higress::simulate(&mut trial, &plan)?;
-                Ok((trial, changes))
-            });
-            match planned {
-                Ok((trial, changes)) if !changes.is_empty() => {
+            let (plan, unusable) = higress::rotate::plan_rotation(model, entry, &state, settings);
+            for refusal in unusable {
+                self.metrics.secret_rotation(refusal.reason.as_str());
+                tracing::warn!(model = %model, reason = %refusal.reason, message = %refusal.message, "a Secret of the route not rotated");
+            }
+            for warning in &plan.warnings {
+                tracing::info!(model = %model, %warning, "entry not rotated");
+            }
+            let mut trial = state.clone();
+            match higress::simulate(&mut trial, &plan) {
+                Ok(changes) if !changes.is_empty() => {
                     state = trial;
                     let keys = changes.into_iter().map(|(key, _)| key).collect();
                     rotated.push((RouteResult::for_rotation(model, entry.revision), keys));
@@ -398,11 +400,25 @@ impl Engine {
         keys.sort_by_key(|key| (higress::write_rank(key, false), (*key).clone()));
         keys.dedup();
         let mut written = BTreeSet::new();
+        // Each object on its own: one that cannot be written (another writer's, past the budget)
+        // leaves the others to rotate.
         for key in keys {
-            let (Some(_), Some(desired)) = (read.get(key), state.get(key)) else {
+            let (Some(before), Some(desired)) = (read.get(key), state.get(key)) else {
                 continue;
             };
+            // Two routes' edits of one entry can undo each other (entries written before their
+            // sources were recorded): nothing to write, and nothing to report.
+            if before == desired {
+                continue;
+            }
             let what = key.to_string();
+            let budget = self.config.shared_object_budget;
+            let (over, _) = batch::grown_past_limits(key, Some(before), Some(desired), budget);
+            if let Some(refusal) = batch::capacity_refusal(&over, budget) {
+                self.metrics.secret_rotation(refusal.reason.as_str());
+                tracing::warn!(object = %what, message = %refusal.message, "Secret values not rotated there");
+                continue;
+            }
             let attempt = || async {
                 self.api
                     .replace(key, desired)
@@ -423,8 +439,7 @@ impl Engine {
                 }
                 Err(error) => {
                     self.metrics.secret_rotation(error.reason().as_str());
-                    tracing::info!(%error, "Secret rotation stopped; the next round tries again");
-                    break;
+                    tracing::info!(%error, "Secret values not rotated there; the next round tries again");
                 }
             }
         }

@@ -137,6 +137,7 @@ pub fn plan_deploy(
                 secret: secret.name.clone(),
                 key: secret.key.clone(),
                 target: SecretTarget::Provider(provider_name.to_string()),
+                recorded: true,
             });
             vec![secret_value(
                 state,
@@ -199,6 +200,11 @@ pub fn plan_deploy(
             );
         }
     }
+    // A provider other routes use stays where they reach it: the console would re-save those routes;
+    // we refuse the move (`Op::RequireNoOtherUsers`, below) rather than leave their Ingresses at the
+    // old service.
+    let moves_its_provider = provider::existing_upstream(state, console, provider_name)
+        .is_some_and(|old| (old.service.as_str(), old.port) != (provider.service.as_str(), provider.port));
     let ai_proxy = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console));
     let ai_proxy_cr = Template::plugin(BuiltinPlugin::AiProxy, settings);
     plan.edit(
@@ -206,6 +212,15 @@ pub fn plan_deploy(
         ai_proxy_cr.clone(),
         Op::UpsertProvider(provider.entry.clone()),
     );
+    let source = Op::SetSecretSource {
+        entry: names::secret_source_of_provider(provider_name),
+        source: event
+            .provider
+            .api_tokens_secret_ref
+            .as_ref()
+            .map(|_| secret_source(event)),
+    };
+    plan.edit(ai_proxy.clone(), ai_proxy_cr.clone(), source);
     plan.edit(
         ai_proxy,
         ai_proxy_cr,
@@ -289,6 +304,7 @@ pub fn plan_deploy(
                         source: consumer.source,
                         key: consumer.key.clone(),
                     },
+                    recorded: true,
                 });
                 vec![secret_value(
                     state,
@@ -301,6 +317,11 @@ pub fn plan_deploy(
         };
         let entry = plugins::consumer_entry(&consumer.name, consumer.source, consumer.key.as_deref(), &values);
         plan.edit(key_auth.clone(), key_auth_cr.clone(), Op::UpsertConsumer(entry));
+        let source = Op::SetSecretSource {
+            entry: names::secret_source_of_consumer(&consumer.name),
+            source: consumer.credentials_secret_ref.as_ref().map(|_| secret_source(event)),
+        };
+        plan.edit(key_auth.clone(), key_auth_cr.clone(), source);
     }
     let allow = route.allowed_consumers();
     let known = |name: &str| {
@@ -423,14 +444,27 @@ pub fn plan_deploy(
             })
         };
         if provider != provider_name {
-            plan.edit(ai_proxy.clone(), None, Op::RequireProvider(provider.clone()));
-            let registry = provider::existing_upstream(state, console, provider).and_then(|u| u.registry);
-            if let Some(registry) = registry {
+            let upstream = provider::existing_upstream(state, console, provider)
+                .expect("every provider the route names other than its own exists (checked above)");
+            if upstream.registry.is_some() {
                 let require = Op::RequireRegistry {
                     provider: provider.clone(),
-                    registry,
+                    upstream: upstream.clone(),
                 };
                 plan.edit(bridge.clone(), None, require);
+            }
+            let require = Op::RequireProvider {
+                provider: provider.clone(),
+                upstream,
+            };
+            plan.edit(ai_proxy.clone(), None, require);
+        } else if moves_its_provider {
+            for object in [&ai_proxy, &bridge] {
+                let alone = Op::RequireNoOtherUsers {
+                    provider: provider.clone(),
+                    route: route.name.clone(),
+                };
+                plan.edit(object.clone(), None, alone);
             }
         }
         let join = || Op::AddProviderUser {
@@ -473,6 +507,11 @@ pub fn plan_deploy(
     };
     retire::set_fence(&mut plan, &event.model, entry, settings, now);
     Ok(plan)
+}
+
+/// The event, as the record of an entry it builds from a Secret (`names::ANNOTATION_SECRET_SOURCES`).
+pub(super) fn secret_source(event: &ModelDeployed) -> String {
+    format!("{}@{}", event.model, event.revision)
 }
 
 /// A route's own object, annotated with the revision that writes it (see [`names::ANNOTATION_REVISION`]).

@@ -40,6 +40,11 @@ pub struct SecretUse {
     pub key: String,
     #[serde(flatten)]
     pub target: SecretTarget,
+    /// The deploy recorded itself as the entry's source in the entry's object
+    /// ([`names::ANNOTATION_SECRET_SOURCES`]); an entry of a deploy made before such records is
+    /// rotated without that check.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recorded: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

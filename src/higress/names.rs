@@ -20,6 +20,22 @@ pub const ANNOTATION_PROVIDER_USERS: &str = "higress-route-worker.io/provider-us
 /// Annotation on the plugin CRs holding rules of our routes: the revision of the event that last wrote
 /// each route's rules there (see `index::RouteRevisions`).
 pub const ANNOTATION_ROUTE_REVISIONS: &str = "higress-route-worker.io/route-revisions";
+/// Annotation on `ai-proxy.internal` and `key-auth.internal`: which event last wrote each provider's
+/// tokens or consumer's credentials from a Secret (`{"provider/p": "route@revision"}`; an event that
+/// writes the entry inline removes the record). Rotation writes a Secret's new value only where the
+/// record names the route's current event: not over another route's (or a failed redeploy's) entry.
+pub const ANNOTATION_SECRET_SOURCES: &str = "higress-route-worker.io/secret-sources";
+
+/// The key of a provider's record in [`ANNOTATION_SECRET_SOURCES`].
+pub fn secret_source_of_provider(provider: &str) -> String {
+    format!("provider/{provider}")
+}
+
+/// The key of a consumer's record in [`ANNOTATION_SECRET_SOURCES`].
+pub fn secret_source_of_consumer(consumer: &str) -> String {
+    format!("consumer/{consumer}")
+}
+
 /// Annotation on a route's own objects (Ingresses, fallback EnvoyFilter, AI route ConfigMap): the
 /// revision of the event that wrote them. Every deploy writes them with it, so an older event's
 /// delete or replace, conditional on the version it read, meets a 409 and then finds the newer
@@ -118,7 +134,6 @@ mod tests {
         let shards: std::collections::BTreeSet<String> = (0..1000).map(|i| fence(&format!("m{i}"))).collect();
         assert_eq!(shards.len(), FENCE_SHARDS as usize);
         assert!(shards.iter().all(|s| is_fence(s)));
-        assert_eq!(fence("chat"), fence("chat"), "stable");
         // FNV-1a("chat") = 0xa24bf9ab, 11 mod 16 (computed outside Rust): stable across versions.
         assert_eq!(fence("chat"), "higress-route-worker-fence-0b");
     }

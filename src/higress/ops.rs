@@ -5,6 +5,7 @@ use super::fence::FenceEntry;
 use super::index::{self, credentials_of, rule_provider, AnnotationEdit, AnnotationTable, EntryIndex};
 use super::names;
 use super::plugins::{field, Targets};
+use super::provider::{self, ExistingUpstream};
 use crate::reason::Reason;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -67,12 +68,28 @@ pub enum Op {
         revision: u64,
     },
     /// ai-proxy: changes nothing, but refuses the write when the object no longer holds the provider
-    /// (another route's, which its own retirement may remove between our read and our write).
-    RequireProvider(String),
+    /// as the route relies on it (another route's, which that route's retirement may remove, or its
+    /// redeploy move to another service, between our read and our write).
+    RequireProvider {
+        provider: String,
+        upstream: ExistingUpstream,
+    },
     /// McpBridge: as [`Op::RequireProvider`], for the registry the provider's service is served from.
     RequireRegistry {
         provider: String,
-        registry: String,
+        upstream: ExistingUpstream,
+    },
+    /// ai-proxy, McpBridge: refuses the write when routes other than `route` use the provider (a
+    /// redeploy moving its provider to another service would leave their Ingresses behind).
+    RequireNoOtherUsers {
+        provider: String,
+        route: String,
+    },
+    /// ai-proxy, key-auth: records `source` (`route@revision`) as the event that built the entry
+    /// (`names::secret_source_of_*`) from a Secret, or removes the record (`None`: written inline).
+    SetSecretSource {
+        entry: String,
+        source: Option<String>,
     },
     /// Removes the route's record if it is of `revision` or earlier.
     RemoveProviderUser {
@@ -152,11 +169,18 @@ impl std::fmt::Debug for Op {
                 .field(route)
                 .field(revision)
                 .finish(),
-            Op::RequireProvider(provider) => f.debug_tuple("RequireProvider").field(provider).finish(),
-            Op::RequireRegistry { provider, registry } => f
-                .debug_tuple("RequireRegistry")
+            Op::SetSecretSource { entry, source } => {
+                f.debug_tuple("SetSecretSource").field(entry).field(source).finish()
+            }
+            Op::RequireProvider { provider, upstream } | Op::RequireRegistry { provider, upstream } => f
+                .debug_struct("Require")
+                .field("provider", provider)
+                .field("upstream", upstream)
+                .finish(),
+            Op::RequireNoOtherUsers { provider, route } => f
+                .debug_tuple("RequireNoOtherUsers")
                 .field(provider)
-                .field(registry)
+                .field(route)
                 .finish(),
             Op::RemoveProviderUser {
                 provider,
@@ -229,6 +253,9 @@ impl Op {
             // The route's name and revision, in the annotation's JSON and in its part kept apart.
             Op::AddProviderUser { provider, route, .. } => 2 * (provider.len() + route.len() + 20) + ENTRY,
             Op::RecordRoute { route, .. } => 2 * (route.len() + 24) + ENTRY,
+            Op::SetSecretSource { entry, source } => {
+                2 * (entry.len() + source.as_ref().map_or(0, String::len) + 8) + ENTRY
+            }
             Op::IfRouteNotNewer { then, .. } => then.growth_bound(),
             // The last provider out disables the global config.
             Op::RemoveProvider(_) => 16,
@@ -240,8 +267,9 @@ impl Op {
             | Op::RemoveProviderUser { .. }
             | Op::ForgetRoute { .. }
             | Op::IfProviderUnused { .. }
-            | Op::RequireProvider(_)
-            | Op::RequireRegistry { .. } => 0,
+            | Op::RequireProvider { .. }
+            | Op::RequireRegistry { .. }
+            | Op::RequireNoOtherUsers { .. } => 0,
         }
     }
 
@@ -304,18 +332,34 @@ impl Op {
                 }
             }
             Op::IfProviderUnused { then, .. } => then.check_indexed(object, index),
-            Op::RequireProvider(provider) => {
-                let list = list_at(object, "/spec/defaultConfig/providers");
-                match index.providers(object).find(list, Some(&json!(provider))) {
-                    Some(_) => Ok(()),
+            Op::RequireProvider { provider, upstream } => {
+                let relied = match &upstream.registry {
+                    Some(_) => None,
+                    None => Some((upstream.service.clone(), upstream.port)),
+                };
+                match provider::custom_service(object, provider) {
+                    Some(custom) if custom == relied => Ok(()),
+                    Some(_) => Err(provider_moved(provider, object, upstream)),
                     None => Err(provider_gone(provider, object, "it")),
                 }
             }
-            Op::RequireRegistry { provider, registry } => {
-                let list = list_at(object, "/spec/registries");
-                match index.registries(object).find(list, Some(&json!(registry))) {
-                    Some(_) => Ok(()),
-                    None => Err(provider_gone(provider, object, &format!("its registry {registry:?}"))),
+            Op::RequireRegistry { provider, upstream } => match provider::registry_upstream(object, provider) {
+                Some(found) if &found == upstream => Ok(()),
+                Some(_) => Err(provider_moved(provider, object, upstream)),
+                None => Err(provider_gone(provider, object, "its registry")),
+            },
+            Op::RequireNoOtherUsers { provider, route } => {
+                let users = index.users(provider_users_text(object));
+                let others: Vec<&String> = users
+                    .map()
+                    .get(provider)
+                    .into_iter()
+                    .flat_map(BTreeMap::keys)
+                    .filter(|user| *user != route)
+                    .collect();
+                match others.is_empty() {
+                    true => Ok(()),
+                    false => Err(provider_in_use(provider, &others)),
                 }
             }
             Op::IfRouteNotNewer { route, revision, then } => {
@@ -404,8 +448,10 @@ impl Op {
                     | Op::RecordRoute { .. }
                     | Op::ForgetRoute { .. }
                     | Op::SetFence { .. }
-                    | Op::RequireProvider(_)
+                    | Op::RequireProvider { .. }
                     | Op::RequireRegistry { .. }
+                    | Op::RequireNoOtherUsers { .. }
+                    | Op::SetSecretSource { .. }
             ),
         }
     }
@@ -580,7 +626,23 @@ impl Op {
                 users.remove(provider, route, *revision)
                     && write_annotation(object, names::ANNOTATION_PROVIDER_USERS, AnnotationEdit::Rewrite, users)
             }
-            Op::RequireProvider(_) | Op::RequireRegistry { .. } => false,
+            Op::RequireProvider { .. } | Op::RequireRegistry { .. } | Op::RequireNoOtherUsers { .. } => false,
+            Op::SetSecretSource { entry, source } => {
+                let text = secret_sources_text(object);
+                let key = serde_json::to_string(entry).expect("a string serializes");
+                // Most entries are written inline: no record to remove, and no text to parse.
+                if source.is_none() && !text.is_some_and(|t| t.contains(&key)) {
+                    return Ok(false);
+                }
+                let mut sources: Map<String, Value> =
+                    text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+                let changed = match source {
+                    Some(source) => sources.insert(entry.clone(), json!(source)).as_ref() != Some(&json!(source)),
+                    None => sources.shift_remove(entry).is_some(),
+                };
+                let text = (!sources.is_empty()).then(|| Value::Object(sources).to_string());
+                changed && set_annotation(object, names::ANNOTATION_SECRET_SOURCES, text.as_deref())
+            }
             Op::IfProviderUnused { provider, then } => {
                 let used = index
                     .users(provider_users_text(object))
@@ -670,6 +732,19 @@ pub fn provider_users(object: &Value) -> BTreeMap<String, std::collections::BTre
         .collect()
 }
 
+/// The record of the event that built the entry (`names::secret_source_of_*`) from a Secret, if any.
+pub fn secret_source(object: &Value, entry: &str) -> Option<String> {
+    let sources: Map<String, Value> = serde_json::from_str(secret_sources_text(object)?).ok()?;
+    Some(sources.get(entry)?.as_str()?.to_string())
+}
+
+fn secret_sources_text(object: &Value) -> Option<&str> {
+    object
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(names::ANNOTATION_SECRET_SOURCES))
+        .and_then(Value::as_str)
+}
+
 fn provider_users_text(object: &Value) -> Option<&str> {
     object
         .pointer("/metadata/annotations")
@@ -709,6 +784,34 @@ fn provider_gone(provider: &str, object: &Value, what: &str) -> EditRefused {
     EditRefused(
         Reason::UnknownProvider,
         format!("data.route: Unknown provider {provider:?}: {name} no longer holds {what} (removed meanwhile, as its route was retired)"),
+    )
+}
+
+/// A route relies on another route's provider that `object` now serves elsewhere.
+fn provider_moved(provider: &str, object: &Value, upstream: &ExistingUpstream) -> EditRefused {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    EditRefused(
+        Reason::UnknownProvider,
+        format!(
+            "data.route: provider {provider:?} is no longer served at {}:{} in {name} (moved meanwhile by its own route's redeploy)",
+            upstream.service, upstream.port
+        ),
+    )
+}
+
+/// Routes other than the event's use the provider it would move.
+pub fn provider_in_use(provider: &str, others: &[impl AsRef<str>]) -> EditRefused {
+    let others: Vec<&str> = others.iter().map(AsRef::as_ref).take(5).collect();
+    EditRefused(
+        Reason::EntryTaken,
+        format!(
+            "data.provider: provider {provider:?} also serves routes {others:?}: moving it to another service or \
+             port would leave their Ingresses at the old one; give this route its own provider, or redeploy \
+             those routes with another provider first"
+        ),
     )
 }
 
@@ -1108,29 +1211,71 @@ mod tests {
     }
 
     #[test]
-    fn a_required_provider_or_registry_changes_nothing_and_refuses_the_write_once_gone() {
+    fn a_required_provider_or_registry_changes_nothing_and_refuses_the_write_once_gone_or_moved() {
         let mut ai_proxy = plugin(json!({"defaultConfig": {"providers": [{"id": "a"}]}}));
         ai_proxy["metadata"] = json!({"name": "ai-proxy.internal"});
         let before = ai_proxy.clone();
-        assert_eq!(Op::RequireProvider("a".into()).apply(&mut ai_proxy), Ok(false));
+        let upstream = |port: u16| ExistingUpstream {
+            service: "llm-a.internal.dns".into(),
+            port,
+            registry: Some("llm-a.internal".into()),
+        };
+        let require = |provider: &str| Op::RequireProvider {
+            provider: provider.into(),
+            upstream: upstream(443),
+        };
+        assert_eq!(require("a").apply(&mut ai_proxy), Ok(false));
         assert_eq!(ai_proxy, before);
-        let EditRefused(reason, message) = Op::RequireProvider("b".into()).apply(&mut ai_proxy).unwrap_err();
+        let EditRefused(reason, message) = require("b").apply(&mut ai_proxy).unwrap_err();
         assert_eq!(reason, Reason::UnknownProvider);
         assert!(
             message.contains("Unknown provider \"b\": ai-proxy.internal no longer holds it"),
             "{message}"
         );
+        // Served by an in-cluster service now, not by its registry.
+        ai_proxy["spec"]["defaultConfig"]["providers"][0]["openaiCustomServiceName"] = json!("in-cluster.svc");
+        ai_proxy["spec"]["defaultConfig"]["providers"][0]["openaiCustomServicePort"] = json!(8000);
+        let EditRefused(_, message) = require("a").apply(&mut ai_proxy).unwrap_err();
+        assert!(
+            message.contains("no longer served at llm-a.internal.dns:443"),
+            "{message}"
+        );
 
-        let mut bridge = json!({"metadata": {"name": "default"}, "spec": {"registries": [{"name": "llm-a.internal"}]}});
-        let require = |registry: &str| Op::RequireRegistry {
-            provider: "a".into(),
-            registry: registry.into(),
+        let mut bridge = json!({"metadata": {"name": "default"}, "spec": {"registries": [
+            {"name": "llm-a.internal", "type": "dns", "domain": "a.example.com", "port": 443}]}});
+        let require = |provider: &str, port: u16| Op::RequireRegistry {
+            provider: provider.into(),
+            upstream: upstream(port),
         };
-        assert_eq!(require("llm-a.internal").apply(&mut bridge), Ok(false));
-        let EditRefused(reason, message) = require("llm-b.internal").apply(&mut bridge).unwrap_err();
+        assert_eq!(require("a", 443).apply(&mut bridge), Ok(false));
+        let EditRefused(reason, message) = require("a", 8443).apply(&mut bridge).unwrap_err();
         assert_eq!(reason, Reason::UnknownProvider);
         assert!(
-            message.contains("default no longer holds its registry \"llm-b.internal\""),
+            message.contains("no longer served at llm-a.internal.dns:8443"),
+            "{message}"
+        );
+        let EditRefused(_, message) = require("b", 443).apply(&mut bridge).unwrap_err();
+        assert!(
+            message.contains("Unknown provider \"b\": default no longer holds its registry"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_provider_moves_only_while_no_other_route_uses_it() {
+        let mut ai_proxy = plugin(json!({}));
+        ai_proxy["metadata"]["annotations"] =
+            json!({names::ANNOTATION_PROVIDER_USERS: r#"{"p":["a@1"],"q":["a@1","b@2"]}"#});
+        let alone = |provider: &str| Op::RequireNoOtherUsers {
+            provider: provider.into(),
+            route: "a".into(),
+        };
+        assert_eq!(alone("p").apply(&mut ai_proxy), Ok(false));
+        assert_eq!(alone("unused").apply(&mut ai_proxy), Ok(false));
+        let EditRefused(reason, message) = alone("q").apply(&mut ai_proxy).unwrap_err();
+        assert_eq!(reason, Reason::EntryTaken);
+        assert!(
+            message.contains("provider \"q\" also serves routes [\"b\"]"),
             "{message}"
         );
     }

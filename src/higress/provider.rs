@@ -429,6 +429,7 @@ pub fn new_mcp_bridge(namespace: &str) -> Value {
 }
 
 /// Where a provider already in the cluster is served, as the console derives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExistingUpstream {
     pub service: String,
     pub port: u16,
@@ -438,25 +439,40 @@ pub struct ExistingUpstream {
 
 /// Service and port of a provider already in the cluster, as the console derives them.
 pub fn existing_upstream(state: &State, console: ConsoleVersion, provider: &str) -> Option<ExistingUpstream> {
-    let entry = state
-        .get_named(Kind::WasmPlugin, &BuiltinPlugin::AiProxy.cr_name(console))?
+    let ai_proxy = state.get_named(Kind::WasmPlugin, &BuiltinPlugin::AiProxy.cr_name(console))?;
+    match custom_service(ai_proxy, provider)? {
+        Some((service, port)) => Some(ExistingUpstream {
+            service,
+            port,
+            registry: None,
+        }),
+        None => registry_upstream(state.get_named(Kind::McpBridge, names::MCP_BRIDGE)?, provider),
+    }
+}
+
+/// In ai-proxy: `None` when it has no entry for the provider; `Some(None)` when the entry is served
+/// by its McpBridge registry; `Some(Some(service and port))` for an in-cluster service.
+pub fn custom_service(ai_proxy: &Value, provider: &str) -> Option<Option<(String, u16)>> {
+    let entry = ai_proxy
         .pointer("/spec/defaultConfig/providers")?
         .as_array()?
         .iter()
         .find(|p| p.get("id").and_then(Value::as_str) == Some(provider))?;
-    if let (Some(service), Some(port)) = (
-        entry.get("openaiCustomServiceName").and_then(Value::as_str),
-        entry.get("openaiCustomServicePort").and_then(Value::as_u64),
-    ) {
-        return Some(ExistingUpstream {
-            service: service.to_string(),
-            port: u16::try_from(port).ok()?,
-            registry: None,
-        });
-    }
+    Some(
+        match (
+            entry.get("openaiCustomServiceName").and_then(Value::as_str),
+            entry.get("openaiCustomServicePort").and_then(Value::as_u64),
+        ) {
+            (Some(service), Some(port)) => Some((service.to_string(), u16::try_from(port).ok()?)),
+            _ => None,
+        },
+    )
+}
+
+/// In McpBridge: where the provider's registry serves it.
+pub fn registry_upstream(bridge: &Value, provider: &str) -> Option<ExistingUpstream> {
     let registry_name = names::registry(provider);
-    let registry = state
-        .get_named(Kind::McpBridge, names::MCP_BRIDGE)?
+    let registry = bridge
         .pointer("/spec/registries")?
         .as_array()?
         .iter()

@@ -169,16 +169,22 @@ pub fn fence_reads() -> ReadSet {
     set
 }
 
-/// Secret rotation's second read: the Secrets the live routes use and the objects they went into.
-pub fn rotation_reads(users: &[(String, super::fence::FenceEntry)], console: super::ConsoleVersion) -> ReadSet {
+/// Secret rotation's second and third reads: the objects the live routes' Secret values went into,
+/// then the Secrets. In that order: a Secret read after the object is never older than a value
+/// another writer put there before our read, so rotation never writes an older value over it.
+pub fn rotation_reads(
+    users: &[(String, super::fence::FenceEntry)],
+    console: super::ConsoleVersion,
+) -> (ReadSet, ReadSet) {
     use super::plugins::BuiltinPlugin;
-    let mut set = ReadSet::default();
-    set.get(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console));
-    set.get(Kind::WasmPlugin, BuiltinPlugin::KeyAuth.cr_name(console));
+    let mut objects = ReadSet::default();
+    objects.get(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console));
+    objects.get(Kind::WasmPlugin, BuiltinPlugin::KeyAuth.cr_name(console));
+    let mut secrets = ReadSet::default();
     for (_, entry) in users {
         for used in &entry.secrets {
-            set.get(Kind::Secret, used.secret.clone());
+            secrets.get(Kind::Secret, used.secret.clone());
         }
     }
-    set
+    (objects, secrets)
 }

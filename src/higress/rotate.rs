@@ -7,7 +7,7 @@
 use super::deploy::secret_value;
 use super::fence::{FenceEntry, SecretTarget};
 use super::names;
-use super::ops::Op;
+use super::ops::{self, Op};
 use super::plan::{Plan, Refusal, Settings};
 use super::plugins::{self, BuiltinPlugin};
 use super::state::{Kind, ObjectKey, State};
@@ -38,33 +38,60 @@ pub fn unchanged_since(users: Vec<(String, FenceEntry)>, fences_now: &State) -> 
 }
 
 /// The edits that write the current values of the model's Secrets into its provider and consumer
-/// entries. An entry that is no longer there (deleted in the console) is left alone; a Secret that is
-/// gone or no longer readable refuses the rotation, naming the reference and never the value.
-pub fn plan_rotation(model: &str, entry: &FenceEntry, state: &State, settings: &Settings) -> Result<Plan, Refusal> {
+/// entries, and the Secrets that could not be used (gone, no longer readable, no token: named, never
+/// their value), whose entries keep their values while the model's other entries rotate. An entry
+/// that is no longer there (deleted in the console) is left alone, and so is one whose object records
+/// another event as its source (another route's deploy, or a later one written inline, or the
+/// model's redeploy that failed before writing it): a plan warning says so.
+pub fn plan_rotation(model: &str, entry: &FenceEntry, state: &State, settings: &Settings) -> (Plan, Vec<Refusal>) {
     let mut plan = Plan::default();
+    let mut unusable = Vec::new();
+    let ours = format!("{model}@{}", entry.revision);
     for (i, used) in entry.secrets.iter().enumerate() {
+        let (object, source_key) = match &used.target {
+            SecretTarget::Provider(provider) => (
+                ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(settings.console)),
+                names::secret_source_of_provider(provider),
+            ),
+            SecretTarget::Consumer { name, .. } => (
+                ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::KeyAuth.cr_name(settings.console)),
+                names::secret_source_of_consumer(name),
+            ),
+        };
+        if used.recorded {
+            let source = state.get(&object).and_then(|o| ops::secret_source(o, &source_key));
+            if source.as_deref() != Some(ours.as_str()) {
+                let writer = source.map_or("an event that wrote it inline".to_string(), |s| format!("event {s}"));
+                plan.warnings.push(format!(
+                    "{source_key} in {object} was last written by {writer}, not route {model}'s revision {}: not rotated",
+                    entry.revision
+                ));
+                continue;
+            }
+        }
         let reference = SecretRef {
             name: used.secret.clone(),
             key: used.key.clone(),
         };
-        let value = secret_value(state, settings, &reference, &format!("route {model}: secrets[{i}]"))?;
-        match &used.target {
-            SecretTarget::Provider(provider) => plan.edit(
-                ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(settings.console)),
-                None,
-                Op::SetProviderTokens {
-                    provider: provider.clone(),
-                    tokens: vec![value.expose().to_string()],
-                },
-            ),
-            SecretTarget::Consumer { name, source, key } => plan.edit(
-                ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::KeyAuth.cr_name(settings.console)),
-                None,
-                Op::SetConsumerCredentials(plugins::consumer_entry(name, *source, key.as_deref(), &[value])),
-            ),
-        }
+        let value = match secret_value(state, settings, &reference, &format!("route {model}: secrets[{i}]")) {
+            Ok(value) => value,
+            Err(refusal) => {
+                unusable.push(refusal);
+                continue;
+            }
+        };
+        let edit = match &used.target {
+            SecretTarget::Provider(provider) => Op::SetProviderTokens {
+                provider: provider.clone(),
+                tokens: vec![value.expose().to_string()],
+            },
+            SecretTarget::Consumer { name, source, key } => {
+                Op::SetConsumerCredentials(plugins::consumer_entry(name, *source, key.as_deref(), &[value]))
+            }
+        };
+        plan.edit(object, None, edit);
     }
-    Ok(plan.sorted())
+    (plan.sorted(), unusable)
 }
 
 #[cfg(test)]
@@ -107,6 +134,7 @@ mod tests {
                     secret: secret.into(),
                     key: "token".into(),
                     target: SecretTarget::Provider("p".into()),
+                    recorded: false,
                 },
                 SecretUse {
                     secret: secret.into(),
@@ -116,6 +144,7 @@ mod tests {
                         source: KeySource::Bearer,
                         key: None,
                     },
+                    recorded: false,
                 },
             ],
             ..FenceEntry::deployed(3)
@@ -174,7 +203,7 @@ mod tests {
     fn a_changed_secret_reaches_the_provider_and_the_consumer_and_nothing_else() {
         let settings = Settings::default();
         let mut state = cluster("sk-new", "cred-new", true);
-        let plan = plan_rotation("m", &entry_using("keys"), &state, &settings).unwrap();
+        let plan = plan_rotation("m", &entry_using("keys"), &state, &settings).0;
         let changes = simulate(&mut state, &plan).unwrap();
         assert_eq!(changes.len(), 2, "{changes:?}");
         let ai_proxy = state.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
@@ -193,17 +222,97 @@ mod tests {
             json!(["Bearer bob"])
         );
         // Once written, the same Secrets change nothing.
-        let again = plan_rotation("m", &entry_using("keys"), &state, &settings).unwrap();
+        let again = plan_rotation("m", &entry_using("keys"), &state, &settings).0;
         assert!(simulate(&mut state, &again).unwrap().is_empty());
     }
 
     #[test]
-    fn a_secret_no_longer_readable_refuses_without_its_value() {
+    fn a_secret_no_longer_readable_is_named_without_its_value_and_its_entry_left() {
         let state = cluster("sk-secret-value", "cred", false);
-        let refusal = plan_rotation("m", &entry_using("keys"), &state, &Settings::default()).unwrap_err();
+        let (plan, unusable) = plan_rotation("m", &entry_using("keys"), &state, &Settings::default());
+        assert!(plan.steps.is_empty(), "{plan:?}");
+        assert_eq!(unusable.len(), 2);
+        let refusal = &unusable[0];
         assert_eq!(refusal.reason, crate::reason::Reason::SecretNotAllowed);
         assert!(refusal.message.contains("\"keys\""), "{}", refusal.message);
         assert!(!refusal.message.contains("sk-secret-value"));
+    }
+
+    /// One Secret gone does not hold back the route's other Secrets.
+    #[test]
+    fn a_secret_gone_leaves_its_entry_and_the_routes_other_entries_rotate() {
+        let mut entry = entry_using("keys");
+        entry.secrets[1].secret = "gone".into();
+        let mut state = cluster("sk-new", "cred-new", true);
+        let (plan, unusable) = plan_rotation("m", &entry, &state, &Settings::default());
+        assert_eq!(unusable.len(), 1);
+        assert!(unusable[0].message.contains("\"gone\""), "{}", unusable[0].message);
+        simulate(&mut state, &plan).unwrap();
+        let ai_proxy = state.get_named(Kind::WasmPlugin, "ai-proxy.internal").unwrap();
+        assert_eq!(
+            ai_proxy["spec"]["defaultConfig"]["providers"][0]["apiTokens"],
+            json!(["sk-new"])
+        );
+        let key_auth = state.get_named(Kind::WasmPlugin, "key-auth.internal").unwrap();
+        assert_eq!(
+            key_auth["spec"]["defaultConfig"]["consumers"][0]["credentials"],
+            json!(["Bearer old"])
+        );
+    }
+
+    /// An entry whose object records its source rotates only when the record names the model's
+    /// current event: another route's deploy, an inline write, or a failed redeploy left it otherwise.
+    #[test]
+    fn a_recorded_entry_rotates_only_when_its_record_names_the_models_event() {
+        let settings = Settings::default();
+        let mut entry = entry_using("keys");
+        for used in &mut entry.secrets {
+            used.recorded = true;
+        }
+        let with_sources = |provider: Option<&str>, consumer: Option<&str>| {
+            let mut state = cluster("sk-new", "cred-new", true);
+            for (name, source) in [("ai-proxy.internal", provider), ("key-auth.internal", consumer)] {
+                let key = ObjectKey::new(Kind::WasmPlugin, name);
+                let mut object = state.get(&key).unwrap().clone();
+                if let Some(source) = source {
+                    let record = json!({"provider/p": source, "consumer/alice": source}).to_string();
+                    object["metadata"]["annotations"] = json!({names::ANNOTATION_SECRET_SOURCES: record});
+                }
+                state.set(key, Some(object));
+            }
+            state
+        };
+        let rotated = |state: &mut State| {
+            let (plan, unusable) = plan_rotation("m", &entry, state, &settings);
+            assert!(unusable.is_empty());
+            let warnings = plan.warnings.clone();
+            let changed: Vec<String> = simulate(state, &plan)
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k.name)
+                .collect();
+            (changed, warnings)
+        };
+
+        let (changed, warnings) = rotated(&mut with_sources(Some("m@3"), Some("m@3")));
+        assert_eq!(changed, ["ai-proxy.internal", "key-auth.internal"]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        let (changed, warnings) = rotated(&mut with_sources(Some("other@7"), Some("m@2")));
+        assert!(changed.is_empty(), "{changed:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("provider/p in WasmPlugin/ai-proxy.internal was last written by event other@7"),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings[1].contains("event m@2, not route m's revision 3"),
+            "{warnings:?}"
+        );
+
+        let (changed, warnings) = rotated(&mut with_sources(None, Some("m@3")));
+        assert_eq!(changed, ["key-auth.internal"]);
+        assert!(warnings[0].contains("an event that wrote it inline"), "{warnings:?}");
     }
 
     #[test]
@@ -214,7 +323,7 @@ mod tests {
         let mut key_auth = state.get(&key).unwrap().clone();
         key_auth["spec"]["defaultConfig"]["consumers"] = json!([]);
         state.set(key.clone(), Some(key_auth.clone()));
-        let plan = plan_rotation("m", &entry_using("keys"), &state, &settings).unwrap();
+        let plan = plan_rotation("m", &entry_using("keys"), &state, &settings).0;
         simulate(&mut state, &plan).unwrap();
         assert_eq!(state.get(&key), Some(&key_auth));
     }
@@ -222,7 +331,7 @@ mod tests {
     #[test]
     fn a_credential_taken_by_another_consumer_refuses_the_rotation() {
         let mut state = cluster("sk-new", "bob", true);
-        let plan = plan_rotation("m", &entry_using("keys"), &state, &Settings::default()).unwrap();
+        let plan = plan_rotation("m", &entry_using("keys"), &state, &Settings::default()).0;
         let refusal = simulate(&mut state, &plan).unwrap_err();
         assert_eq!(refusal.reason, crate::reason::Reason::EntryTaken);
     }

@@ -311,12 +311,24 @@ pub fn gson(value: &impl Serialize) -> String {
 
 /// `aiRoute2ConfigMap` + default metadata.
 pub fn config_map(route: &AiRoute, namespace: &str) -> Value {
-    let metadata = json!({
-        "name": names::route_config_map(&route.name),
-        "namespace": namespace,
-        "labels": {LABEL_CONFIG_MAP_TYPE: "ai-route", LABEL_DEFINER: "higress"},
-    });
+    let metadata = config_map_metadata(names::route_config_map(&route.name), namespace, "ai-route");
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": {"data": gson(route)}})
+}
+
+/// A console ConfigMap's metadata (`renderDefaultMetadata`): a name ending in `.internal` (a model or
+/// domain may end so) also gets the internal label and the do-not-edit comment.
+fn config_map_metadata(name: String, namespace: &str, config_map_type: &str) -> Value {
+    let internal = names::is_internal(&name);
+    let mut metadata = json!({
+        "name": name,
+        "namespace": namespace,
+        "labels": {LABEL_CONFIG_MAP_TYPE: config_map_type, LABEL_DEFINER: "higress"},
+    });
+    if internal {
+        metadata["labels"][LABEL_INTERNAL] = json!("true");
+        metadata["annotations"] = json!({ANNOTATION_COMMENT: COMMENT});
+    }
+    metadata
 }
 
 /// HTTPS of the route's domains, derived from their domain ConfigMaps (`fillIngressTls`).
@@ -725,11 +737,7 @@ pub fn domain_config_map(domain: &str, namespace: &str, https: Option<&crate::ev
     json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": names::domain_config_map(domain),
-            "namespace": namespace,
-            "labels": {names::LABEL_CONFIG_MAP_TYPE: "domain", LABEL_DEFINER: "higress"}
-        },
+        "metadata": config_map_metadata(names::domain_config_map(domain), namespace, "domain"),
         "data": data
     })
 }
@@ -737,6 +745,35 @@ pub fn domain_config_map(domain: &str, namespace: &str, https: Option<&crate::ev
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `renderDefaultMetadata`: a ConfigMap named `*.internal` is marked internal, like the console's.
+    #[test]
+    fn config_maps_named_internal_get_the_internal_label_and_comment() {
+        let internal = |metadata: &Value| {
+            (
+                metadata["labels"][LABEL_INTERNAL].clone(),
+                metadata["annotations"][ANNOTATION_COMMENT].clone(),
+            )
+        };
+        let marked = (json!("true"), json!(COMMENT));
+        let domain = domain_config_map("llm.corp.internal", "ns", None);
+        assert_eq!(internal(&domain["metadata"]), marked);
+        assert_eq!(domain["metadata"]["labels"][LABEL_CONFIG_MAP_TYPE], "domain");
+        let plain = domain_config_map("api.example.com", "ns", None);
+        assert_eq!(internal(&plain["metadata"]), (Value::Null, Value::Null));
+        assert_eq!(plain["metadata"].get("annotations"), None);
+        let route = |name: &str| AiRoute {
+            name: name.into(),
+            ..Default::default()
+        };
+        let internal_route = config_map(&route("chat.internal"), "ns");
+        assert_eq!(internal_route["metadata"]["name"], "ai-route-chat.internal");
+        assert_eq!(internal(&internal_route["metadata"]), marked);
+        assert_eq!(
+            internal(&config_map(&route("chat"), "ns")["metadata"]),
+            (Value::Null, Value::Null)
+        );
+    }
 
     #[test]
     fn gson_escapes_html_characters_like_the_console() {

@@ -350,14 +350,17 @@ impl Worker {
                 return Ok(());
             }
         };
-        for result in results {
+        for result in &results {
             let span = tracing::info_span!(
                 "rotation",
                 model = result.model.as_deref().unwrap_or_default(),
                 revision = result.revision
             );
             info!(parent: &span, changes = result.changes.len(), "route's Secret values rotated");
-            if let Err((error, _)) = self.send_result(&result).await {
+        }
+        // Delivered together, in order, as a batch's results: one Secret may feed thousands of routes.
+        for sent in futures::future::join_all(results.iter().map(|result| self.send_result(result))).await {
+            if let Err((error, _)) = sent {
                 self.refused_for_good(error, "results", None, "rotation result")?;
             }
         }
