@@ -728,10 +728,9 @@ pub fn fallback_envoy_filter(route: &str, response_codes: &[String], namespace: 
 /// A domain ConfigMap as the console creates it.
 pub fn domain_config_map(domain: &str, namespace: &str, https: Option<&crate::event::HttpsSpec>) -> Value {
     let mut data = json!({"domain": domain, "enableHttps": https.map_or("off", |h| h.mode.as_str())});
-    if let Some(cert) = https
-        .and_then(|h| h.cert.as_deref())
-        .filter(|_| https.is_some_and(|h| h.mode != crate::event::HttpsMode::Off))
-    {
+    // The console keeps a named cert whatever the mode (`data.cert` is omitted only when null); with
+    // `off` no route serves it.
+    if let Some(cert) = https.and_then(|h| h.cert.as_deref()) {
         data["cert"] = json!(cert);
     }
     json!({
@@ -745,6 +744,20 @@ pub fn domain_config_map(domain: &str, namespace: &str, https: Option<&crate::ev
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The console writes a named cert whatever the mode (`data.cert` is omitted only when null).
+    #[test]
+    fn a_domains_cert_is_kept_with_https_off() {
+        let off = crate::event::HttpsSpec {
+            mode: crate::event::HttpsMode::Off,
+            cert: Some("c".into()),
+        };
+        let kept = domain_config_map("api.example.com", "ns", Some(&off));
+        assert_eq!(
+            kept["data"],
+            json!({"domain": "api.example.com", "enableHttps": "off", "cert": "c"})
+        );
+    }
 
     /// `renderDefaultMetadata`: a ConfigMap named `*.internal` is marked internal, like the console's.
     #[test]
