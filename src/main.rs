@@ -24,10 +24,10 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct MappingArgs {
     /// Namespace of the Higress controller, where the console keeps its objects.
-    #[arg(long, env = "HRW_NAMESPACE", default_value = "higress-system")]
+    #[arg(long, env = "HRW_NAMESPACE", default_value = higress_route_worker::higress::names::DEFAULT_NAMESPACE)]
     namespace: String,
     /// Higress console version whose conventions to write (plugin version labels, defaults).
-    #[arg(long, env = "HRW_CONSOLE_VERSION", default_value = "v2.2.4")]
+    #[arg(long, env = "HRW_CONSOLE_VERSION", default_value_t = ConsoleVersion::default())]
     console_version: ConsoleVersion,
     /// Do not bind new routes to ai-statistics (the console's AI_ROUTE_AUTO_ENABLE_AI_STATS=false).
     #[arg(long, env = "HRW_NO_AI_STATISTICS")]
@@ -36,7 +36,7 @@ struct MappingArgs {
     #[arg(long, env = "HRW_NO_MODEL_ROUTER")]
     no_model_router: bool,
     /// Days a retired model's tombstone is kept (1 to 36500: 0 would let a replayed deploy revive it).
-    #[arg(long, env = "HRW_TOMBSTONE_DAYS", default_value_t = 7, value_parser = clap::value_parser!(i64).range(1..=36_500))]
+    #[arg(long, env = "HRW_TOMBSTONE_DAYS", default_value_t = higress_route_worker::higress::plan::DEFAULT_TOMBSTONE_DAYS, value_parser = clap::value_parser!(i64).range(1..=36_500))]
     tombstone_days: i64,
     /// A Secret events may refer to although it lacks the label higress-route-worker.io/readable=true
     /// (repeatable).
@@ -115,24 +115,24 @@ impl ClusterArgs {
 #[derive(clap::Args)]
 struct KafkaArgs {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "HRW_BROKERS", default_value = "localhost:9092")]
+    #[arg(long, env = "HRW_BROKERS", default_value = worker::DEFAULT_BROKERS)]
     brokers: String,
     /// Consumer group; replicas in one group share the input partitions.
-    #[arg(long, env = "HRW_GROUP", default_value = "higress-route-worker")]
+    #[arg(long, env = "HRW_GROUP", default_value = worker::DEFAULT_GROUP)]
     group: String,
     /// Topic of lifecycle events (repeatable).
     #[arg(
         long = "input-topic",
         env = "HRW_INPUT_TOPICS",
         value_delimiter = ',',
-        default_value = "model-lifecycle"
+        default_value = worker::DEFAULT_INPUT_TOPIC
     )]
     input_topics: Vec<String>,
     /// Topic the route-result events go to.
-    #[arg(long, env = "HRW_RESULT_TOPIC", default_value = "model-route-results")]
+    #[arg(long, env = "HRW_RESULT_TOPIC", default_value = worker::DEFAULT_RESULT_TOPIC)]
     result_topic: String,
     /// Topic poison input and finally failed events go to.
-    #[arg(long, env = "HRW_DLQ_TOPIC", default_value = "model-lifecycle-dlq")]
+    #[arg(long, env = "HRW_DLQ_TOPIC", default_value = worker::DEFAULT_DLQ_TOPIC)]
     dlq_topic: String,
     /// Any librdkafka setting as key=value (repeatable, or comma-separated), e.g. security.protocol=SASL_SSL.
     #[arg(long = "kafka-config", env = "HRW_KAFKA_CONFIG", value_delimiter = ',')]
@@ -159,10 +159,10 @@ struct KafkaArgs {
     #[arg(long, env = "HRW_MAX_BATCH", default_value_t = worker::DEFAULT_MAX_BATCH)]
     max_batch: usize,
     /// Milliseconds to wait for a further record before applying the batch (at most 20 times this in all).
-    #[arg(long, env = "HRW_LINGER_MS", default_value_t = 20)]
+    #[arg(long, env = "HRW_LINGER_MS", default_value_t = worker::DEFAULT_LINGER_MS)]
     linger_ms: u64,
     /// Seconds in-flight work may take on shutdown (keep below the group session timeout).
-    #[arg(long, env = "HRW_DRAIN_DEADLINE_SECS", default_value_t = 20)]
+    #[arg(long, env = "HRW_DRAIN_DEADLINE_SECS", default_value_t = worker::DEFAULT_DRAIN_DEADLINE_SECS)]
     drain_deadline_secs: u64,
     /// Seconds between checks of the Secrets routes were built from; a changed value is written
     /// where the route uses it, with a `secret-rotated` result. 0 turns rotation off.

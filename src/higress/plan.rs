@@ -30,6 +30,9 @@ pub struct Settings {
     pub readable_secrets: Vec<String>,
 }
 
+/// How long a retired model stays fenced, unless configured otherwise.
+pub const DEFAULT_TOMBSTONE_DAYS: i64 = 7;
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -38,7 +41,7 @@ impl Default for Settings {
             ingress_class: names::INGRESS_CLASS.into(),
             ai_statistics: true,
             model_router: true,
-            tombstone_ttl: chrono::Duration::days(7),
+            tombstone_ttl: chrono::Duration::days(DEFAULT_TOMBSTONE_DAYS),
             readable_secrets: Vec::new(),
         }
     }

@@ -58,22 +58,32 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            brokers: "localhost:9092".into(),
-            group: "higress-route-worker".into(),
-            input_topics: vec!["model-lifecycle".into()],
-            result_topic: "model-route-results".into(),
-            dlq_topic: "model-lifecycle-dlq".into(),
+            brokers: DEFAULT_BROKERS.into(),
+            group: DEFAULT_GROUP.into(),
+            input_topics: vec![DEFAULT_INPUT_TOPIC.into()],
+            result_topic: DEFAULT_RESULT_TOPIC.into(),
+            dlq_topic: DEFAULT_DLQ_TOPIC.into(),
             kafka_config: Vec::new(),
             kafka_consumer_config: Vec::new(),
             kafka_producer_config: Vec::new(),
             max_batch: DEFAULT_MAX_BATCH,
-            linger: Duration::from_millis(20),
-            drain_deadline: Duration::from_secs(20),
+            linger: Duration::from_millis(DEFAULT_LINGER_MS),
+            drain_deadline: Duration::from_secs(DEFAULT_DRAIN_DEADLINE_SECS),
             source: "higress-route-worker".into(),
             secret_rotation_interval: Some(DEFAULT_SECRET_ROTATION_INTERVAL),
         }
     }
 }
+
+pub const DEFAULT_BROKERS: &str = "localhost:9092";
+pub const DEFAULT_GROUP: &str = "higress-route-worker";
+pub const DEFAULT_INPUT_TOPIC: &str = "model-lifecycle";
+pub const DEFAULT_RESULT_TOPIC: &str = "model-route-results";
+pub const DEFAULT_DLQ_TOPIC: &str = "model-lifecycle-dlq";
+/// How long a batch waits for a further record, unless configured otherwise.
+pub const DEFAULT_LINGER_MS: u64 = 20;
+/// How long in-flight work may take on shutdown, unless configured otherwise.
+pub const DEFAULT_DRAIN_DEADLINE_SECS: u64 = 20;
 
 /// Records applied together unless told otherwise. Each batch writes every shared object it touches
 /// whole (megabytes on a large cluster), so larger batches pay that less often; 512 new routes' objects
