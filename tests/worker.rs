@@ -699,3 +699,269 @@ async fn trace_context_and_route_access_reach_the_result() {
     let status = worker.terminate();
     assert!(status.success(), "{status}");
 }
+
+/// Requests of resources kube-sim has received so far (discovery and `/version` left out).
+fn api_requests(fixture: &Fixture) -> u64 {
+    fixture.sim.counters().requests.values().sum()
+}
+
+/// Waits until kube-sim has received more than `seen` resource requests; panics after `WAIT`.
+async fn wait_for_requests_past(fixture: &Fixture, seen: u64, worker: &WorkerProcess) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while api_requests(fixture) <= seen {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker made no API request; log:\n{}",
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of the sample `series` (name and labels, exactly as exposed) in a /metrics text.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().unwrap())
+}
+
+/// The broker's only address is in --kafka-config-file: --brokers names a port nothing listens on.
+/// A worker that ignored the file would reach no broker and stop at its topic check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_config_file_is_read_the_broker_is_found_only_there() {
+    let fixture = Fixture::start().await;
+    let file = fixture.dir.path().join("kafka.properties");
+    std::fs::write(
+        &file,
+        format!(
+            "# as mounted from a Secret\nbootstrap.servers={}\n",
+            fixture.broker.bootstrap()
+        ),
+    )
+    .unwrap();
+    let worker = fixture.0.worker_with_brokers(
+        "w",
+        "info",
+        "127.0.0.1:1",
+        &["--kafka-config-file", file.to_str().unwrap()],
+    );
+    fixture.publish("chat", &deploy("chat", 1)).await;
+    let results = fixture.results(1).await;
+    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
+    assert_eq!(results[0]["data"]["outcome"], "applied");
+    assert!(worker.terminate().success());
+}
+
+/// --kafka-config wins over the file: the file names a port nothing listens on, the flag the broker.
+/// Were the file's value to win, the worker would reach no broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_config_flag_overrides_the_same_setting_of_the_kafka_config_file() {
+    let fixture = Fixture::start().await;
+    let file = fixture.dir.path().join("kafka.properties");
+    std::fs::write(&file, "bootstrap.servers=127.0.0.1:1\n").unwrap();
+    let flag = format!("bootstrap.servers={}", fixture.broker.bootstrap());
+    let worker = fixture.0.worker_with_brokers(
+        "w",
+        "info",
+        "127.0.0.1:1",
+        &["--kafka-config-file", file.to_str().unwrap(), "--kafka-config", &flag],
+    );
+    fixture.publish("chat", &deploy("chat", 1)).await;
+    let results = fixture.results(1).await;
+    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
+    assert_eq!(results[0]["data"]["outcome"], "applied");
+    assert!(worker.terminate().success());
+}
+
+/// SIGTERM while a batch waits on a slow API server (3 s a request, a batch takes several rounds):
+/// after --drain-deadline-secs 1 the worker abandons it, exits 0 without its result and without
+/// committing it, and the next worker of the group applies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_abandons_a_batch_past_the_drain_deadline_and_the_next_worker_replays_it() {
+    let fixture = Fixture::start().await;
+    let mut first = fixture.worker("first", &["--drain-deadline-secs", "1"]);
+    assert_eq!(first.wait_ready_status(200, WAIT).await, 200, "log:\n{}", first.log());
+    let before = api_requests(&fixture);
+    fixture.sim.faults().set_latency(Duration::from_secs(3), Duration::ZERO);
+    fixture.publish("slow", &deploy("slow", 1)).await;
+    wait_for_requests_past(&fixture, before, &first).await;
+
+    let signalled = std::time::Instant::now();
+    first.send_sigterm();
+    let status = first
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no exit 30 s after SIGTERM; log:\n{}", first.log()));
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status}; log:\n{}", first.log());
+    // Finishing the batch would take several 3 s rounds; abandoning it takes the 1 s deadline.
+    assert!(took < Duration::from_secs(5), "exited {took:?} after SIGTERM");
+    assert!(first.log().contains("drain deadline passed"), "{}", first.log());
+    let published = fixture.read(RESULTS, 1, Duration::from_secs(3)).await;
+    assert!(published.is_empty(), "no result for the abandoned batch: {published:?}");
+
+    fixture.sim.faults().clear();
+    let second = fixture.worker("second", &[]);
+    let results = fixture.results(1).await;
+    assert_eq!(results.len(), 1, "replayed; log:\n{}", second.log());
+    assert_eq!(results[0]["data"]["inputEventId"], "deploy-slow-1");
+    assert_eq!(results[0]["data"]["outcome"], "applied");
+    assert!(fixture.get("ingresses", "ai-route-slow.internal").is_some());
+    assert!(second.terminate().success());
+}
+
+/// SIGTERM while a batch is under way, with a drain deadline longer than it needs: the batch is
+/// finished, its result published and its offset committed before the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_batch_in_flight_within_the_drain_deadline() {
+    let fixture = Fixture::start().await;
+    let mut first = fixture.worker("first", &["--drain-deadline-secs", "20"]);
+    assert_eq!(first.wait_ready_status(200, WAIT).await, 200, "log:\n{}", first.log());
+    let before = api_requests(&fixture);
+    fixture
+        .sim
+        .faults()
+        .set_latency(Duration::from_millis(300), Duration::ZERO);
+    fixture.publish("busy", &deploy("busy", 1)).await;
+    wait_for_requests_past(&fixture, before, &first).await;
+
+    first.send_sigterm();
+    let at_signal = api_requests(&fixture);
+    let status = first
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no exit 30 s after SIGTERM; log:\n{}", first.log()));
+    assert!(status.success(), "{status}; log:\n{}", first.log());
+    // Published before the exit: it is there at once.
+    let published = fixture.read(RESULTS, 1, Duration::from_secs(5)).await;
+    assert_eq!(published.len(), 1, "log:\n{}", first.log());
+    let result: Value = serde_json::from_slice(&published[0].payload).unwrap();
+    assert_eq!(result["data"]["inputEventId"], "deploy-busy-1");
+    assert_eq!(result["data"]["outcome"], "applied");
+    assert!(
+        api_requests(&fixture) > at_signal,
+        "the batch was still under way at SIGTERM"
+    );
+
+    // Committed: the next worker of the group does not apply it again.
+    fixture.sim.faults().clear();
+    let second = fixture.worker("second", &[]);
+    fixture.publish("next", &deploy("next", 1)).await;
+    let results = fixture.results(2).await;
+    let extra = fixture.read(RESULTS, 3, Duration::from_secs(3)).await;
+    assert_eq!(extra.len(), 2, "nothing replayed; log:\n{}", second.log());
+    assert_eq!(results[1]["data"]["inputEventId"], "deploy-next-1");
+    assert!(second.terminate().success());
+}
+
+/// /metrics after a poison record, a forced 409 on a shared object and a transient 503: the
+/// counters, the budget, the shared object's size and the in-flight gauge, during and after a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_dead_letters_conflicts_retries_and_show_sizes_and_work_in_flight() {
+    let fixture = Fixture::start().await;
+    let worker = fixture.worker("w", &[]);
+    fixture.produce("poison", b"this is not JSON", &[]).await;
+    fixture.publish("m1", &deploy("m1", 1)).await;
+    let results = fixture.results(2).await;
+    assert_eq!(results.len(), 2, "log:\n{}", worker.log());
+    let metrics = worker.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"higress_route_worker_dead_lettered_total{reason="not-json"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "higress_route_worker_shared_object_budget_bytes 1400000"),
+        "the default budget: {metrics}"
+    );
+    let ai_proxy = r#"higress_route_worker_shared_object_bytes{object="WasmPlugin/ai-proxy.internal"}"#;
+    let one_route = sample(&metrics, ai_proxy).unwrap_or_else(|| panic!("{metrics}"));
+    assert!(one_route > 0.0, "{metrics}");
+    assert_eq!(
+        sample(&metrics, "higress_route_worker_conflicts_total"),
+        Some(0.0),
+        "{metrics}"
+    );
+
+    // The next deploy meets a 409 on ai-proxy.internal and a 503 on an Ingress request, and its
+    // requests are slow enough to watch the batch in flight.
+    let faults = fixture.sim.faults();
+    faults.conflict_next("wasmplugins", "ai-proxy.internal", 1);
+    faults.fail_next(1, FaultSpec::new(503).for_path("ingresses"));
+    faults.set_latency(Duration::from_millis(500), Duration::ZERO);
+    let before = api_requests(&fixture);
+    fixture.publish("m2", &deploy("m2", 1)).await;
+    wait_for_requests_past(&fixture, before, &worker).await;
+    let during = worker.metrics().await;
+    assert_eq!(sample(&during, "higress_route_worker_in_flight"), Some(1.0), "{during}");
+    let results = fixture.results(3).await;
+    assert_eq!(results[2]["data"]["outcome"], "applied", "log:\n{}", worker.log());
+    faults.clear();
+
+    // Idle again once the batch is committed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = worker.metrics().await;
+        if sample(&metrics, "higress_route_worker_in_flight") == Some(0.0) || tokio::time::Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        sample(&metrics, "higress_route_worker_in_flight"),
+        Some(0.0),
+        "{metrics}"
+    );
+    let at_least_one = |series: &str| {
+        let value = sample(&metrics, series).unwrap_or_else(|| panic!("no {series}: {metrics}"));
+        assert!(value >= 1.0, "{series} {value}");
+    };
+    at_least_one("higress_route_worker_conflicts_total");
+    at_least_one(r#"higress_route_worker_retries_total{reason="conflict"}"#);
+    at_least_one(r#"higress_route_worker_retries_total{reason="transient"}"#);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"higress_route_worker_dead_lettered_total{reason="not-json"} 1"#),
+        "{metrics}"
+    );
+    let two_routes = sample(&metrics, ai_proxy).unwrap();
+    assert!(
+        two_routes > one_route,
+        "grows with the second provider: {one_route} -> {two_routes}"
+    );
+    assert!(worker.terminate().success());
+}
+
+/// /readyz follows the API server: 503 while it hangs (answers past the 2 s readiness wait) or is
+/// gone (connection refused), 200 again once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_unready_while_the_api_server_does_not_answer() {
+    let mut fixture = Fixture::start().await;
+    let worker = fixture.worker("w", &[]);
+    assert_eq!(worker.wait_ready_status(200, WAIT).await, 200, "log:\n{}", worker.log());
+
+    fixture.sim.faults().set_latency(Duration::from_secs(5), Duration::ZERO);
+    let (status, body) = worker.http_get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("API server unreachable"), "{body}");
+    fixture.sim.faults().clear();
+    assert_eq!(worker.wait_ready_status(200, Duration::from_secs(10)).await, 200);
+
+    let port: u16 = fixture.sim.base_url().rsplit(':').next().unwrap().parse().unwrap();
+    let gone = std::mem::replace(&mut fixture.sim, kube_sim::start().await);
+    gone.shutdown().await;
+    let (status, body) = worker.http_get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("API server unreachable"), "{body}");
+    fixture.sim = kube_sim::start_on(port).await.unwrap();
+    assert_eq!(
+        worker.wait_ready_status(200, Duration::from_secs(10)).await,
+        200,
+        "log:\n{}",
+        worker.log()
+    );
+    assert!(worker.terminate().success());
+}

@@ -155,4 +155,104 @@ mod tests {
             "header name is 10003 bytes, at most 64 allowed"
         );
     }
+
+    /// Binary-mode context headers of a valid deployed event, before any extension.
+    fn binary_context() -> Headers {
+        vec![
+            ("ce_specversion".into(), b"1.0".to_vec()),
+            ("ce_id".into(), b"b-1".to_vec()),
+            ("ce_source".into(), b"pipeline".to_vec()),
+            ("ce_type".into(), event::DEPLOYED_TYPE.as_bytes().to_vec()),
+        ]
+    }
+
+    /// `bytes` of JSON: `json` followed by blanks (JSON allows them), so the size is exact.
+    fn padded(json: &str, bytes: usize) -> Vec<u8> {
+        assert!(json.len() <= bytes);
+        let mut out = json.as_bytes().to_vec();
+        out.resize(bytes, b' ');
+        out
+    }
+
+    // The limits are written as the README states them (256 KiB, 32 headers, 64 and 4096 bytes), not
+    // as the constants: a changed constant fails these tests.
+
+    #[test]
+    fn an_event_of_exactly_256_kib_is_taken_and_one_byte_more_is_oversize() {
+        let structured = format!(
+            r#"{{"specversion":"1.0","id":"s-1","source":"p","type":"{}","data":{DATA}}}"#,
+            event::DEPLOYED_TYPE
+        );
+        let at_limit = padded(&structured, 262_144);
+        assert_eq!(decode(Some(&at_limit), &Vec::new()).unwrap().envelope.id, "s-1");
+        let over = padded(&structured, 262_145);
+        let invalid = decode(Some(&over), &Vec::new()).unwrap_err();
+        assert_eq!(invalid.reason, InvalidReason::Oversize);
+        assert_eq!(
+            invalid.problems,
+            vec![Problem::new("$", "event is 262145 bytes, at most 262144 allowed")]
+        );
+
+        // Binary mode: the payload is `data`, held to the same size.
+        let at_limit = padded(DATA, 262_144);
+        assert_eq!(decode(Some(&at_limit), &binary_context()).unwrap().model(), "m");
+        let over = padded(DATA, 262_145);
+        let invalid = decode(Some(&over), &binary_context()).unwrap_err();
+        assert_eq!(invalid.reason, InvalidReason::Oversize);
+        assert_eq!(
+            invalid.problems,
+            vec![Problem::new("$", "event is 262145 bytes, at most 262144 allowed")]
+        );
+    }
+
+    #[test]
+    fn thirty_two_binary_mode_headers_are_taken_and_thirty_three_are_oversize() {
+        let mut headers = binary_context();
+        headers.extend((headers.len()..32).map(|i| (format!("ce_x{i}"), b"v".to_vec())));
+        // Headers other than ce_* do not count.
+        headers.push(("content-type".into(), b"application/json".to_vec()));
+        assert_eq!(headers.iter().filter(|(n, _)| n.starts_with("ce_")).count(), 32);
+        assert_eq!(decode(Some(DATA.as_bytes()), &headers).unwrap().envelope.id, "b-1");
+        headers.push(("ce_x32".into(), b"v".to_vec()));
+        let invalid = decode(Some(DATA.as_bytes()), &headers).unwrap_err();
+        assert_eq!(invalid.reason, InvalidReason::Oversize);
+        assert_eq!(
+            invalid.problems,
+            vec![Problem::new("ce_*", "33 binary-mode headers, at most 32 allowed")]
+        );
+    }
+
+    #[test]
+    fn a_header_name_of_64_bytes_is_taken_and_65_is_oversize() {
+        let name = |bytes: usize| format!("ce_{}", "n".repeat(bytes - 3));
+        let mut headers = binary_context();
+        headers.push((name(64), b"v".to_vec()));
+        assert_eq!(headers.last().unwrap().0.len(), 64);
+        assert_eq!(decode(Some(DATA.as_bytes()), &headers).unwrap().envelope.id, "b-1");
+        headers.last_mut().unwrap().0 = name(65);
+        let invalid = decode(Some(DATA.as_bytes()), &headers).unwrap_err();
+        assert_eq!(invalid.reason, InvalidReason::Oversize);
+        assert_eq!(invalid.problems[0].rule, "header name is 65 bytes, at most 64 allowed");
+    }
+
+    #[test]
+    fn a_header_value_of_4096_bytes_passes_the_size_check_and_4097_is_oversize() {
+        let mut headers = binary_context();
+        headers.push(("ce_x".into(), vec![b'v'; 4096]));
+        // Past the byte check, the value reaches the schema, which holds an extension to 1024
+        // characters: refused, but as a schema violation, not as oversize.
+        let invalid = decode(Some(DATA.as_bytes()), &headers).unwrap_err();
+        assert_eq!(invalid.reason, InvalidReason::SchemaViolation);
+        assert_eq!(
+            invalid.problems,
+            vec![Problem::new("x", "must be at most 1024 characters long")]
+        );
+        headers.last_mut().unwrap().1.push(b'v');
+        let invalid = decode(Some(DATA.as_bytes()), &headers).unwrap_err();
+        assert_eq!(invalid.reason, InvalidReason::Oversize);
+        assert_eq!(
+            invalid.problems,
+            vec![Problem::new("ce_x", "header is 4097 bytes, at most 4096 allowed")]
+        );
+    }
 }

@@ -36,11 +36,16 @@ impl Fixture {
 
     /// Starts the worker with `RUST_LOG=rust_log`, its stderr in `<dir>/<name>.log`.
     pub fn worker(&self, name: &str, rust_log: &str, extra: &[&str]) -> WorkerProcess {
+        self.worker_with_brokers(name, rust_log, &self.broker.bootstrap(), extra)
+    }
+
+    /// As [`Fixture::worker`], with `--brokers brokers` instead of the test broker's address.
+    pub fn worker_with_brokers(&self, name: &str, rust_log: &str, brokers: &str, extra: &[&str]) -> WorkerProcess {
         let log = self.dir.path().join(format!("{name}.log"));
         let metrics_port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_higress-route-worker"));
         command
-            .args(["run", "--brokers", &self.broker.bootstrap(), "--kubeconfig"])
+            .args(["run", "--brokers", brokers, "--kubeconfig"])
             .arg(self.dir.path().join("kubeconfig"))
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--linger-ms", "5", "--retry-base-ms", "2", "--retry-cap-ms", "50"]);
@@ -117,6 +122,48 @@ impl WorkerProcess {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         (status, response)
+    }
+
+    /// The worker's `/metrics` text; panics when it does not answer 200.
+    pub async fn metrics(&self) -> String {
+        let (status, response) = self.http_get("/metrics").await;
+        assert_eq!(status, 200, "{response}");
+        response
+    }
+
+    /// Waits until `/readyz` answers `status` (or `wait` passes); returns the last status seen.
+    pub async fn wait_ready_status(&self, status: u16, wait: Duration) -> u16 {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let seen = self.http_get("/readyz").await.0;
+            if seen == status || tokio::time::Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends SIGTERM and returns at once; see [`WorkerProcess::wait_exit`].
+    pub fn send_sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// The exit status once the process has exited, or `None` when `wait` passes first.
+    pub fn wait_exit(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Panics, with the log, if the worker has exited.
