@@ -450,6 +450,9 @@ async fn requests_of_the_engine() -> BTreeSet<(String, String, String)> {
 
     // Secrets named by an event.
     applied(vec![engine.apply(&parse(&event_file("secret-refs.json"))).await]);
+    // A Secret rotation round reads the fences, the plugin objects and those Secrets; nothing changed,
+    // so it writes nothing.
+    assert!(engine.rotate_secrets().await.unwrap().is_empty());
     // A concurrent writer: the engine re-reads the plugin and applies its edits again.
     sim.faults().conflict_next("wasmplugins", "ai-proxy.internal", 1);
     let first = applied(vec![engine.apply(&parse(&seed)).await]);
