@@ -554,6 +554,15 @@ async fn missing_topics_are_named_at_start_up() {
         log.contains("missing Kafka topics: no-such-results, no-such-dlq"),
         "{log}"
     );
+    // It creates none: the broker's storage holds the topics the fixture made, and not those.
+    let topics = |name: &str| {
+        fixture
+            .broker
+            .sql(&format!("select count(*) from topic where name = '{name}';"))
+    };
+    assert_eq!(topics(process::INPUT).trim(), "1");
+    assert_eq!(topics("no-such-results").trim(), "0");
+    assert_eq!(topics("no-such-dlq").trim(), "0");
 }
 
 /// A permanent refusal after some writes: the result is `failed` and names what was written, the
