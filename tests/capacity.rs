@@ -214,3 +214,55 @@ async fn edits_retried_after_another_writers_growth_are_measured_again() {
     );
     assert!(!stored.to_string().contains("p-late"));
 }
+
+/// README's guide to how many routes fit (one provider and one Bearer consumer per route, model names
+/// of five characters, `tests/support/cluster.rs`'s deploy): what each shared object grows by per route, measured on state the mapping
+/// accumulates, and so how many routes fit the default budget.
+#[test]
+fn the_per_route_growth_readme_gives_holds() {
+    use higress_route_worker::cluster::DEFAULT_SHARED_OBJECT_BUDGET;
+    use higress_route_worker::higress::{self, Decision, Kind, Settings, State};
+    let settings = Settings::default();
+    let now = chrono::Utc::now();
+    let mut state = State::new();
+    let deploy_all = |state: &mut State, range: std::ops::Range<usize>| {
+        for i in range {
+            let Decision::Apply(plan) = higress::plan(&deploy(&format!("m{i:04}"), 1), state, &settings, now).unwrap()
+            else {
+                panic!("m{i:04} applies")
+            };
+            higress::simulate(state, &plan).unwrap();
+        }
+    };
+    let size =
+        |state: &State, kind: Kind, name: &str| serde_json::to_vec(state.get_named(kind, name).unwrap()).unwrap().len();
+    let objects = [
+        (Kind::WasmPlugin, "ai-proxy.internal"),
+        (Kind::WasmPlugin, "key-auth.internal"),
+        (Kind::WasmPlugin, "ai-statistics-2.0.1"),
+        (Kind::McpBridge, names::MCP_BRIDGE),
+    ];
+    deploy_all(&mut state, 0..100);
+    let before: Vec<usize> = objects.iter().map(|(kind, name)| size(&state, *kind, name)).collect();
+    deploy_all(&mut state, 100..300);
+    let per_route: Vec<usize> = objects
+        .iter()
+        .zip(&before)
+        .map(|((kind, name), before)| (size(&state, *kind, name) - before) / 200)
+        .collect();
+    // README: about 350 bytes plus the name and revision in the provider-users annotation (and the
+    // route-revisions one: the model's name plus about 10 bytes), about 250, 120 and 110, each with
+    // the route-revisions record of about the name plus 10 bytes.
+    // README: about 330 bytes (the entry, its service rule, the route's records), 220, 125 and 140.
+    let readme = [330, 220, 125, 140];
+    for (((_, name), measured), claimed) in objects.iter().zip(&per_route).zip(readme) {
+        let off = measured.abs_diff(claimed) as f64 / claimed as f64;
+        assert!(
+            off <= 0.1,
+            "{name}: {measured} bytes per route, README says about {claimed}"
+        );
+    }
+    // "About 4,200 routes fit the default budget when each has its own provider."
+    let fit = DEFAULT_SHARED_OBJECT_BUDGET / per_route.iter().max().unwrap();
+    assert!((3_800..=4_600).contains(&fit), "{fit} routes fit: {per_route:?}");
+}
