@@ -165,7 +165,17 @@ async fn transient_errors_and_dropped_connections_are_retried() {
     let engine = cluster.engine().await;
     let result = engine.apply(&deploy("m", 1)).await;
     assert_outcome(&result, Outcome::Applied);
-    assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
+    assert!(
+        cluster.get("ingresses", "ai-route-m.internal").is_some(),
+        "{:?} {:?}",
+        cluster.failed_writes(),
+        cluster
+            .sim
+            .audit()
+            .iter()
+            .map(|w| (w.verb.clone(), w.resource.clone()))
+            .collect::<Vec<_>>()
+    );
     assert!(cluster.get("configmaps", "ai-route-m").is_some());
 
     // Every injected write fault was served, and nothing else failed: the 2 dropped connections to the
@@ -247,7 +257,17 @@ async fn a_forbidden_write_is_not_retried_and_the_result_lists_what_was_written_
     // Once allowed, the same event finishes the job.
     cluster.sim.faults().clear();
     assert_outcome(&engine.apply(&deploy("m", 1)).await, Outcome::Applied);
-    assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
+    assert!(
+        cluster.get("ingresses", "ai-route-m.internal").is_some(),
+        "{:?} {:?}",
+        cluster.failed_writes(),
+        cluster
+            .sim
+            .audit()
+            .iter()
+            .map(|w| (w.verb.clone(), w.resource.clone()))
+            .collect::<Vec<_>>()
+    );
 }
 
 /// A batch whose Ingress writes are refused for good: each event is then applied alone. The first
@@ -873,6 +893,114 @@ async fn a_retirement_of_the_deploys_own_revision_landing_mid_deploy_wins() {
     assert_eq!(deployed.outcome, Outcome::Stale, "{deployed:?}");
     assert!(cluster.get("ingresses", "ai-route-m.internal").is_none());
     assert_retired_route_stays_down(&cluster);
+}
+
+/// Three events of one model on three writers: deploy 2 passes its last fence look; retirement 3 lands
+/// (fence, Ingress, key-auth rule) before deploy 2's Ingress create; deploy 5 then takes the fence
+/// entry, writing over the retirement, before its own key-auth rule and Ingress. Deploy 2's settle
+/// finds a newer deploy in the fence and no retirement to apply, while its Ingress is live without
+/// the key-auth rule the retirement took. It removes its own Ingress: the route waits for deploy 5
+/// rather than stay open to anyone. (The interleaving is made by hand: deploy 2 is held before its
+/// last write, and the retirement's and deploy 5's effects are written meanwhile.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_overtaken_by_a_newer_one_removes_its_ingress_left_open_by_a_retirement_between() {
+    let cluster = Cluster::start().await;
+    let fence = names::fence("m");
+    // The fence shard and the domain exist: the route's ConfigMap, written last, is deploy 2's only
+    // create of a ConfigMap, and it is held back a second.
+    cluster
+        .sim
+        .insert(higress_route_worker::higress::fence::new_fence(&fence, NS))
+        .unwrap();
+    let domain = higress_route_worker::higress::route::domain_config_map("api.example.com", NS, None);
+    cluster.sim.insert(domain).unwrap();
+    cluster.sim.faults().fail_next(
+        1,
+        FaultSpec::new(503)
+            .with_retry_after(1)
+            .for_method(Method::POST)
+            .for_path("configmaps"),
+    );
+    let deployer = cluster.engine().await;
+    let deploying = tokio::spawn(async move { deployer.apply(&deploy("m", 2)).await });
+    wait_for("deploy 2's route ConfigMap to be tried", || {
+        cluster.sim.counters().get("create", "configmaps") > 0
+    })
+    .await;
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
+    // What retirement 3 took, as it would have before deploy 2's Ingress landed: the route's
+    // key-auth rule. Then deploy 5's fence entry, over the retirement's.
+    let engine = cluster.engine().await;
+    let key_auth = ObjectKey::new(Kind::WasmPlugin, "key-auth.internal");
+    let mut without_rule = engine.api().get(&key_auth).await.unwrap().unwrap();
+    let rules = without_rule["spec"]["matchRules"].as_array_mut().unwrap();
+    rules.retain(|r| r["ingress"] != json!(["ai-route-m.internal"]));
+    engine.api().replace(&key_auth, &without_rule).await.unwrap();
+    let shard = ObjectKey::new(Kind::ConfigMap, fence.clone());
+    let mut fenced = engine.api().get(&shard).await.unwrap().unwrap();
+    fenced["data"]["m"] = json!(r#"{"revision":5,"providers":["p-m"],"consumers":["c-m"]}"#);
+    engine.api().replace(&shard, &fenced).await.unwrap();
+    let deployed = deploying.await.unwrap();
+
+    assert!(
+        cluster.get("ingresses", "ai-route-m.internal").is_none(),
+        "deploy 2's Ingress is live without its key-auth rule"
+    );
+    assert_eq!(deployed.outcome, Outcome::Stale, "{deployed:?}");
+    assert!(
+        deployed
+            .changes
+            .iter()
+            .any(|c| c.name == "ai-route-m.internal" && c.operation == "deleted"),
+        "{deployed:?}"
+    );
+}
+
+/// An older deploy that passed the fence before a retirement creates the route's Ingress after the
+/// retirement read the route (no Ingress then, so it planned no delete). Before the retirement takes
+/// the route's key-auth rule, it looks at the route's Ingresses again and deletes that one first: in
+/// the API server's order of writes, the Ingress goes before the rule, so the route is never live
+/// without it. (Without the second look the retirement's settle deleted it, after the rule.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retirement_takes_an_ingress_created_after_its_read_before_the_key_auth_rule() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    assert_outcome(&engine.apply(&deploy("m", 1)).await, Outcome::Applied);
+    // The route's Ingress is not there when the retirement reads: deploy 2 is about to create it.
+    let ingress_key = ObjectKey::new(Kind::Ingress, "ai-route-m.internal");
+    let mut late = engine.api().get(&ingress_key).await.unwrap().unwrap();
+    engine.api().delete(&ingress_key, None).await.unwrap();
+    // The retirement's first write, its fence, waits a second.
+    cluster.sim.faults().fail_next(
+        1,
+        FaultSpec::new(503)
+            .with_retry_after(1)
+            .for_method(Method::PUT)
+            .for_path(format!("configmaps/{}", names::fence("m"))),
+    );
+    let retirer = cluster.engine().await;
+    let retiring = tokio::spawn(async move { retirer.apply(&retire("m", 3)).await });
+    wait_for("the retirement to try its fence", || {
+        !cluster.failed_writes().is_empty()
+    })
+    .await;
+    // Deploy 2's Ingress lands.
+    late["metadata"]["annotations"][names::ANNOTATION_REVISION] = json!("2");
+    cluster.sim.insert(without_server_fields(&late)).unwrap();
+    let audited = cluster.sim.audit().len();
+    let retired = retiring.await.unwrap();
+
+    assert_outcome(&retired, Outcome::Applied);
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_none());
+    assert_retired_route_stays_down(&cluster);
+    let after: Vec<(String, String)> = cluster.sim.audit()[audited..]
+        .iter()
+        .map(|w| (w.verb.clone(), format!("{}/{}", w.resource, w.name)))
+        .collect();
+    let at = |verb: &str, object: &str| after.iter().position(|(v, o)| v == verb && o == object);
+    let ingress_gone = at("delete", "ingresses/ai-route-m.internal").expect("the Ingress deleted");
+    let rule_gone = at("update", "wasmplugins/key-auth.internal").expect("key-auth written");
+    assert!(ingress_gone < rule_gone, "the rule went before the Ingress: {after:?}");
 }
 
 /// Model m's retirement holds: no route ConfigMap, no key-auth rule for its Ingress.

@@ -272,6 +272,92 @@ impl Engine {
                 results[i].error = Some(error);
             }
         }
+        self.leave_to_newer_deploys(events, results, &now, deadline).await;
+    }
+
+    /// A deploy overtaken by a newer deploy of its model: a retirement may have landed between its
+    /// last look at the fence and its Ingress write, taken the route's key-auth rule, and then been
+    /// written over in the fence by the newer deploy, so the fence cannot tell. The newer deploy
+    /// writes the rule before its Ingress; until it does, this deploy's Ingress could be open to
+    /// anyone. So its Ingresses, while still its own (their revision), go: the route waits for the
+    /// newer deploy (a replace of an Ingress deleted meanwhile creates it again).
+    async fn leave_to_newer_deploys(
+        &self,
+        events: &[LifecycleEvent],
+        results: &mut [RouteResult],
+        fences: &State,
+        deadline: Instant,
+    ) {
+        let overtaken: Vec<usize> = (0..events.len())
+            .filter(|&i| {
+                let event = &events[i];
+                matches!(event.body, Lifecycle::Deployed(_))
+                    && results[i]
+                        .changes
+                        .iter()
+                        .any(|c| c.kind == Kind::Ingress.kind() && c.operation != Operation::Deleted.as_str())
+                    && fence::entry(fences, event.model())
+                        .is_some_and(|entry| !entry.is_retired() && entry.revision > event.revision())
+            })
+            .collect();
+        if overtaken.is_empty() {
+            return;
+        }
+        let ingresses = |model: &str| {
+            [names::route_ingress(model), names::fallback_ingress(model)]
+                .map(|name| ObjectKey::new(Kind::Ingress, name))
+        };
+        let mut reads = ReadSet::default();
+        reads
+            .gets
+            .extend(overtaken.iter().flat_map(|&i| ingresses(events[i].model())));
+        let now = match self.fetch(&reads, Use::Look, deadline).await {
+            Ok(state) => state,
+            Err(error) => {
+                for &i in &overtaken {
+                    let written = std::mem::take(&mut results[i].changes);
+                    let message = format!(
+                        "a newer deploy of the model came meanwhile; this deploy's Ingress was not checked: {error}"
+                    );
+                    results[i].fail(Outcome::Failed, Reason::Unavailable, message, true);
+                    results[i].changes = written;
+                }
+                return;
+            }
+        };
+        for &i in &overtaken {
+            let event = &events[i];
+            let ours = event.revision().to_string();
+            for key in ingresses(event.model()) {
+                let Some(ingress) = now.get(&key) else { continue };
+                if ingress["metadata"]["annotations"][names::ANNOTATION_REVISION].as_str() != Some(ours.as_str()) {
+                    continue;
+                }
+                let version = ingress.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+                match self
+                    .api
+                    .delete(&key, version)
+                    .await
+                    .map_err(|e| ApplyError::classify(e, &key.to_string()))
+                {
+                    Ok(()) => {
+                        results[i].changes.push(Change::new(&key, Operation::Deleted));
+                        results[i].outcome = Outcome::Stale;
+                        results[i].warnings.push(format!(
+                            "{key} left to a newer deploy of the model, which came meanwhile (a retirement between them may have taken its key-auth rule)"
+                        ));
+                    }
+                    // Written or removed since: the newer deploy, or a retirement, has it.
+                    Err(ApplyError::Conflict { .. } | ApplyError::Permanent { code: 404, .. }) => {}
+                    Err(e) => {
+                        let written = std::mem::take(&mut results[i].changes);
+                        let message = format!("{key} of an overtaken deploy was not removed: {e}");
+                        results[i].fail(Outcome::Failed, Reason::Unavailable, message, true);
+                        results[i].changes = written;
+                    }
+                }
+            }
+        }
     }
 
     /// The fallback after a failed batch: its events are applied again in halves, each half as a
@@ -502,9 +588,24 @@ impl Engine {
         let owners = owners(events, &planned);
         let ranks: BTreeSet<u8> = writes.iter().map(|(rank, _)| *rank).collect();
         let exposing = higress::write_rank(&ObjectKey::new(Kind::Ingress, ""), false);
+        let shared = higress::write_rank(&ObjectKey::new(Kind::WasmPlugin, ""), false);
         let mut left_to_newer: Option<BTreeSet<String>> = None;
+        let mut taken_late: Vec<(usize, ObjectKey)> = Vec::new();
         for rank in ranks {
             let rank_started = Instant::now();
+            // Before a retirement takes its route's key-auth rule, the route's Ingresses once more:
+            // an older deploy that passed the fence before the retirement may have created one since
+            // the batch read. It goes first, so the route is never live without the rule.
+            if rank == shared {
+                taken_late = self
+                    .take_late_ingresses(events, &planned.results, tally, deadline)
+                    .await
+                    .map_err(|error| BatchFailure {
+                        error,
+                        written: tally.written(),
+                        touched: planned.touched.clone(),
+                    })?;
+            }
             // Before the first route is exposed, the fences once more: a model fenced past the event
             // that wrote its route's objects (a retirement, or a newer deploy, since the batch read)
             // owns the route now, and this batch's Ingresses and ConfigMaps of it are not written. A
@@ -517,7 +618,7 @@ impl Engine {
                     .map_err(|error| BatchFailure {
                         error,
                         written: tally.written(),
-                        touched: planned.touched.clone(),
+                        touched: with_taken(&planned.touched, &taken_late),
                     })?;
                 left_to_newer = Some(fenced);
             }
@@ -554,7 +655,7 @@ impl Engine {
                 return Err(BatchFailure {
                     error,
                     written: tally.written(),
-                    touched: planned.touched,
+                    touched: with_taken(&planned.touched, &taken_late),
                 });
             }
         }
@@ -586,6 +687,13 @@ impl Engine {
                 result.outcome = Outcome::Unchanged;
             }
         }
+        for (i, key) in taken_late {
+            results[i].changes.push(Change::new(&key, Operation::Deleted));
+            results[i].outcome = Outcome::Applied;
+            results[i].warnings.push(format!(
+                "{key}, which an older deploy created after this retirement read the route, was removed"
+            ));
+        }
         for (result, event) in results.iter_mut().zip(events) {
             let left = left_to_newer
                 .as_ref()
@@ -599,6 +707,69 @@ impl Engine {
             }
         }
         Ok((results, planned_fences))
+    }
+
+    /// The Ingresses (main and fallback) of the batch's retiring routes that are there now though the
+    /// batch read none, or another one, of an event no newer than the retirement: deleted, each on
+    /// the version read. A newer deploy's Ingress stays (it wrote the key-auth rule first, which the
+    /// retirement's edit, guarded by the route's revision, then leaves).
+    async fn take_late_ingresses(
+        &self,
+        events: &[LifecycleEvent],
+        planned: &[RouteResult],
+        tally: &Tally,
+        deadline: Instant,
+    ) -> Result<Vec<(usize, ObjectKey)>, ApplyError> {
+        let retiring: Vec<usize> = (0..events.len())
+            .filter(|&i| matches!(events[i].body, Lifecycle::Retired(_)) && planned[i].outcome == Outcome::Applied)
+            .collect();
+        let ingresses = |model: &str| {
+            [names::route_ingress(model), names::fallback_ingress(model)]
+                .map(|name| ObjectKey::new(Kind::Ingress, name))
+        };
+        let mut reads = ReadSet::default();
+        reads
+            .gets
+            .extend(retiring.iter().flat_map(|&i| ingresses(events[i].model())));
+        if reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.fetch(&reads, Use::Look, deadline).await?;
+        let mut taken = Vec::new();
+        for &i in &retiring {
+            let event = &events[i];
+            for key in ingresses(event.model()) {
+                let Some(ingress) = now.get(&key) else { continue };
+                let revision = ingress["metadata"]["annotations"][names::ANNOTATION_REVISION]
+                    .as_str()
+                    .and_then(|r| r.parse::<u64>().ok())
+                    .unwrap_or(0);
+                if revision > event.revision() {
+                    continue;
+                }
+                let version = ingress.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+                tally.attempts.fetch_add(1, Ordering::Relaxed);
+                match self
+                    .api
+                    .delete(&key, version)
+                    .await
+                    .map_err(|e| ApplyError::classify(e, &key.to_string()))
+                {
+                    Ok(()) => {
+                        tally
+                            .written
+                            .lock()
+                            .expect("not poisoned")
+                            .push((key.clone(), Operation::Deleted));
+                        taken.push((i, key));
+                    }
+                    // Rewritten or removed since: whoever did has the route now.
+                    Err(ApplyError::Conflict { .. } | ApplyError::Permanent { code: 404, .. }) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok(taken)
     }
 
     /// `planned` is what the batch's simulation made of `initial`: the first attempt writes it as is.
@@ -971,6 +1142,16 @@ impl Owner<'_> {
     fn fenced_past(&self, entry: &FenceEntry) -> bool {
         entry.supersedes_event(self.revision, self.retiring)
     }
+}
+
+/// The objects each event touched, with the Ingresses its retirement took late (so a failed batch's
+/// results list them).
+fn with_taken(touched: &[BTreeSet<ObjectKey>], taken: &[(usize, ObjectKey)]) -> Vec<BTreeSet<ObjectKey>> {
+    let mut touched = touched.to_vec();
+    for (i, key) in taken {
+        touched[*i].insert(key.clone());
+    }
+    touched
 }
 
 /// The route objects of the batch that are put or deleted whole, each with the newest event of the
