@@ -303,34 +303,61 @@ impl Engine {
         if overtaken.is_empty() {
             return;
         }
+        // Only its own: an Ingress of another revision is the newer deploy's, or a retirement's
+        // business.
+        let own = |i: usize, revision: u64| revision == events[i].revision();
+        match self.remove_route_ingresses(events, &overtaken, own, deadline).await {
+            Ok(removed) => {
+                for (i, key) in removed {
+                    results[i].changes.push(Change::new(&key, Operation::Deleted));
+                    results[i].outcome = Outcome::Stale;
+                    results[i].warnings.push(format!(
+                        "{key} left to a newer deploy of the model, which came meanwhile (a retirement between them may have taken its key-auth rule)"
+                    ));
+                }
+            }
+            Err(error) => {
+                for &i in &overtaken {
+                    let written = std::mem::take(&mut results[i].changes);
+                    let message = format!(
+                        "a newer deploy of the model came meanwhile; this deploy's Ingress was not removed: {error}"
+                    );
+                    results[i].fail(Outcome::Failed, Reason::Unavailable, message, true);
+                    results[i].changes = written;
+                }
+            }
+        }
+    }
+
+    /// The route Ingresses (main and fallback) of the events `of` that are there now and whose
+    /// revision `removable` accepts (0: none recorded), deleted each on the version read; one
+    /// rewritten or removed since is left to whoever did it.
+    async fn remove_route_ingresses(
+        &self,
+        events: &[LifecycleEvent],
+        of: &[usize],
+        removable: impl Fn(usize, u64) -> bool,
+        deadline: Instant,
+    ) -> Result<Vec<(usize, ObjectKey)>, ApplyError> {
         let ingresses = |model: &str| {
             [names::route_ingress(model), names::fallback_ingress(model)]
                 .map(|name| ObjectKey::new(Kind::Ingress, name))
         };
         let mut reads = ReadSet::default();
-        reads
-            .gets
-            .extend(overtaken.iter().flat_map(|&i| ingresses(events[i].model())));
-        let now = match self.fetch(&reads, Use::Look, deadline).await {
-            Ok(state) => state,
-            Err(error) => {
-                for &i in &overtaken {
-                    let written = std::mem::take(&mut results[i].changes);
-                    let message = format!(
-                        "a newer deploy of the model came meanwhile; this deploy's Ingress was not checked: {error}"
-                    );
-                    results[i].fail(Outcome::Failed, Reason::Unavailable, message, true);
-                    results[i].changes = written;
-                }
-                return;
-            }
-        };
-        for &i in &overtaken {
-            let event = &events[i];
-            let ours = event.revision().to_string();
-            for key in ingresses(event.model()) {
+        reads.gets.extend(of.iter().flat_map(|&i| ingresses(events[i].model())));
+        if reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.fetch(&reads, Use::Look, deadline).await?;
+        let mut removed = Vec::new();
+        for &i in of {
+            for key in ingresses(events[i].model()) {
                 let Some(ingress) = now.get(&key) else { continue };
-                if ingress["metadata"]["annotations"][names::ANNOTATION_REVISION].as_str() != Some(ours.as_str()) {
+                let revision = ingress["metadata"]["annotations"][names::ANNOTATION_REVISION]
+                    .as_str()
+                    .and_then(|r| r.parse::<u64>().ok())
+                    .unwrap_or(0);
+                if !removable(i, revision) {
                     continue;
                 }
                 let version = ingress.pointer("/metadata/resourceVersion").and_then(Value::as_str);
@@ -340,24 +367,13 @@ impl Engine {
                     .await
                     .map_err(|e| ApplyError::classify(e, &key.to_string()))
                 {
-                    Ok(()) => {
-                        results[i].changes.push(Change::new(&key, Operation::Deleted));
-                        results[i].outcome = Outcome::Stale;
-                        results[i].warnings.push(format!(
-                            "{key} left to a newer deploy of the model, which came meanwhile (a retirement between them may have taken its key-auth rule)"
-                        ));
-                    }
-                    // Written or removed since: the newer deploy, or a retirement, has it.
+                    Ok(()) => removed.push((i, key)),
                     Err(ApplyError::Conflict { .. } | ApplyError::Permanent { code: 404, .. }) => {}
-                    Err(e) => {
-                        let written = std::mem::take(&mut results[i].changes);
-                        let message = format!("{key} of an overtaken deploy was not removed: {e}");
-                        results[i].fail(Outcome::Failed, Reason::Unavailable, message, true);
-                        results[i].changes = written;
-                    }
+                    Err(error) => return Err(error),
                 }
             }
         }
+        Ok(removed)
     }
 
     /// The fallback after a failed batch: its events are applied again in halves, each half as a
@@ -723,52 +739,15 @@ impl Engine {
         let retiring: Vec<usize> = (0..events.len())
             .filter(|&i| matches!(events[i].body, Lifecycle::Retired(_)) && planned[i].outcome == Outcome::Applied)
             .collect();
-        let ingresses = |model: &str| {
-            [names::route_ingress(model), names::fallback_ingress(model)]
-                .map(|name| ObjectKey::new(Kind::Ingress, name))
-        };
-        let mut reads = ReadSet::default();
-        reads
-            .gets
-            .extend(retiring.iter().flat_map(|&i| ingresses(events[i].model())));
-        if reads.is_empty() {
-            return Ok(Vec::new());
-        }
-        let now = self.fetch(&reads, Use::Look, deadline).await?;
-        let mut taken = Vec::new();
-        for &i in &retiring {
-            let event = &events[i];
-            for key in ingresses(event.model()) {
-                let Some(ingress) = now.get(&key) else { continue };
-                let revision = ingress["metadata"]["annotations"][names::ANNOTATION_REVISION]
-                    .as_str()
-                    .and_then(|r| r.parse::<u64>().ok())
-                    .unwrap_or(0);
-                if revision > event.revision() {
-                    continue;
-                }
-                let version = ingress.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-                tally.attempts.fetch_add(1, Ordering::Relaxed);
-                match self
-                    .api
-                    .delete(&key, version)
-                    .await
-                    .map_err(|e| ApplyError::classify(e, &key.to_string()))
-                {
-                    Ok(()) => {
-                        tally
-                            .written
-                            .lock()
-                            .expect("not poisoned")
-                            .push((key.clone(), Operation::Deleted));
-                        taken.push((i, key));
-                    }
-                    // Rewritten or removed since: whoever did has the route now.
-                    Err(ApplyError::Conflict { .. } | ApplyError::Permanent { code: 404, .. }) => {}
-                    Err(error) => return Err(error),
-                }
-            }
-        }
+        let no_newer = |i: usize, revision: u64| revision <= events[i].revision();
+        let taken = self
+            .remove_route_ingresses(events, &retiring, no_newer, deadline)
+            .await?;
+        let mut written = tally.written.lock().expect("not poisoned");
+        written.extend(taken.iter().map(|(_, key)| (key.clone(), Operation::Deleted)));
+        tally
+            .attempts
+            .fetch_add(u32::try_from(taken.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
         Ok(taken)
     }
 

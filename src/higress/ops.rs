@@ -774,13 +774,17 @@ fn set_annotation(object: &mut Value, key: &str, text: Option<&str>) -> bool {
     true
 }
 
+fn name_of(object: &Value) -> &str {
+    object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
 /// A route relies on another route's provider that `object` no longer holds (`what`: the provider, or
 /// its registry): the console's "Unknown provider", found at the write.
 fn provider_gone(provider: &str, object: &Value, what: &str) -> EditRefused {
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let name = name_of(object);
     EditRefused(
         Reason::UnknownProvider,
         format!("data.route: Unknown provider {provider:?}: {name} no longer holds {what} (removed meanwhile, as its route was retired)"),
@@ -789,10 +793,7 @@ fn provider_gone(provider: &str, object: &Value, what: &str) -> EditRefused {
 
 /// A route relies on another route's provider that `object` now serves elsewhere.
 fn provider_moved(provider: &str, object: &Value, upstream: &ExistingUpstream) -> EditRefused {
-    let name = object
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let name = name_of(object);
     EditRefused(
         Reason::UnknownProvider,
         format!(
