@@ -109,7 +109,7 @@ impl EntryIndex {
     }
 }
 
-fn list_at<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {
+pub(super) fn list_at<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {
     object
         .pointer(pointer)
         .and_then(Value::as_array)

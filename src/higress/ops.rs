@@ -2,7 +2,7 @@
 //! again to a freshly read copy after a 409, so other writers' entries survive, field for field.
 
 use super::fence::FenceEntry;
-use super::index::{self, credentials_of, rule_provider, AnnotationEdit, AnnotationTable, EntryIndex};
+use super::index::{self, credentials_of, list_at, rule_provider, AnnotationEdit, AnnotationTable, EntryIndex};
 use super::names;
 use super::plugins::{field, Targets};
 use super::provider::{self, ExistingUpstream};
@@ -337,13 +337,13 @@ impl Op {
                     Some(_) => None,
                     None => Some((upstream.service.clone(), upstream.port)),
                 };
-                match provider::custom_service(object, provider) {
+                match provider::custom_service(object, index, provider) {
                     Some(custom) if custom == relied => Ok(()),
                     Some(_) => Err(provider_moved(provider, object, upstream)),
                     None => Err(provider_gone(provider, object, "it")),
                 }
             }
-            Op::RequireRegistry { provider, upstream } => match provider::registry_upstream(object, provider) {
+            Op::RequireRegistry { provider, upstream } => match provider::registry_upstream(object, index, provider) {
                 Some(found) if &found == upstream => Ok(()),
                 Some(_) => Err(provider_moved(provider, object, upstream)),
                 None => Err(provider_gone(provider, object, "its registry")),
@@ -814,13 +814,6 @@ pub fn provider_in_use(provider: &str, others: &[impl AsRef<str>]) -> EditRefuse
              those routes with another provider first"
         ),
     )
-}
-
-fn list_at<'a>(object: &'a Value, pointer: &str) -> &'a [Value] {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
 }
 
 /// The entry of the list at `pointer` whose `key` is `name`, if there is one.

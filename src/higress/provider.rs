@@ -1,9 +1,10 @@
 //! LLM providers (spec section 2): the console's provider model, and what it stores for one —
 //! an McpBridge registry, an ai-proxy provider entry, and the upstream service routes point at.
 
+use super::index::{list_at, EntryIndex};
 use super::names;
 use super::plugins::{BuiltinPlugin, ConsoleVersion};
-use super::state::{Kind, State};
+use super::state::{Kind, ObjectKey, State};
 use crate::event::{ProviderProtocol, ProviderSpec};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -439,25 +440,30 @@ pub struct ExistingUpstream {
 
 /// Service and port of a provider already in the cluster, as the console derives them.
 pub fn existing_upstream(state: &State, console: ConsoleVersion, provider: &str) -> Option<ExistingUpstream> {
-    let ai_proxy = state.get_named(Kind::WasmPlugin, &BuiltinPlugin::AiProxy.cr_name(console))?;
-    match custom_service(ai_proxy, provider)? {
+    let ai_proxy = ObjectKey::new(Kind::WasmPlugin, BuiltinPlugin::AiProxy.cr_name(console));
+    match state.inspect(&ai_proxy, |object, index| custom_service(object, index, provider))?? {
         Some((service, port)) => Some(ExistingUpstream {
             service,
             port,
             registry: None,
         }),
-        None => registry_upstream(state.get_named(Kind::McpBridge, names::MCP_BRIDGE)?, provider),
+        None => {
+            let bridge = ObjectKey::new(Kind::McpBridge, names::MCP_BRIDGE);
+            state.inspect(&bridge, |object, index| registry_upstream(object, index, provider))?
+        }
     }
 }
 
-/// In ai-proxy: `None` when it has no entry for the provider; `Some(None)` when the entry is served
-/// by its McpBridge registry; `Some(Some(service and port))` for an in-cluster service.
-pub fn custom_service(ai_proxy: &Value, provider: &str) -> Option<Option<(String, u16)>> {
-    let entry = ai_proxy
-        .pointer("/spec/defaultConfig/providers")?
-        .as_array()?
-        .iter()
-        .find(|p| p.get("id").and_then(Value::as_str) == Some(provider))?;
+/// In ai-proxy (found through its index: every deploy asks): `None` when it has no entry for the
+/// provider; `Some(None)` when the entry is served by its McpBridge registry; `Some(Some(service and
+/// port))` for an in-cluster service.
+pub(super) fn custom_service(
+    ai_proxy: &Value,
+    index: &mut EntryIndex,
+    provider: &str,
+) -> Option<Option<(String, u16)>> {
+    let list = list_at(ai_proxy, "/spec/defaultConfig/providers");
+    let entry = &list[index.providers(ai_proxy).find(list, Some(&json!(provider)))?];
     Some(
         match (
             entry.get("openaiCustomServiceName").and_then(Value::as_str),
@@ -469,14 +475,11 @@ pub fn custom_service(ai_proxy: &Value, provider: &str) -> Option<Option<(String
     )
 }
 
-/// In McpBridge: where the provider's registry serves it.
-pub fn registry_upstream(bridge: &Value, provider: &str) -> Option<ExistingUpstream> {
+/// In McpBridge (through its index): where the provider's registry serves it.
+pub(super) fn registry_upstream(bridge: &Value, index: &mut EntryIndex, provider: &str) -> Option<ExistingUpstream> {
     let registry_name = names::registry(provider);
-    let registry = bridge
-        .pointer("/spec/registries")?
-        .as_array()?
-        .iter()
-        .find(|r| r.get("name").and_then(Value::as_str) == Some(registry_name.as_str()))?;
+    let list = list_at(bridge, "/spec/registries");
+    let registry = &list[index.registries(bridge).find(list, Some(&json!(registry_name)))?];
     let kind = registry.get("type")?.as_str()?;
     let port = if kind == "static" {
         80
