@@ -422,3 +422,32 @@ async fn a_rotation_reads_the_secrets_after_the_objects_they_go_into() {
     let get = |resource: &str, name: &str| cluster.get(resource, name);
     assert_eq!(provider_tokens(get, "p-m"), json!(["sk-new"]));
 }
+
+/// `--secret-rotation-interval-secs 0` turns rotation off: a changed Secret is not written, nothing is
+/// published, and the worker keeps running (a zero interval must not be taken as "always").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_of_zero_turns_rotation_off() {
+    let fixture = worker::Fixture::start().await;
+    fixture.sim.insert(secret("sk-old", "cred-old", true)).unwrap();
+    let mut worker = fixture.worker("w", "info", &["--secret-rotation-interval-secs", "0"]);
+    let deploy = json!({"specversion": "1.0", "id": "deploy-m-1", "source": "tests",
+                        "type": event::DEPLOYED_TYPE, "data": by_reference("m", 1)});
+    fixture.produce("m", deploy.to_string().as_bytes(), &[]).await;
+    let results = fixture.results(1, Duration::from_secs(60)).await;
+    assert_eq!(results[0]["outcome"], "applied", "log:\n{}", worker.log());
+    let client = connect(Some(&fixture.dir.path().join("kubeconfig"))).await.unwrap();
+    change_secret(&Api::new(client, NS), "sk-rotated", "cred-rotated", true).await;
+    let reads_of_secrets = fixture.sim.counters().get("get", "secrets");
+    // Three seconds: the other test's worker, with an interval of one second, has rotated by then.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    worker.assert_alive();
+    let get = |resource: &str, name: &str| fixture.sim.get(resource, NS, name);
+    assert_eq!(provider_tokens(get, "p-m"), json!(["sk-old"]));
+    assert_eq!(fixture.results(2, Duration::from_secs(1)).await.len(), 1);
+    assert_eq!(
+        fixture.sim.counters().get("get", "secrets"),
+        reads_of_secrets,
+        "no round read the Secret"
+    );
+    assert!(worker.terminate().success());
+}
