@@ -306,39 +306,37 @@ impl Engine {
         // Only its own: an Ingress of another revision is the newer deploy's, or a retirement's
         // business.
         let own = |i: usize, revision: u64| revision == events[i].revision();
-        match self.remove_route_ingresses(events, &overtaken, own, deadline).await {
-            Ok(removed) => {
-                for (i, key) in removed {
-                    results[i].changes.push(Change::new(&key, Operation::Deleted));
-                    results[i].outcome = Outcome::Stale;
-                    results[i].warnings.push(format!(
-                        "{key} left to a newer deploy of the model, which came meanwhile (a retirement between them may have taken its key-auth rule)"
-                    ));
-                }
-            }
-            Err(error) => {
-                for &i in &overtaken {
-                    let written = std::mem::take(&mut results[i].changes);
-                    let message = format!(
-                        "a newer deploy of the model came meanwhile; this deploy's Ingress was not removed: {error}"
-                    );
-                    results[i].fail(Outcome::Failed, Reason::Unavailable, message, true);
-                    results[i].changes = written;
-                }
+        let (removed, error) = self.remove_route_ingresses(events, &overtaken, own, deadline).await;
+        for (i, key) in removed {
+            results[i].changes.push(Change::new(&key, Operation::Deleted));
+            results[i].outcome = Outcome::Stale;
+            results[i].warnings.push(format!(
+                "{key} left to a newer deploy of the model, which came meanwhile (a retirement between them may have taken its key-auth rule)"
+            ));
+        }
+        if let Some(error) = error {
+            for &i in &overtaken {
+                let written = std::mem::take(&mut results[i].changes);
+                let message = format!(
+                    "a newer deploy of the model came meanwhile; this deploy's Ingress was not removed: {error}"
+                );
+                results[i].fail(Outcome::Failed, Reason::Unavailable, message, true);
+                results[i].changes = written;
             }
         }
     }
 
     /// The route Ingresses (main and fallback) of the events `of` that are there now and whose
     /// revision `removable` accepts (0: none recorded), deleted each on the version read; one
-    /// rewritten or removed since is left to whoever did it.
+    /// rewritten or removed since is left to whoever did it. What it removed, and the error that
+    /// stopped it, if one did (what it removed before still counts: results must list it).
     async fn remove_route_ingresses(
         &self,
         events: &[LifecycleEvent],
         of: &[usize],
         removable: impl Fn(usize, u64) -> bool,
         deadline: Instant,
-    ) -> Result<Vec<(usize, ObjectKey)>, ApplyError> {
+    ) -> (Vec<(usize, ObjectKey)>, Option<ApplyError>) {
         let ingresses = |model: &str| {
             [names::route_ingress(model), names::fallback_ingress(model)]
                 .map(|name| ObjectKey::new(Kind::Ingress, name))
@@ -346,9 +344,12 @@ impl Engine {
         let mut reads = ReadSet::default();
         reads.gets.extend(of.iter().flat_map(|&i| ingresses(events[i].model())));
         if reads.is_empty() {
-            return Ok(Vec::new());
+            return (Vec::new(), None);
         }
-        let now = self.fetch(&reads, Use::Look, deadline).await?;
+        let now = match self.fetch(&reads, Use::Look, deadline).await {
+            Ok(now) => now,
+            Err(error) => return (Vec::new(), Some(error)),
+        };
         let mut removed = Vec::new();
         for &i in of {
             for key in ingresses(events[i].model()) {
@@ -369,11 +370,11 @@ impl Engine {
                 {
                     Ok(()) => removed.push((i, key)),
                     Err(ApplyError::Conflict { .. } | ApplyError::Permanent { code: 404, .. }) => {}
-                    Err(error) => return Err(error),
+                    Err(error) => return (removed, Some(error)),
                 }
             }
         }
-        Ok(removed)
+        (removed, None)
     }
 
     /// The fallback after a failed batch: its events are applied again in halves, each half as a
@@ -613,14 +614,17 @@ impl Engine {
             // an older deploy that passed the fence before the retirement may have created one since
             // the batch read. It goes first, so the route is never live without the rule.
             if rank == shared {
-                taken_late = self
+                let error;
+                (taken_late, error) = self
                     .take_late_ingresses(events, &planned.results, tally, deadline)
-                    .await
-                    .map_err(|error| BatchFailure {
+                    .await;
+                if let Some(error) = error {
+                    return Err(BatchFailure {
                         error,
                         written: tally.written(),
-                        touched: planned.touched.clone(),
-                    })?;
+                        touched: with_taken(&planned.touched, &taken_late),
+                    });
+                }
             }
             // Before the first route is exposed, the fences once more: a model fenced past the event
             // that wrote its route's objects (a retirement, or a newer deploy, since the batch read)
@@ -735,20 +739,18 @@ impl Engine {
         planned: &[RouteResult],
         tally: &Tally,
         deadline: Instant,
-    ) -> Result<Vec<(usize, ObjectKey)>, ApplyError> {
+    ) -> (Vec<(usize, ObjectKey)>, Option<ApplyError>) {
         let retiring: Vec<usize> = (0..events.len())
             .filter(|&i| matches!(events[i].body, Lifecycle::Retired(_)) && planned[i].outcome == Outcome::Applied)
             .collect();
         let no_newer = |i: usize, revision: u64| revision <= events[i].revision();
-        let taken = self
-            .remove_route_ingresses(events, &retiring, no_newer, deadline)
-            .await?;
+        let (taken, error) = self.remove_route_ingresses(events, &retiring, no_newer, deadline).await;
         let mut written = tally.written.lock().expect("not poisoned");
         written.extend(taken.iter().map(|(_, key)| (key.clone(), Operation::Deleted)));
         tally
             .attempts
             .fetch_add(u32::try_from(taken.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
-        Ok(taken)
+        (taken, error)
     }
 
     /// `planned` is what the batch's simulation made of `initial`: the first attempt writes it as is.

@@ -444,8 +444,13 @@ pub fn plan_deploy(
             })
         };
         if provider != provider_name {
-            let upstream = provider::existing_upstream(state, console, provider)
-                .expect("every provider the route names other than its own exists (checked above)");
+            // Checked with the route's upstreams above; refused, not assumed, should the two differ.
+            let upstream = provider::existing_upstream(state, console, provider).ok_or_else(|| {
+                Refusal::new(
+                    Reason::UnknownProvider,
+                    format!("data.route: Unknown provider {provider:?}"),
+                )
+            })?;
             if upstream.registry.is_some() {
                 let require = Op::RequireRegistry {
                     provider: provider.clone(),
