@@ -662,10 +662,7 @@ async fn a_batch_of_new_models_reads_no_route_config_maps_and_replaces_a_console
         "{:?}",
         results[0].changes
     );
-    assert!(results[1]
-        .changes
-        .iter()
-        .any(|c| c.name == names::route_config_map("h1") && c.operation == "created"));
+    assert!(lists(&results[1], &names::route_config_map("h1"), "created"));
     assert_eq!(
         cluster.sim.counters().get("list", "configmaps"),
         1,
@@ -820,13 +817,7 @@ async fn a_route_object_deleted_after_the_read_is_created_again() {
     assert_outcome(&redeployed, Outcome::Applied);
     let config_map = cluster.get("configmaps", "ai-route-m").expect("created again");
     assert_eq!(config_map["metadata"]["annotations"][names::ANNOTATION_REVISION], "2");
-    assert!(
-        redeployed
-            .changes
-            .iter()
-            .any(|c| c.name == "ai-route-m" && c.operation == "created"),
-        "{redeployed:?}"
-    );
+    assert!(lists(&redeployed, "ai-route-m", "created"), "{redeployed:?}");
 }
 
 /// An older deploy held back before its Ingress while another engine retires the model at a newer
@@ -947,13 +938,7 @@ async fn a_deploy_overtaken_by_a_newer_one_removes_its_ingress_left_open_by_a_re
         "deploy 2's Ingress is live without its key-auth rule"
     );
     assert_eq!(deployed.outcome, Outcome::Stale, "{deployed:?}");
-    assert!(
-        deployed
-            .changes
-            .iter()
-            .any(|c| c.name == "ai-route-m.internal" && c.operation == "deleted"),
-        "{deployed:?}"
-    );
+    assert!(lists(&deployed, "ai-route-m.internal", "deleted"), "{deployed:?}");
 }
 
 /// An older deploy that passed the fence before a retirement creates the route's Ingress after the
@@ -1001,6 +986,14 @@ async fn a_retirement_takes_an_ingress_created_after_its_read_before_the_key_aut
     let ingress_gone = at("delete", "ingresses/ai-route-m.internal").expect("the Ingress deleted");
     let rule_gone = at("update", "wasmplugins/key-auth.internal").expect("key-auth written");
     assert!(ingress_gone < rule_gone, "the rule went before the Ingress: {after:?}");
+}
+
+/// Whether the result lists that operation on the object of that name.
+fn lists(result: &RouteResult, name: &str, operation: &str) -> bool {
+    result
+        .changes
+        .iter()
+        .any(|c| c.name == name && c.operation == operation)
 }
 
 /// Model m's retirement holds: no route ConfigMap, no key-auth rule for its Ingress.

@@ -206,11 +206,7 @@ async fn a_setting_with_commas_comes_whole_from_the_kafka_config_file() {
     )
     .unwrap();
     let worker = fixture.worker("w", &["--kafka-config-file", file.to_str().unwrap()]);
-    fixture.publish("chat", &deploy("chat", 1)).await;
-    let results = fixture.results(1).await;
-    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
-    assert_eq!(results[0]["data"]["outcome"], "applied");
-    assert!(worker.terminate().success());
+    applies_a_deploy_and_stops(&fixture, worker).await;
 }
 
 /// One model's events, the middle one invalid, taken in one batch: their results come out in the order
@@ -755,11 +751,7 @@ async fn the_kafka_config_file_is_read_the_broker_is_found_only_there() {
         "127.0.0.1:1",
         &["--kafka-config-file", file.to_str().unwrap()],
     );
-    fixture.publish("chat", &deploy("chat", 1)).await;
-    let results = fixture.results(1).await;
-    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
-    assert_eq!(results[0]["data"]["outcome"], "applied");
-    assert!(worker.terminate().success());
+    applies_a_deploy_and_stops(&fixture, worker).await;
 }
 
 /// --kafka-config wins over the file: the file names a port nothing listens on, the flag the broker.
@@ -776,11 +768,7 @@ async fn a_kafka_config_flag_overrides_the_same_setting_of_the_kafka_config_file
         "127.0.0.1:1",
         &["--kafka-config-file", file.to_str().unwrap(), "--kafka-config", &flag],
     );
-    fixture.publish("chat", &deploy("chat", 1)).await;
-    let results = fixture.results(1).await;
-    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
-    assert_eq!(results[0]["data"]["outcome"], "applied");
-    assert!(worker.terminate().success());
+    applies_a_deploy_and_stops(&fixture, worker).await;
 }
 
 /// SIGTERM while a batch waits on a slow API server (3 s a request, a batch takes several rounds):
@@ -972,5 +960,14 @@ async fn readyz_is_unready_while_the_api_server_does_not_answer() {
         "log:\n{}",
         worker.log()
     );
+    assert!(worker.terminate().success());
+}
+
+/// The worker, connected as its test set it up, applies a deploy and stops cleanly.
+async fn applies_a_deploy_and_stops(fixture: &Fixture, worker: WorkerProcess) {
+    fixture.publish("chat", &deploy("chat", 1)).await;
+    let results = fixture.results(1).await;
+    assert_eq!(results.len(), 1, "log:\n{}", worker.log());
+    assert_eq!(results[0]["data"]["outcome"], "applied");
     assert!(worker.terminate().success());
 }
