@@ -253,9 +253,55 @@ impl Drop for Worker {
     }
 }
 
+/// CPU seconds a process's live threads have run so far (`self` for this one), from the scheduler's
+/// nanosecond counters: `/proc/<pid>/stat`'s ticks are too coarse for a burst under a second.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    threads
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|ns| ns.parse::<f64>().ok()))
+        .sum::<f64>()
+        / 1e9
+}
+
+/// Where the machine's CPU went while the burst ran: the worker(s), the broker, and this process (the
+/// in-memory API server, the producer and the result reader).
+#[derive(Default, Clone, Copy)]
+struct CpuUse {
+    workers: f64,
+    broker: f64,
+    bench: f64,
+}
+
+impl CpuUse {
+    fn now(workers: &[Worker], broker: &Broker) -> CpuUse {
+        CpuUse {
+            workers: workers.iter().map(|w| cpu_seconds(&w.0.id().to_string())).sum(),
+            broker: broker.pid().map_or(0.0, |pid| cpu_seconds(&pid.to_string())),
+            bench: cpu_seconds("self"),
+        }
+    }
+
+    fn since(self, before: CpuUse) -> CpuUse {
+        CpuUse {
+            workers: self.workers - before.workers,
+            broker: self.broker - before.broker,
+            bench: self.bench - before.bench,
+        }
+    }
+
+    fn total(self) -> f64 {
+        self.workers + self.broker + self.bench
+    }
+}
+
 struct Measured {
     events: usize,
     seconds: f64,
+    cpu: CpuUse,
     latencies_ms: Vec<f64>,
     requests: Vec<(String, u64)>,
     total_requests: u64,
@@ -523,6 +569,7 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
         .create()
         .unwrap();
     let started = Instant::now();
+    let cpu_before = CpuUse::now(&workers, &broker);
     let mut published: HashMap<String, Instant> = HashMap::new();
     let sends: Vec<_> = payloads
         .iter()
@@ -558,6 +605,7 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = CpuUse::now(&workers, &broker).since(cpu_before);
     let _ = stop_foreign.send(true);
     let foreign_written = match foreign {
         Some(task) => task.await.unwrap(),
@@ -572,7 +620,7 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
     drop(workers);
     reader.abort();
     if mode == Mode::Null {
-        return measured(events, seconds, latencies, &counters, conflicts, peak_rss_mib);
+        return measured(events, seconds, cpu, latencies, &counters, conflicts, peak_rss_mib);
     }
 
     // The final state must hold every entry exactly once, the foreign writer's included.
@@ -625,12 +673,13 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
             .is_some());
     }
 
-    measured(events, seconds, latencies, &counters, conflicts, peak_rss_mib)
+    measured(events, seconds, cpu, latencies, &counters, conflicts, peak_rss_mib)
 }
 
 fn measured(
     events: usize,
     seconds: f64,
+    cpu: CpuUse,
     mut latencies: Vec<f64>,
     counters: &kube_sim::Counters,
     conflicts: u64,
@@ -647,6 +696,7 @@ fn measured(
     Measured {
         events,
         seconds,
+        cpu,
         latencies_ms: latencies,
         requests,
         total_requests,
@@ -668,6 +718,16 @@ fn report_latency(label: &str, m: &Measured) {
         percentile(&m.latencies_ms, 0.95),
         percentile(&m.latencies_ms, 0.99),
         percentile(&m.latencies_ms, 1.0)
+    );
+    let cores = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+    println!(
+        "  CPU: worker {:.2} s, broker {:.2} s, API server and bench {:.2} s = {:.2} s in {:.2} s ({:.2} of {cores} cores busy)",
+        m.cpu.workers,
+        m.cpu.broker,
+        m.cpu.bench,
+        m.cpu.total(),
+        m.seconds,
+        m.cpu.total() / m.seconds
     );
 }
 
@@ -749,6 +809,11 @@ async fn main() {
             "null_events_per_s": (ceiling_rate * 10.0).round() / 10.0,
             "null_p99_ms": percentile(&ceiling.latencies_ms, 0.99).round(),
             "of_null_pct": (100.0 * rate / ceiling_rate).round(),
+            "cpu_s": {
+                "worker": (batched.cpu.workers * 100.0).round() / 100.0,
+                "broker": (batched.cpu.broker * 100.0).round() / 100.0,
+                "api_server_and_bench": (batched.cpu.bench * 100.0).round() / 100.0,
+            },
         })
     );
 }

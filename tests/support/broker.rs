@@ -122,6 +122,11 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The broker's process id while it runs (the benchmark reads its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The SQLite file holding all broker state.
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join(DB_FILE)
