@@ -138,6 +138,14 @@ impl RouteAccess {
     }
 }
 
+/// The warning naming a write that may have been made (see [`RouteResult::add_unknown_writes`]).
+pub fn unknown_write_warning(change: &Change) -> String {
+    format!(
+        "{}/{} may have been {}: the answer to that write was lost, and reading the object again could not tell",
+        change.kind, change.name, change.operation
+    )
+}
+
 impl RouteResult {
     /// A result with nothing done yet: `unchanged`, no changes, no error.
     fn empty(input_event_id: String, input_type: String, model: Option<String>, revision: Option<u64>) -> Self {
@@ -230,6 +238,24 @@ impl RouteResult {
             Outcome::Unchanged => self.outcome = Outcome::Applied,
             Outcome::Rejected => self.outcome = Outcome::Failed,
             Outcome::Applied | Outcome::Stale | Outcome::Failed => {}
+        }
+    }
+
+    /// Writes whose answers were lost and that reading the object again could neither confirm nor
+    /// rule out (another writer changed it meanwhile, or it could not be read): `changes` lists only
+    /// what is known written, so each is named in a warning. A write may have been made, so the
+    /// result is neither `rejected` nor `unchanged`.
+    pub fn add_unknown_writes(&mut self, unknown: impl IntoIterator<Item = Change>) {
+        for change in unknown {
+            let warning = unknown_write_warning(&change);
+            if !self.warnings.contains(&warning) {
+                self.warnings.push(warning);
+            }
+            match self.outcome {
+                Outcome::Unchanged => self.outcome = Outcome::Applied,
+                Outcome::Rejected => self.outcome = Outcome::Failed,
+                Outcome::Applied | Outcome::Stale | Outcome::Failed => {}
+            }
         }
     }
 

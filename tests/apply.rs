@@ -150,6 +150,61 @@ async fn forced_conflicts_on_every_shared_object_are_re_read_and_counted() {
     assert_eq!(names, ["carol", "c-m"]);
 }
 
+/// A write the server stored but whose answer never came back (a timeout, a proxy) is listed: the
+/// retry finds the object as the write left it, so it has nothing left to write, and the result must
+/// still say what was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_was_lost_is_still_listed_in_its_result() {
+    let cluster = Cluster::start().await;
+    for object in console_objects() {
+        cluster.sim.insert(object).unwrap();
+    }
+    let faults = cluster.sim.faults();
+    faults.lose_answer_next(1, Some(Method::POST), Some("ingresses"));
+    faults.lose_answer_next(1, Some(Method::PUT), Some("key-auth.internal"));
+    faults.lose_answer_next(1, Some(Method::POST), Some("/configmaps"));
+    let engine = cluster.engine().await;
+    let deployed = engine.apply(&deploy("m", 1)).await;
+    assert_outcome(&deployed, Outcome::Applied);
+    assert_eq!(faults.pending(), 0, "each of the three answers was lost");
+    assert!(lists(&deployed, "ai-route-m.internal", "created"), "{deployed:?}");
+    assert!(lists(&deployed, "key-auth.internal", "updated"), "{deployed:?}");
+    assert_eq!(
+        cluster.writes_unlisted_in(std::slice::from_ref(&deployed)),
+        Vec::<String>::new()
+    );
+
+    faults.lose_answer_next(1, Some(Method::DELETE), Some("ingresses"));
+    let retired = engine.apply(&retire("m", 2)).await;
+    assert_outcome(&retired, Outcome::Applied);
+    assert_eq!(faults.pending(), 0, "the delete's answer was lost");
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_none());
+    assert!(lists(&retired, "ai-route-m.internal", "deleted"), "{retired:?}");
+    assert_eq!(cluster.writes_unlisted_in(&[deployed, retired]), Vec::<String>::new());
+}
+
+/// When no retry may follow a lost answer (here: one attempt per request), one read still tells
+/// whether the write was made, and the failed result lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_was_lost_is_listed_when_no_retry_may_follow() {
+    let cluster = Cluster::start().await;
+    let one_attempt = higress_route_worker::cluster::RetryPolicy {
+        max_attempts: 1,
+        ..support::quick_retries()
+    };
+    let engine = cluster.engine_with(one_attempt, Default::default()).await;
+    cluster
+        .sim
+        .faults()
+        .lose_answer_next(1, Some(Method::POST), Some("ingresses"));
+    let result = engine.apply(&deploy("m", 1)).await;
+    assert_eq!(cluster.sim.faults().pending(), 0, "the Ingress's answer was lost");
+    assert_outcome(&result, Outcome::Failed);
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
+    assert!(lists(&result, "ai-route-m.internal", "created"), "{result:?}");
+    assert_eq!(cluster.writes_unlisted_in(&[result]), Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_errors_and_dropped_connections_are_retried() {
     let cluster = Cluster::start().await;

@@ -1,7 +1,7 @@
 //! A convergence checker, in the manner of Jepsen: seeded random histories of deploys, redeploys and
 //! retirements over 20 models sharing 5 providers and 5 consumers, delivered out of order and twice,
 //! applied by three engines at once against kube-sim with faults (409s, 503s, dropped connections,
-//! latency, a permanent 422 on one object, event deadlines that stop runs part-way); then every
+//! answers lost after the write, latency, a permanent 422 on one object, event deadlines that stop runs part-way); then every
 //! event delivered once more with the faults cleared. It checks that
 //!
 //! 1. the cluster equals the oracle: each model's last event applied alone, in turn, to a clean
@@ -20,7 +20,7 @@ use higress_route_worker::event::{self, Lifecycle, LifecycleEvent};
 use higress_route_worker::higress::route::AiRoute;
 use higress_route_worker::higress::state::without_server_fields;
 use higress_route_worker::higress::{names, Settings};
-use higress_route_worker::result::{Outcome, RouteResult};
+use higress_route_worker::result::Outcome;
 use http::Method;
 use kube_sim::FaultSpec;
 use rand::rngs::StdRng;
@@ -286,37 +286,6 @@ fn live_routes_missing_what_they_need(cluster: &Cluster) -> (Vec<String>, Vec<St
     (unprovided.collect(), unguarded.collect())
 }
 
-/// The audit log's writes that no result's `changes` lists.
-fn unaccounted_writes(cluster: &Cluster, results: &[RouteResult]) -> Vec<String> {
-    let reported: BTreeSet<(String, &str)> = results
-        .iter()
-        .flat_map(|r| r.changes.iter())
-        .map(|c| (format!("{}/{}", c.kind, c.name), c.operation))
-        .collect();
-    let kind_of = |resource: &str| match resource {
-        "configmaps" => "ConfigMap",
-        "ingresses" => "Ingress",
-        "mcpbridges" => "McpBridge",
-        "wasmplugins" => "WasmPlugin",
-        "envoyfilters" => "EnvoyFilter",
-        other => panic!("unexpected write of {other}"),
-    };
-    cluster
-        .sim
-        .audit()
-        .into_iter()
-        .filter(|entry| {
-            let operation = match entry.verb.as_str() {
-                "create" => "created",
-                "delete" => "deleted",
-                _ => "updated",
-            };
-            !reported.contains(&(format!("{}/{}", kind_of(&entry.resource), entry.name), operation))
-        })
-        .map(|entry| format!("{} {}/{}", entry.verb, entry.resource, entry.name))
-        .collect()
-}
-
 #[derive(Default, Debug)]
 struct Figures {
     events: usize,
@@ -385,6 +354,10 @@ async fn check(seed: u64) -> Figures {
     faults.set_latency(Duration::from_millis(1), Duration::from_millis(4));
     faults.set_error_rate(0.05, FaultSpec::new(503));
     faults.drop_next(5, None, None);
+    // Writes the server makes but whose answers never come back: results must list them all the same.
+    faults.lose_answer_next(3, Some(Method::PUT), None);
+    faults.lose_answer_next(3, Some(Method::POST), None);
+    faults.lose_answer_next(2, Some(Method::DELETE), None);
     for name in ["default", "ai-proxy.internal", "key-auth.internal"] {
         let resource = if name == "default" { "mcpbridges" } else { "wasmplugins" };
         faults.conflict_next(resource, name, 3);
@@ -494,10 +467,34 @@ async fn check(seed: u64) -> Figures {
         "seed {seed}: the cluster differs from the oracle:\n{}",
         differences.join("\n")
     );
-    let unaccounted = unaccounted_writes(&cluster, &results);
+    let unaccounted = cluster.writes_unlisted_in(&results);
+    // What the results of the models concerned say, to see which path made the write.
+    let concerned: Vec<String> = results
+        .iter()
+        .filter(|r| {
+            r.model
+                .as_deref()
+                .is_some_and(|m| unaccounted.iter().any(|w| w.contains(&format!("-{m}"))))
+        })
+        .map(|r| {
+            format!(
+                "{} r{:?} {:?} changes {:?} warnings {:?} error {:?}",
+                r.input_event_id,
+                r.revision,
+                r.outcome,
+                r.changes
+                    .iter()
+                    .map(|c| format!("{} {}/{}", c.operation, c.kind, c.name))
+                    .collect::<Vec<_>>(),
+                r.warnings,
+                r.error.as_ref().map(|e| &e.message)
+            )
+        })
+        .collect();
     assert!(
         unaccounted.is_empty(),
-        "seed {seed}: writes no result reports: {unaccounted:?}"
+        "seed {seed}: writes no result reports: {unaccounted:?}\nresults of their models:\n{}",
+        concerned.join("\n")
     );
     figures
 }

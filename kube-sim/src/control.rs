@@ -29,6 +29,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/faults/fail-next", post(fail_next))
         .route("/_sim/faults/conflict-next", post(conflict_next))
         .route("/_sim/faults/drop-next", post(drop_next))
+        .route("/_sim/faults/lose-answer-next", post(lose_answer_next))
         .with_state(shared)
 }
 
@@ -167,6 +168,14 @@ async fn conflict_next(State(shared): SimState, Json(counted): Json<Counted<Obje
 struct RequestMatch {
     method: Option<String>,
     path_contains: Option<String>,
+}
+
+async fn lose_answer_next(State(shared): SimState, Json(counted): Json<Counted<RequestMatch>>) -> Answer {
+    let method = parse_method(counted.rule.method.as_deref())?;
+    shared
+        .faults
+        .lose_answer_next(counted.n, method, counted.rule.path_contains.as_deref());
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn drop_next(State(shared): SimState, Json(counted): Json<Counted<RequestMatch>>) -> Answer {

@@ -57,11 +57,27 @@ fn request_matches(wanted_method: Option<&Method>, fragment: Option<&str>, metho
     wanted_method.is_none_or(|wanted| wanted == method) && fragment.is_none_or(|f| path.contains(f))
 }
 
+/// Consumes one of the first rule of `rules` that matches the request; false if none does.
+fn take_counted(rules: &mut Vec<(usize, Option<Method>, Option<String>)>, method: &Method, path: &str) -> bool {
+    let found = rules
+        .iter_mut()
+        .find(|(left, m, fragment)| *left > 0 && request_matches(m.as_ref(), fragment.as_deref(), method, path));
+    let Some((left, ..)) = found else {
+        return false;
+    };
+    *left -= 1;
+    rules.retain(|(left, ..)| *left > 0);
+    true
+}
+
 /// What the server does instead of answering a request.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Injected {
     /// Close the connection without any response.
     Drop,
+    /// Serve the request (a write is stored), then close the connection without the response: a
+    /// client cannot tell whether its write happened.
+    LoseAnswer,
     Error {
         status: u16,
         retry_after: Option<u64>,
@@ -82,6 +98,7 @@ struct Rules {
     error_rate: Option<(f64, FaultSpec)>,
     fail_next: Vec<(usize, FaultSpec)>,
     drop_next: Vec<(usize, Option<Method>, Option<String>)>,
+    lose_answer_next: Vec<(usize, Option<Method>, Option<String>)>,
     /// Remaining forced conflicts by (resource plural, object name).
     conflict_next: HashMap<(String, String), usize>,
 }
@@ -95,6 +112,7 @@ impl Default for Rules {
             error_rate: None,
             fail_next: Vec::new(),
             drop_next: Vec::new(),
+            lose_answer_next: Vec::new(),
             conflict_next: HashMap::new(),
         }
     }
@@ -153,6 +171,25 @@ impl Faults {
             .push((n, method, path_contains.map(str::to_string)));
     }
 
+    /// Serves the next `n` matching requests (a write is stored) but closes the connection instead of
+    /// answering: the write's answer is lost, as when a client's timeout or a proxy cuts it off.
+    pub fn lose_answer_next(&self, n: usize, method: Option<Method>, path_contains: Option<&str>) {
+        lock(&self.rules)
+            .lose_answer_next
+            .push((n, method, path_contains.map(str::to_string)));
+    }
+
+    /// How many counted injections (`drop_next`, `lose_answer_next`, `fail_next`, `conflict_next`)
+    /// are still to come: 0 once every one has met its request.
+    pub fn pending(&self) -> usize {
+        let rules = lock(&self.rules);
+        let counted = |list: &[(usize, Option<Method>, Option<String>)]| list.iter().map(|r| r.0).sum::<usize>();
+        counted(&rules.drop_next)
+            + counted(&rules.lose_answer_next)
+            + rules.fail_next.iter().map(|r| r.0).sum::<usize>()
+            + rules.conflict_next.values().sum::<usize>()
+    }
+
     /// Removes every rule: no latency, no injected failures.
     pub fn clear(&self) {
         *lock(&self.rules) = Rules::default();
@@ -171,18 +208,15 @@ impl Faults {
         rules.latency + jitter
     }
 
-    /// Decides, and consumes, what to inject for this request: drops first,
+    /// Decides, and consumes, what to inject for this request: drops first, then lost answers,
     /// then counted failures, then the random failure rate.
     pub(crate) fn take_injection(&self, method: &Method, path: &str) -> Option<Injected> {
         let mut rules = lock(&self.rules);
-        let drop = rules
-            .drop_next
-            .iter_mut()
-            .find(|(left, m, fragment)| *left > 0 && request_matches(m.as_ref(), fragment.as_deref(), method, path));
-        if let Some((left, ..)) = drop {
-            *left -= 1;
-            rules.drop_next.retain(|(left, ..)| *left > 0);
+        if take_counted(&mut rules.drop_next, method, path) {
             return Some(Injected::Drop);
+        }
+        if take_counted(&mut rules.lose_answer_next, method, path) {
+            return Some(Injected::LoseAnswer);
         }
         let counted = rules
             .fail_next

@@ -83,20 +83,25 @@ async fn gate(shared: Arc<Shared>, control: Router, request: Request<Incoming>) 
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    match shared.faults.take_injection(request.method(), request.uri().path()) {
+    let lose_answer = match shared.faults.take_injection(request.method(), request.uri().path()) {
         Some(Injected::Drop) => return Err(ConnectionDropped),
         Some(Injected::Error { status, retry_after }) => {
             return Ok(ApiError::injected(status, retry_after).into_response())
         }
-        None => {}
-    }
+        Some(Injected::LoseAnswer) => true,
+        None => false,
+    };
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
         Ok(body) => body,
         Err(_) => return Ok(ApiError::request_too_large(MAX_BODY_BYTES).into_response()),
     };
-    Ok(match endpoint {
+    let response = match endpoint {
         Ok(endpoint) => http::respond(&shared, endpoint, &parts.headers, &body),
         Err(error) => error.into_response(),
-    })
+    };
+    if lose_answer {
+        return Err(ConnectionDropped);
+    }
+    Ok(response)
 }

@@ -110,6 +110,21 @@ async fn control_api_switches_faults_on_and_off() {
     .unwrap();
     assert!(!matches!(cms.get("a").await, Ok(_) | Err(kube::Error::Api(_))));
 
+    control(
+        &client,
+        "POST",
+        "/_sim/faults/lose-answer-next",
+        json!({"n": 1, "method": "POST", "pathContains": "configmaps"}),
+    )
+    .await
+    .unwrap();
+    let lost = cms.create(&PostParams::default(), &configmap("lost")).await;
+    assert!(!matches!(lost, Ok(_) | Err(kube::Error::Api(_))), "{lost:?}");
+    assert!(
+        cms.get_opt("lost").await.unwrap().is_some(),
+        "served, then the answer was lost"
+    );
+
     let rate = json!({"probability": 1.0, "status": 500, "method": "DELETE"});
     control(&client, "PUT", "/_sim/faults/error-rate", rate).await.unwrap();
     assert_eq!(api_code(cms.delete("a", &DeleteParams::default()).await), 500);

@@ -138,6 +138,31 @@ async fn dropped_connection_is_a_transport_error() {
 }
 
 #[tokio::test]
+async fn a_lost_answer_is_a_transport_error_after_the_write_is_stored() {
+    let (sim, cms) = setup().await;
+    sim.faults()
+        .lose_answer_next(1, Some(Method::POST), Some("/configmaps"));
+    assert_eq!(sim.faults().pending(), 1);
+    match cms.create(&PostParams::default(), &configmap("lost", "1")).await {
+        Err(kube::Error::Api(status)) => panic!("expected no response at all, got {status:?}"),
+        Err(transport) => assert!(format!("{transport:?}").contains("IncompleteMessage"), "{transport:?}"),
+        Ok(cm) => panic!("expected the answer to be lost, got {cm:?}"),
+    }
+    assert_eq!(sim.faults().pending(), 0);
+    let stored = cms.get("lost").await.expect("the write was stored");
+    assert_eq!(stored.data, configmap("lost", "1").data);
+    let audit: Vec<(String, String)> = sim.audit().into_iter().map(|e| (e.verb, e.name)).collect();
+    assert!(audit.contains(&("create".to_string(), "lost".to_string())), "{audit:?}");
+    // A dropped request, by contrast, is never served.
+    sim.faults().drop_next(1, Some(Method::POST), Some("/configmaps"));
+    assert!(cms
+        .create(&PostParams::default(), &configmap("dropped", "1"))
+        .await
+        .is_err());
+    assert!(cms.get_opt("dropped").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn latency_delays_every_request_by_at_least_the_base() {
     let (sim, cms) = setup().await;
     let base = Duration::from_millis(150);

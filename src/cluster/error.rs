@@ -63,6 +63,18 @@ impl ApplyError {
         }
     }
 
+    /// Whether a write that failed so may still have been made: no answer came (a dropped
+    /// connection, a client timeout) or the server gave up waiting for its own store (504). Its retry
+    /// reads the object first, and a write found made is reported (`Engine::write`).
+    pub fn answer_lost(error: &kube::Error) -> bool {
+        match error {
+            kube::Error::Api(status) => status.code == 504,
+            // Answered, only not readable: the server did what it answered.
+            kube::Error::SerdeError(_) => false,
+            _ => true,
+        }
+    }
+
     /// What the API server (or a proxy before it) answered is cut to a message's bound: it reaches
     /// results, dead letters and log lines, and a proxy's error page can be any size.
     pub fn classify(error: kube::Error, object: &str) -> ApplyError {
@@ -170,6 +182,16 @@ mod tests {
         let error = ApplyError::classify(too_large, "WasmPlugin/ai-proxy.internal");
         assert_eq!((error.reason(), error.is_retryable()), (Reason::TooLarge, false));
         assert!(error.to_string().contains("WasmPlugin/ai-proxy.internal"), "{error}");
+    }
+
+    #[test]
+    fn only_a_missing_answer_or_a_gateway_timeout_may_hide_a_write() {
+        assert!(ApplyError::answer_lost(&api(504, "Timeout", 0)));
+        for code in [409, 429, 500, 503, 422] {
+            assert!(!ApplyError::answer_lost(&api(code, "", 0)), "{code}");
+        }
+        let no_answer = kube::Error::Service(Box::new(std::io::Error::other("connection closed")));
+        assert!(ApplyError::answer_lost(&no_answer));
     }
 
     #[test]

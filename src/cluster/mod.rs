@@ -68,6 +68,38 @@ impl Default for EngineConfig {
     }
 }
 
+/// Whether a write whose answer was lost was made, by the object read again (`current`) and, for an
+/// update, what the write's steps make of it (`None`: unknown, e.g. a newer event moved the object
+/// on). A delete was made if the object it deleted (by uid) is gone; a create if the object is
+/// there and is what the steps make it; an update if nothing is left to write. Otherwise the retry
+/// writes, and its answer tells; or, with no retry to come, the write may have been made.
+fn lost_write_made(
+    operation: Operation,
+    deleted_uid: Option<&Value>,
+    current: &Option<Value>,
+    desired: Option<&Option<Value>>,
+) -> bool {
+    match operation {
+        Operation::Deleted => match current {
+            None => true,
+            Some(now) => deleted_uid.is_some_and(|uid| now.pointer("/metadata/uid") != Some(uid)),
+        },
+        Operation::Created | Operation::Updated => current.is_some() && desired == Some(current),
+    }
+}
+
+/// What removing route Ingresses did: removed, may have removed (its answer lost, a look could not
+/// tell), and the error that stopped it; each Ingress with the index of its event.
+#[derive(Default)]
+struct Removal {
+    removed: Vec<(usize, ObjectKey)>,
+    unknown: Vec<(usize, ObjectKey)>,
+    error: Option<ApplyError>,
+}
+
+/// Reads made, at most, to learn whether a write whose answer was lost was made.
+const LOOKS_AFTER_A_LOST_ANSWER: usize = 3;
+
 /// Requests, conflicts and successful writes of one batch.
 #[derive(Default)]
 struct Tally {
@@ -77,18 +109,35 @@ struct Tally {
     /// Each object written, with its new `resourceVersion` and the size sent when the batch's first
     /// attempt wrote it (then the server stores the object as planned); `None` after a retry or a delete.
     versions: Mutex<BTreeMap<ObjectKey, Option<(String, usize)>>>,
+    /// Writes whose answers were lost and that a read could neither confirm nor rule out.
+    unknown: Mutex<Vec<(ObjectKey, Operation)>>,
 }
 
 impl Tally {
     fn written(&self) -> Vec<(ObjectKey, Operation)> {
         self.written.lock().expect("not poisoned").clone()
     }
+
+    fn unknown(&self) -> Vec<(ObjectKey, Operation)> {
+        self.unknown.lock().expect("not poisoned").clone()
+    }
+
+    /// How a batch that failed here ends: the error, and what was and may have been written.
+    fn failure(&self, error: ApplyError, touched: Vec<BTreeSet<ObjectKey>>) -> BatchFailure {
+        BatchFailure {
+            error,
+            written: self.written(),
+            unknown: self.unknown(),
+            touched,
+        }
+    }
 }
 
-/// A batch that failed part-way: the error, and what was written before it.
+/// A batch that failed part-way: the error, what was written before it, and what may have been.
 struct BatchFailure {
     error: ApplyError,
     written: Vec<(ObjectKey, Operation)>,
+    unknown: Vec<(ObjectKey, Operation)>,
     touched: Vec<BTreeSet<ObjectKey>>,
 }
 
@@ -142,6 +191,7 @@ impl Engine {
                 let mut result = RouteResult::for_event(&events[0]);
                 let written: Vec<Change> = failure.written.iter().map(|(k, op)| Change::new(k, *op)).collect();
                 fail(&mut result, &failure.error, written);
+                result.add_unknown_writes(failure.unknown.iter().map(|(k, op)| Change::new(k, *op)));
                 (vec![result], vec![None])
             }
             Err(failure) => {
@@ -306,7 +356,14 @@ impl Engine {
         // Only its own: an Ingress of another revision is the newer deploy's, or a retirement's
         // business.
         let own = |i: usize, revision: u64| revision == events[i].revision();
-        let (removed, error) = self.remove_route_ingresses(events, &overtaken, own, deadline).await;
+        let Removal {
+            removed,
+            unknown,
+            error,
+        } = self.remove_route_ingresses(events, &overtaken, own, deadline).await;
+        for (i, key) in unknown {
+            results[i].add_unknown_writes([Change::new(&key, Operation::Deleted)]);
+        }
         for (i, key) in removed {
             results[i].changes.push(Change::new(&key, Operation::Deleted));
             results[i].outcome = Outcome::Stale;
@@ -336,21 +393,24 @@ impl Engine {
         of: &[usize],
         removable: impl Fn(usize, u64) -> bool,
         deadline: Instant,
-    ) -> (Vec<(usize, ObjectKey)>, Option<ApplyError>) {
+    ) -> Removal {
         let ingresses = |model: &str| {
             [names::route_ingress(model), names::fallback_ingress(model)]
                 .map(|name| ObjectKey::new(Kind::Ingress, name))
         };
         let mut reads = ReadSet::default();
         reads.gets.extend(of.iter().flat_map(|&i| ingresses(events[i].model())));
+        let mut removal = Removal::default();
         if reads.is_empty() {
-            return (Vec::new(), None);
+            return removal;
         }
         let now = match self.fetch(&reads, Use::Look, deadline).await {
             Ok(now) => now,
-            Err(error) => return (Vec::new(), Some(error)),
+            Err(error) => {
+                removal.error = Some(error);
+                return removal;
+            }
         };
-        let mut removed = Vec::new();
         for &i in of {
             for key in ingresses(events[i].model()) {
                 let Some(ingress) = now.get(&key) else { continue };
@@ -362,19 +422,38 @@ impl Engine {
                     continue;
                 }
                 let version = ingress.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-                match self
-                    .api
-                    .delete(&key, version)
-                    .await
-                    .map_err(|e| ApplyError::classify(e, &key.to_string()))
-                {
-                    Ok(()) => removed.push((i, key)),
-                    Err(ApplyError::Conflict { .. } | ApplyError::Permanent { code: 404, .. }) => {}
-                    Err(error) => return (removed, Some(error)),
+                let Err(error) = self.api.delete(&key, version).await else {
+                    removal.removed.push((i, key));
+                    continue;
+                };
+                let lost = ApplyError::answer_lost(&error);
+                match ApplyError::classify(error, &key.to_string()) {
+                    ApplyError::Conflict { .. } | ApplyError::Permanent { code: 404, .. } => {}
+                    error if lost => {
+                        let uid = ingress.pointer("/metadata/uid");
+                        match self.look_again(&key).await {
+                            Ok(current) if lost_write_made(Operation::Deleted, uid, &current, None) => {
+                                removal.removed.push((i, key));
+                            }
+                            Ok(_) => {
+                                removal.error = Some(error);
+                                return removal;
+                            }
+                            Err(_) => {
+                                removal.unknown.push((i, key));
+                                removal.error = Some(error);
+                                return removal;
+                            }
+                        }
+                    }
+                    error => {
+                        removal.error = Some(error);
+                        return removal;
+                    }
                 }
             }
         }
-        (removed, None)
+        removal
     }
 
     /// The fallback after a failed batch: its events are applied again in halves, each half as a
@@ -439,13 +518,15 @@ impl Engine {
             .zip(&failure.touched)
             .map(|(result, touched)| {
                 let mut result = result.expect("every event has a result");
-                result.add_earlier_writes(
-                    failure
-                        .written
+                let of_its_objects = |writes: &[(ObjectKey, Operation)]| -> Vec<Change> {
+                    writes
                         .iter()
                         .filter(|(key, _)| touched.contains(key))
-                        .map(|(key, operation)| Change::new(key, *operation)),
-                );
+                        .map(|(key, operation)| Change::new(key, *operation))
+                        .collect()
+                };
+                result.add_earlier_writes(of_its_objects(&failure.written));
+                result.add_unknown_writes(of_its_objects(&failure.unknown));
                 result
             })
             .collect()
@@ -586,11 +667,7 @@ impl Engine {
         let initial = self
             .read_state(events, Use::Take, deadline)
             .await
-            .map_err(|error| BatchFailure {
-                error,
-                written: Vec::new(),
-                touched: vec![BTreeSet::new(); events.len()],
-            })?;
+            .map_err(|error| tally.failure(error, vec![BTreeSet::new(); events.len()]))?;
         let read_in = started.elapsed();
         let mut planned = batch::plan(events, &self.config.settings, self.config.shared_object_budget, initial);
         let planned_in = started.elapsed() - read_in;
@@ -608,6 +685,8 @@ impl Engine {
         let shared = higress::write_rank(&ObjectKey::new(Kind::WasmPlugin, ""), false);
         let mut left_to_newer: Option<BTreeSet<String>> = None;
         let mut taken_late: Vec<(usize, ObjectKey)> = Vec::new();
+        // Late Ingresses whose delete lost its answer and a look could not tell: touched all the same.
+        let mut maybe_taken_late: Vec<(usize, ObjectKey)> = Vec::new();
         for rank in ranks {
             let rank_started = Instant::now();
             // Before a retirement takes its route's key-auth rule, the route's Ingresses once more:
@@ -615,15 +694,14 @@ impl Engine {
             // the batch read. It goes first, so the route is never live without the rule.
             if rank == shared {
                 let error;
-                (taken_late, error) = self
+                (taken_late, maybe_taken_late, error) = self
                     .take_late_ingresses(events, &planned.results, tally, deadline)
                     .await;
                 if let Some(error) = error {
-                    return Err(BatchFailure {
+                    return Err(tally.failure(
                         error,
-                        written: tally.written(),
-                        touched: with_taken(&planned.touched, &taken_late),
-                    });
+                        with_taken(&planned.touched, &[&taken_late[..], &maybe_taken_late[..]].concat()),
+                    ));
                 }
             }
             // Before the first route is exposed, the fences once more: a model fenced past the event
@@ -635,10 +713,11 @@ impl Engine {
                 let fenced = self
                     .fenced_past(owners.values().copied(), deadline)
                     .await
-                    .map_err(|error| BatchFailure {
-                        error,
-                        written: tally.written(),
-                        touched: with_taken(&planned.touched, &taken_late),
+                    .map_err(|error| {
+                        tally.failure(
+                            error,
+                            with_taken(&planned.touched, &[&taken_late[..], &maybe_taken_late[..]].concat()),
+                        )
                     })?;
                 left_to_newer = Some(fenced);
             }
@@ -672,11 +751,10 @@ impl Engine {
                 .await;
             tracing::trace!(rank, writes = outcomes.len(), took = ?rank_started.elapsed(), "rank written");
             if let Some(error) = outcomes.into_iter().find_map(Result::err) {
-                return Err(BatchFailure {
+                return Err(tally.failure(
                     error,
-                    written: tally.written(),
-                    touched: with_taken(&planned.touched, &taken_late),
-                });
+                    with_taken(&planned.touched, &[&taken_late[..], &maybe_taken_late[..]].concat()),
+                ));
             }
         }
         tracing::debug!(
@@ -689,6 +767,7 @@ impl Engine {
         // What each event changed, as written: the write may have met another writer's change (a
         // create that became a replace after a 409), or found its work already done.
         let written: BTreeMap<ObjectKey, Operation> = tally.written().into_iter().collect();
+        let unknown = tally.unknown();
         let planned_fences = events
             .iter()
             .map(|event| match event.body {
@@ -706,6 +785,15 @@ impl Engine {
             if result.outcome == Outcome::Applied && result.changes.is_empty() {
                 result.outcome = Outcome::Unchanged;
             }
+            result.add_unknown_writes(
+                unknown
+                    .iter()
+                    .filter(|(key, _)| changed.contains(key))
+                    .map(|(key, operation)| Change::new(key, *operation)),
+            );
+        }
+        for (i, key) in maybe_taken_late {
+            results[i].add_unknown_writes([Change::new(&key, Operation::Deleted)]);
         }
         for (i, key) in taken_late {
             results[i].changes.push(Change::new(&key, Operation::Deleted));
@@ -732,25 +820,32 @@ impl Engine {
     /// The Ingresses (main and fallback) of the batch's retiring routes that are there now though the
     /// batch read none, or another one, of an event no newer than the retirement: deleted, each on
     /// the version read. A newer deploy's Ingress stays (it wrote the key-auth rule first, which the
-    /// retirement's edit, guarded by the route's revision, then leaves).
+    /// retirement's edit, guarded by the route's revision, then leaves). Returns those removed, those
+    /// whose delete may have been made (its answer lost), and the error that stopped it.
     async fn take_late_ingresses(
         &self,
         events: &[LifecycleEvent],
         planned: &[RouteResult],
         tally: &Tally,
         deadline: Instant,
-    ) -> (Vec<(usize, ObjectKey)>, Option<ApplyError>) {
+    ) -> (Vec<(usize, ObjectKey)>, Vec<(usize, ObjectKey)>, Option<ApplyError>) {
         let retiring: Vec<usize> = (0..events.len())
             .filter(|&i| matches!(events[i].body, Lifecycle::Retired(_)) && planned[i].outcome == Outcome::Applied)
             .collect();
         let no_newer = |i: usize, revision: u64| revision <= events[i].revision();
-        let (taken, error) = self.remove_route_ingresses(events, &retiring, no_newer, deadline).await;
+        let Removal {
+            removed: taken,
+            unknown,
+            error,
+        } = self.remove_route_ingresses(events, &retiring, no_newer, deadline).await;
         let mut written = tally.written.lock().expect("not poisoned");
         written.extend(taken.iter().map(|(_, key)| (key.clone(), Operation::Deleted)));
+        let mut maybe = tally.unknown.lock().expect("not poisoned");
+        maybe.extend(unknown.iter().map(|(_, key)| (key.clone(), Operation::Deleted)));
         tally
             .attempts
             .fetch_add(u32::try_from(taken.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
-        (taken, error)
+        (taken, unknown, error)
     }
 
     /// `planned` is what the batch's simulation made of `initial`: the first attempt writes it as is.
@@ -773,6 +868,42 @@ impl Engine {
         // The first attempt writes what the batch read and planned (borrowed: shared objects are
         // large); a retry reads afresh and applies the steps again.
         let first = std::sync::atomic::AtomicBool::new(true);
+        // An attempt whose answer never came (its operation, and the uid of the object it deleted):
+        // the server may have made it. See `lost_write_made`.
+        let lost: Mutex<Option<(Operation, Option<Value>)>> = Mutex::new(None);
+        let settle_lost = |current: &Option<Value>, desired: Option<&Option<Value>>| {
+            let mut lost = lost.lock().expect("not poisoned");
+            if let Some((operation, _)) =
+                lost.take_if(|(operation, uid)| lost_write_made(*operation, uid.as_ref(), current, desired))
+            {
+                tally.versions.lock().expect("not poisoned").insert(key.clone(), None);
+                tally
+                    .written
+                    .lock()
+                    .expect("not poisoned")
+                    .push((key.clone(), operation));
+            }
+        };
+        // The object as the steps make it of `current` (unless they no longer fit it).
+        let desired_of = |current: &Option<Value>| {
+            let mut desired = current.clone();
+            let mut index = EntryIndex::default();
+            steps
+                .iter()
+                .try_for_each(|step| apply_step_indexed(step, &mut desired, &mut index).map(drop))
+                .map(|()| desired)
+                .map_err(|refused| ApplyError::Refused(refused.into()))
+        };
+        // No write follows to settle it: a lost write still unsettled may have been made.
+        let give_up_lost = || {
+            if let Some((operation, _)) = lost.lock().expect("not poisoned").take() {
+                tally
+                    .unknown
+                    .lock()
+                    .expect("not poisoned")
+                    .push((key.clone(), operation));
+            }
+        };
         let attempt = || async {
             let fresh: (Before, Option<Value>);
             let as_planned = first.swap(false, Ordering::Relaxed);
@@ -782,16 +913,17 @@ impl Engine {
                 if let Some(owner) = owner {
                     if !self.fenced_past([owner], deadline).await?.is_empty() {
                         tracing::debug!(%object, "left to a newer event of the model, which wrote it meanwhile");
+                        if lost.lock().expect("not poisoned").is_some() {
+                            // The newer event may have written over ours: only a delete can tell.
+                            let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
+                            settle_lost(&current, None);
+                            give_up_lost();
+                        }
                         return Ok(());
                     }
                 }
                 let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
-                let mut desired = current.clone();
-                let mut index = EntryIndex::default();
-                for step in steps {
-                    apply_step_indexed(step, &mut desired, &mut index)
-                        .map_err(|refused| ApplyError::Refused(refused.into()))?;
-                }
+                let desired = desired_of(&current)?;
                 // The batch measured its edits against the object as it read it; another writer's
                 // entries since may leave no room for them.
                 if matches!(steps.first().map(|step| &step.action), Some(Action::Edit { .. })) {
@@ -801,6 +933,7 @@ impl Engine {
                         return Err(ApplyError::Refused(refusal));
                     }
                 }
+                settle_lost(&current, Some(&desired));
                 fresh = (Before::Whole(current), desired);
                 (&fresh.0, fresh.1.as_ref())
             };
@@ -853,6 +986,13 @@ impl Engine {
                     Ok(())
                 }
                 Err(e) => {
+                    if ApplyError::answer_lost(&e) {
+                        let uid = match current {
+                            Before::Whole(Some(object)) => object.pointer("/metadata/uid").cloned(),
+                            _ => None,
+                        };
+                        *lost.lock().expect("not poisoned") = Some((operation, uid));
+                    }
                     let error = match ApplyError::classify(e, &object) {
                         // A replace of an object someone deleted since our read: as a 409, re-read
                         // (then create it, unless a newer event of the model has taken the route).
@@ -869,7 +1009,32 @@ impl Engine {
                 }
             }
         };
-        self.retried(&object, attempt, deadline).await
+        let outcome = self.retried(&object, attempt, deadline).await;
+        if outcome.is_err() && lost.lock().expect("not poisoned").is_some() {
+            // The retries stopped before they could look (the deadline, a refusal): one read, even
+            // past the deadline, tells whether the lost write was made, so the result can say so.
+            if let Ok(current) = self.look_again(key).await {
+                settle_lost(&current, desired_of(&current).ok().as_ref());
+            }
+            give_up_lost();
+        }
+        outcome
+    }
+
+    /// An object read to learn whether a write whose answer was lost was made, also past the event
+    /// deadline: a few quick attempts, so one transient error does not leave a result unsure of
+    /// what was written.
+    async fn look_again(&self, key: &ObjectKey) -> Result<Option<Value>, ApplyError> {
+        let object = key.to_string();
+        (|| async { self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object)) })
+            .retry(
+                self.config
+                    .retry
+                    .backoff()
+                    .with_max_times(LOOKS_AFTER_A_LOST_ANSWER - 1),
+            )
+            .when(ApplyError::is_retryable)
+            .await
     }
 
     /// The models among `(model, revision)` pairs whose fence entry, read now, is of a newer revision

@@ -10,9 +10,10 @@ use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
 use higress_route_worker::higress::Settings;
 use higress_route_worker::metrics::Metrics;
+use higress_route_worker::result::{unknown_write_warning, Change, RouteResult};
 use kube_sim::Sim;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,6 +87,45 @@ impl Cluster {
         }
         failed.retain(|_, n| *n > 0);
         failed
+    }
+
+    /// The audit log's writes that no result's `changes` lists, nor names in a warning as a write
+    /// whose answer was lost and that may have been made, as `verb resource/name`.
+    pub fn writes_unlisted_in(&self, results: &[RouteResult]) -> Vec<String> {
+        let warnings: BTreeSet<&str> = results.iter().flat_map(|r| &r.warnings).map(String::as_str).collect();
+        let reported: BTreeSet<(String, &str)> = results
+            .iter()
+            .flat_map(|r| r.changes.iter())
+            .map(|c| (format!("{}/{}", c.kind, c.name), c.operation))
+            .collect();
+        let kind_of = |resource: &str| match resource {
+            "configmaps" => "ConfigMap",
+            "ingresses" => "Ingress",
+            "mcpbridges" => "McpBridge",
+            "wasmplugins" => "WasmPlugin",
+            "envoyfilters" => "EnvoyFilter",
+            other => panic!("unexpected write of {other}"),
+        };
+        self.sim
+            .audit()
+            .into_iter()
+            .filter(|entry| {
+                let operation = match entry.verb.as_str() {
+                    "create" => "created",
+                    "delete" => "deleted",
+                    _ => "updated",
+                };
+                let change = Change {
+                    api_version: String::new(),
+                    kind: kind_of(&entry.resource).to_string(),
+                    name: entry.name.clone(),
+                    operation,
+                };
+                !reported.contains(&(format!("{}/{}", change.kind, change.name), operation))
+                    && !warnings.contains(unknown_write_warning(&change).as_str())
+            })
+            .map(|entry| format!("{} {}/{}", entry.verb, entry.resource, entry.name))
+            .collect()
     }
 
     /// Writes (create, update, patch, delete) the API server has served.
