@@ -205,6 +205,46 @@ async fn a_write_whose_answer_was_lost_is_listed_when_no_retry_may_follow() {
     assert_eq!(cluster.writes_unlisted_in(&[result]), Vec::<String>::new());
 }
 
+/// A lost answer that no look can settle (every read fails): the write may have been made, so the
+/// result names it in a warning and is `failed`, never `rejected` (which says nothing was written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_write_no_look_can_settle_is_named_in_a_warning_and_the_result_is_not_rejected() {
+    let cluster = Cluster::start().await;
+    let one_attempt = higress_route_worker::cluster::RetryPolicy {
+        max_attempts: 1,
+        ..support::quick_retries()
+    };
+    let engine = cluster.engine_with(one_attempt, Default::default()).await;
+    let faults = cluster.sim.faults();
+    faults.lose_answer_next(1, Some(Method::POST), Some("ingresses"));
+    // The three reads after the lost answer (the batch's own read of the Ingress comes first).
+    faults.fail_next(
+        3,
+        FaultSpec::new(500)
+            .for_method(Method::GET)
+            .for_path("/ingresses/ai-route-m.internal")
+            .after(1),
+    );
+    let result = engine.apply(&deploy("m", 1)).await;
+    assert_eq!(
+        faults.pending(),
+        0,
+        "the answer was lost and the three looks failed: {result:?} {:?}",
+        cluster.sim.counters()
+    );
+    assert!(cluster.get("ingresses", "ai-route-m.internal").is_some());
+    assert_outcome(&result, Outcome::Failed);
+    assert!(!lists(&result, "ai-route-m.internal", "created"), "{result:?}");
+    assert!(
+        result
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("Ingress/ai-route-m.internal may have been created")),
+        "{result:?}"
+    );
+    assert_eq!(cluster.writes_unlisted_in(&[result]), Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_errors_and_dropped_connections_are_retried() {
     let cluster = Cluster::start().await;

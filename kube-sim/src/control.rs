@@ -93,7 +93,7 @@ async fn set_latency(State(shared): SimState, Json(latency): Json<Latency>) -> S
     StatusCode::NO_CONTENT
 }
 
-/// A [`FaultSpec`] as JSON: `{"status": 503, "retryAfter": 1, "method": "PUT", "pathContains": "/configmaps/"}`.
+/// A [`FaultSpec`] as JSON: `{"status": 503, "retryAfter": 1, "method": "PUT", "pathContains": "/configmaps/", "after": 1}`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Fault {
@@ -101,6 +101,8 @@ struct Fault {
     retry_after: Option<u64>,
     method: Option<String>,
     path_contains: Option<String>,
+    #[serde(default)]
+    after: usize,
 }
 
 fn parse_method(method: Option<&str>) -> Result<Option<Method>, (StatusCode, String)> {
@@ -117,6 +119,7 @@ impl Fault {
             retry_after: self.retry_after,
             method: parse_method(self.method.as_deref())?,
             path_contains: self.path_contains,
+            after: self.after,
         })
     }
 }

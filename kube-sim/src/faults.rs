@@ -20,6 +20,8 @@ pub struct FaultSpec {
     pub method: Option<Method>,
     /// Only requests whose path contains this text; any path when `None`.
     pub path_contains: Option<String>,
+    /// For `fail_next`: this many matching requests pass before the rule's failures begin.
+    pub after: usize,
 }
 
 impl FaultSpec {
@@ -30,6 +32,7 @@ impl FaultSpec {
             retry_after: None,
             method: None,
             path_contains: None,
+            after: 0,
         }
     }
 
@@ -45,6 +48,13 @@ impl FaultSpec {
 
     pub fn for_path(mut self, fragment: impl Into<String>) -> Self {
         self.path_contains = Some(fragment.into());
+        self
+    }
+
+    /// For `fail_next`: let the first `n` matching requests through (e.g. the read before a write,
+    /// to fail only the read after it).
+    pub fn after(mut self, n: usize) -> Self {
+        self.after = n;
         self
     }
 
@@ -218,10 +228,19 @@ impl Faults {
         if take_counted(&mut rules.lose_answer_next, method, path) {
             return Some(Injected::LoseAnswer);
         }
-        let counted = rules
-            .fail_next
-            .iter_mut()
-            .find(|(left, fault)| *left > 0 && fault.matches(method, path));
+        // A rule still letting requests through counts this one and lets it pass to the next rules.
+        let mut counted = None;
+        for (left, fault) in rules.fail_next.iter_mut() {
+            if *left == 0 || !fault.matches(method, path) {
+                continue;
+            }
+            if fault.after > 0 {
+                fault.after -= 1;
+                continue;
+            }
+            counted = Some((left, fault));
+            break;
+        }
         let fault = match counted {
             Some((left, fault)) => {
                 *left -= 1;
@@ -275,6 +294,22 @@ mod tests {
         assert_eq!(put("/api/v1/namespaces/a/configmaps/x"), unavailable);
         assert_eq!(put("/api/v1/namespaces/a/configmaps/x"), unavailable);
         assert_eq!(put("/api/v1/namespaces/a/configmaps/x"), None);
+    }
+
+    #[test]
+    fn a_counted_failure_after_n_lets_the_first_n_matching_requests_through() {
+        let faults = Faults::new();
+        faults.fail_next(1, FaultSpec::new(500).for_method(Method::GET).for_path("/x").after(2));
+        let get = |path| faults.take_injection(&Method::GET, path);
+        assert_eq!(get("/y"), None, "not matching: not counted");
+        assert_eq!(get("/x"), None);
+        assert_eq!(get("/x"), None);
+        let failed = Some(Injected::Error {
+            status: 500,
+            retry_after: None,
+        });
+        assert_eq!(get("/x"), failed);
+        assert_eq!(get("/x"), None, "its one failure is spent");
     }
 
     #[test]
