@@ -80,6 +80,9 @@ pub struct RouteResult {
     /// The input's trace context, published as the result's own `traceparent` and `tracestate`.
     #[serde(skip)]
     pub trace: Option<TraceContext>,
+    /// Writes that may have been made (see [`RouteResult::add_unknown_writes`]); published as warnings.
+    #[serde(skip)]
+    pub unknown_writes: Vec<Change>,
 }
 
 /// What a pipeline needs to call a deployed route without knowing Higress: its public URLs and the
@@ -164,6 +167,7 @@ impl RouteResult {
             reason: None,
             route: None,
             trace: None,
+            unknown_writes: Vec::new(),
         }
     }
 
@@ -241,6 +245,12 @@ impl RouteResult {
         }
     }
 
+    /// What an earlier round of the same event wrote, and may have written, stays part of its result.
+    pub fn add_earlier(&mut self, earlier: RouteResult) {
+        self.add_earlier_writes(earlier.changes);
+        self.add_unknown_writes(earlier.unknown_writes);
+    }
+
     /// Writes whose answers were lost and that reading the object again could neither confirm nor
     /// rule out (another writer changed it meanwhile, or it could not be read): `changes` lists only
     /// what is known written, so each is named in a warning. A write may have been made, so the
@@ -250,6 +260,9 @@ impl RouteResult {
             let warning = unknown_write_warning(&change);
             if !self.warnings.contains(&warning) {
                 self.warnings.push(warning);
+            }
+            if !self.unknown_writes.contains(&change) {
+                self.unknown_writes.push(change);
             }
             match self.outcome {
                 Outcome::Unchanged => self.outcome = Outcome::Applied,
@@ -453,6 +466,31 @@ mod tests {
         still_rejected.fail(Outcome::Rejected, Reason::Invalid, "refused".into(), false);
         still_rejected.add_earlier_writes([]);
         assert_eq!(still_rejected.outcome, Outcome::Rejected);
+    }
+
+    #[test]
+    fn a_write_that_may_have_been_made_is_warned_of_carried_to_the_next_round_and_never_rejected_or_unchanged() {
+        use crate::higress::{Kind, ObjectKey, Operation};
+        let ingress = Change::new(
+            &ObjectKey::new(Kind::Ingress, "ai-route-m.internal"),
+            Operation::Created,
+        );
+        let event = deploy(json!({"path": "/m"}));
+        let mut first_round = RouteResult::for_event(&event);
+        first_round.fail(Outcome::Rejected, Reason::Unavailable, "timeout".into(), true);
+        first_round.add_unknown_writes([ingress.clone(), ingress.clone()]);
+        assert_eq!(first_round.outcome, Outcome::Failed);
+        let warning = "Ingress/ai-route-m.internal may have been created: the answer to that write was lost, and reading the object again could not tell";
+        assert_eq!(first_round.warnings, [warning]);
+        assert!(first_round.changes.is_empty(), "not listed as written");
+
+        // The next round finds the route as it should be and writes nothing.
+        let mut next_round = RouteResult::for_event(&event);
+        next_round.add_earlier(first_round);
+        assert_eq!(next_round.outcome, Outcome::Applied);
+        assert_eq!(next_round.warnings, [warning]);
+        assert_eq!(next_round.unknown_writes, [ingress]);
+        assert!(!next_round.to_cloud_event("s").to_string().contains("unknownWrites"));
     }
 
     fn deploy(route: serde_json::Value) -> LifecycleEvent {

@@ -517,7 +517,7 @@ impl Worker {
             for (&i, mut result) in pending.iter().zip(outcomes) {
                 // What earlier rounds wrote stays part of the event's result.
                 if let Some(earlier) = results[i].take() {
-                    result.add_earlier_writes(earlier.changes);
+                    result.add_earlier(earlier);
                 }
                 if result.outcome == Outcome::Failed && is_retryable(&result) && pause.is_some() {
                     retry.push(i);
