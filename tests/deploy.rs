@@ -182,6 +182,44 @@ fn every_object_is_a_valid_kubernetes_object() {
     }
 }
 
+/// The first number after `marker` in `text`.
+fn number_after(text: &str, marker: &str) -> u64 {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("README no longer says {marker:?}"))
+        + marker.len();
+    let digits: String = text[at..]
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or_else(|_| panic!("no number after {marker:?}"))
+}
+
+/// README's "Deploying" describes the replicas, the grace period and the drain deadline as deploy/ has them.
+#[test]
+fn the_readme_gives_the_deployments_replicas_grace_period_and_drain_deadline_as_they_are() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let objects = rendered();
+    let deployment = the(&objects, "Deployment");
+    let said = (
+        number_after(&readme, "Deployment ("),
+        number_after(&readme, "`terminationGracePeriodSeconds`"),
+        number_after(&readme, "> the "),
+    );
+    let is = (
+        deployment["spec"]["replicas"].as_u64().expect("replicas"),
+        deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("terminationGracePeriodSeconds"),
+        drain_deadline_secs(&objects),
+    );
+    assert_eq!(
+        said, is,
+        "README (replicas, grace period, drain deadline) against deploy/"
+    );
+}
+
 #[test]
 fn the_pod_is_locked_down_probed_and_bounded() {
     let objects = rendered();

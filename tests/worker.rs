@@ -507,6 +507,61 @@ async fn two_workers_in_one_group_share_the_work() {
     assert!(b.terminate().success());
 }
 
+/// The partition count of the last assignment a worker logged (`--log-format json`).
+fn last_assignment(log: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == "partitions assigned")
+        .filter_map(|line| line["fields"]["partitions"].as_u64())
+        .last()
+}
+
+/// README: `/readyz` answers once the worker has joined its group, with an assignment that may be
+/// empty: a replica beyond the input's partitions is idle, and ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_beyond_the_partitions_is_idle_and_ready() {
+    let fixture = Fixture::start().await;
+    // Four replicas for the input's three partitions, started together.
+    let replicas: Vec<WorkerProcess> = (0..4)
+        .map(|i| fixture.worker(&format!("r{i}"), &["--log-format", "json"]))
+        .collect();
+    let logs = || replicas.iter().map(|r| r.log()).collect::<Vec<_>>().join("\n---\n");
+    // Settled: every replica's last assignment is logged, together they hold the three partitions
+    // once, and so it stays a second later.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut previous = None;
+    let assignments = loop {
+        let last: Option<Vec<u64>> = replicas.iter().map(|r| last_assignment(&r.log())).collect();
+        let settled = last.clone().filter(|counts| counts.iter().sum::<u64>() == 3);
+        if settled.is_some() && settled == previous {
+            break settled.expect("settled");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the group never settled:\n{}",
+            logs()
+        );
+        previous = settled;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let idle: Vec<&WorkerProcess> = replicas
+        .iter()
+        .zip(&assignments)
+        .filter(|(_, partitions)| **partitions == 0)
+        .map(|(replica, _)| replica)
+        .collect();
+    assert_eq!(idle.len(), 1, "{assignments:?}");
+    assert_eq!(
+        idle[0].wait_ready_status(200, WAIT).await,
+        200,
+        "the idle replica is ready:\n{}",
+        idle[0].log()
+    );
+    for replica in replicas {
+        assert!(replica.terminate().success());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_cluster_errors_wait_then_fail_after_the_deadline() {
     let fixture = Fixture::start().await;
