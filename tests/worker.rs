@@ -510,10 +510,10 @@ async fn two_workers_in_one_group_share_the_work() {
 /// The partition count of the last assignment a worker logged (`--log-format json`).
 fn last_assignment(log: &str) -> Option<u64> {
     log.lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["fields"]["message"] == "partitions assigned")
-        .filter_map(|line| line["fields"]["partitions"].as_u64())
-        .last()
+        .find_map(|line| line["fields"]["partitions"].as_u64())
 }
 
 /// README: `/readyz` answers once the worker has joined its group, with an assignment that may be
