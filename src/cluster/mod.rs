@@ -914,9 +914,10 @@ impl Engine {
                     if !self.fenced_past([owner], deadline).await?.is_empty() {
                         tracing::debug!(%object, "left to a newer event of the model, which wrote it meanwhile");
                         if lost.lock().expect("not poisoned").is_some() {
-                            // The newer event may have written over ours: only a delete can tell.
+                            // A route's own object carries its event's revision: found as ours, the
+                            // newer event has not written over it yet, and ours was made.
                             let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
-                            settle_lost(&current, None);
+                            settle_lost(&current, desired_of(&current).ok().as_ref());
                             give_up_lost();
                         }
                         return Ok(());
