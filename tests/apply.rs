@@ -183,16 +183,21 @@ async fn a_write_whose_answer_was_lost_is_still_listed_in_its_result() {
     assert_eq!(cluster.writes_unlisted_in(&[deployed, retired]), Vec::<String>::new());
 }
 
+/// An engine that makes one attempt per request: no retry follows a failed one.
+async fn one_attempt_engine(cluster: &Cluster) -> higress_route_worker::cluster::Engine {
+    let one_attempt = higress_route_worker::cluster::RetryPolicy {
+        max_attempts: 1,
+        ..support::quick_retries()
+    };
+    cluster.engine_with(one_attempt, Default::default()).await
+}
+
 /// When no retry may follow a lost answer (here: one attempt per request), one read still tells
 /// whether the write was made, and the failed result lists it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_answer_was_lost_is_listed_when_no_retry_may_follow() {
     let cluster = Cluster::start().await;
-    let one_attempt = higress_route_worker::cluster::RetryPolicy {
-        max_attempts: 1,
-        ..support::quick_retries()
-    };
-    let engine = cluster.engine_with(one_attempt, Default::default()).await;
+    let engine = one_attempt_engine(&cluster).await;
     cluster
         .sim
         .faults()
@@ -210,11 +215,7 @@ async fn a_write_whose_answer_was_lost_is_listed_when_no_retry_may_follow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_write_no_look_can_settle_is_named_in_a_warning_and_the_result_is_not_rejected() {
     let cluster = Cluster::start().await;
-    let one_attempt = higress_route_worker::cluster::RetryPolicy {
-        max_attempts: 1,
-        ..support::quick_retries()
-    };
-    let engine = cluster.engine_with(one_attempt, Default::default()).await;
+    let engine = one_attempt_engine(&cluster).await;
     let faults = cluster.sim.faults();
     faults.lose_answer_next(1, Some(Method::POST), Some("ingresses"));
     // The three reads after the lost answer (the batch's own read of the Ingress comes first).

@@ -211,6 +211,33 @@ async fn a_rotation_that_meets_another_writer_leaves_the_other_writers_object_al
     assert_eq!(provider_tokens(get, "p-m"), json!(["sk-new"]));
 }
 
+/// A rotation's write whose answer was lost (stored, then the connection closed): its retry meets a
+/// 409, the version having moved with its own write; a look shows the new values there, and the
+/// result lists the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_write_whose_answer_was_lost_is_listed() {
+    let cluster = cluster::Cluster::start().await;
+    cluster.sim.insert(secret("sk-old", "cred-old", true)).unwrap();
+    let engine = cluster.engine().await;
+    let deployed = engine
+        .apply(&cluster::parse(event::DEPLOYED_TYPE, by_reference("m", 1)))
+        .await;
+    assert_eq!(deployed.outcome.as_str(), "applied", "{deployed:?}");
+    change_secret(engine.api(), "sk-new", "cred-new", true).await;
+    let faults = cluster.sim.faults();
+    faults.lose_answer_next(1, Some(Method::PUT), Some("ai-proxy.internal"));
+    let rotated = engine.rotate_secrets().await.unwrap();
+    assert_eq!(faults.pending(), 0, "the answer was lost");
+    let get = |resource: &str, name: &str| cluster.get(resource, name);
+    assert_eq!(provider_tokens(get, "p-m"), json!(["sk-new"]));
+    let mut changed: Vec<&str> = rotated
+        .iter()
+        .flat_map(|r| r.changes.iter().map(|c| c.name.as_str()))
+        .collect();
+    changed.sort_unstable();
+    assert_eq!(changed, ["ai-proxy.internal", "key-auth.internal"], "{rotated:?}");
+}
+
 /// The proof: the worker process, a real broker, a Secret changed in the API server, the new
 /// token in ai-proxy.internal and a `secret-rotated` result.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -174,17 +174,18 @@ struct RequestMatch {
 }
 
 async fn lose_answer_next(State(shared): SimState, Json(counted): Json<Counted<RequestMatch>>) -> Answer {
-    let method = parse_method(counted.rule.method.as_deref())?;
-    shared
-        .faults
-        .lose_answer_next(counted.n, method, counted.rule.path_contains.as_deref());
-    Ok(StatusCode::NO_CONTENT)
+    counted_rule(counted, |n, method, path| {
+        shared.faults.lose_answer_next(n, method, path)
+    })
 }
 
 async fn drop_next(State(shared): SimState, Json(counted): Json<Counted<RequestMatch>>) -> Answer {
+    counted_rule(counted, |n, method, path| shared.faults.drop_next(n, method, path))
+}
+
+/// Sets a rule for the next `n` requests matching a method and a path fragment.
+fn counted_rule(counted: Counted<RequestMatch>, set: impl FnOnce(usize, Option<Method>, Option<&str>)) -> Answer {
     let method = parse_method(counted.rule.method.as_deref())?;
-    shared
-        .faults
-        .drop_next(counted.n, method, counted.rule.path_contains.as_deref());
+    set(counted.n, method, counted.rule.path_contains.as_deref());
     Ok(StatusCode::NO_CONTENT)
 }

@@ -92,13 +92,12 @@ async fn gate(shared: Arc<Shared>, control: Router, request: Request<Incoming>) 
         None => false,
     };
     let (parts, body) = request.into_parts();
-    let body = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(_) => return Ok(ApiError::request_too_large(MAX_BODY_BYTES).into_response()),
-    };
-    let response = match endpoint {
-        Ok(endpoint) => http::respond(&shared, endpoint, &parts.headers, &body),
-        Err(error) => error.into_response(),
+    let response = match axum::body::to_bytes(Body::new(body), MAX_BODY_BYTES).await {
+        Err(_) => ApiError::request_too_large(MAX_BODY_BYTES).into_response(),
+        Ok(body) => match endpoint {
+            Ok(endpoint) => http::respond(&shared, endpoint, &parts.headers, &body),
+            Err(error) => error.into_response(),
+        },
     };
     if lose_answer {
         return Err(ConnectionDropped);

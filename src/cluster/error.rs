@@ -64,11 +64,15 @@ impl ApplyError {
     }
 
     /// Whether a write that failed so may still have been made: no answer came (a dropped
-    /// connection, a client timeout) or the server gave up waiting for its own store (504). Its retry
-    /// reads the object first, and a write found made is reported (`Engine::write`).
+    /// connection, a client timeout), the server gave up waiting for its own store (504), its store
+    /// failed in a way that may have committed (500: etcd's "request timed out", "leader changed"),
+    /// or a proxy lost the answer (502). Not 429 or 503: the API server sends those before acting.
+    /// Its retry reads the object first, and a write found made is reported (`Engine::write`).
     pub fn answer_lost(error: &kube::Error) -> bool {
         match error {
-            kube::Error::Api(status) => status.code == 504,
+            kube::Error::Api(status) => {
+                matches!(status.code, 500 | 502 | 504) && !status.message.contains("request is too large")
+            }
             // Answered, only not readable: the server did what it answered.
             kube::Error::SerdeError(_) => false,
             _ => true,
@@ -185,9 +189,11 @@ mod tests {
     }
 
     #[test]
-    fn only_a_missing_answer_or_a_gateway_timeout_may_hide_a_write() {
-        assert!(ApplyError::answer_lost(&api(504, "Timeout", 0)));
-        for code in [409, 429, 500, 503, 422] {
+    fn only_a_missing_answer_or_a_failed_store_may_hide_a_write() {
+        for code in [500, 502, 504] {
+            assert!(ApplyError::answer_lost(&api(code, "", 0)), "{code}");
+        }
+        for code in [409, 429, 503, 422] {
             assert!(!ApplyError::answer_lost(&api(code, "", 0)), "{code}");
         }
         let no_answer = kube::Error::Service(Box::new(std::io::Error::other("connection closed")));

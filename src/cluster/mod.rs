@@ -231,7 +231,10 @@ impl Engine {
         planned_fences: &[Option<FenceEntry>],
         deadline: Instant,
     ) {
-        let wrote: Vec<usize> = (0..events.len()).filter(|&i| !results[i].changes.is_empty()).collect();
+        // A write that may have been made counts: it may have exposed a route a retirement took meanwhile.
+        let wrote: Vec<usize> = (0..events.len())
+            .filter(|&i| !results[i].changes.is_empty() || !results[i].unknown_writes.is_empty())
+            .collect();
         let mut reads = ReadSet::default();
         for (i, event) in wrote.iter().map(|&i| (i, &events[i])) {
             reads
@@ -316,6 +319,7 @@ impl Engine {
                     results[i].changes.push(change);
                 }
             }
+            results[i].add_unknown_writes(settled.unknown_writes);
             results[i].warnings.push(note);
             if let Some(error) = settled.error {
                 results[i].outcome = Outcome::Failed;
@@ -345,6 +349,7 @@ impl Engine {
                     && results[i]
                         .changes
                         .iter()
+                        .chain(&results[i].unknown_writes)
                         .any(|c| c.kind == Kind::Ingress.kind() && c.operation != Operation::Deleted.as_str())
                     && fence::entry(fences, event.model())
                         .is_some_and(|entry| !entry.is_retired() && entry.revision > event.revision())
@@ -584,6 +589,7 @@ impl Engine {
         keys.sort_by_key(|key| (higress::write_rank(key, false), (*key).clone()));
         keys.dedup();
         let mut written = BTreeSet::new();
+        let mut maybe_written = BTreeSet::new();
         // Each object on its own: one that cannot be written (another writer's, past the budget)
         // leaves the others to rotate.
         for key in keys {
@@ -603,11 +609,19 @@ impl Engine {
                 tracing::warn!(object = %what, message = %refusal.message, "Secret values not rotated there");
                 continue;
             }
+            // A replace whose answer was lost may have been made: then its retry meets a 409 (the
+            // version moved), and only a look tells.
+            let lost = std::sync::atomic::AtomicBool::new(false);
             let attempt = || async {
                 self.api
                     .replace(key, desired)
                     .await
                     .map(drop)
+                    .inspect_err(|e| {
+                        if ApplyError::answer_lost(e) {
+                            lost.store(true, Ordering::Relaxed);
+                        }
+                    })
                     .map_err(|e| match ApplyError::classify(e, &what) {
                         // Someone wrote since our read: not ours to merge into. The next round re-reads.
                         ApplyError::Conflict { .. } => ApplyError::Refused(higress::Refusal::new(
@@ -620,6 +634,18 @@ impl Engine {
             match self.retried(&what, attempt, deadline).await {
                 Ok(()) => {
                     written.insert(key.clone());
+                }
+                Err(error) if lost.load(Ordering::Relaxed) => {
+                    let as_sent = |object: &Value| higress::state::without_server_fields(object);
+                    match self.look_again(key).await {
+                        Ok(Some(current)) if as_sent(&current) == as_sent(desired) => {
+                            written.insert(key.clone());
+                        }
+                        _ => {
+                            tracing::info!(%error, "Secret values may have been rotated there: the answer was lost");
+                            maybe_written.insert(key.clone());
+                        }
+                    }
                 }
                 Err(error) => {
                     self.metrics.secret_rotation(error.reason().as_str());
@@ -636,8 +662,13 @@ impl Engine {
                     .filter(|key| written.contains(*key))
                     .map(|key| Change::new(key, Operation::Updated))
                     .collect();
+                result.add_unknown_writes(
+                    keys.iter()
+                        .filter(|key| maybe_written.contains(*key))
+                        .map(|key| Change::new(key, Operation::Updated)),
+                );
                 result.duration_ms = elapsed;
-                (!result.changes.is_empty()).then(|| {
+                (!result.changes.is_empty() || !result.unknown_writes.is_empty()).then(|| {
                     self.metrics.secret_rotation(Reason::SecretRotated.as_str());
                     result
                 })
@@ -916,8 +947,9 @@ impl Engine {
                         if lost.lock().expect("not poisoned").is_some() {
                             // A route's own object carries its event's revision: found as ours, the
                             // newer event has not written over it yet, and ours was made.
-                            let current = self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object))?;
-                            settle_lost(&current, desired_of(&current).ok().as_ref());
+                            if let Ok(current) = self.look_again(key).await {
+                                settle_lost(&current, desired_of(&current).ok().as_ref());
+                            }
                             give_up_lost();
                         }
                         return Ok(());
@@ -939,16 +971,29 @@ impl Engine {
                 (&fresh.0, fresh.1.as_ref())
             };
             let Some(request) = current.write_to(desired) else {
+                // Nothing to write, and a lost write not found made (e.g. the object deleted since).
+                give_up_lost();
                 return Ok(());
             };
+            let operation = match request {
+                Write::Delete(_) => Operation::Deleted,
+                Write::Create(_) => Operation::Created,
+                Write::Replace(_) => Operation::Updated,
+            };
+            // A lost write not found made: this write, of the same kind, reports for both; of
+            // another kind (a lost create found changed since, now replaced), it may have been made.
+            let same_kind = lost
+                .lock()
+                .expect("not poisoned")
+                .take_if(|(lost, _)| *lost == operation);
+            if same_kind.is_none() {
+                give_up_lost();
+            }
             tally.attempts.fetch_add(1, Ordering::Relaxed);
-            let (written, operation) = match request {
-                Write::Delete(version) => (
-                    self.api.delete(key, version.as_deref()).await.map(|()| None),
-                    Operation::Deleted,
-                ),
-                Write::Create(new) => (self.api.create(key.kind, new).await.map(Some), Operation::Created),
-                Write::Replace(changed) => (self.api.replace(key, changed).await.map(Some), Operation::Updated),
+            let written = match request {
+                Write::Delete(version) => self.api.delete(key, version.as_deref()).await.map(|()| None),
+                Write::Create(new) => self.api.create(key.kind, new).await.map(Some),
+                Write::Replace(changed) => self.api.replace(key, changed).await.map(Some),
             };
             match written {
                 Ok(written) => {
@@ -1011,6 +1056,10 @@ impl Engine {
             }
         };
         let outcome = self.retried(&object, attempt, deadline).await;
+        debug_assert!(
+            outcome.is_err() || lost.lock().expect("not poisoned").is_none(),
+            "a lost write of {object} left unsettled"
+        );
         if outcome.is_err() && lost.lock().expect("not poisoned").is_some() {
             // The retries stopped before they could look (the deadline, a refusal): one read, even
             // past the deadline, tells whether the lost write was made, so the result can say so.
