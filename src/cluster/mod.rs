@@ -1073,18 +1073,24 @@ impl Engine {
 
     /// An object read to learn whether a write whose answer was lost was made, also past the event
     /// deadline: a few quick attempts, so one transient error does not leave a result unsure of
-    /// what was written.
+    /// what was written, all within one request timeout (the worker's poll-interval check counts it).
     async fn look_again(&self, key: &ObjectKey) -> Result<Option<Value>, ApplyError> {
         let object = key.to_string();
-        (|| async { self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object)) })
-            .retry(
-                self.config
-                    .retry
-                    .backoff()
-                    .with_max_times(LOOKS_AFTER_A_LOST_ANSWER - 1),
-            )
-            .when(ApplyError::is_retryable)
-            .await
+        let retries = self
+            .config
+            .retry
+            .backoff()
+            .with_max_times(LOOKS_AFTER_A_LOST_ANSWER - 1);
+        let looks = (|| async { self.api.get(key).await.map_err(|e| ApplyError::classify(e, &object)) })
+            .retry(retries)
+            .when(ApplyError::is_retryable);
+        tokio::time::timeout(REQUEST_TIMEOUT, looks).await.unwrap_or_else(|_| {
+            Err(ApplyError::Transient {
+                object: object.clone(),
+                message: "no answer to a look after a lost answer within the request timeout".into(),
+                retry_after: None,
+            })
+        })
     }
 
     /// The models among `(model, revision)` pairs whose fence entry, read now, is of a newer revision

@@ -202,15 +202,16 @@ impl Worker {
             &config.kafka_producer_config,
         );
         let delivery_timeout: u64 = effective(&producer_config, "message.timeout.ms")?;
+        // The request under way at the deadline, then the look after a lost answer: one timeout each.
         let longest_batch = engine.retry_policy().event_deadline
-            + crate::cluster::REQUEST_TIMEOUT
+            + crate::cluster::REQUEST_TIMEOUT * 2
             + config.linger * LINGER_ROUNDS
             + config.drain_deadline
             + SEND_QUEUE_TIMEOUT
             + Duration::from_millis(delivery_timeout);
         anyhow::ensure!(
             longest_batch < Duration::from_millis(max_poll_interval),
-            "--event-deadline-secs plus the request timeout, the batch fill, --drain-deadline-secs and the results' \
+            "--event-deadline-secs plus two request timeouts, the batch fill, --drain-deadline-secs and the results' \
              delivery (the producer's queue wait and message.timeout.ms, {delivery_timeout} ms) ({longest_batch:?}) \
              must stay below the consumer's max.poll.interval.ms ({max_poll_interval} ms)"
         );
