@@ -718,6 +718,7 @@ impl Engine {
         let mut taken_late: Vec<(usize, ObjectKey)> = Vec::new();
         // Late Ingresses whose delete lost its answer and a look could not tell: touched all the same.
         let mut maybe_taken_late: Vec<(usize, ObjectKey)> = Vec::new();
+        let mut touched_late: Vec<(usize, ObjectKey)> = Vec::new();
         for rank in ranks {
             let rank_started = Instant::now();
             // Before a retirement takes its route's key-auth rule, the route's Ingresses once more:
@@ -728,11 +729,9 @@ impl Engine {
                 (taken_late, maybe_taken_late, error) = self
                     .take_late_ingresses(events, &planned.results, tally, deadline)
                     .await;
+                touched_late = [&taken_late[..], &maybe_taken_late[..]].concat();
                 if let Some(error) = error {
-                    return Err(tally.failure(
-                        error,
-                        with_taken(&planned.touched, &[&taken_late[..], &maybe_taken_late[..]].concat()),
-                    ));
+                    return Err(tally.failure(error, with_taken(&planned.touched, &touched_late)));
                 }
             }
             // Before the first route is exposed, the fences once more: a model fenced past the event
@@ -744,12 +743,7 @@ impl Engine {
                 let fenced = self
                     .fenced_past(owners.values().copied(), deadline)
                     .await
-                    .map_err(|error| {
-                        tally.failure(
-                            error,
-                            with_taken(&planned.touched, &[&taken_late[..], &maybe_taken_late[..]].concat()),
-                        )
-                    })?;
+                    .map_err(|error| tally.failure(error, with_taken(&planned.touched, &touched_late)))?;
                 left_to_newer = Some(fenced);
             }
             let skipped = |key: &ObjectKey| {
@@ -782,10 +776,7 @@ impl Engine {
                 .await;
             tracing::trace!(rank, writes = outcomes.len(), took = ?rank_started.elapsed(), "rank written");
             if let Some(error) = outcomes.into_iter().find_map(Result::err) {
-                return Err(tally.failure(
-                    error,
-                    with_taken(&planned.touched, &[&taken_late[..], &maybe_taken_late[..]].concat()),
-                ));
+                return Err(tally.failure(error, with_taken(&planned.touched, &touched_late)));
             }
         }
         tracing::debug!(
