@@ -25,6 +25,16 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Holds the next `method` request to `path` for about a second (a 503 with `Retry-After: 1`), so a
+/// test can interleave another writer's work while the engine waits to retry it.
+fn hold_next(cluster: &Cluster, method: Method, path: impl Into<String>) {
+    let held = FaultSpec::new(503)
+        .with_retry_after(1)
+        .for_method(method)
+        .for_path(path);
+    cluster.sim.faults().fail_next(1, held);
+}
+
 fn assert_outcome(result: &RouteResult, outcome: Outcome) {
     assert_eq!(result.outcome, outcome, "{result:?}");
 }
@@ -960,13 +970,7 @@ async fn an_older_deploy_held_back_does_not_expose_a_route_retired_meanwhile() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retirement_of_the_deploys_own_revision_landing_mid_deploy_wins() {
     let cluster = Cluster::start().await;
-    cluster.sim.faults().fail_next(
-        1,
-        FaultSpec::new(503)
-            .with_retry_after(1)
-            .for_method(Method::POST)
-            .for_path("ingresses"),
-    );
+    hold_next(&cluster, Method::POST, "ingresses");
     let deployer = cluster.engine().await;
     let deploying = tokio::spawn(async move { deployer.apply(&deploy("m", 5)).await });
     wait_for("the deploy to try its Ingress", || {
@@ -1001,13 +1005,7 @@ async fn a_deploy_overtaken_by_a_newer_one_removes_its_ingress_left_open_by_a_re
         .unwrap();
     let domain = higress_route_worker::higress::route::domain_config_map("api.example.com", NS, None);
     cluster.sim.insert(domain).unwrap();
-    cluster.sim.faults().fail_next(
-        1,
-        FaultSpec::new(503)
-            .with_retry_after(1)
-            .for_method(Method::POST)
-            .for_path("configmaps"),
-    );
+    hold_next(&cluster, Method::POST, "configmaps");
     let deployer = cluster.engine().await;
     let deploying = tokio::spawn(async move { deployer.apply(&deploy("m", 2)).await });
     wait_for("deploy 2's route ConfigMap to be tried", || {
@@ -1052,13 +1050,7 @@ async fn a_retirement_takes_an_ingress_created_after_its_read_before_the_key_aut
     let mut late = engine.api().get(&ingress_key).await.unwrap().unwrap();
     engine.api().delete(&ingress_key, None).await.unwrap();
     // The retirement's first write, its fence, waits a second.
-    cluster.sim.faults().fail_next(
-        1,
-        FaultSpec::new(503)
-            .with_retry_after(1)
-            .for_method(Method::PUT)
-            .for_path(format!("configmaps/{}", names::fence("m"))),
-    );
+    hold_next(&cluster, Method::PUT, format!("configmaps/{}", names::fence("m")));
     let retirer = cluster.engine().await;
     let retiring = tokio::spawn(async move { retirer.apply(&retire("m", 3)).await });
     wait_for("the retirement to try its fence", || {
@@ -1159,13 +1151,7 @@ async fn a_deploy_using_a_provider_its_owners_retirement_removes_meanwhile_is_no
                 "route": {"domains": ["api.example.com"], "path": "/b",
                           "upstreams": [{"provider": "p-b", "weight": 50}, {"provider": "p-a", "weight": 50}]}}),
         );
-        cluster.sim.faults().fail_next(
-            1,
-            FaultSpec::new(503)
-                .with_retry_after(1)
-                .for_method(Method::PUT)
-                .for_path(held),
-        );
+        hold_next(&cluster, Method::PUT, held);
         let other = if held.starts_with("wasmplugins") {
             "mcpbridges"
         } else {
@@ -1309,13 +1295,7 @@ async fn a_provider_move_planned_before_another_route_used_it_is_refused_at_the_
     );
     // a's redeploy has read and planned; its first write (its fence) waits a second.
     let fence = names::fence("a");
-    cluster.sim.faults().fail_next(
-        1,
-        FaultSpec::new(503)
-            .with_retry_after(1)
-            .for_method(Method::PUT)
-            .for_path(format!("configmaps/{fence}")),
-    );
+    hold_next(&cluster, Method::PUT, format!("configmaps/{fence}"));
     let mover = cluster.engine().await;
     let moving = tokio::spawn(async move {
         mover
