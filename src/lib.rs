@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod contract;
 pub mod event;
+pub mod gateway;
 pub mod higress;
 pub mod metrics;
 pub mod reason;
