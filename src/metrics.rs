@@ -61,6 +61,8 @@ pub struct Metrics {
     pub undeliverable: Family<UndeliverableLabels, Counter>,
     pub shared_object_bytes: Family<ObjectLabels, Gauge>,
     pub shared_object_budget: Gauge,
+    /// Problems the gateway's plugin has with each plugin CR we edit, as last read (`crate::gateway`).
+    pub gateway_problems: Family<ObjectLabels, Gauge>,
     pub in_flight: Gauge,
     /// Secret rotation rounds' outcomes per route: `secret-rotated`, or why not.
     pub secret_rotations: Family<ReasonLabels, Counter>,
@@ -120,6 +122,13 @@ impl Default for Metrics {
             "Largest size an event may take a shared object to (--shared-object-budget-bytes)",
             shared_object_budget.clone(),
         );
+        let gateway_problems = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "gateway_problems",
+            "Entries of each plugin CR the worker edits that the gateway's plugin refuses, as last read: any \
+             one keeps the plugin from loading a new config",
+            gateway_problems.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "in_flight",
@@ -143,6 +152,7 @@ impl Default for Metrics {
             undeliverable,
             shared_object_bytes,
             shared_object_budget,
+            gateway_problems,
             in_flight,
             secret_rotations,
         }
@@ -164,6 +174,15 @@ impl Metrics {
                 object: object.to_string(),
             })
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The object names come from the mapping, never from input: a bounded set.
+    pub fn gateway_problems_of(&self, object: &crate::higress::ObjectKey, problems: usize) {
+        self.gateway_problems
+            .get_or_create(&ObjectLabels {
+                object: object.to_string(),
+            })
+            .set(i64::try_from(problems).unwrap_or(i64::MAX));
     }
 
     pub fn secret_rotation(&self, reason: &'static str) {

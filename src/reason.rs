@@ -27,6 +27,10 @@ pub enum Reason {
     EntryTaken,
     /// A shared object would grow past its size budget.
     Capacity,
+    /// The plugin that reads a shared object would refuse it as the event leaves it (`crate::gateway`).
+    GatewayRefuses,
+    /// `route.plugins` names a plugin whose config parser is not ported (`--unvalidated-plugin` admits it).
+    PluginNotValidated,
     /// Another writer fenced the model with a newer revision while the event was being applied; the
     /// event ends `stale`.
     Superseded,
@@ -54,7 +58,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 28] = [
         Reason::NotJson,
         Reason::NotCloudEvent,
         Reason::UnknownType,
@@ -69,6 +73,8 @@ impl Reason {
         Reason::SecretNotAllowed,
         Reason::EntryTaken,
         Reason::Capacity,
+        Reason::GatewayRefuses,
+        Reason::PluginNotValidated,
         Reason::Superseded,
         Reason::Conflict,
         Reason::Unavailable,
@@ -99,6 +105,8 @@ impl Reason {
             Reason::SecretNotAllowed => "secret-not-allowed",
             Reason::EntryTaken => "entry-taken",
             Reason::Capacity => "capacity",
+            Reason::GatewayRefuses => "gateway-refuses",
+            Reason::PluginNotValidated => "plugin-not-validated",
             Reason::Superseded => "superseded",
             Reason::Conflict => "conflict",
             Reason::Unavailable => "unavailable",

@@ -5,8 +5,9 @@
 
 use crate::event::LifecycleEvent;
 use crate::higress::ops::Op;
-use crate::higress::{self, Action, Decision, ObjectKey, Refusal, Settings, State, Step};
-use crate::reason::Reason;
+use crate::gateway::{self, Problem};
+use crate::higress::{self, Action, Decision, Kind, ObjectKey, Refusal, Settings, State, Step};
+use super::admission::{self, annotation_bytes, capacity_refusal, grown_past_limits, serialized_size, ANNOTATIONS_LIMIT};
 use crate::result::{Change, Outcome, RouteResult};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,6 +23,9 @@ pub struct Planned {
     pub changed: Vec<Vec<ObjectKey>>,
     /// Each touched object as it was before the batch.
     pub before: BTreeMap<ObjectKey, Before>,
+    /// The problems the gateway had with each plugin CR the batch touches, before the batch
+    /// (`crate::gateway::check`): another writer's, or older; never a reason to refuse an event.
+    pub gateway_problems: BTreeMap<ObjectKey, Vec<Problem>>,
     pub state: State,
 }
 
@@ -111,7 +115,17 @@ pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initi
                     .warnings
                     .push(format!("route {} has already seen revision {seen}", event.model()));
             }
+            Ok(Decision::Apply(plan)) if let Err(refusal) = admission::admit_plan(&plan.steps, &planned.state) => {
+                result.fail(Outcome::Rejected, refusal.reason, refusal.message, false)
+            }
             Ok(Decision::Apply(plan)) => {
+                for step in &plan.steps {
+                    if step.key.kind == Kind::WasmPlugin && !planned.gateway_problems.contains_key(&step.key) {
+                        // Measured when the batch first touches it: the events before added none.
+                        let had = planned.state.get(&step.key).map(gateway::check).unwrap_or_default();
+                        planned.gateway_problems.insert(step.key.clone(), had);
+                    }
+                }
                 // Keep what each object was before the batch, not a copy of the whole state.
                 for step in &plan.steps {
                     if !planned.before.contains_key(&step.key) {
@@ -168,6 +182,19 @@ pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initi
                         result.changes = changes.iter().map(|(key, op)| Change::new(key, *op)).collect();
                         changed = changes.into_iter().map(|(key, _)| key).collect();
                         result.warnings = plan.warnings;
+                        for key in plan.steps.iter().map(|step| &step.key).collect::<BTreeSet<_>>() {
+                            if key.kind != Kind::WasmPlugin {
+                                continue;
+                            }
+                            let had = &planned.gateway_problems[key];
+                            if !had.is_empty() {
+                                result.warnings.push(format!(
+                                    "the gateway refuses {key} for problems that were there before this event \
+                                     (run `higress-route-worker audit`): {}",
+                                    admission::list(had)
+                                ));
+                            }
+                        }
                         match plan.stale {
                             // Only what its model's retirement left was removed: no route to reach.
                             Some(_) => result.outcome = Outcome::Stale,
@@ -194,43 +221,6 @@ pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initi
 #[derive(Default)]
 struct SharedSizes {
     bytes: BTreeMap<ObjectKey, usize>,
-}
-
-/// What a Kubernetes API server allows an object's annotations to hold, keys and values together
-/// (`metadata.annotations: Too long: must have at most 262144 bytes`). Ours (provider users, route
-/// revisions) grow with the routes.
-pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
-
-/// The bytes of an object's annotations as the API server counts them: keys and values.
-pub fn annotation_bytes(object: Option<&Value>) -> usize {
-    object
-        .and_then(|o| o.pointer("/metadata/annotations"))
-        .and_then(Value::as_object)
-        .map_or(0, |annotations| {
-            annotations
-                .iter()
-                .map(|(key, value)| key.len() + value.as_str().map_or(0, str::len))
-                .sum()
-        })
-}
-
-pub fn serialized_size(object: Option<&Value>) -> usize {
-    /// Counts what serde_json writes without keeping it: shared objects are large.
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match object.map(|o| serde_json::to_writer(&mut counter, o)) {
-        Some(Ok(())) => counter.0,
-        _ => 0,
-    }
 }
 
 /// The shared objects a plan edits, each with a bound on how much it can grow them (`state`: the
@@ -298,43 +288,6 @@ impl SharedSizes {
         }
         capacity_refusal(&over, budget)
     }
-}
-
-/// How a shared object's edit took it past a limit it was within, or had not grown past: the
-/// shared-object budget, and the annotations an API server allows. Also its size after the edit.
-pub fn grown_past_limits(
-    key: &ObjectKey,
-    before: Option<&Value>,
-    after: Option<&Value>,
-    budget: usize,
-) -> (Vec<String>, usize) {
-    let mut over = Vec::new();
-    let (annotations, annotations_before) = (annotation_bytes(after), annotation_bytes(before));
-    if annotations > ANNOTATIONS_LIMIT && annotations > annotations_before {
-        over.push(format!(
-            "{key}'s annotations would grow from {annotations_before} to {annotations} bytes, past \
-             the {ANNOTATIONS_LIMIT} an API server allows"
-        ));
-    }
-    let (size, size_before) = (serialized_size(after), serialized_size(before));
-    if size > budget && size > size_before {
-        over.push(format!("{key} would grow from {size_before} to {size} bytes"));
-    }
-    (over, size)
-}
-
-/// The `capacity` refusal for what grew past its limits ([`grown_past_limits`]), if anything did.
-pub fn capacity_refusal(over: &[String], budget: usize) -> Option<Refusal> {
-    (!over.is_empty()).then(|| {
-        Refusal::new(
-            Reason::Capacity,
-            format!(
-                "{}, past the shared-object budget of {budget} bytes (etcd refuses objects over 1.5 MiB): \
-                 share providers or consumers between routes, or run with --no-ai-statistics",
-                over.join("; ")
-            ),
-        )
-    })
 }
 
 #[cfg(test)]

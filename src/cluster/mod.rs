@@ -8,6 +8,7 @@
 //! cluster, and each object is written once with every event's edits (coalescing). A batch of one is
 //! the console's one-event-at-a-time behaviour.
 
+pub mod admission;
 pub mod api;
 pub mod batch;
 mod cache;
@@ -603,8 +604,7 @@ impl Engine {
             }
             let what = key.to_string();
             let budget = self.config.shared_object_budget;
-            let (over, _) = batch::grown_past_limits(key, Some(before), Some(desired), budget);
-            if let Some(refusal) = batch::capacity_refusal(&over, budget) {
+            if let Err(refusal) = admission::admit_object(key, Some(before), Some(desired), budget) {
                 self.metrics.secret_rotation(refusal.reason.as_str());
                 tracing::warn!(object = %what, message = %refusal.message, "Secret values not rotated there");
                 continue;
@@ -701,6 +701,9 @@ impl Engine {
             .map_err(|error| tally.failure(error, vec![BTreeSet::new(); events.len()]))?;
         let read_in = started.elapsed();
         let mut planned = batch::plan(events, &self.config.settings, self.config.shared_object_budget, initial);
+        for (key, problems) in &planned.gateway_problems {
+            self.metrics.gateway_problems_of(key, problems.len());
+        }
         let planned_in = started.elapsed() - read_in;
         let (before, after, steps) = (&planned.before, &planned.state, &planned.steps);
 
@@ -952,10 +955,8 @@ impl Engine {
                 // entries since may leave no room for them.
                 if matches!(steps.first().map(|step| &step.action), Some(Action::Edit { .. })) {
                     let budget = self.config.shared_object_budget;
-                    let (over, _) = batch::grown_past_limits(key, current.as_ref(), desired.as_ref(), budget);
-                    if let Some(refusal) = batch::capacity_refusal(&over, budget) {
-                        return Err(ApplyError::Refused(refusal));
-                    }
+                    admission::admit_object(key, current.as_ref(), desired.as_ref(), budget)
+                        .map_err(ApplyError::Refused)?;
                 }
                 settle_lost(&current, Some(&desired));
                 fresh = (Before::Whole(current), desired);

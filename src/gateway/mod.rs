@@ -60,13 +60,23 @@ pub enum Entry {
     Rule(String),
 }
 
+/// How much of an entry's name a message shows: another writer's names are not bounded.
+const NAME_CHARS: usize = 120;
+
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(NAME_CHARS) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_string(),
+    }
+}
+
 impl fmt::Display for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Entry::Global => write!(f, "defaultConfig"),
-            Entry::Provider(id) => write!(f, "provider {id:?}"),
-            Entry::Consumer(name) => write!(f, "consumer {name:?}"),
-            Entry::Rule(targets) => write!(f, "matchRule {targets}"),
+            Entry::Provider(id) => write!(f, "provider {:?}", shown(id)),
+            Entry::Consumer(name) => write!(f, "consumer {:?}", shown(name)),
+            Entry::Rule(targets) => write!(f, "matchRule {}", shown(targets)),
         }
     }
 }
@@ -87,4 +97,312 @@ impl fmt::Display for Problem {
 /// A shortcut for the ports: the value at `key` of a JSON object, if it is one.
 pub(crate) fn get<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
     config.as_object().and_then(|map| map.get(key))
+}
+
+/// An empty config: what a plugin is handed for an absent or disabled one.
+static EMPTY_CONFIG: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| Value::Object(Default::default()));
+
+/// The plugin a WasmPlugin CR configures: its `higress.io/wasm-plugin-name` label, else its name without
+/// `.internal` or `-<version>`.
+pub fn plugin_of(object: &Value) -> Option<&str> {
+    if let Some(name) = object
+        .pointer("/metadata/labels/higress.io~1wasm-plugin-name")
+        .and_then(Value::as_str)
+    {
+        return Some(name);
+    }
+    let name = object.pointer("/metadata/name").and_then(Value::as_str)?;
+    Some(name.strip_suffix(".internal").unwrap_or(name))
+}
+
+/// Whether the plugin's parser is ported here: its objects are checked, and a route may bind it.
+pub fn is_ported(plugin: &str) -> bool {
+    matches!(plugin, "ai-proxy" | "key-auth") || route_plugins::is_ported(plugin)
+}
+
+/// The global config the gateway hands the plugin: `defaultConfig`, or `{}` when `defaultConfigDisable`
+/// is set or it is absent (`pkg/ingress/config/ingress_config.go`, `convertToWasmPluginWrapper`).
+fn global_config(object: &Value) -> &Value {
+    let disabled = object.pointer("/spec/defaultConfigDisable").and_then(Value::as_bool) == Some(true);
+    match object.pointer("/spec/defaultConfig") {
+        Some(config) if !disabled && !config.is_null() => config,
+        _ => &*EMPTY_CONFIG,
+    }
+}
+
+/// The name of a matchRule: its target lists, as [`Entry::Rule`] shows them.
+pub fn rule_name(rule: &Value) -> String {
+    let mut parts = Vec::new();
+    for key in ["ingress", "service", "domain"] {
+        let targets: Vec<&str> = get(rule, key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if !targets.is_empty() {
+            parts.push(format!("{key} {}", targets.join(",")));
+        }
+    }
+    if parts.is_empty() {
+        "with no target".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+const CONVERT: Source = Source {
+    path: "pkg/ingress/config/ingress_config.go",
+    function: "convertToWasmPluginWrapper",
+};
+
+/// Every problem the gateway has with a WasmPlugin CR, as it converts the CR (`matchRules` with
+/// `configDisable` are left out, a rule without targets fails the whole CR) and the plugin parses it.
+/// Nothing for a plugin whose parser is not ported.
+pub fn check(object: &Value) -> Vec<Problem> {
+    let Some(plugin) = plugin_of(object) else {
+        return Vec::new();
+    };
+    if !is_ported(plugin) {
+        return Vec::new();
+    }
+    let global = global_config(object);
+    let mut problems = Vec::new();
+    let mut rules = Vec::new();
+    for rule in object
+        .pointer("/spec/matchRules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if get(rule, "configDisable").and_then(Value::as_bool) == Some(true) {
+            continue;
+        }
+        let name = rule_name(rule);
+        let has_target = ["ingress", "service", "domain"]
+            .iter()
+            .any(|key| get(rule, key).and_then(Value::as_array).is_some_and(|list| !list.is_empty()));
+        if !has_target {
+            problems.push(Problem {
+                entry: Entry::Rule(name.clone()),
+                broken: Broken::new("a matchRule must name an ingress, a service or a domain", CONVERT),
+            });
+        }
+        rules.push((Entry::Rule(name), get(rule, "config").filter(|c| !c.is_null()).unwrap_or(&*EMPTY_CONFIG)));
+    }
+    problems.extend(match plugin {
+        "ai-proxy" => ai_proxy::check(global, &rules),
+        "key-auth" => key_auth::check(global, &rules),
+        other => route_plugins::check(other, global, &rules).unwrap_or_default(),
+    });
+    problems
+}
+
+/// What an edit of a plugin CR writes, as it will be written, for [`admit`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Written {
+    /// An ai-proxy `providers[]` entry, whole.
+    Provider(Value),
+    /// A key-auth `consumers[]` entry, whole.
+    Consumer(Value),
+    /// A matchRule, whole (targets and config).
+    Rule(Value),
+    /// `defaultConfig` outside its entries: what it becomes (its entry lists left out).
+    Global(Value),
+}
+
+/// The list of entries a plugin's global config holds, and each entry's key.
+fn entry_list(plugin: &str) -> Option<(&'static str, &'static str)> {
+    match plugin {
+        "ai-proxy" => Some(("providers", "id")),
+        "key-auth" => Some(("consumers", "name")),
+        _ => None,
+    }
+}
+
+/// `defaultConfig` without its entry list (large: every provider or consumer), but for the entries
+/// named in `keep`, and `extra` entries. What a rule or the global config is checked against: the
+/// rules here read only the entries a rule names.
+fn narrowed(plugin: &str, global: &Value, keep: &[&str], extra: &[&Value]) -> Value {
+    let mut map = serde_json::Map::new();
+    let list = entry_list(plugin);
+    if let Some(object) = global.as_object() {
+        for (key, value) in object {
+            if list.is_some_and(|(list, _)| list == key) {
+                continue;
+            }
+            map.insert(key.clone(), value.clone());
+        }
+    }
+    if let Some((list, id)) = list {
+        let same = |entry: &Value, name: &str| get(entry, id).and_then(Value::as_str) == Some(name);
+        let mut entries: Vec<Value> = extra.iter().map(|e| (*e).clone()).collect();
+        for entry in get(global, list).and_then(Value::as_array).into_iter().flatten() {
+            let named = keep.iter().any(|name| same(entry, name));
+            if named && !extra.iter().any(|e| get(e, id) == get(entry, id)) {
+                entries.push(entry.clone());
+            }
+        }
+        if get(global, list).is_some() || !entries.is_empty() {
+            map.insert(list.into(), Value::Array(entries));
+        }
+    }
+    Value::Object(map)
+}
+
+/// The entries of the global config's list named `name`.
+fn entries_named<'a>(plugin: &str, global: &'a Value, name: &str) -> Vec<&'a Value> {
+    let Some((list, id)) = entry_list(plugin) else {
+        return Vec::new();
+    };
+    get(global, list)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|entry| get(entry, id).and_then(Value::as_str) == Some(name))
+        .collect()
+}
+
+/// The names a rule config refers to in the global entry list: ai-proxy's `activeProviderId`, key-auth's
+/// `allow`.
+fn referred(rule_config: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = get(rule_config, "allow")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    names.extend(get(rule_config, "activeProviderId").and_then(Value::as_str));
+    names
+}
+
+fn rule_problems(plugin: &str, rule: &Value, global: &Value) -> Vec<Problem> {
+    let config = get(rule, "config").filter(|c| !c.is_null()).unwrap_or(&*EMPTY_CONFIG);
+    let entry = Entry::Rule(rule_name(rule));
+    let broken = match plugin {
+        "ai-proxy" => ai_proxy::rule_problems(config, global),
+        "key-auth" => key_auth::rule_problems(config, global),
+        other => route_plugins::rule_problems(other, config, global).unwrap_or_default(),
+    };
+    broken
+        .into_iter()
+        .map(|broken| Problem {
+            entry: entry.clone(),
+            broken,
+        })
+        .collect()
+}
+
+/// The problems an edit would add to a CR of `plugin` (`object`: as it is before, `None` when absent): each
+/// entry it writes is checked as written, in the config the gateway would hand the plugin, against the
+/// same entry as it is now, so what was wrong before (another writer's entry) does not count. Rules are
+/// checked against the global config narrowed to the entries they name, with the edit's own entries.
+/// (What is true of entries together, such as a credential used twice, is refused by the edit itself:
+/// `Op::check`.)
+pub fn admit(plugin: &str, object: Option<&Value>, written: &[Written]) -> Vec<Problem> {
+    if !is_ported(plugin) {
+        return Vec::new();
+    }
+    let global_before = object.map_or(&*EMPTY_CONFIG, global_config);
+    let new_global = written.iter().rev().find_map(|w| match w {
+        Written::Global(global) => Some(global),
+        _ => None,
+    });
+    let entries_written: Vec<&Value> = written
+        .iter()
+        .filter_map(|w| match w {
+            Written::Provider(entry) | Written::Consumer(entry) => Some(entry),
+            _ => None,
+        })
+        .collect();
+    let mut added = Vec::new();
+    let mut diff = |after: Vec<Problem>, before: Vec<Problem>| {
+        added.extend(after.into_iter().filter(|p| !before.contains(p)));
+    };
+    let global_of = |base: &Value| match new_global {
+        // The new global, with this object's entries.
+        Some(global) => {
+            let mut merged = global.clone();
+            if let (Some(map), Some((list, _))) = (merged.as_object_mut(), entry_list(plugin)) {
+                if let Some(entries) = get(base, list) {
+                    map.insert(list.into(), entries.clone());
+                }
+            }
+            merged
+        }
+        None => base.clone(),
+    };
+    for w in written {
+        match w {
+            Written::Provider(entry) | Written::Consumer(entry) => {
+                let id = entry_list(plugin).map_or("", |(_, id)| id);
+                let name = get(entry, id).and_then(Value::as_str).unwrap_or_default();
+                let one = |entry: &Value| -> Vec<Broken> {
+                    match plugin {
+                        "ai-proxy" => ai_proxy::provider_problems(entry),
+                        "key-auth" => key_auth::consumer_problems(entry),
+                        _ => Vec::new(),
+                    }
+                };
+                let as_entry = |broken: Vec<Broken>| -> Vec<Problem> {
+                    let entry = match plugin {
+                        "ai-proxy" => Entry::Provider(name.to_string()),
+                        _ => Entry::Consumer(name.to_string()),
+                    };
+                    broken
+                        .into_iter()
+                        .map(|broken| Problem {
+                            entry: entry.clone(),
+                            broken,
+                        })
+                        .collect()
+                };
+                let before: Vec<Problem> = entries_named(plugin, global_before, name)
+                    .into_iter()
+                    .flat_map(|old| as_entry(one(old)))
+                    .collect();
+                diff(as_entry(one(entry)), before);
+            }
+            Written::Rule(rule) => {
+                let config = get(rule, "config").unwrap_or(&*EMPTY_CONFIG);
+                let names = referred(config);
+                let after_global = global_of(&narrowed(plugin, global_before, &names, &entries_written));
+                let targets = rule_name(rule);
+                let old_rule = object
+                    .and_then(|o| o.pointer("/spec/matchRules"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .find(|r| rule_name(r) == targets);
+                let before = old_rule.map_or_else(Vec::new, |old| {
+                    let old_names = referred(get(old, "config").unwrap_or(&*EMPTY_CONFIG));
+                    rule_problems(plugin, old, &narrowed(plugin, global_before, &old_names, &[]))
+                });
+                diff(rule_problems(plugin, rule, &after_global), before);
+            }
+            Written::Global(_) => {}
+        }
+    }
+    if new_global.is_some() {
+        let before = narrowed(plugin, global_before, &[], &[]);
+        let after = global_of(&before);
+        let global_problems = |global: &Value| -> Vec<Problem> {
+            let broken = match plugin {
+                "ai-proxy" => ai_proxy::global_problems(global),
+                "key-auth" => key_auth::global_problems(global),
+                other => route_plugins::global_problems(other, global).unwrap_or_default(),
+            };
+            broken
+                .into_iter()
+                .map(|broken| Problem {
+                    entry: Entry::Global,
+                    broken,
+                })
+                .collect()
+        };
+        diff(global_problems(&after), global_problems(&before));
+    }
+    added.sort();
+    added.dedup();
+    added
 }

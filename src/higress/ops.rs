@@ -6,6 +6,7 @@ use super::index::{self, credentials_of, list_at, rule_provider, AnnotationEdit,
 use super::names;
 use super::plugins::{field, Targets};
 use super::provider::{self, ExistingUpstream};
+use crate::gateway::Written;
 use crate::reason::Reason;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -270,6 +271,79 @@ impl Op {
             | Op::RequireProvider { .. }
             | Op::RequireRegistry { .. }
             | Op::RequireNoOtherUsers { .. } => 0,
+        }
+    }
+
+    /// What the edit writes into a plugin's config, as the gateway will read it (under any condition),
+    /// for `gateway::admit`. `object`: the plugin CR as it is before the edit.
+    pub fn gateway_writes(&self, object: Option<&Value>) -> Vec<Written> {
+        let existing = |list: &str, key: &str, name: &str| -> Option<Map<String, Value>> {
+            list_at(object?, &format!("/spec/defaultConfig/{list}"))
+                .iter()
+                .find(|entry| field(entry, key).and_then(Value::as_str) == Some(name))
+                .and_then(Value::as_object)
+                .cloned()
+        };
+        let global = || -> Map<String, Value> {
+            object
+                .and_then(|o| o.pointer("/spec/defaultConfig"))
+                .and_then(Value::as_object)
+                .map(|config| {
+                    config
+                        .iter()
+                        .filter(|(key, _)| !matches!(key.as_str(), "providers" | "consumers"))
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match self {
+            Op::UpsertProvider(entry) => vec![Written::Provider(entry.clone())],
+            Op::SetProviderTokens { provider, tokens } => existing("providers", "id", provider)
+                .map(|mut entry| {
+                    entry.insert("apiTokens".into(), json!(tokens));
+                    Written::Provider(Value::Object(entry))
+                })
+                .into_iter()
+                .collect(),
+            Op::UpsertConsumer(entry) => vec![Written::Consumer(entry.clone())],
+            Op::SetConsumerCredentials(consumer) => {
+                let name = field(consumer, "name").and_then(Value::as_str).unwrap_or_default();
+                existing("consumers", "name", name)
+                    .map(|mut entry| {
+                        let credentials = consumer.get("credentials").cloned().unwrap_or_else(|| json!([]));
+                        entry.insert("credentials".into(), credentials);
+                        Written::Consumer(Value::Object(entry))
+                    })
+                    .into_iter()
+                    .collect()
+            }
+            Op::UpsertProviderServiceRule { provider, service } => vec![Written::Rule(
+                Targets::service(service).rule(json!({"activeProviderId": provider}), true),
+            )],
+            Op::UpsertRule(rule) | Op::InsertRuleIfAbsent(rule) => vec![Written::Rule(rule.clone())],
+            Op::SetDefaultConfigKey(key, value) => {
+                let mut config = global();
+                config.insert(key.clone(), value.clone());
+                vec![Written::Global(Value::Object(config))]
+            }
+            Op::EnsureKeyAuthGlobal => {
+                let present = object
+                    .and_then(|o| o.pointer("/spec/defaultConfig"))
+                    .and_then(Value::as_object)
+                    .is_some_and(|config| !config.is_empty());
+                if present {
+                    // The edit leaves a global config that is there alone.
+                    return Vec::new();
+                }
+                let mut probe = json!({"spec": {}});
+                ensure_key_auth_global(&mut probe);
+                let mut config = probe["spec"]["defaultConfig"].as_object().cloned().unwrap_or_default();
+                config.remove("consumers");
+                vec![Written::Global(Value::Object(config))]
+            }
+            Op::IfProviderUnused { then, .. } | Op::IfRouteNotNewer { then, .. } => then.gateway_writes(object),
+            _ => Vec::new(),
         }
     }
 
