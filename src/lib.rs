@@ -1,6 +1,7 @@
 //! higress-route-worker: applies model lifecycle events from Kafka to the Higress AI gateway,
 //! writing Kubernetes objects exactly as the Higress console does.
 
+pub mod audit;
 pub mod cluster;
 pub mod contract;
 pub mod event;

@@ -4,7 +4,7 @@ use higress_route_worker::higress::{ConsoleVersion, Settings};
 use higress_route_worker::metrics::Metrics;
 use higress_route_worker::result::Outcome;
 use higress_route_worker::worker::{self, Readiness, Worker, WorkerConfig};
-use higress_route_worker::{contract, event, render};
+use higress_route_worker::{audit, contract, event, render};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -42,6 +42,11 @@ struct MappingArgs {
     /// (repeatable).
     #[arg(long = "readable-secret", env = "HRW_READABLE_SECRETS", value_delimiter = ',')]
     readable_secrets: Vec<String>,
+    /// A route plugin of the console's catalogue whose config parser the worker has not ported, to
+    /// accept in `route.plugins` unchecked (repeatable). A config its plugin refuses then fails that
+    /// plugin for every route bound to it: see README, "What the gateway accepts".
+    #[arg(long = "unvalidated-plugin", env = "HRW_UNVALIDATED_PLUGINS", value_delimiter = ',')]
+    unvalidated_plugins: Vec<String>,
 }
 
 impl MappingArgs {
@@ -53,6 +58,7 @@ impl MappingArgs {
             model_router: !self.no_model_router,
             tombstone_ttl: chrono::Duration::days(self.tombstone_days),
             readable_secrets: self.readable_secrets.clone(),
+            unvalidated_plugins: self.unvalidated_plugins.clone(),
             ..Settings::default()
         }
     }
@@ -246,6 +252,19 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
+    /// Print every problem the gateway's plugins have with the plugin CRs in the cluster (ours or
+    /// another writer's); exit 1 when there is any.
+    Audit {
+        /// Kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+        #[arg(long, env = "HRW_KUBECONFIG")]
+        kubeconfig: Option<PathBuf>,
+        /// Namespace of the Higress controller.
+        #[arg(long, env = "HRW_NAMESPACE", default_value = higress_route_worker::higress::names::DEFAULT_NAMESPACE)]
+        namespace: String,
+        /// `table` or `json`.
+        #[arg(long, value_enum, default_value = "table")]
+        output: AuditOutput,
+    },
     /// Dry run: print, as YAML, every object an event creates or changes, given the current objects.
     Render {
         /// The event, a CloudEvent in structured JSON mode.
@@ -256,13 +275,26 @@ enum Command {
         state: Option<PathBuf>,
         #[command(flatten)]
         mapping: MappingArgs,
+        /// Largest serialized size, in bytes, an event may take a shared object to, as `apply` checks it.
+        #[arg(long, env = "HRW_SHARED_OBJECT_BUDGET_BYTES", default_value_t = cluster::DEFAULT_SHARED_OBJECT_BUDGET)]
+        shared_object_budget_bytes: usize,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Render { event, state, mapping } => render_command(&event, state.as_deref(), &mapping.settings()),
+        Command::Audit {
+            kubeconfig,
+            namespace,
+            output,
+        } => runtime().block_on(audit_command(kubeconfig.as_deref(), &namespace, output)),
+        Command::Render {
+            event,
+            state,
+            mapping,
+            shared_object_budget_bytes,
+        } => render_command(&event, state.as_deref(), &mapping.settings(), shared_object_budget_bytes),
         Command::Run {
             kafka,
             mapping,
@@ -410,7 +442,51 @@ async fn apply_command(path: &std::path::Path, dry_run: bool, settings: Settings
     }
 }
 
-fn render_command(event_path: &std::path::Path, state: Option<&std::path::Path>, settings: &Settings) -> ExitCode {
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuditOutput {
+    Table,
+    Json,
+}
+
+async fn audit_command(kubeconfig: Option<&std::path::Path>, namespace: &str, output: AuditOutput) -> ExitCode {
+    let listed = match cluster::connect(kubeconfig).await {
+        Ok(client) => cluster::api::Api::new(client, namespace)
+            .list(higress_route_worker::higress::Kind::WasmPlugin, "")
+            .await
+            .map_err(|e| e.error.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let plugins = match listed {
+        Ok(plugins) => plugins,
+        Err(e) => {
+            eprintln!("error: cannot list the WasmPlugins of {namespace}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let findings = audit::findings(&plugins);
+    match output {
+        AuditOutput::Table if findings.is_empty() => {
+            println!("no problems: the gateway accepts all {} plugin CRs checked", plugins.len())
+        }
+        AuditOutput::Table => print!("{}", audit::table(&findings)),
+        AuditOutput::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&audit::to_json(&findings)).expect("JSON serialises")
+        ),
+    }
+    if findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn render_command(
+    event_path: &std::path::Path,
+    state: Option<&std::path::Path>,
+    settings: &Settings,
+    budget: usize,
+) -> ExitCode {
     let event = match read_event(event_path) {
         Ok(event) => event,
         Err(code) => return code,
@@ -422,7 +498,7 @@ fn render_command(event_path: &std::path::Path, state: Option<&std::path::Path>,
             return ExitCode::from(1);
         }
     };
-    match render::render(&event, &state, settings, chrono::Utc::now()) {
+    match render::render(&event, &state, settings, budget) {
         Ok(yaml) => {
             print!("{yaml}");
             ExitCode::SUCCESS

@@ -2,7 +2,9 @@
 //! be written, as multi-document YAML.
 
 use crate::event::LifecycleEvent;
-use crate::higress::{self, Decision, Operation, Settings, State};
+use crate::cluster::batch;
+use crate::higress::{self, Operation, Settings, State};
+use crate::result::{Outcome, ResultError};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;
@@ -38,43 +40,28 @@ pub fn load_state(path: &Path) -> anyhow::Result<State> {
 }
 
 /// What an event would do, as multi-document YAML: every created or changed object in full, after the
-/// change, and a comment line per deleted one.
-pub fn render(
-    event: &LifecycleEvent,
-    state: &State,
-    settings: &Settings,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<String, higress::Refusal> {
-    let mut out = String::new();
-    let plan = match higress::plan(event, state, settings, now)? {
-        Decision::Stale { seen } => {
-            return Ok(format!(
-                "# stale: route {} has seen revision {seen}, event has {}\n",
-                event.model(),
-                event.revision()
-            ))
-        }
-        Decision::Apply(plan) => plan,
-    };
-    if let Some(seen) = plan.stale {
-        out.push_str(&format!(
-            "# stale: route {} has seen revision {seen}, event has {}\n",
-            event.model(),
-            event.revision()
-        ));
+/// change, and a comment line per deleted one. Planned as `apply` plans a batch (`cluster::batch::plan`),
+/// so it refuses what `apply` refuses, the shared-object budget and the gateway check included.
+pub fn render(event: &LifecycleEvent, state: &State, settings: &Settings, budget: usize) -> Result<String, ResultError> {
+    let planned = batch::plan(std::slice::from_ref(event), settings, budget, state.clone());
+    let result = &planned.results[0];
+    if let Some(error) = &result.error {
+        return Err(error.clone());
     }
-    let mut after = state.clone();
-    let changes = higress::simulate(&mut after, &plan)?;
-    for warning in &plan.warnings {
+    let mut out = String::new();
+    if result.outcome == Outcome::Stale {
+        out.push_str(&format!("# stale: route {}, event revision {}\n", event.model(), event.revision()));
+    }
+    for warning in &result.warnings {
         out.push_str(&format!("# warning: {warning}\n"));
     }
-    for (key, operation) in changes {
-        match operation {
-            Operation::Deleted => out.push_str(&format!("# deleted: {key}\n")),
-            _ => {
-                let object = higress::state::without_server_fields(after.get(&key).expect("changed objects exist"));
-                out.push_str(&format!("---\n# {}: {key}\n", operation.as_str()));
-                out.push_str(&crate::yaml::to_yaml(&object));
+    // The result's changes, in write order, are of the objects `changed` lists, in the same order.
+    for (key, change) in planned.changed[0].iter().zip(&result.changes) {
+        match planned.state.get(key) {
+            None => out.push_str(&format!("# {}: {key}\n", Operation::Deleted.as_str())),
+            Some(object) => {
+                out.push_str(&format!("---\n# {}: {key}\n", change.operation));
+                out.push_str(&crate::yaml::to_yaml(&higress::state::without_server_fields(object)));
             }
         }
     }

@@ -557,6 +557,16 @@ fn plan_route_plugins(
                 ),
             ));
         }
+        if !crate::gateway::is_ported(name) && !settings.unvalidated_plugins.iter().any(|p| p == name) {
+            return Err(Refusal::new(
+                Reason::PluginNotValidated,
+                format!(
+                    "data.route.plugins: {name:?} is in the catalogue, but the worker cannot check its config \
+                     as the gateway will (its parser is not ported), and one config it refuses fails the plugin \
+                     for every route; the operator may allow it with --unvalidated-plugin {name}"
+                ),
+            ));
+        }
         plan.route_edit(
             ObjectKey::new(Kind::WasmPlugin, plugin.cr_name(settings.console)),
             Template::plugin(plugin, settings),

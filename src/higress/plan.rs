@@ -28,6 +28,9 @@ pub struct Settings {
     pub tombstone_ttl: chrono::Duration,
     /// Secrets an event may refer to without carrying the label [`names::LABEL_READABLE`].
     pub readable_secrets: Vec<String>,
+    /// Route plugins accepted in `route.plugins` although their parser is not ported
+    /// (`crate::gateway::is_ported`): the operator's risk.
+    pub unvalidated_plugins: Vec<String>,
 }
 
 /// How long a retired model stays fenced, unless configured otherwise.
@@ -43,6 +46,7 @@ impl Default for Settings {
             model_router: true,
             tombstone_ttl: chrono::Duration::days(DEFAULT_TOMBSTONE_DAYS),
             readable_secrets: Vec::new(),
+            unvalidated_plugins: Vec::new(),
         }
     }
 }
