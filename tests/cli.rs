@@ -273,3 +273,141 @@ fn render_shows_the_route_plugin_crs_as_the_console_writes_them() {
         assert_eq!(&as_console_sees(found.clone()), doc);
     }
 }
+
+/// Runs the worker with these arguments off the async runtime.
+async fn run_worker(args: Vec<std::ffi::OsString>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || worker().args(args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn os(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<std::ffi::OsString> {
+    parts.iter().map(|part| part.as_ref().to_os_string()).collect()
+}
+
+/// `render --state`, `apply --dry-run` and `apply` refuse the same events: one the gateway would
+/// refuse, and one past the shared-object budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn render_dry_run_and_apply_refuse_the_same_events() {
+    let sim = kube_sim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    // The cluster and the state file hold the same ai-proxy, with a provider of someone else's.
+    let ai_proxy = serde_json::json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+        "metadata": {"name": "ai-proxy.internal", "namespace": "higress-system",
+                     "labels": {"higress.io/wasm-plugin-name": "ai-proxy", "higress.io/internal": "true",
+                                "higress.io/resource-definer": "higress"}},
+        "spec": {"defaultConfig": {"providers": [{"id": "theirs", "type": "openai", "protocol": "openai",
+                                                  "apiTokens": ["sk-theirs"], "openaiCustomUrl": "https://a.example.com/v1"}]},
+                 "defaultConfigDisable": false, "failStrategy": "FAIL_OPEN", "phase": "UNSPECIFIED_PHASE", "priority": 100,
+                 "url": "oci://higress-registry.cn-hangzhou.cr.aliyuncs.com/plugins/ai-proxy:2.0.1"}});
+    sim.insert(ai_proxy.clone()).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("ai-proxy.json"), ai_proxy.to_string()).unwrap();
+
+    let event = |name: &str, plugins: Value| {
+        let path = dir.path().join(format!("{name}.json"));
+        let event = serde_json::json!({"specversion": "1.0", "id": name, "source": "tests", "type": "io.higress.model.deployed.v1",
+            "data": {"model": name, "revision": 1,
+                     "provider": {"name": format!("p-{name}"), "type": "openai", "url": "https://b.example.com/v1", "apiTokens": ["sk-ours"]},
+                     "route": {"path": "/v1", "plugins": plugins}}});
+        std::fs::write(&path, event.to_string()).unwrap();
+        path
+    };
+    let gateway = event(
+        "gw",
+        serde_json::json!({"ai-quota": {"redis": {"service_name": "redis.dns"}}}),
+    );
+    let fine = event("fine", serde_json::json!({}));
+    // The state's ai-proxy alone is about 400 bytes: a budget it is already past.
+    let budget = "300";
+    for (event, budget, reason) in [(&gateway, None, "gateway-refuses"), (&fine, Some(budget), "capacity")] {
+        let budget_args = |args: &mut Vec<std::ffi::OsString>| {
+            if let Some(budget) = budget {
+                args.extend(os(&[&"--shared-object-budget-bytes", &budget]));
+            }
+        };
+        let mut args = os(&[&"render", &"--event", event, &"--state", &state]);
+        budget_args(&mut args);
+        let rendered = run_worker(args).await;
+        let stderr = String::from_utf8_lossy(&rendered.stderr);
+        assert_eq!(rendered.status.code(), Some(2), "render: {stderr}");
+        assert!(stderr.starts_with(&format!("error: rejected ({reason}): ")), "{stderr}");
+        assert!(rendered.stdout.is_empty());
+        for dry in [true, false] {
+            let mut args = os(&[&"apply", &"--event", event, &"--kubeconfig", &kubeconfig]);
+            if dry {
+                args.push("--dry-run".into());
+            }
+            budget_args(&mut args);
+            let applied = run_worker(args).await;
+            assert_eq!(applied.status.code(), Some(2), "apply (dry run {dry}): {}", String::from_utf8_lossy(&applied.stderr));
+            let result: Value = serde_json::from_slice(&applied.stdout).unwrap();
+            assert_eq!(result["data"]["outcome"], "rejected");
+            assert_eq!(result["data"]["error"]["reason"], reason);
+            assert!(!String::from_utf8_lossy(&applied.stdout).contains("sk-"), "no token in the result");
+        }
+    }
+    let writes: u64 = sim
+        .counters()
+        .requests
+        .iter()
+        .filter(|((verb, _), _)| matches!(verb.as_str(), "create" | "update" | "delete"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(writes, 0, "nothing written");
+    // Without the budget, the fine event renders and applies.
+    let rendered = run_worker(os(&[&"render", &"--event", &fine, &"--state", &state])).await;
+    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+}
+
+/// `audit` names a provider of someone else's that the gateway refuses, and exits 1; a clean
+/// cluster exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_names_a_foreign_broken_provider_and_exits_1() {
+    let sim = kube_sim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let clean = run_worker(os(&[&"audit", &"--kubeconfig", &kubeconfig])).await;
+    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stderr));
+    assert!(String::from_utf8_lossy(&clean.stdout).starts_with("no problems"));
+
+    // qwen needs apiTokens; this one, written by hand, has none.
+    sim.insert(serde_json::json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+        "metadata": {"name": "ai-proxy.internal", "namespace": "higress-system",
+                     "labels": {"higress.io/wasm-plugin-name": "ai-proxy", "higress.io/internal": "true"}},
+        "spec": {"defaultConfig": {"providers": [
+                    {"id": "fine", "type": "openai", "protocol": "openai", "apiTokens": ["sk-fine"]},
+                    {"id": "handmade", "type": "qwen", "protocol": "openai"}]},
+                 "defaultConfigDisable": false, "url": "oci://x/ai-proxy:2.0.1"}}))
+    .unwrap();
+    let table = run_worker(os(&[&"audit", &"--kubeconfig", &kubeconfig])).await;
+    assert_eq!(table.status.code(), Some(1), "{}", String::from_utf8_lossy(&table.stderr));
+    let text = String::from_utf8(table.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("OBJECT") && lines[0].contains("RULE") && lines[0].contains("SOURCE"), "{text}");
+    assert!(
+        lines[1..].iter().any(|l| l.contains("WasmPlugin/ai-proxy.internal")
+            && l.contains(r#"provider "handmade""#)
+            && l.contains("apiTokens")
+            && l.contains("plugins/wasm-go/extensions/ai-proxy/")),
+        "{text}"
+    );
+    assert!(!text.contains(r#"provider "fine""#) && !text.contains("sk-fine"), "{text}");
+
+    let json = run_worker(os(&[&"audit", &"--kubeconfig", &kubeconfig, &"--output", &"json"])).await;
+    assert_eq!(json.status.code(), Some(1));
+    let findings: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let finding = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["entry"] == r#"provider "handmade""#)
+        .unwrap_or_else(|| panic!("{findings}"));
+    assert_eq!(finding["object"], "WasmPlugin/ai-proxy.internal");
+    assert_eq!(finding["source"]["repository"], "alibaba/higress");
+    assert!(finding["source"]["path"].as_str().unwrap().starts_with("plugins/wasm-go/extensions/ai-proxy/"));
+}
