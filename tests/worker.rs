@@ -1026,3 +1026,47 @@ async fn applies_a_deploy_and_stops(fixture: &Fixture, worker: WorkerProcess) {
     assert_eq!(results[0]["data"]["outcome"], "applied");
     assert!(worker.terminate().success());
 }
+
+/// One event in a burst whose route-plugin config the gateway would refuse: its result is
+/// `rejected`/`gateway-refuses`, it is dead-lettered with that reason, and every other event applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_the_gateway_would_refuse_in_a_burst_is_rejected_and_dead_lettered_alone() {
+    let fixture = Fixture::start().await;
+    let models: Vec<String> = (0..12).map(|i| format!("m{i}")).collect();
+    for (i, model) in models.iter().enumerate() {
+        let mut event = deploy(model, 1);
+        let mut ratelimit = json!({"rule_name": model,
+            "rule_items": [{"limit_by_header": "x-api-key", "limit_keys": [{"key": "*", "token_per_minute": 100}]}],
+            "redis": {"service_name": "redis.dns", "password": "redis-secret-1"}});
+        if i == 5 {
+            // No limit_keys: the plugin's parser refuses the rule, and with it the CR for every route.
+            ratelimit["rule_items"][0].as_object_mut().unwrap().remove("limit_keys");
+        }
+        event["data"]["route"]["plugins"] = json!({"ai-token-ratelimit": ratelimit});
+        fixture.publish(model, &event).await;
+    }
+    let worker = fixture.worker("w", &[]);
+    let ids: Vec<String> = models.iter().map(|m| format!("deploy-{m}-1")).collect();
+    let results = fixture.results_covering(&ids).await;
+    let outcomes = outcomes(&results);
+    for (i, id) in ids.iter().enumerate() {
+        let expected = if i == 5 { "rejected" } else { "applied" };
+        assert_eq!(outcomes.get(id).map(String::as_str), Some(expected), "{id}: {results:?}\nlog:\n{}", worker.log());
+    }
+    let refused = results.iter().find(|r| r["data"]["inputEventId"] == "deploy-m5-1").unwrap();
+    assert_eq!(refused["data"]["error"]["reason"], "gateway-refuses");
+    assert!(refused["data"]["changes"].as_array().unwrap().is_empty());
+    let message = refused["data"]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("limit_keys") && message.contains("ai-route-m5.internal"), "{message}");
+    assert!(!refused.to_string().contains("redis-secret-1"));
+
+    let dead = fixture.dead_letters(1).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].key.as_deref(), Some("m5"));
+    assert_eq!(process::header(&dead[0], "hrw_dlq_reason").as_deref(), Some("gateway-refuses"));
+    assert!(fixture.get("ingresses", "ai-route-m5.internal").is_none());
+    assert!(fixture.get("ingresses", "ai-route-m11.internal").is_some());
+    let metrics = worker.metrics().await;
+    assert_eq!(sample(&metrics, r#"higress_route_worker_dead_lettered_total{reason="gateway-refuses"}"#), Some(1.0));
+    assert!(worker.terminate().success());
+}

@@ -13,6 +13,7 @@ use crate::cluster::{is_retryable, Engine};
 use crate::contract::InvalidEvent;
 use crate::event::LifecycleEvent;
 use crate::metrics::{event_type_label, EventLabels, Metrics, ReasonLabels, UndeliverableLabels};
+use crate::reason::Reason;
 use crate::result::{
     bounded, floor_char_boundary, problems_summary, Outcome, RouteResult, MAX_MESSAGE_BYTES, MAX_NAME_BYTES,
 };
@@ -476,6 +477,18 @@ impl Worker {
                 deliveries.push((
                     *index,
                     Box::pin(self.dead_letter(record, headers_of(record), reason, message)),
+                ));
+            }
+            // An event refused for what the gateway would do with it is valid input that must be fixed and
+            // replayed, as an invalid one is: it goes to the dead-letter topic too.
+            let refused_for_the_gateway = [Reason::GatewayRefuses, Reason::PluginNotValidated]
+                .into_iter()
+                .find(|reason| result.error.as_ref().is_some_and(|e| e.reason == reason.as_str()));
+            if let (Outcome::Rejected, Some(reason)) = (result.outcome, refused_for_the_gateway) {
+                let message = result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+                deliveries.push((
+                    *index,
+                    Box::pin(self.dead_letter(record, headers_of(record), reason.as_str(), message)),
                 ));
             }
             deliveries.push((*index, Box::pin(self.publish(result, record))));
