@@ -375,13 +375,16 @@ async fn audit_names_a_foreign_broken_provider_and_exits_1() {
     assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stderr));
     assert!(String::from_utf8_lossy(&clean.stdout).starts_with("no problems"));
 
-    // qwen needs apiTokens; this one, written by hand, has none.
+    // qwen needs apiTokens; this one, written by hand, has none, and a service rule selects it (the
+    // plugin validates only the providers rules select).
     sim.insert(serde_json::json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
         "metadata": {"name": "ai-proxy.internal", "namespace": "higress-system",
                      "labels": {"higress.io/wasm-plugin-name": "ai-proxy", "higress.io/internal": "true"}},
         "spec": {"defaultConfig": {"providers": [
                     {"id": "fine", "type": "openai", "protocol": "openai", "apiTokens": ["sk-fine"]},
                     {"id": "handmade", "type": "qwen", "protocol": "openai"}]},
+                 "matchRules": [{"config": {"activeProviderId": "handmade"}, "configDisable": false, "service": ["llm-handmade.internal.dns"]},
+                                {"config": {"activeProviderId": "fine"}, "configDisable": false, "service": ["llm-fine.internal.dns"]}],
                  "defaultConfigDisable": false, "url": "oci://x/ai-proxy:2.0.1"}}))
     .unwrap();
     let table = run_worker(os(&[&"audit", &"--kubeconfig", &kubeconfig])).await;

@@ -105,29 +105,53 @@ pub fn rule_problems(rule_config: &Value, default_config: &Value) -> Vec<Broken>
     parsed_problems(&from_json(rule_config, providers))
 }
 
-/// Every problem of the whole config: `defaultConfig` (absent: `{}`) and each rule with its entry.
+/// Every problem of the whole config: `defaultConfig` (absent: `{}`) and each rule with its entry. As
+/// the plugin does, a provider is validated only where it is selected (a rule's or the global
+/// `activeProviderId`); its problems are named by the provider, once however many rules select it. The
+/// global config is parsed once, and a rule finds its provider by id: ai-proxy CRs hold thousands.
 pub fn check(default_config: &Value, rules: &[(Entry, &Value)]) -> Vec<Problem> {
-    let mut problems: Vec<Problem> = global_problems(default_config)
-        .into_iter()
-        .map(|broken| Problem {
-            entry: Entry::Global,
-            broken,
-        })
-        .collect();
-    if let Some(providers) = default_config.get("providers").and_then(Value::as_array) {
-        for provider in providers {
-            let id = provider.get("id").and_then(Value::as_str).unwrap_or_default();
-            problems.extend(provider_problems(provider).into_iter().map(|broken| Problem {
-                entry: Entry::Provider(id.to_string()),
-                broken,
-            }));
+    let global = from_json(default_config, Vec::new());
+    let global_broken = parsed_problems(&global);
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut of_provider = |problems: &mut Vec<Problem>, provider: &Value, fallback: &Entry| {
+        let id = gj::string(get(provider, "id"));
+        let entry = if id.is_empty() { fallback.clone() } else { Entry::Provider(id.clone()) };
+        if !id.is_empty() && !seen.insert(id) {
+            return;
         }
-    }
-    for (entry, config) in rules {
-        problems.extend(rule_problems(config, default_config).into_iter().map(|broken| Problem {
+        problems.extend(provider_problems(provider).into_iter().map(|broken| Problem {
             entry: entry.clone(),
             broken,
         }));
+    };
+    match global.active {
+        Some(active) if !global_broken.is_empty() => of_provider(&mut problems, active, &Entry::Global),
+        _ => {}
+    }
+    // wasm-go ParseRuleConfig: a global config whose parse fails is not kept; rules start from an empty one.
+    let providers = if global_broken.is_empty() { global.providers } else { Vec::new() };
+    let mut by_id: std::collections::HashMap<String, &Value> = std::collections::HashMap::new();
+    for provider in &providers {
+        // The first entry with an id is the one selected.
+        by_id.entry(gj::string(get(provider, "id"))).or_insert(provider);
+    }
+    for (entry, config) in rules {
+        let own_list = get(config, "providers").is_some_and(Value::is_array)
+            || get(config, "provider").is_some_and(Value::is_object);
+        let active = if own_list {
+            from_json(config, providers.clone()).active
+        } else {
+            let id = gj::string(get(config, "activeProviderId"));
+            if id.is_empty() {
+                None
+            } else {
+                by_id.get(&id).copied()
+            }
+        };
+        if let Some(active) = active {
+            of_provider(&mut problems, active, entry);
+        }
     }
     problems
 }
@@ -1156,15 +1180,18 @@ mod tests {
             (Entry::Rule("service o".into()), &rule_o),
         ];
         assert!(check(&default_config, &rules).is_empty());
-        // A broken entry is reported at the entry, and at each rule that selects it.
+        // A broken entry no rule selects is never validated; one selected is reported once, at the entry,
+        // however many rules select it.
         let default_config = json!({"providers": [good, bad]});
+        assert!(check(&default_config, &rules[..1]).is_empty());
         let rule_b = json!({"activeProviderId": "b"});
         let rules = [
             (Entry::Rule("service a".into()), &rule_a),
             (Entry::Rule("service b".into()), &rule_b),
+            (Entry::Rule("service b2".into()), &rule_b),
         ];
         let entries: Vec<Entry> = check(&default_config, &rules).into_iter().map(|p| p.entry).collect();
-        assert_eq!(entries, [Entry::Provider("b".into()), Entry::Rule("service b".into())]);
+        assert_eq!(entries, [Entry::Provider("b".into())]);
     }
 
     #[test]
