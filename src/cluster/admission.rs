@@ -66,7 +66,8 @@ pub fn admit_plan(steps: &[Step], state: &State) -> Result<(), Refusal> {
         if written.is_empty() {
             continue;
         }
-        let added = gateway::admit(&plugin, object, &written);
+        let cut_down = state.cut_down_for_gateway(&step.key, &plugin, &written);
+        let added = gateway::admit(&plugin, cut_down.as_ref(), &written);
         if !added.is_empty() {
             return Err(gateway_refusal(&step.key, &plugin, &added));
         }

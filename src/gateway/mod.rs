@@ -293,6 +293,75 @@ fn rule_problems(plugin: &str, rule: &Value, global: &Value) -> Vec<Problem> {
         .collect()
 }
 
+/// What [`admit`] reads of a CR for these writes: the names of the entries they write or their rules
+/// refer to, and the rules they write (whose targets name the rules to compare with).
+pub fn needed(written: &[Written]) -> (Vec<String>, Vec<&Value>) {
+    let mut names = Vec::new();
+    let mut rules = Vec::new();
+    for w in written {
+        match w {
+            Written::Provider(entry) => names.extend(get(entry, "id").and_then(Value::as_str).map(str::to_string)),
+            Written::Consumer(entry) => names.extend(get(entry, "name").and_then(Value::as_str).map(str::to_string)),
+            Written::Rule(rule) => {
+                names.extend(referred(get(rule, "config").unwrap_or(&EMPTY_CONFIG)).into_iter().map(str::to_string));
+                rules.push(rule);
+            }
+            Written::Global(_) => {}
+        }
+    }
+    (names, rules)
+}
+
+/// The CR cut down to what [`admit`] reads for some writes ([`needed`]): its `spec` without its rules and
+/// its global entry list, then only `entries` in that list and `rules` as its rules. Shared CRs hold
+/// thousands of entries; the caller finds these by its indexes.
+pub fn cut_down(plugin: &str, object: &Value, mut entries: Vec<Value>, rules: Vec<Value>) -> Value {
+    let list = entry_list(plugin).map(|(list, _)| list);
+    let mut spec = serde_json::Map::new();
+    for (key, value) in object.get("spec").and_then(Value::as_object).into_iter().flatten() {
+        match key.as_str() {
+            "matchRules" => {}
+            "defaultConfig" => {
+                let mut config = serde_json::Map::new();
+                for (key, value) in value.as_object().into_iter().flatten() {
+                    if Some(key.as_str()) != list {
+                        config.insert(key.clone(), value.clone());
+                    }
+                }
+                if let Some(list) = list.filter(|list| get(value, list).is_some()) {
+                    config.insert(list.into(), Value::Array(std::mem::take(&mut entries)));
+                }
+                spec.insert(key.clone(), Value::Object(config));
+            }
+            _ => {
+                spec.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    spec.insert("matchRules".into(), Value::Array(rules));
+    serde_json::json!({"spec": spec})
+}
+
+/// [`cut_down`] for a caller without indexes: the entries and rules found by scanning.
+pub fn cut_down_by_scan(plugin: &str, object: &Value, written: &[Written]) -> Value {
+    let (names, wanted) = needed(written);
+    let global = global_config(object);
+    let entries = names
+        .iter()
+        .flat_map(|name| entries_named(plugin, global, name))
+        .cloned()
+        .collect();
+    let rules = object
+        .pointer("/spec/matchRules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|rule| wanted.iter().any(|w| rule_name(w) == rule_name(rule)))
+        .cloned()
+        .collect();
+    cut_down(plugin, object, entries, rules)
+}
+
 /// The problems an edit would add to a CR of `plugin` (`object`: as it is before, `None` when absent): each
 /// entry it writes is checked as written, in the config the gateway would hand the plugin, against the
 /// same entry as it is now, so what was wrong before (another writer's entry) does not count. Rules are

@@ -1,7 +1,9 @@
 //! The slice of the cluster the mapping reads and edits: objects of the controller namespace as
 //! dynamic JSON, keyed by kind and name. Dynamic JSON keeps every field we do not model, byte for byte.
 
-use super::index::EntryIndex;
+use super::index::{list_at, EntryIndex};
+use super::plugins::Targets;
+use crate::gateway;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -236,6 +238,41 @@ impl State {
         let object = self.objects.get(key)?;
         let mut indexes = self.indexes.lock().unwrap_or_else(PoisonError::into_inner);
         Some(look(object, indexes.entry(key.clone()).or_default()))
+    }
+
+    /// A plugin CR cut down to what `gateway::admit` reads for these writes, its entries and rules found
+    /// through the object's index (`gateway::cut_down`); `None` when the CR is absent.
+    pub fn cut_down_for_gateway(&self, key: &ObjectKey, plugin: &str, written: &[gateway::Written]) -> Option<Value> {
+        let (names, rules) = gateway::needed(written);
+        self.inspect(key, |object, index| {
+            let list = match plugin {
+                "ai-proxy" => list_at(object, "/spec/defaultConfig/providers"),
+                "key-auth" => list_at(object, "/spec/defaultConfig/consumers"),
+                _ => &[],
+            };
+            let entries = names
+                .iter()
+                .filter_map(|name| {
+                    let name = Value::String(name.clone());
+                    match plugin {
+                        "ai-proxy" => index.providers(object).find(list, Some(&name)),
+                        "key-auth" => index.consumers(object).names.find(list, Some(&name)),
+                        _ => None,
+                    }
+                })
+                .map(|at| list[at].clone())
+                .collect();
+            let matches = list_at(object, "/spec/matchRules");
+            let rules = rules
+                .iter()
+                .filter_map(|rule| {
+                    let targets = Targets::of(rule);
+                    index.rules(object).find(matches, rule, |r| targets.matches(r))
+                })
+                .map(|at| matches[at].clone())
+                .collect();
+            gateway::cut_down(plugin, object, entries, rules)
+        })
     }
 
     /// Whether any `spec.matchRules` entry of the object names the Ingress in its `ingress` list.
