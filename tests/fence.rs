@@ -76,7 +76,7 @@ fn twenty_thousand_retirements_stay_under_the_config_map_limit_and_are_pruned_af
         largest < CONFIG_MAP_DATA_LIMIT / 2,
         "the largest shard holds {largest} bytes: {sizes:?}"
     );
-    let entry = higress::fence::entry(&state, &model(7)).unwrap();
+    let entry = state.fence_entry(&model(7)).unwrap();
     assert!(entry.is_retired());
     assert_eq!(
         entry.providers,
@@ -88,7 +88,7 @@ fn twenty_thousand_retirements_stay_under_the_config_map_limit_and_are_pruned_af
     let settings = Settings::default();
     let within = retired_at + settings.tombstone_ttl - chrono::Duration::hours(1);
     apply(&mut state, (0..16).map(|i| retire(&format!("within-{i}"))), within);
-    assert_eq!(higress::fence::entry(&state, &model(7)).map(|e| e.revision), Some(2));
+    assert_eq!(state.fence_entry(&model(7)).map(|e| e.revision), Some(2));
     let later = retired_at + settings.tombstone_ttl + chrono::Duration::hours(1);
     let mut newcomers = Vec::new();
     let mut touched = std::collections::BTreeSet::new();
@@ -109,6 +109,6 @@ fn twenty_thousand_retirements_stay_under_the_config_map_limit_and_are_pruned_af
         "only the retirements inside the window are left: {:?}",
         shards(&state)
     );
-    assert_eq!(higress::fence::entry(&state, &model(7)), None);
-    assert!(higress::fence::entry(&state, "within-3").is_some());
+    assert_eq!(state.fence_entry(&model(7)), None);
+    assert!(state.fence_entry("within-3").is_some());
 }

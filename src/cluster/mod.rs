@@ -19,7 +19,7 @@ pub use api::Api;
 pub use error::ApplyError;
 
 use crate::event::{Lifecycle, LifecycleEvent, ModelRetired};
-use crate::higress::fence::{self, FenceEntry};
+use crate::higress::fence::FenceEntry;
 use crate::higress::index::EntryIndex;
 use crate::higress::simulate::apply_step_indexed;
 use crate::higress::{self, names, Action, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
@@ -266,7 +266,7 @@ impl Engine {
             }
         };
         for (i, event) in wrote.iter().map(|&i| (i, &events[i])) {
-            let Some(entry) = fence::entry(&now, event.model()).filter(FenceEntry::is_retired) else {
+            let Some(entry) = now.fence_entry(event.model()).filter(FenceEntry::is_retired) else {
                 continue;
             };
             let (again, note) = match &event.body {
@@ -352,7 +352,7 @@ impl Engine {
                         .iter()
                         .chain(&results[i].unknown_writes)
                         .any(|c| c.kind == Kind::Ingress.kind() && c.operation != Operation::Deleted.as_str())
-                    && fence::entry(fences, event.model())
+                    && fences.fence_entry(event.model())
                         .is_some_and(|entry| !entry.is_retired() && entry.revision > event.revision())
             })
             .collect();
@@ -796,7 +796,7 @@ impl Engine {
         let planned_fences = events
             .iter()
             .map(|event| match event.body {
-                Lifecycle::Retired(_) => fence::entry(&planned.state, event.model()),
+                Lifecycle::Retired(_) => planned.state.fence_entry(event.model()),
                 Lifecycle::Deployed(_) => None,
             })
             .collect();
@@ -1109,7 +1109,7 @@ impl Engine {
         let now = self.fetch(&reads, Use::Look, deadline).await?;
         Ok(newest
             .into_iter()
-            .filter(|(model, owner)| fence::entry(&now, model).is_some_and(|entry| owner.fenced_past(&entry)))
+            .filter(|(model, owner)| now.fence_entry(model).is_some_and(|entry| owner.fenced_past(&entry)))
             .map(|(model, _)| model.to_string())
             .collect())
     }

@@ -2,7 +2,7 @@
 //! its consumers and the route's plugin rules, then its Ingress and AI route ConfigMap — all as the
 //! console writes them for the same route.
 
-use super::fence::{self, FenceEntry, SecretTarget, SecretUse};
+use super::fence::{FenceEntry, SecretTarget, SecretUse};
 use super::names;
 use super::ops::Op;
 use super::plan::{Action, Plan, Refusal, RouteWriter, Settings, Template};
@@ -488,7 +488,7 @@ pub fn plan_deploy(
         .iter()
         .flat_map(AiRoute::providers)
         .chain(
-            fence::entry(state, &event.model)
+            state.fence_entry(&event.model)
                 .into_iter()
                 .flat_map(|entry| entry.providers),
         )

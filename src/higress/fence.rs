@@ -7,7 +7,6 @@
 //! there, and one ConfigMap for every model would reach the 1 MiB limit.
 
 use super::names;
-use super::state::{Kind, State};
 use crate::event::{KeySource, Lifecycle, LifecycleEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -99,18 +98,10 @@ impl FenceEntry {
     }
 }
 
-/// The model's fence entry, as the state holds it.
-pub fn entry(state: &State, model: &str) -> Option<FenceEntry> {
-    state
-        .get_named(Kind::ConfigMap, &names::fence(model))?
-        .get("data")?
-        .get(model)
-        .and_then(FenceEntry::parse)
-}
-
-/// `Some(newest revision seen)` when the event is older than what its model has seen.
-pub fn stale(event: &LifecycleEvent, state: &State) -> Option<u64> {
-    let current = entry(state, event.model())?;
+/// `Some(newest revision seen)` when the event is older than what its model has seen (`current`: the
+/// model's entry, `State::fence_entry`).
+pub fn stale(event: &LifecycleEvent, current: Option<FenceEntry>) -> Option<u64> {
+    let current = current?;
     let newcomer = match &event.body {
         Lifecycle::Deployed(_) => FenceEntry::deployed(event.revision()),
         Lifecycle::Retired(_) => FenceEntry {

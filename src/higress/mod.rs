@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod fence;
 pub mod index;
 pub mod names;
+pub mod object;
 pub mod ops;
 pub mod plan;
 pub mod plugins;

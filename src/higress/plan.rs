@@ -279,11 +279,11 @@ pub fn plan(
     settings: &Settings,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Decision, Refusal> {
-    if let Some(seen) = fence::stale(event, state) {
+    if let Some(seen) = fence::stale(event, state.fence_entry(event.model())) {
         // A deploy its model's retirement outranks, with the route's own objects still there: a
         // deploy that passed the fence before the retirement landed wrote them after it, and its
         // settle did not get to remove them. The retirement is applied again, as that settle would.
-        let retired = fence::entry(state, event.model()).filter(FenceEntry::is_retired);
+        let retired = state.fence_entry(event.model()).filter(FenceEntry::is_retired);
         let remnants = [
             (Kind::Ingress, names::route_ingress(event.model())),
             (Kind::ConfigMap, names::route_config_map(event.model())),

@@ -2,7 +2,7 @@
 //! console's matchRule identity and ordering.
 
 use super::names::{self, ANNOTATION_COMMENT, COMMENT, LABEL_DEFINER, LABEL_INTERNAL};
-use super::state::Kind;
+use super::object::Kind;
 use crate::event::KeySource;
 use crate::secret::SecretString;
 use serde_json::{json, Map, Value};

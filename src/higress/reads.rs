@@ -6,7 +6,6 @@
 //! number of reads whatever its size. A larger batch reads only the routes its fence entries say
 //! exist (see [`follow_up_reads`]), so it costs the same whatever the size of the cluster.
 
-use super::fence;
 use super::names;
 use super::state::{label, Kind, ObjectKey, State};
 use crate::event::{Lifecycle, LifecycleEvent};
@@ -129,7 +128,7 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
             events
                 .iter()
                 .any(|e| e.model() == *m && matches!(e.body, Lifecycle::Retired(_)))
-                || fence::entry(state, m).is_some()
+                || state.fence_entry(m).is_some()
                 || state.get_named(Kind::ConfigMap, &names::route_config_map(m)).is_some()
                 // A console route with a fallback (its EnvoyFilter is listed): its fallback Ingress
                 // goes when a deploy without one takes the route over.

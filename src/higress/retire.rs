@@ -2,7 +2,6 @@
 //! rule naming them, the AI route ConfigMap — and, when nothing else uses them, its provider and (if
 //! asked) its consumers. Its fence entry keeps late deploys out.
 
-use super::fence;
 use super::fence::FenceEntry;
 use super::names::{self, LABEL_DEFINER};
 use super::ops::{self, Op};
@@ -28,7 +27,7 @@ pub fn plan_retire(
     // What the route uses: from its ConfigMap and from its fence entry, which a deploy writes first —
     // so a deploy cut short before the ConfigMap, or a retirement cut short after its fence, still
     // leaves the retirement what it must clean up. The retirement's entry carries it on until done.
-    let previous = fence::entry(state, model);
+    let previous = state.fence_entry(model);
     let mut providers: BTreeSet<String> = previous.iter().flat_map(|e| e.providers.clone()).collect();
     let mut consumers: BTreeSet<String> = previous.iter().flat_map(|e| e.consumers.clone()).collect();
     if let Some(route) = &route {

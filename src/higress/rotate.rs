@@ -33,7 +33,7 @@ pub fn secret_users(state: &State) -> Vec<(String, FenceEntry)> {
 pub fn unchanged_since(users: Vec<(String, FenceEntry)>, fences_now: &State) -> Vec<(String, FenceEntry)> {
     users
         .into_iter()
-        .filter(|(model, entry)| super::fence::entry(fences_now, model).as_ref() == Some(entry))
+        .filter(|(model, entry)| fences_now.fence_entry(model).as_ref() == Some(entry))
         .collect()
 }
 

@@ -1,109 +1,15 @@
 //! The slice of the cluster the mapping reads and edits: objects of the controller namespace as
 //! dynamic JSON, keyed by kind and name. Dynamic JSON keeps every field we do not model, byte for byte.
 
+use super::fence::FenceEntry;
 use super::index::{list_at, EntryIndex};
+pub use super::object::{Kind, ObjectKey};
 use super::plugins::Targets;
 use crate::gateway;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-
-/// The kinds of object the worker reads or writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    ConfigMap,
-    Secret,
-    Ingress,
-    McpBridge,
-    WasmPlugin,
-    EnvoyFilter,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 6] = [
-        Kind::ConfigMap,
-        Kind::Secret,
-        Kind::Ingress,
-        Kind::McpBridge,
-        Kind::WasmPlugin,
-        Kind::EnvoyFilter,
-    ];
-
-    pub fn group(self) -> &'static str {
-        match self {
-            Kind::ConfigMap | Kind::Secret => "",
-            Kind::Ingress => "networking.k8s.io",
-            Kind::McpBridge => "networking.higress.io",
-            Kind::WasmPlugin => "extensions.higress.io",
-            Kind::EnvoyFilter => "networking.istio.io",
-        }
-    }
-
-    pub fn version(self) -> &'static str {
-        match self {
-            Kind::ConfigMap | Kind::Secret | Kind::Ingress | Kind::McpBridge => "v1",
-            Kind::WasmPlugin => "v1alpha1",
-            Kind::EnvoyFilter => "v1alpha3",
-        }
-    }
-
-    pub fn api_version(self) -> String {
-        match self.group() {
-            "" => self.version().to_string(),
-            group => format!("{group}/{}", self.version()),
-        }
-    }
-
-    pub fn kind(self) -> &'static str {
-        match self {
-            Kind::ConfigMap => "ConfigMap",
-            Kind::Secret => "Secret",
-            Kind::Ingress => "Ingress",
-            Kind::McpBridge => "McpBridge",
-            Kind::WasmPlugin => "WasmPlugin",
-            Kind::EnvoyFilter => "EnvoyFilter",
-        }
-    }
-
-    pub fn plural(self) -> &'static str {
-        match self {
-            Kind::ConfigMap => "configmaps",
-            Kind::Secret => "secrets",
-            Kind::Ingress => "ingresses",
-            Kind::McpBridge => "mcpbridges",
-            Kind::WasmPlugin => "wasmplugins",
-            Kind::EnvoyFilter => "envoyfilters",
-        }
-    }
-
-    pub fn from_api(api_version: &str, kind: &str) -> Option<Kind> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.api_version() == api_version && k.kind() == kind)
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectKey {
-    pub kind: Kind,
-    pub name: String,
-}
-
-impl ObjectKey {
-    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
-        Self {
-            kind,
-            name: name.into(),
-        }
-    }
-}
-
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.kind.kind(), self.name)
-    }
-}
 
 /// Objects of the controller namespace, as read from (or about to be written to) the cluster. An
 /// object may be shared with the plan step that puts it ([`State::put_shared`]); changing it copies it.
@@ -238,6 +144,14 @@ impl State {
         let object = self.objects.get(key)?;
         let mut indexes = self.indexes.lock().unwrap_or_else(PoisonError::into_inner);
         Some(look(object, indexes.entry(key.clone()).or_default()))
+    }
+
+    /// The model's fence entry, as the state holds it.
+    pub fn fence_entry(&self, model: &str) -> Option<FenceEntry> {
+        self.get_named(Kind::ConfigMap, &super::names::fence(model))?
+            .get("data")?
+            .get(model)
+            .and_then(FenceEntry::parse)
     }
 
     /// A plugin CR cut down to what `gateway::admit` reads for these writes, its entries and rules found
