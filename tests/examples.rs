@@ -1030,7 +1030,18 @@ fn a_plugin_the_console_version_does_not_ship_is_refused() {
     let refusal = higress::plan(&event, &State::new(), &v223, chrono::Utc::now()).unwrap_err();
     assert_eq!(refusal.reason, higress_route_worker::reason::Reason::InvalidRoute);
     assert!(refusal.message.contains("json-converter"), "{}", refusal.message);
-    let after = apply(&event, &State::new());
+    // Its parser is not ported: the operator names it to have it written.
+    let unvalidated = Settings {
+        unvalidated_plugins: vec!["json-converter".into()],
+        ..Settings::default()
+    };
+    let refusal = higress::plan(&event, &State::new(), &Settings::default(), chrono::Utc::now()).unwrap_err();
+    assert_eq!(refusal.reason, higress_route_worker::reason::Reason::PluginNotValidated);
+    let Decision::Apply(plan) = higress::plan(&event, &State::new(), &unvalidated, chrono::Utc::now()).unwrap() else {
+        panic!("unexpected stale")
+    };
+    let mut after = State::new();
+    higress::simulate(&mut after, &plan).unwrap();
     let cr = object(&after, Kind::WasmPlugin, "json-converter-2.0.1");
     assert_eq!(
         cr["spec"]["url"],

@@ -207,7 +207,8 @@ pub enum Written {
     Consumer(Value),
     /// A matchRule, whole (targets and config).
     Rule(Value),
-    /// `defaultConfig` outside its entries: what it becomes (its entry lists left out).
+    /// `defaultConfig` outside its entries: what it becomes. Its entry list, if given, counts only where the
+    /// CR has none yet.
     Global(Value),
 }
 

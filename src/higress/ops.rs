@@ -338,8 +338,8 @@ impl Op {
                 }
                 let mut probe = json!({"spec": {}});
                 ensure_key_auth_global(&mut probe);
-                let mut config = probe["spec"]["defaultConfig"].as_object().cloned().unwrap_or_default();
-                config.remove("consumers");
+                // With its (empty) consumer list: the plugin requires one.
+                let config = probe["spec"]["defaultConfig"].as_object().cloned().unwrap_or_default();
                 vec![Written::Global(Value::Object(config))]
             }
             Op::IfProviderUnused { then, .. } | Op::IfRouteNotNewer { then, .. } => then.gateway_writes(object),
