@@ -299,7 +299,8 @@ async fn poison_input_is_dead_lettered_and_the_next_event_still_applies() {
         fixture.broker.produce(INPUT, Some(name), payload, headers).await;
     }
     // A valid event in binary mode after all of them.
-    let data = json!({"model": "after", "revision": 1, "provider": {"type": "deepseek"}}).to_string();
+    // (deepseek needs an API token: without one the gateway would refuse it.)
+    let data = json!({"model": "after", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-after"]}}).to_string();
     fixture
         .broker
         .produce(
