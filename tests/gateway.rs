@@ -147,9 +147,10 @@ async fn problems_there_before_block_nothing_but_are_named_and_counted() {
             && warning.contains("rule_name"),
         "{warning}"
     );
+    // Their rule breaks two rules of the parser: no rule_name, and neither global_threshold nor rule_items.
     let exposition = metrics.render();
     assert!(
-        exposition.contains(r#"higress_route_worker_gateway_problems{object="WasmPlugin/ai-token-ratelimit-2.0.1"} 1"#),
+        exposition.contains(r#"higress_route_worker_gateway_problems{object="WasmPlugin/ai-token-ratelimit-2.0.1"} 2"#),
         "{exposition}"
     );
     // Our rule is in, theirs untouched.
@@ -390,4 +391,34 @@ fn every_ported_plugin_has_its_conformance_cases() {
     for plugin in ["ai-proxy", "key-auth", "ai-token-ratelimit", "ai-quota", "key-rate-limit"] {
         assert!(files.iter().any(|f| f == plugin), "no tests/fixtures/gateway/{plugin}.yaml");
     }
+}
+
+/// The contract's valid examples are what the gateway accepts: none is refused for it, and the CRs
+/// they leave pass the check.
+#[test]
+fn the_contracts_valid_examples_are_admitted() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/examples/valid");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if event["type"] != event::DEPLOYED_TYPE {
+            continue;
+        }
+        let parsed = higress_route_worker::contract::parse(event.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let planned = batch::plan(&[parsed], &Settings::default(), cluster::DEFAULT_SHARED_OBJECT_BUDGET, State::new());
+        let result = &planned.results[0];
+        let reason = result.error.as_ref().map(|e| e.reason.as_str());
+        assert!(
+            !matches!(reason, Some("gateway-refuses" | "plugin-not-validated")),
+            "{}: {result:?}",
+            path.display()
+        );
+        for (_, object) in planned.state.of_kind(Kind::WasmPlugin) {
+            assert_eq!(gateway::check(object), [], "{}: {}", path.display(), object["metadata"]["name"]);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} deploy examples");
 }
