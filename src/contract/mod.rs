@@ -288,6 +288,19 @@ mod tests {
             assert_eq!(invalid.reason, InvalidReason::SchemaViolation, "{provider}");
             invalid.problems.iter().map(ToString::to_string).collect()
         };
+        let tokens = "data.provider: one of apiTokens or apiTokensSecretRef is required when type is qwen, azure";
+        for provider_type in ["deepseek", "qwen", "claude", "zhipuai", "moonshot", "minimax", "grok"] {
+            let found = refused(json!({"type": provider_type}));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].starts_with(tokens), "{found:?}");
+            let empty = refused(json!({"type": provider_type, "apiTokens": []}));
+            assert_eq!(
+                empty,
+                ["data.provider.apiTokens: must not be empty when type is qwen, azure, zhipuai, claude, moonshot, ai360, github, groq, baichuan, yi, deepseek, baidu, stepfun, minimax, gemini, mistral, cohere, doubao, coze, openrouter or grok"]
+            );
+            deploys(json!({"type": provider_type, "apiTokens": ["t"]})).unwrap();
+            deploys(json!({"type": provider_type, "apiTokensSecretRef": {"name": "s", "key": "k"}})).unwrap();
+        }
         // The types whose ValidateConfig asks for no token.
         for provider in [
             json!({"type": "openai"}),
