@@ -245,26 +245,186 @@ mod tests {
 
     #[test]
     fn cross_field_rules_name_the_field_and_the_rule() {
-        let weights = problems(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
-            "route": {"upstreams": [{"provider": "m", "weight": 60}, {"provider": "m", "weight": 30}]}}));
+        let weights = problems(
+            json!({"model": "m", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["t"]},
+            "route": {"upstreams": [{"provider": "m", "weight": 60}, {"provider": "m", "weight": 30}]}}),
+        );
         assert!(
             weights.contains(&"data.route.upstreams: weights sum to 90, must be 100".to_string()),
             "{weights:?}"
         );
         assert!(weights.contains(&"data.route.upstreams[1].provider: provider \"m\" is listed twice".to_string()));
-        let consumers = problems(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
-            "auth": {"consumers": [{"name": "a", "source": "BEARER", "credentials": ["x"]}, {"name": "a", "source": "BEARER", "credentials": ["y"]}]}}));
+        let consumers = problems(
+            json!({"model": "m", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["t"]},
+            "auth": {"consumers": [{"name": "a", "source": "BEARER", "credentials": ["x"]}, {"name": "a", "source": "BEARER", "credentials": ["y"]}]}}),
+        );
         assert_eq!(
             consumers,
             ["data.auth.consumers[1].name: consumer \"a\" is listed twice"]
         );
+        // The gateway takes an empty api-version; the console (whose rule this is) does not.
         let azure = problems(
-            json!({"model": "m", "revision": 1, "provider": {"type": "azure", "url": "https://x.openai.azure.com/chat"}}),
+            json!({"model": "m", "revision": 1, "provider": {"type": "azure", "apiTokens": ["t"],
+            "url": "https://x.openai.azure.com/chat?api-version="}}),
+        );
+        assert_eq!(azure.len(), 1, "{azure:?}");
+        assert!(
+            azure[0].starts_with("data.provider: azureServiceUrl must contain a non-empty api-version query parameter")
+                && azure[0].contains("AzureLlmProviderHandler.normalizeConfigs"),
+            "{azure:?}"
+        );
+    }
+
+    fn deploys(provider: Value) -> Result<LifecycleEvent, InvalidEvent> {
+        deployed(json!({"model": "m", "revision": 1, "provider": provider}))
+    }
+
+    /// What the schema says of each provider type is what the gateway's ai-proxy requires (its
+    /// `ValidateConfig`), in problems naming the field, the rule and the condition.
+    #[test]
+    fn the_schema_states_what_the_gateway_requires_of_each_type() {
+        let refused = |provider: Value| -> Vec<String> {
+            let invalid = deploys(provider.clone()).expect_err(&provider.to_string());
+            assert_eq!(invalid.reason, InvalidReason::SchemaViolation, "{provider}");
+            invalid.problems.iter().map(ToString::to_string).collect()
+        };
+        let tokens = "data.provider: one of apiTokens or apiTokensSecretRef is required when type is qwen, azure";
+        for provider_type in ["deepseek", "qwen", "claude", "zhipuai", "moonshot", "minimax", "grok"] {
+            let found = refused(json!({"type": provider_type}));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].starts_with(tokens), "{found:?}");
+            let empty = refused(json!({"type": provider_type, "apiTokens": []}));
+            assert_eq!(
+                empty,
+                ["data.provider.apiTokens: must not be empty when type is qwen, azure, zhipuai, claude, moonshot, ai360, github, groq, baichuan, yi, deepseek, baidu, stepfun, minimax, gemini, mistral, cohere, doubao, coze, openrouter or grok"]
+            );
+            deploys(json!({"type": provider_type, "apiTokens": ["t"]})).unwrap();
+            deploys(json!({"type": provider_type, "apiTokensSecretRef": {"name": "s", "key": "k"}})).unwrap();
+        }
+        // The types whose ValidateConfig asks for no token.
+        for provider in [
+            json!({"type": "openai"}),
+            json!({"type": "vllm", "url": "http://10.0.0.1:8000/v1"}),
+            json!({"type": "ollama", "url": "http://10.0.0.1:11434"}),
+        ] {
+            deploys(provider).unwrap();
+        }
+        assert_eq!(
+            refused(json!({"type": "bedrock", "config": {"awsRegion": "us-east-1"}})),
+            ["data.provider: one of apiTokens or apiTokensSecretRef is required when type is bedrock and config does not give both awsAccessKey and awsSecretKey"]
         );
         assert_eq!(
-            azure,
-            ["data.provider: azureServiceUrl must contain a non-empty api-version query parameter"]
+            refused(json!({"type": "bedrock", "apiTokens": ["t"], "config": {"awsRegion": "", "awsAccessKey": "a", "awsSecretKey": "s"}})),
+            ["data.provider.config.awsRegion: must not be empty or null (the gateway's ai-proxy reads either as missing) when type is bedrock"]
         );
+        assert_eq!(
+            refused(json!({"type": "vertex", "config": {"vertexRegion": "us-central1", "vertexAuthKey": "{}"}})),
+            ["data.provider.config.vertexProjectId: required when type is vertex and no API token is given"]
+        );
+        assert_eq!(
+            refused(json!({"type": "vertex", "apiTokens": ["t"], "config": {"vertexRegion": "us-central1",
+                "vertexProjectId": "p", "vertexAuthKey": "{}", "vertexOpenAICompatible": "TRUE"}})),
+            ["data.provider.config.vertexOpenAICompatible: must not be true with an API token (express mode): the gateway's ai-proxy refuses both together when type is vertex and an API token is given (express mode)"]
+        );
+        assert_eq!(
+            refused(json!({"type": "azure", "apiTokens": ["t"]})),
+            ["data.provider.config: required when type is azure and url is not given"]
+        );
+        // As Go's url.Query() reads a query: a pair with ';' or a bad escape is dropped.
+        for url in [
+            "https://x.openai.azure.com/chat",
+            "https://x.openai.azure.com/chat?version=1",
+            "https://x.openai.azure.com/chat?x=1#&api-version=1",
+            "https://x.openai.azure.com/chat?api-version=1;x=2",
+            "https://x.openai.azure.com/chat?api-version=%zz",
+            "https://x.openai.azure.com/chat?api-versions=1",
+        ] {
+            assert_eq!(
+                refused(json!({"type": "azure", "apiTokens": ["t"], "config": {"azureServiceUrl": url}})),
+                ["data.provider.config.azureServiceUrl: must have an api-version query parameter (the gateway's ai-proxy refuses an Azure service URL without one) when type is azure"],
+                "{url}"
+            );
+        }
+        assert_eq!(
+            refused(json!({"type": "azure", "apiTokens": ["t"], "url": "https://x.openai.azure.com/chat?version=1"})),
+            ["data.provider.url: must have an api-version query parameter (the gateway's ai-proxy refuses an Azure service URL without one) when type is azure"]
+        );
+        for url in [
+            "https://x.openai.azure.com/chat?api-version=2024-06-01",
+            "https://x.openai.azure.com/chat?a=1&api-version=2024-06-01#f",
+            "https://x.openai.azure.com/chat?api%2Dversion=2024-06-01",
+            "https://x.openai.azure.com/chat?api-version=2024%2D06%2D01&x",
+        ] {
+            deploys(json!({"type": "azure", "apiTokens": ["t"], "url": url})).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        assert_eq!(
+            refused(json!({"type": "ollama", "config": {"ollamaServerHost": "llm.local", "ollamaServerPort": 0}})),
+            ["data.provider.config.ollamaServerPort: must not be 0, false, null or empty (the gateway's ai-proxy reads each as 0) when type is ollama and url is not given"]
+        );
+        assert_eq!(
+            refused(
+                json!({"type": "qwen", "apiTokens": ["t"], "config": {"qwenFileIds": ["f"],
+                "context": {"fileUrl": "http://f.local/c.txt", "serviceName": "f.dns", "servicePort": 80}}})
+            ),
+            ["data.provider.config.context: is not allowed when type is qwen and config.qwenFileIds is not empty"]
+        );
+        deploys(json!({"type": "qwen", "apiTokens": ["t"], "config": {"qwenFileIds": [],
+            "context": {"fileUrl": "http://f.local/c.txt", "serviceName": "f.dns", "servicePort": 80}}}))
+        .unwrap();
+        assert_eq!(
+            refused(
+                json!({"type": "moonshot", "apiTokens": ["t"], "config": {"moonshotFileId": "f",
+                "context": {"fileUrl": "http://f.local/c.txt", "serviceName": "f.dns", "servicePort": 80}}})
+            ),
+            ["data.provider.config.context: is not allowed when type is moonshot and config.moonshotFileId is given"]
+        );
+        assert_eq!(
+            refused(json!({"type": "minimax", "apiTokens": ["t"], "config": {"minimaxApiType": "pro"}})),
+            ["data.provider.config.minimaxGroupId: required when type is minimax and config.minimaxApiType is pro"]
+        );
+        assert_eq!(
+            refused(
+                json!({"type": "openai", "config": {"context": {"fileUrl": "http://f.local/c.txt", "serviceName": "f.dns"}}})
+            ),
+            ["data.provider.config.context.servicePort: required"]
+        );
+        assert_eq!(
+            refused(json!({"type": "openai", "failover": {"enabled": true}})),
+            ["data.provider.failover.healthCheckModel: required when enabled is true"]
+        );
+        deploys(json!({"type": "openai", "failover": {"enabled": false}})).unwrap();
+    }
+
+    /// The gateway accepts these; the console refuses them, so the worker does too, after the schema
+    /// and naming the console's handler.
+    #[test]
+    fn what_only_the_console_refuses_passes_the_schema_and_is_refused_after_it() {
+        for (provider, rule) in [
+            (
+                json!({"type": "bedrock", "apiTokens": ["t"], "config": {"awsRegion": "us-east-1"}}),
+                "awsAccessKey is required: the Higress console saves no bedrock provider without awsAccessKey and awsSecretKey",
+            ),
+            (
+                json!({"type": "vertex", "apiTokens": ["t"]}),
+                "vertexRegion is required: the Higress console saves no vertex provider without vertexRegion, vertexProjectId and vertexAuthKey",
+            ),
+            (
+                json!({"type": "azure", "apiTokens": ["t"], "url": "https://x.openai.azure.com/chat?api-version"}),
+                "azureServiceUrl must contain a non-empty api-version query parameter: the Higress console refuses",
+            ),
+        ] {
+            let event = json!({"specversion": "1.0", "id": "1", "source": "t", "type": DEPLOYED_TYPE,
+                "data": {"model": "m", "revision": 1, "provider": provider}});
+            assert!(validate(Schema::Deployed, &event).is_empty(), "{provider}");
+            let found = problems(json!({"model": "m", "revision": 1, "provider": provider}));
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(found[0].starts_with(&format!("data.provider: {rule}")), "{found:?}");
+        }
+        // As the console writes them, they are accepted.
+        deploys(json!({"type": "bedrock", "apiTokens": ["t"], "config": {"awsRegion": "us-east-1", "awsAccessKey": "a", "awsSecretKey": "s"}}))
+            .unwrap();
+        deploys(json!({"type": "vertex", "apiTokens": ["t"], "config": {"vertexRegion": "us-central1", "vertexProjectId": "p", "vertexAuthKey": "{}"}}))
+            .unwrap();
     }
 
     #[test]
@@ -291,7 +451,8 @@ mod tests {
     #[test]
     fn a_defaulted_provider_name_points_at_the_model() {
         let long = "m".repeat(60);
-        let found = problems(json!({"model": long, "revision": 1, "provider": {"type": "deepseek"}}));
+        let found =
+            problems(json!({"model": long, "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["t"]}}));
         assert!(
             found
                 .iter()
@@ -302,7 +463,8 @@ mod tests {
 
     #[test]
     fn a_whole_number_float_is_reported_at_its_field() {
-        let found = problems(json!({"model": "m", "revision": 3.0, "provider": {"type": "deepseek"}}));
+        let found =
+            problems(json!({"model": "m", "revision": 3.0, "provider": {"type": "deepseek", "apiTokens": ["t"]}}));
         assert_eq!(found.len(), 1);
         assert!(
             found[0].starts_with("data.revision: invalid type: floating point"),

@@ -83,7 +83,8 @@ pub fn validate(schema: Schema, value: &Value) -> Vec<Problem> {
 fn describe(error: &ValidationError<'_>, instance: &Value, schema: &Value, out: &mut Vec<Problem>) {
     let path = dotted(instance, error.instance_path().as_str());
     let schema_path = error.schema_path().as_str();
-    let condition = condition(schema, schema_path);
+    // Along the evaluation path, which goes through `$ref`: a `then` may apply a `$defs` schema.
+    let condition = condition(schema, error.evaluation_path().as_str());
     let mut push = |path: String, rule: String| out.push(Problem::new(path, format!("{rule}{condition}")));
     match error.kind() {
         ValidationErrorKind::Required { property } => push(child(&path, &plain(property)), "required".into()),
@@ -117,14 +118,17 @@ fn describe(error: &ValidationError<'_>, instance: &Value, schema: &Value, out: 
             };
             push(path, rule);
         }
-        ValidationErrorKind::AnyOf { context } => push(
-            path,
-            format!(
-                "must match at least one of {} alternatives, but matches none{}",
-                context.len(),
-                alternatives_reasons(context, instance, schema)
-            ),
-        ),
+        ValidationErrorKind::AnyOf { context } => {
+            let rule = match required_alternatives(schema, schema_path) {
+                Some(names) => format!("one of {} is required", or_list(&names)),
+                None => format!(
+                    "must match at least one of {} alternatives, but matches none{}",
+                    context.len(),
+                    alternatives_reasons(context, instance, schema)
+                ),
+            };
+            push(path, rule);
+        }
         ValidationErrorKind::PropertyNames { error: inner } => {
             let mut nested = Vec::new();
             describe(inner, &Value::Null, schema, &mut nested);
@@ -223,7 +227,7 @@ fn alternatives_reasons(context: &[Vec<ValidationError<'static>>], instance: &Va
 
 /// `" when source is HEADER or QUERY"` for an error raised inside `then` (`" unless …"` for `else`),
 /// `" together with upstreams"` inside `dependentSchemas/upstreams`; empty otherwise. From the
-/// innermost such keyword in `schema_path`.
+/// innermost such keyword in `schema_path`, an evaluation path (local `$ref`s are followed).
 fn condition(schema: &Value, schema_path: &str) -> String {
     let segments: Vec<String> = schema_path.split('/').skip(1).map(unescape).collect();
     let mut found = None;
@@ -255,9 +259,13 @@ fn condition(schema: &Value, schema_path: &str) -> String {
     if dependent {
         return format!(" together with {}", segments[at]);
     }
-    let parent = segments[..at]
-        .iter()
-        .try_fold(schema, |node, segment| step(node, segment));
+    let parent = segments[..at].iter().try_fold(schema, |node, segment| {
+        if segment == "$ref" {
+            resolve(schema, node)
+        } else {
+            step(node, segment)
+        }
+    });
     let Some(when) = parent.and_then(|p| p.get("if")).and_then(describe_if) else {
         return String::new();
     };
@@ -275,8 +283,13 @@ enum Expect {
     Index,
 }
 
-/// The condition of an `if` schema in words, e.g. `source is HEADER or QUERY`.
+/// The condition of an `if` schema in words, e.g. `source is HEADER or QUERY`: its `description`
+/// when it has one (the schema words a condition the keywords below cannot name, such as `type is
+/// vertex and no API token is given`), else read from its `pattern`, `const` and `enum`.
 fn describe_if(schema: &Value) -> Option<String> {
+    if let Some(description) = schema.get("description").and_then(Value::as_str) {
+        return Some(description.trim_end_matches('.').to_string());
+    }
     let mut parts = Vec::new();
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         parts.push(format!("it matches {pattern}"));
@@ -294,7 +307,7 @@ fn describe_if(schema: &Value) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" and "))
 }
 
-/// For a `oneOf` whose alternatives each only require one property: those properties.
+/// For a `oneOf` or `anyOf` whose alternatives each only require one property: those properties.
 fn required_alternatives(schema: &Value, schema_path: &str) -> Option<Vec<String>> {
     let node = schema_path
         .split('/')
@@ -320,6 +333,12 @@ fn required_list(schema: &Value) -> Option<Vec<String>> {
     }
     let names: Vec<String> = object.get("required")?.as_array()?.iter().map(plain).collect();
     (!names.is_empty()).then_some(names)
+}
+
+/// The schema a local `$ref` of `node` points at, in `document`.
+fn resolve<'a>(document: &'a Value, node: &Value) -> Option<&'a Value> {
+    let target = node.get("$ref")?.as_str()?.strip_prefix('#')?;
+    document.pointer(target)
 }
 
 fn step<'a>(node: &'a Value, segment: &str) -> Option<&'a Value> {
@@ -468,5 +487,32 @@ mod tests {
             " together with upstreams"
         );
         assert_eq!(condition(&schema, "/properties/then/type"), "");
+        // An `if` with a description is described by it: its keywords may say more than const and enum.
+        let worded = json!({"allOf": [{"if": {"description": "type is vertex and no API token is given.",
+                                              "properties": {"type": {"const": "vertex"}}, "not": {"required": ["apiTokens"]}},
+                                       "then": {"required": ["config"]}}]});
+        assert_eq!(
+            condition(&worded, "/allOf/0/then/required"),
+            " when type is vertex and no API token is given"
+        );
+        // Through a `$ref` before the `then`, and after it.
+        let referred = json!({"items": {"$ref": "#/$defs/c"}, "$defs": {"c": {"allOf": [{"if": {"properties": {"s": {"const": "H"}}},
+                               "then": {"properties": {"k": {"$ref": "#/$defs/k"}}}}]}, "k": {"minLength": 1}}});
+        assert_eq!(
+            condition(&referred, "/items/$ref/allOf/0/then/properties/k/$ref/minLength"),
+            " when s is H"
+        );
+    }
+
+    #[test]
+    fn alternatives_that_each_require_one_property_read_as_a_choice() {
+        let schema = json!({"properties": {"p": {"anyOf": [{"required": ["a"]}, {"title": "B", "required": ["b"]}]}}});
+        let validator = jsonschema::draft202012::new(&schema).unwrap();
+        let instance = json!({"p": {}});
+        let mut found = Vec::new();
+        for error in validator.iter_errors(&instance) {
+            describe(&error, &instance, &schema, &mut found);
+        }
+        assert_eq!(found, [Problem::new("p", "one of a or b is required")]);
     }
 }

@@ -299,6 +299,22 @@ fn required<'a>(raw: &'a Map<String, Value>, key: &str) -> Result<&'a str, Strin
     text(raw, key).ok_or_else(|| format!("{key} is required"))
 }
 
+/// As [`required`], for a key the Higress console requires although the gateway's ai-proxy does not
+/// always: the refusal says so, and which handler refuses (`why`).
+fn console_required<'a>(raw: &'a Map<String, Value>, key: &str, why: &str) -> Result<&'a str, String> {
+    text(raw, key).ok_or_else(|| format!("{key} is required: {why}"))
+}
+
+/// Why a bedrock provider needs both AWS keys here, though ai-proxy accepts apiTokens instead.
+const BEDROCK_KEYS: &str = "the Higress console saves no bedrock provider without awsAccessKey and awsSecretKey, \
+    apiTokens or not (BedrockLlmProviderHandler.normalizeConfigs), although the gateway would accept apiTokens alone";
+
+/// Why a vertex provider needs its service-account settings here, though ai-proxy's express mode
+/// needs only apiTokens.
+const VERTEX_SETTINGS: &str = "the Higress console saves no vertex provider without vertexRegion, vertexProjectId and \
+    vertexAuthKey, apiTokens or not (VertexLlmProviderHandler.normalizeConfigs), although the gateway would accept \
+    apiTokens alone (express mode)";
+
 fn urls(raw: &Map<String, Value>, main: &str, extra: &str) -> Result<Vec<Endpoint>, String> {
     let mut endpoints = vec![endpoint(main, required(raw, main)?)?];
     if let Some(extra_urls) = raw.get(extra) {
@@ -349,8 +365,19 @@ fn endpoints_and_configs(p: &LlmProvider) -> Result<(Vec<Endpoint>, Map<String, 
         "azure" => {
             let service_url = required(&raw, "azureServiceUrl")?;
             let parsed = Url::parse(service_url).map_err(|e| format!("azureServiceUrl is not a valid URL: {e}"))?;
-            if !parsed.query_pairs().any(|(k, v)| k == "api-version" && !v.is_empty()) {
-                return Err("azureServiceUrl must contain a non-empty api-version query parameter".into());
+            // Stricter than the gateway, whose ai-proxy (`azure.go`, ValidateConfig) only asks that the
+            // parameter be there, empty or not: the console refuses an empty or missing value
+            // (`AzureLlmProviderHandler.normalizeConfigs`: `StringUtils.isEmpty(url.queryParameter(
+            // "api-version"))` throws a ValidationException). OkHttp's `queryParameter` reads the first
+            // parameter of that (decoded) name, and so does this.
+            let api_version = parsed.query_pairs().find(|(k, _)| k == "api-version").map(|(_, v)| v);
+            if api_version.is_none_or(|v| v.is_empty()) {
+                return Err(
+                    "azureServiceUrl must contain a non-empty api-version query parameter: the Higress \
+                    console refuses an empty or missing one (AzureLlmProviderHandler.normalizeConfigs), although \
+                    the gateway would accept an empty one"
+                        .into(),
+                );
             }
             vec![endpoint("azureServiceUrl", service_url)?]
         }
@@ -367,7 +394,10 @@ fn endpoints_and_configs(p: &LlmProvider) -> Result<(Vec<Endpoint>, Map<String, 
                 _ => None,
             }
             .and_then(|p| u16::try_from(p).ok())
-            .ok_or("ollamaServerPort is required and must be a port number")?;
+            // The console (`OllamaLlmProviderHandler.normalizeConfigs`, `ValidateUtil.checkPort`)
+            // refuses 0, and so does the gateway (`ollama.go`, ValidateConfig).
+            .filter(|&p| p != 0)
+            .ok_or("ollamaServerPort is required and must be a port number from 1 to 65535")?;
             raw.insert("ollamaServerPort".into(), json!(port));
             let host = match host.parse::<Ipv4Addr>() {
                 Ok(ip) => Host::Ipv4(ip),
@@ -390,14 +420,24 @@ fn endpoints_and_configs(p: &LlmProvider) -> Result<(Vec<Endpoint>, Map<String, 
         }
         "bedrock" => {
             let region = required(&raw, "awsRegion")?.to_string();
-            required(&raw, "awsAccessKey")?;
-            required(&raw, "awsSecretKey")?;
+            // Stricter than the gateway: ai-proxy (`bedrock.go`, ValidateConfig) takes apiTokens or
+            // awsAccessKey + awsSecretKey, but the console throws a ValidationException without both
+            // keys (`BedrockLlmProviderHandler.normalizeConfigs`: "awsAccessKey cannot be empty.",
+            // "awsSecretKey cannot be empty."), so it never writes an entry with apiTokens alone.
+            console_required(&raw, "awsAccessKey", BEDROCK_KEYS)?;
+            console_required(&raw, "awsSecretKey", BEDROCK_KEYS)?;
             vec![https(&format!("bedrock-runtime.{region}.amazonaws.com"))]
         }
         "vertex" => {
-            let region = required(&raw, "vertexRegion")?.to_lowercase();
-            required(&raw, "vertexProjectId")?;
-            required(&raw, "vertexAuthKey")?;
+            // Stricter than the gateway: ai-proxy (`vertex.go`, ValidateConfig) needs nothing but
+            // apiTokens in express mode (apiTokens given), but the console throws a
+            // ValidationException without these three, apiTokens or not
+            // (`VertexLlmProviderHandler.normalizeConfigs`: "vertexRegion cannot be empty.",
+            // "vertexProjectId cannot be empty.", "vertexAuthKey cannot be empty."), and always sets
+            // vertexAuthServiceName.
+            let region = console_required(&raw, "vertexRegion", VERTEX_SETTINGS)?.to_lowercase();
+            console_required(&raw, "vertexProjectId", VERTEX_SETTINGS)?;
+            console_required(&raw, "vertexAuthKey", VERTEX_SETTINGS)?;
             raw.insert("vertexRegion".into(), json!(region));
             raw.insert("vertexAuthServiceName".into(), json!("vertex-auth.internal"));
             let host = if region == "global" {
@@ -766,6 +806,88 @@ mod tests {
         for bad in ["us-central1.evil.com", "us_central1", "us-central1\n"] {
             assert_eq!(vertex(json!(bad)), ["config.vertexRegion"], "{bad:?}");
         }
+    }
+
+    /// Where the gateway's ai-proxy accepts a provider the Higress console refuses to save, the
+    /// mapping follows the console, and its refusal names the console's handler.
+    #[test]
+    fn what_the_console_refuses_is_refused_naming_its_handler() {
+        let refused = |value: Value| check(&spec(value), "p").unwrap_err();
+        let bedrock = refused(json!({"type": "bedrock", "apiTokens": ["t"], "config": {"awsRegion": "us-east-1"}}));
+        assert!(
+            bedrock.starts_with("awsAccessKey is required: ")
+                && bedrock.contains("BedrockLlmProviderHandler.normalizeConfigs"),
+            "{bedrock}"
+        );
+        let secret_key = refused(
+            json!({"type": "bedrock", "apiTokens": ["t"], "config": {"awsRegion": "us-east-1", "awsAccessKey": "a"}}),
+        );
+        assert!(secret_key.starts_with("awsSecretKey is required: "), "{secret_key}");
+        let vertex = refused(json!({"type": "vertex", "apiTokens": ["t"]}));
+        assert!(
+            vertex.starts_with("vertexRegion is required: ")
+                && vertex.contains("VertexLlmProviderHandler.normalizeConfigs"),
+            "{vertex}"
+        );
+        let project = refused(json!({"type": "vertex", "apiTokens": ["t"], "config": {"vertexRegion": "global"}}));
+        assert!(project.starts_with("vertexProjectId is required: "), "{project}");
+        // OkHttp's queryParameter, which the console asks, reads the first value of the name.
+        for url in [
+            "https://x.openai.azure.com/chat?api-version=",
+            "https://x.openai.azure.com/chat?api-version",
+            "https://x.openai.azure.com/chat?api-version=&api-version=2024-06-01",
+        ] {
+            let azure = refused(json!({"type": "azure", "url": url}));
+            assert!(
+                azure.starts_with("azureServiceUrl must contain a non-empty api-version query parameter")
+                    && azure.contains("AzureLlmProviderHandler.normalizeConfigs"),
+                "{url}: {azure}"
+            );
+        }
+        for url in [
+            "https://x.openai.azure.com/chat?api-version=2024-06-01&api-version=",
+            "https://x.openai.azure.com/chat?api%2Dversion=2024-06-01",
+        ] {
+            check(&spec(json!({"type": "azure", "url": url})), "p").unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        // Port 0: the console (ValidateUtil.checkPort) and the gateway refuse it alike.
+        for value in [
+            json!({"type": "ollama", "config": {"ollamaServerHost": "llm.local", "ollamaServerPort": 0}}),
+            json!({"type": "ollama", "url": "http://10.0.0.1:0"}),
+        ] {
+            assert!(
+                refused(value).starts_with("ollamaServerPort is required and must be a port number from 1 to 65535")
+            );
+        }
+    }
+
+    /// What the console accepts is written as the console writes it: the tokens next to the AWS keys
+    /// or the service account.
+    #[test]
+    fn bedrock_and_vertex_with_tokens_render_as_the_console_writes_them() {
+        let bedrock = from_event(
+            &spec(json!({"type": "bedrock", "config": {"awsRegion": "us-east-1", "awsAccessKey": "a", "awsSecretKey": "s"}})),
+            "b",
+            vec!["t".into()],
+        )
+        .unwrap();
+        let rendered = render(&bedrock).unwrap();
+        assert_eq!(rendered.entry["apiTokens"], json!(["t"]));
+        assert_eq!(rendered.entry["awsAccessKey"], "a");
+        assert_eq!(
+            rendered.registries[0]["domain"],
+            "bedrock-runtime.us-east-1.amazonaws.com"
+        );
+        let vertex = from_event(
+            &spec(json!({"type": "vertex", "config": {"vertexRegion": "global", "vertexProjectId": "p", "vertexAuthKey": "{}"}})),
+            "v",
+            vec!["t".into()],
+        )
+        .unwrap();
+        let rendered = render(&vertex).unwrap();
+        assert_eq!(rendered.entry["apiTokens"], json!(["t"]));
+        assert_eq!(rendered.entry["vertexAuthServiceName"], "vertex-auth.internal");
+        assert_eq!(rendered.registries.len(), 2);
     }
 
     #[test]
