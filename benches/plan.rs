@@ -166,6 +166,9 @@ fn main() {
         .iter()
         .filter(|(k, _)| k.kind != higress::Kind::ConfigMap && k.kind != higress::Kind::Ingress)
     {
-        println!("  {key}: {} bytes", higress_route_worker::cluster::admission::serialized_size(Some(object)));
+        println!(
+            "  {key}: {} bytes",
+            higress_route_worker::cluster::admission::serialized_size(Some(object))
+        );
     }
 }

@@ -17,7 +17,10 @@ pub fn findings(plugins: &[Value]) -> Vec<Finding> {
     let mut findings: Vec<Finding> = plugins
         .iter()
         .flat_map(|object| {
-            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             gateway::check(object).into_iter().map(move |problem| Finding {
                 object: format!("WasmPlugin/{name}"),
                 problem,

@@ -294,7 +294,12 @@ fn main() -> ExitCode {
             state,
             mapping,
             shared_object_budget_bytes,
-        } => render_command(&event, state.as_deref(), &mapping.settings(), shared_object_budget_bytes),
+        } => render_command(
+            &event,
+            state.as_deref(),
+            &mapping.settings(),
+            shared_object_budget_bytes,
+        ),
         Command::Run {
             kafka,
             mapping,
@@ -466,7 +471,10 @@ async fn audit_command(kubeconfig: Option<&std::path::Path>, namespace: &str, ou
     let findings = audit::findings(&plugins);
     match output {
         AuditOutput::Table if findings.is_empty() => {
-            println!("no problems: the gateway accepts all {} plugin CRs checked", plugins.len())
+            println!(
+                "no problems: the gateway accepts all {} plugin CRs checked",
+                plugins.len()
+            )
         }
         AuditOutput::Table => print!("{}", audit::table(&findings)),
         AuditOutput::Json => println!(

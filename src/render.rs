@@ -1,8 +1,8 @@
 //! `render`: the dry run. Loads objects from YAML, plans an event against them and prints what would
 //! be written, as multi-document YAML.
 
-use crate::event::LifecycleEvent;
 use crate::cluster::batch;
+use crate::event::LifecycleEvent;
 use crate::higress::{self, Operation, Settings, State};
 use crate::result::{Outcome, ResultError};
 use serde::Deserialize;
@@ -42,7 +42,12 @@ pub fn load_state(path: &Path) -> anyhow::Result<State> {
 /// What an event would do, as multi-document YAML: every created or changed object in full, after the
 /// change, and a comment line per deleted one. Planned as `apply` plans a batch (`cluster::batch::plan`),
 /// so it refuses what `apply` refuses, the shared-object budget and the gateway check included.
-pub fn render(event: &LifecycleEvent, state: &State, settings: &Settings, budget: usize) -> Result<String, ResultError> {
+pub fn render(
+    event: &LifecycleEvent,
+    state: &State,
+    settings: &Settings,
+    budget: usize,
+) -> Result<String, ResultError> {
     let planned = batch::plan(std::slice::from_ref(event), settings, budget, state.clone());
     let result = &planned.results[0];
     if let Some(error) = &result.error {
@@ -50,7 +55,11 @@ pub fn render(event: &LifecycleEvent, state: &State, settings: &Settings, budget
     }
     let mut out = String::new();
     if result.outcome == Outcome::Stale {
-        out.push_str(&format!("# stale: route {}, event revision {}\n", event.model(), event.revision()));
+        out.push_str(&format!(
+            "# stale: route {}, event revision {}\n",
+            event.model(),
+            event.revision()
+        ));
     }
     for warning in &result.warnings {
         out.push_str(&format!("# warning: {warning}\n"));

@@ -496,7 +496,7 @@ mod tests {
     fn deploy(route: serde_json::Value) -> LifecycleEvent {
         let event = json!({"specversion": "1.0", "id": "e-1", "source": "t", "type": crate::event::DEPLOYED_TYPE,
             "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "rojo=1",
-            "data": {"model": "m", "revision": 1, "provider": {"type": "deepseek"}, "route": route}});
+            "data": {"model": "m", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-d"]}, "route": route}});
         crate::contract::parse(event.to_string().as_bytes()).unwrap()
     }
 

@@ -675,7 +675,7 @@ async fn a_batch_coalesces_shared_writes_and_reports_each_event() {
         5,
         parse(
             event::DEPLOYED_TYPE,
-            json!({"model": "bad", "revision": 1, "provider": {"name": "x", "type": "deepseek"},
+            json!({"model": "bad", "revision": 1, "provider": {"name": "x", "type": "deepseek", "apiTokens": ["sk-x"]},
         "route": {"upstreams": [{"provider": "x", "weight": 50}, {"provider": "ghost", "weight": 50}]}}),
         ),
     );

@@ -119,7 +119,7 @@ fn render_of_an_event_the_mapping_refuses_exits_2_naming_the_reason() {
     std::fs::write(
         &event,
         r#"{"specversion":"1.0","id":"x","source":"t","type":"io.higress.model.deployed.v1",
-            "data":{"model":"bad","revision":1,"provider":{"name":"x","type":"deepseek"},
+            "data":{"model":"bad","revision":1,"provider":{"name":"x","type":"deepseek","apiTokens":["sk-x"]},
                     "route":{"upstreams":[{"provider":"x","weight":50},{"provider":"ghost","weight":50}]}}}"#,
     )
     .unwrap();
@@ -343,11 +343,19 @@ async fn render_dry_run_and_apply_refuse_the_same_events() {
             }
             budget_args(&mut args);
             let applied = run_worker(args).await;
-            assert_eq!(applied.status.code(), Some(2), "apply (dry run {dry}): {}", String::from_utf8_lossy(&applied.stderr));
+            assert_eq!(
+                applied.status.code(),
+                Some(2),
+                "apply (dry run {dry}): {}",
+                String::from_utf8_lossy(&applied.stderr)
+            );
             let result: Value = serde_json::from_slice(&applied.stdout).unwrap();
             assert_eq!(result["data"]["outcome"], "rejected");
             assert_eq!(result["data"]["error"]["reason"], reason);
-            assert!(!String::from_utf8_lossy(&applied.stdout).contains("sk-"), "no token in the result");
+            assert!(
+                !String::from_utf8_lossy(&applied.stdout).contains("sk-"),
+                "no token in the result"
+            );
         }
     }
     let writes: u64 = sim
@@ -360,7 +368,11 @@ async fn render_dry_run_and_apply_refuse_the_same_events() {
     assert_eq!(writes, 0, "nothing written");
     // Without the budget, the fine event renders and applies.
     let rendered = run_worker(os(&[&"render", &"--event", &fine, &"--state", &state])).await;
-    assert!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
 }
 
 /// `audit` names a provider of someone else's that the gateway refuses, and exits 1; a clean
@@ -372,7 +384,12 @@ async fn audit_names_a_foreign_broken_provider_and_exits_1() {
     let kubeconfig = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let clean = run_worker(os(&[&"audit", &"--kubeconfig", &kubeconfig])).await;
-    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stderr));
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stderr)
+    );
     assert!(String::from_utf8_lossy(&clean.stdout).starts_with("no problems"));
 
     // qwen needs apiTokens; this one, written by hand, has none, and a service rule selects it (the
@@ -388,10 +405,18 @@ async fn audit_names_a_foreign_broken_provider_and_exits_1() {
                  "defaultConfigDisable": false, "url": "oci://x/ai-proxy:2.0.1"}}))
     .unwrap();
     let table = run_worker(os(&[&"audit", &"--kubeconfig", &kubeconfig])).await;
-    assert_eq!(table.status.code(), Some(1), "{}", String::from_utf8_lossy(&table.stderr));
+    assert_eq!(
+        table.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
     let text = String::from_utf8(table.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[0].starts_with("OBJECT") && lines[0].contains("RULE") && lines[0].contains("SOURCE"), "{text}");
+    assert!(
+        lines[0].starts_with("OBJECT") && lines[0].contains("RULE") && lines[0].contains("SOURCE"),
+        "{text}"
+    );
     assert!(
         lines[1..].iter().any(|l| l.contains("WasmPlugin/ai-proxy.internal")
             && l.contains(r#"provider "handmade""#)
@@ -399,7 +424,10 @@ async fn audit_names_a_foreign_broken_provider_and_exits_1() {
             && l.contains("plugins/wasm-go/extensions/ai-proxy/")),
         "{text}"
     );
-    assert!(!text.contains(r#"provider "fine""#) && !text.contains("sk-fine"), "{text}");
+    assert!(
+        !text.contains(r#"provider "fine""#) && !text.contains("sk-fine"),
+        "{text}"
+    );
 
     let json = run_worker(os(&[&"audit", &"--kubeconfig", &kubeconfig, &"--output", &"json"])).await;
     assert_eq!(json.status.code(), Some(1));
@@ -412,5 +440,8 @@ async fn audit_names_a_foreign_broken_provider_and_exits_1() {
         .unwrap_or_else(|| panic!("{findings}"));
     assert_eq!(finding["object"], "WasmPlugin/ai-proxy.internal");
     assert_eq!(finding["source"]["repository"], "alibaba/higress");
-    assert!(finding["source"]["path"].as_str().unwrap().starts_with("plugins/wasm-go/extensions/ai-proxy/"));
+    assert!(finding["source"]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("plugins/wasm-go/extensions/ai-proxy/"));
 }

@@ -431,7 +431,8 @@ prop_compose! {
         mapping in prop::collection::btree_map("\\*|[a-z0-9][a-z0-9.-]{0,10}\\*?", model_id(), 0..4),
         config in prop::collection::btree_map("x[A-Za-z0-9_]{0,10}", free_json(), 0..4),
         consumers in prop::collection::btree_map(label(), (0..3usize, "[A-Za-z0-9._~+/=-]{1,40}", "[A-Za-z0-9_-]{1,20}"), 0..4),
-        tokens in prop::collection::vec("[A-Za-z0-9._~+/=-]{1,60}", 0..3),
+        // deepseek and qwen need a token (the schema says so, as the gateway does); one for every type.
+        tokens in prop::collection::vec("[A-Za-z0-9._~+/=-]{1,60}", 1..3),
         revision in 0u64..1_000_000,
     ) -> Value {
         let url = match kind {

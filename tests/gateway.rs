@@ -81,7 +81,11 @@ async fn an_event_the_gateway_would_refuse_writes_nothing_and_its_batch_applies_
     assert_eq!(results[0].outcome, Outcome::Applied, "{:?}", results[0]);
     assert_eq!(results[2].outcome, Outcome::Applied, "{:?}", results[2]);
     assert_eq!(results[1].outcome, Outcome::Rejected, "{:?}", results[1]);
-    assert!(results[1].changes.is_empty(), "rejected means nothing written: {:?}", results[1]);
+    assert!(
+        results[1].changes.is_empty(),
+        "rejected means nothing written: {:?}",
+        results[1]
+    );
     let (reason, message) = error_of(&results[1]);
     assert_eq!(reason, "gateway-refuses");
     // The object, the entry and the rule; never a secret.
@@ -93,7 +97,10 @@ async fn an_event_the_gateway_would_refuse_writes_nothing_and_its_batch_applies_
     ] {
         assert!(message.contains(part), "{part:?} not in {message}");
     }
-    assert!(!message.contains("redis-secret-1") && !message.contains("sk-m2"), "{message}");
+    assert!(
+        !message.contains("redis-secret-1") && !message.contains("sk-m2"),
+        "{message}"
+    );
 
     // Nothing of m2 anywhere; m1 and m3 complete.
     assert!(cluster.get("ingresses", "ai-route-m2.internal").is_none());
@@ -105,9 +112,21 @@ async fn an_event_the_gateway_would_refuse_writes_nothing_and_its_batch_applies_
         .map(|rule| rule["ingress"][0].as_str().unwrap().to_string())
         .collect();
     assert_eq!(rules, ["ai-route-m1.internal", "ai-route-m3.internal"]);
-    let providers = names_in(&cluster, "wasmplugins", "ai-proxy.internal", "/spec/defaultConfig/providers", "id");
+    let providers = names_in(
+        &cluster,
+        "wasmplugins",
+        "ai-proxy.internal",
+        "/spec/defaultConfig/providers",
+        "id",
+    );
     assert_eq!(providers, ["p-m1", "p-m3"]);
-    let consumers = names_in(&cluster, "wasmplugins", "key-auth.internal", "/spec/defaultConfig/consumers", "name");
+    let consumers = names_in(
+        &cluster,
+        "wasmplugins",
+        "key-auth.internal",
+        "/spec/defaultConfig/consumers",
+        "name",
+    );
     assert_eq!(consumers, ["c-m1", "c-m3"]);
     for object in cluster.sim.list("wasmplugins", NS) {
         assert_eq!(gateway::check(&object), [], "{}", object["metadata"]["name"]);
@@ -158,12 +177,22 @@ async fn problems_there_before_block_nothing_but_are_named_and_counted() {
     let theirs = &their_broken_ratelimit()["spec"]["matchRules"][0];
     assert_eq!(rules.as_array().unwrap().len(), 2, "{rules}");
     assert!(rules.as_array().unwrap().contains(theirs), "{rules}");
-    assert!(rules.as_array().unwrap().iter().any(|r| r["ingress"] == json!(["ai-route-m1.internal"])), "{rules}");
+    assert!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["ingress"] == json!(["ai-route-m1.internal"])),
+        "{rules}"
+    );
     // A result not touching that CR carries no such warning.
     let other = engine.apply(&deploy_with("m2", json!({}))).await;
     assert_eq!(other.outcome, Outcome::Applied, "{other:?}");
     assert!(
-        other.warnings.iter().all(|w| !w.contains("problems that were there before")),
+        other
+            .warnings
+            .iter()
+            .all(|w| !w.contains("problems that were there before")),
         "{other:?}"
     );
 }
@@ -173,12 +202,18 @@ async fn a_plugin_whose_parser_is_not_ported_is_refused_unless_the_operator_name
     let cluster = Cluster::start().await;
     let unported = "ai-prompt-decorator";
     assert!(!gateway::is_ported(unported), "pick a plugin that is not ported");
-    let event = deploy_with("m1", json!({unported: {"prepend": [{"role": "system", "content": "be brief"}]}}));
+    let event = deploy_with(
+        "m1",
+        json!({unported: {"prepend": [{"role": "system", "content": "be brief"}]}}),
+    );
     let refused = cluster.engine().await.apply(&event).await;
     assert_eq!(refused.outcome, Outcome::Rejected, "{refused:?}");
     let (reason, message) = error_of(&refused);
     assert_eq!(reason, "plugin-not-validated");
-    assert!(message.contains("--unvalidated-plugin ai-prompt-decorator"), "{message}");
+    assert!(
+        message.contains("--unvalidated-plugin ai-prompt-decorator"),
+        "{message}"
+    );
     assert!(cluster.get("ingresses", "ai-route-m1.internal").is_none());
 
     let settings = Settings {
@@ -239,8 +274,11 @@ fn ratelimit_config() -> impl Strategy<Value = Value> {
                 item[by] = by_value;
             }
             if let Some(keys) = keys {
-                item["limit_keys"] =
-                    Value::from(keys.into_iter().map(|(key, rate)| json!({"key": key, "token_per_minute": rate})).collect::<Vec<_>>());
+                item["limit_keys"] = Value::from(
+                    keys.into_iter()
+                        .map(|(key, rate)| json!({"key": key, "token_per_minute": rate}))
+                        .collect::<Vec<_>>(),
+                );
             }
             config["rule_items"] = json!([item]);
             config
@@ -272,8 +310,11 @@ fn key_rate_limit_config() -> impl Strategy<Value = Value> {
                 config[by] = by_value;
             }
             if let Some(keys) = keys {
-                config["limit_keys"] =
-                    Value::from(keys.into_iter().map(|(key, rate)| json!({"key": key, "query_per_minute": rate})).collect::<Vec<_>>());
+                config["limit_keys"] = Value::from(
+                    keys.into_iter()
+                        .map(|(key, rate)| json!({"key": key, "query_per_minute": rate}))
+                        .collect::<Vec<_>>(),
+                );
             }
             config
         })
@@ -281,7 +322,9 @@ fn key_rate_limit_config() -> impl Strategy<Value = Value> {
 
 fn provider() -> impl Strategy<Value = Value> {
     (
-        prop::sample::select(vec!["openai", "qwen", "deepseek", "claude", "moonshot", "vllm", "ollama", "azure"]),
+        prop::sample::select(vec![
+            "openai", "qwen", "deepseek", "claude", "moonshot", "vllm", "ollama", "azure",
+        ]),
         prop::collection::vec("[A-Za-z0-9-]{1,20}", 0..2),
         prop::option::of((any::<bool>(), prop::option::of("[a-z0-9-]{1,10}"))),
     )
@@ -291,7 +334,8 @@ fn provider() -> impl Strategy<Value = Value> {
                 "openai" | "vllm" => spec["url"] = json!("https://llm.example.com/v1"),
                 "ollama" => spec["url"] = json!("http://ollama.example.com:11434"),
                 "azure" => {
-                    spec["url"] = json!("https://az.example.com/openai/deployments/d/chat/completions?api-version=2024-02-01")
+                    spec["url"] =
+                        json!("https://az.example.com/openai/deployments/d/chat/completions?api-version=2024-02-01")
                 }
                 _ => {}
             }
@@ -334,9 +378,18 @@ fn planned_plugins(events: &[Value]) -> (Vec<Value>, usize) {
         .iter()
         .filter_map(|event| higress_route_worker::contract::parse(event.to_string().as_bytes()).ok())
         .collect();
-    let planned = batch::plan(&parsed, &Settings::default(), cluster::DEFAULT_SHARED_OBJECT_BUDGET, State::new());
+    let planned = batch::plan(
+        &parsed,
+        &Settings::default(),
+        cluster::DEFAULT_SHARED_OBJECT_BUDGET,
+        State::new(),
+    );
     let applied = planned.results.iter().filter(|r| r.outcome == Outcome::Applied).count();
-    let plugins = planned.state.of_kind(Kind::WasmPlugin).map(|(_, object)| object.clone()).collect();
+    let plugins = planned
+        .state
+        .of_kind(Kind::WasmPlugin)
+        .map(|(_, object)| object.clone())
+        .collect();
     (plugins, applied)
 }
 
@@ -365,8 +418,14 @@ fn good_configs_of_every_kind_apply() {
     };
     let events = [
         event("a", json!({"ai-token-ratelimit": valid_ratelimit("a")})),
-        event("b", json!({"ai-quota": {"admin_consumer": "admin", "redis": {"service_name": "redis.dns"}}})),
-        event("c", json!({"key-rate-limit": {"limit_by_header": "x-api-key", "limit_keys": [{"key": "k1", "query_per_minute": 10}]}})),
+        event(
+            "b",
+            json!({"ai-quota": {"admin_consumer": "admin", "redis": {"service_name": "redis.dns"}}}),
+        ),
+        event(
+            "c",
+            json!({"key-rate-limit": {"limit_by_header": "x-api-key", "limit_keys": [{"key": "k1", "query_per_minute": 10}]}}),
+        ),
     ];
     let (plugins, applied) = planned_plugins(&events);
     assert_eq!(applied, 3);
@@ -388,10 +447,22 @@ fn every_ported_plugin_has_its_conformance_cases() {
         .collect();
     files.sort();
     for plugin in &files {
-        assert!(gateway::is_ported(plugin), "{plugin}.yaml is of a plugin that is not ported");
+        assert!(
+            gateway::is_ported(plugin),
+            "{plugin}.yaml is of a plugin that is not ported"
+        );
     }
-    for plugin in ["ai-proxy", "key-auth", "ai-token-ratelimit", "ai-quota", "key-rate-limit"] {
-        assert!(files.iter().any(|f| f == plugin), "no tests/fixtures/gateway/{plugin}.yaml");
+    for plugin in [
+        "ai-proxy",
+        "key-auth",
+        "ai-token-ratelimit",
+        "ai-quota",
+        "key-rate-limit",
+    ] {
+        assert!(
+            files.iter().any(|f| f == plugin),
+            "no tests/fixtures/gateway/{plugin}.yaml"
+        );
     }
 }
 
@@ -409,7 +480,12 @@ fn the_contracts_valid_examples_are_admitted() {
         }
         let parsed = higress_route_worker::contract::parse(event.to_string().as_bytes())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let planned = batch::plan(&[parsed], &Settings::default(), cluster::DEFAULT_SHARED_OBJECT_BUDGET, State::new());
+        let planned = batch::plan(
+            &[parsed],
+            &Settings::default(),
+            cluster::DEFAULT_SHARED_OBJECT_BUDGET,
+            State::new(),
+        );
         let result = &planned.results[0];
         let reason = result.error.as_ref().map(|e| e.reason.as_str());
         assert!(
@@ -418,7 +494,13 @@ fn the_contracts_valid_examples_are_admitted() {
             path.display()
         );
         for (_, object) in planned.state.of_kind(Kind::WasmPlugin) {
-            assert_eq!(gateway::check(object), [], "{}: {}", path.display(), object["metadata"]["name"]);
+            assert_eq!(
+                gateway::check(object),
+                [],
+                "{}: {}",
+                path.display(),
+                object["metadata"]["name"]
+            );
         }
         checked += 1;
     }

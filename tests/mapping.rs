@@ -132,8 +132,10 @@ fn deploy_then_retire_returns_other_writers_entries_unchanged() {
 #[test]
 fn existing_domain_settings_win_with_a_warning_and_shape_the_ingress_tls() {
     let state = console_state();
-    let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
-                              "route": {"domains": ["taken.example.com"], "https": {"mode": "off"}}}));
+    let event = deploy(
+        json!({"model": "m", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-d"]},
+                              "route": {"domains": ["taken.example.com"], "https": {"mode": "off"}}}),
+    );
     let Decision::Apply(plan) = decide(&event, &state, &Settings::default()).unwrap() else {
         panic!()
     };
@@ -156,8 +158,10 @@ fn existing_domain_settings_win_with_a_warning_and_shape_the_ingress_tls() {
 
 #[test]
 fn a_new_domain_is_created_with_the_events_https_settings() {
-    let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
-                              "route": {"domains": ["*.new.example.com"], "https": {"mode": "on", "cert": "new-cert"}}}));
+    let event = deploy(
+        json!({"model": "m", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-d"]},
+                              "route": {"domains": ["*.new.example.com"], "https": {"mode": "on", "cert": "new-cert"}}}),
+    );
     let after = apply(&event, &State::new());
     let domain = after
         .get_named(Kind::ConfigMap, "domain-wildcard.new.example.com")
@@ -183,8 +187,10 @@ fn a_new_domain_is_created_with_the_events_https_settings() {
 
 #[test]
 fn mixed_http_and_https_domains_are_rejected() {
-    let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
-                              "route": {"domains": ["taken.example.com", "plain.example.com"]}}));
+    let event = deploy(
+        json!({"model": "m", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-d"]},
+                              "route": {"domains": ["taken.example.com", "plain.example.com"]}}),
+    );
     let refusal = refusal(&event, &console_state());
     assert_eq!(refusal.reason, Reason::InvalidDomains);
     assert!(refusal.message.contains("same protocol"), "{}", refusal.message);
@@ -300,7 +306,7 @@ fn applying_the_same_event_twice_changes_nothing_the_second_time() {
 #[test]
 fn unknown_upstream_provider_is_rejected() {
     let event = deploy(
-        json!({"model": "m", "revision": 1, "provider": {"name": "a", "type": "deepseek"},
+        json!({"model": "m", "revision": 1, "provider": {"name": "a", "type": "deepseek", "apiTokens": ["sk-d"]},
                               "route": {"upstreams": [{"provider": "a", "weight": 50}, {"provider": "ghost", "weight": 50}]}}),
     );
     let refusal = refusal(&event, &State::new());
@@ -312,7 +318,7 @@ fn unknown_upstream_provider_is_rejected() {
     bridge["spec"]["registries"].as_array_mut().unwrap().push(json!({"domain": "api.moonshot.cn", "name": "llm-theirs.internal", "port": 443, "protocol": "https", "type": "dns"}));
     state.insert_object(bridge);
     let known = deploy(
-        json!({"model": "m", "revision": 1, "provider": {"name": "a", "type": "deepseek"},
+        json!({"model": "m", "revision": 1, "provider": {"name": "a", "type": "deepseek", "apiTokens": ["sk-d"]},
                               "route": {"upstreams": [{"provider": "a", "weight": 50}, {"provider": "theirs", "weight": 50}]}}),
     );
     let after = apply(&known, &state);
@@ -325,8 +331,10 @@ fn unknown_upstream_provider_is_rejected() {
 
 #[test]
 fn a_credential_used_by_another_consumer_is_rejected_without_showing_it() {
-    let event = deploy(json!({"model": "m", "revision": 1, "provider": {"type": "deepseek"},
-                              "auth": {"consumers": [{"name": "mallory", "source": "HEADER", "key": "x-key", "credentials": ["c-1"]}]}}));
+    let event = deploy(
+        json!({"model": "m", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-d"]},
+                              "auth": {"consumers": [{"name": "mallory", "source": "HEADER", "key": "x-key", "credentials": ["c-1"]}]}}),
+    );
     let refusal = refusal(&event, &console_state());
     assert_eq!(refusal.reason, Reason::EntryTaken);
     assert!(refusal.message.contains("carol"), "{}", refusal.message);
@@ -465,7 +473,9 @@ fn older_revisions_are_stale_and_a_retired_model_stays_retired() {
 #[test]
 fn a_provider_still_used_by_another_route_is_kept_on_retire() {
     let shared = |model: &str| {
-        deploy(json!({"model": model, "revision": 1, "provider": {"name": "shared", "type": "deepseek"}}))
+        deploy(
+            json!({"model": model, "revision": 1, "provider": {"name": "shared", "type": "deepseek", "apiTokens": ["sk-d"]}}),
+        )
     };
     let state = apply(&shared("b"), &apply(&shared("a"), &State::new()));
     let Decision::Apply(plan) = decide(

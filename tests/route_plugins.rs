@@ -147,7 +147,7 @@ async fn missing_plugin_crs_are_created_with_the_console_labels_and_a_route_with
         .apply(&parse(
             event::DEPLOYED_TYPE,
             json!({"model": "bare", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-d"]},
-                   "route": {"plugins": {"ai-quota": {"redis": {"service_name": "redis.dns"}}}}}),
+                   "route": {"plugins": {"ai-quota": {"admin_consumer": "admin", "redis": {"service_name": "redis.dns"}}}}}),
         ))
         .await;
     assert_outcome(&deployed, Outcome::Applied);
@@ -183,7 +183,8 @@ async fn any_catalogue_plugin_follows_the_route_and_other_rules_survive_byte_for
     let engine = cluster.engine().await;
 
     let limit = json!({"limit_by_header": "x-api-key", "limit_keys": [{"key": "k1", "query_per_second": 10}]});
-    let ratelimit = json!({"rule_name": "chat", "redis": {"service_name": "redis.dns"}});
+    let ratelimit = json!({"rule_name": "chat", "redis": {"service_name": "redis.dns"},
+                           "global_threshold": {"token_per_minute": 1000}});
     let deployed = engine
         .apply(&deploy(
             1,

@@ -300,7 +300,8 @@ async fn poison_input_is_dead_lettered_and_the_next_event_still_applies() {
     }
     // A valid event in binary mode after all of them.
     // (deepseek needs an API token: without one the gateway would refuse it.)
-    let data = json!({"model": "after", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-after"]}}).to_string();
+    let data = json!({"model": "after", "revision": 1, "provider": {"type": "deepseek", "apiTokens": ["sk-after"]}})
+        .to_string();
     fixture
         .broker
         .produce(
@@ -1052,22 +1053,42 @@ async fn an_event_the_gateway_would_refuse_in_a_burst_is_rejected_and_dead_lette
     let outcomes = outcomes(&results);
     for (i, id) in ids.iter().enumerate() {
         let expected = if i == 5 { "rejected" } else { "applied" };
-        assert_eq!(outcomes.get(id).map(String::as_str), Some(expected), "{id}: {results:?}\nlog:\n{}", worker.log());
+        assert_eq!(
+            outcomes.get(id).map(String::as_str),
+            Some(expected),
+            "{id}: {results:?}\nlog:\n{}",
+            worker.log()
+        );
     }
-    let refused = results.iter().find(|r| r["data"]["inputEventId"] == "deploy-m5-1").unwrap();
+    let refused = results
+        .iter()
+        .find(|r| r["data"]["inputEventId"] == "deploy-m5-1")
+        .unwrap();
     assert_eq!(refused["data"]["error"]["reason"], "gateway-refuses");
     assert!(refused["data"]["changes"].as_array().unwrap().is_empty());
     let message = refused["data"]["error"]["message"].as_str().unwrap();
-    assert!(message.contains("limit_keys") && message.contains("ai-route-m5.internal"), "{message}");
+    assert!(
+        message.contains("limit_keys") && message.contains("ai-route-m5.internal"),
+        "{message}"
+    );
     assert!(!refused.to_string().contains("redis-secret-1"));
 
     let dead = fixture.dead_letters(1).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].key.as_deref(), Some("m5"));
-    assert_eq!(process::header(&dead[0], "hrw_dlq_reason").as_deref(), Some("gateway-refuses"));
+    assert_eq!(
+        process::header(&dead[0], "hrw_dlq_reason").as_deref(),
+        Some("gateway-refuses")
+    );
     assert!(fixture.get("ingresses", "ai-route-m5.internal").is_none());
     assert!(fixture.get("ingresses", "ai-route-m11.internal").is_some());
     let metrics = worker.metrics().await;
-    assert_eq!(sample(&metrics, r#"higress_route_worker_dead_lettered_total{reason="gateway-refuses"}"#), Some(1.0));
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"higress_route_worker_dead_lettered_total{reason="gateway-refuses"}"#
+        ),
+        Some(1.0)
+    );
     assert!(worker.terminate().success());
 }

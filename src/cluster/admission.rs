@@ -15,7 +15,12 @@ const NAMED: usize = 3;
 
 /// The problems listed, at most [`NAMED`] of them, then how many more.
 pub fn list(problems: &[Problem]) -> String {
-    let mut text = problems.iter().take(NAMED).map(Problem::to_string).collect::<Vec<_>>().join("; ");
+    let mut text = problems
+        .iter()
+        .take(NAMED)
+        .map(Problem::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
     if problems.len() > NAMED {
         text.push_str(&format!("; and {} more", problems.len() - NAMED));
     }
@@ -77,7 +82,12 @@ pub fn admit_plan(steps: &[Step], state: &State) -> Result<(), Refusal> {
 
 /// A shared object about to be written whole over what the server holds (a 409's re-apply, a Secret
 /// rotation): within the budget, and no problem the gateway did not have with it before.
-pub fn admit_object(key: &ObjectKey, before: Option<&Value>, after: Option<&Value>, budget: usize) -> Result<(), Refusal> {
+pub fn admit_object(
+    key: &ObjectKey,
+    before: Option<&Value>,
+    after: Option<&Value>,
+    budget: usize,
+) -> Result<(), Refusal> {
     let (over, _) = grown_past_limits(key, before, after, budget);
     if let Some(refusal) = capacity_refusal(&over, budget) {
         return Err(refusal);

@@ -3,11 +3,13 @@
 //! capacity check, so an event that would take a shared object past its budget is refused before
 //! anything is written.
 
+use super::admission::{
+    self, annotation_bytes, capacity_refusal, grown_past_limits, serialized_size, ANNOTATIONS_LIMIT,
+};
 use crate::event::LifecycleEvent;
-use crate::higress::ops::Op;
 use crate::gateway::{self, Problem};
+use crate::higress::ops::Op;
 use crate::higress::{self, Action, Decision, Kind, ObjectKey, Refusal, Settings, State, Step};
-use super::admission::{self, annotation_bytes, capacity_refusal, grown_past_limits, serialized_size, ANNOTATIONS_LIMIT};
 use crate::result::{Change, Outcome, RouteResult};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

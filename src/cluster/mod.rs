@@ -352,7 +352,8 @@ impl Engine {
                         .iter()
                         .chain(&results[i].unknown_writes)
                         .any(|c| c.kind == Kind::Ingress.kind() && c.operation != Operation::Deleted.as_str())
-                    && fences.fence_entry(event.model())
+                    && fences
+                        .fence_entry(event.model())
                         .is_some_and(|entry| !entry.is_retired() && entry.revision > event.revision())
             })
             .collect();

@@ -184,7 +184,8 @@ pub fn cross_field_problems(event: &ModelDeployed) -> Vec<Problem> {
                 format!("consumer {:?} is listed twice", consumer.name),
             ));
         }
-        // The key-auth plugin rejects its whole config when two consumers share a credential.
+        // The key-auth plugin rejects its whole config when two consumers share a credential
+        // (`gateway::key_auth::SHARED_CREDENTIAL`; the edits check it against the consumers already there).
         if consumers[..i]
             .iter()
             .any(|c| c.credentials.iter().any(|v| consumer.credentials.contains(v)))

@@ -116,7 +116,11 @@ pub fn check(default_config: &Value, rules: &[(Entry, &Value)]) -> Vec<Problem> 
     let mut seen = std::collections::BTreeSet::new();
     let mut of_provider = |problems: &mut Vec<Problem>, provider: &Value, fallback: &Entry| {
         let id = gj::string(get(provider, "id"));
-        let entry = if id.is_empty() { fallback.clone() } else { Entry::Provider(id.clone()) };
+        let entry = if id.is_empty() {
+            fallback.clone()
+        } else {
+            Entry::Provider(id.clone())
+        };
         if !id.is_empty() && !seen.insert(id) {
             return;
         }
@@ -130,7 +134,11 @@ pub fn check(default_config: &Value, rules: &[(Entry, &Value)]) -> Vec<Problem> 
         _ => {}
     }
     // wasm-go ParseRuleConfig: a global config whose parse fails is not kept; rules start from an empty one.
-    let providers = if global_broken.is_empty() { global.providers } else { Vec::new() };
+    let providers = if global_broken.is_empty() {
+        global.providers
+    } else {
+        Vec::new()
+    };
     let mut by_id: std::collections::HashMap<String, &Value> = std::collections::HashMap::new();
     for provider in &providers {
         // The first entry with an id is the one selected.

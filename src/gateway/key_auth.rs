@@ -334,26 +334,8 @@ fn plugin_config_problems(config: &Map<String, Value>, scope: Scope) -> Vec<Brok
                 }
             }
         }
-        // `credential_to_name` across consumers: "duplicate consumer credential".
-        let credentials_of = |consumer: &Value| -> Vec<String> {
-            let one = consumer.get("credential").into_iter();
-            let many = consumer
-                .get("credentials")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten();
-            let mut all: Vec<String> = one.chain(many).filter_map(cpp_json::string).collect();
-            all.sort_unstable();
-            all.dedup();
-            all
-        };
-        let sets: Vec<Vec<String>> = list.iter().map(credentials_of).collect();
-        let shared = sets
-            .iter()
-            .enumerate()
-            .any(|(i, a)| sets[..i].iter().any(|b| a.iter().any(|c| b.contains(c))));
-        if shared {
-            broken(scope.name("consumers: two consumers must not share a credential"));
+        if shared_credential(list.iter()).is_some() {
+            broken(scope.name(SHARED_CREDENTIAL));
         }
         // A consumer without keys of its own uses the global keys, in_query and in_header: read then.
         if list.iter().any(|c| c.is_object() && c.get("keys").is_none()) {
@@ -388,6 +370,46 @@ fn key_source_problems(config: &Map<String, Value>, scope: Scope, why: &str, bro
     if !in_query && !in_header {
         broken(scope.name(&format!("at least one of in_query and in_header must be true{why}")));
     }
+}
+
+/// The rule "duplicate consumer credential" (`credential_to_name` in `parsePluginConfig`), as the worker
+/// states it wherever it refuses a credential for it: the contract, the edits, and here.
+pub const SHARED_CREDENTIAL: &str = "consumers: two consumers must not share a credential";
+
+/// The credentials key-auth reads of a consumer, `credential` and each of `credentials`, as the C++ plugin
+/// reads them (`JsonValueAs<std::string>`: strings, and non-negative integers as their digits). The one
+/// definition: the worker's consumer index and edits compare credentials through it.
+pub fn credentials_of(consumer: &Value) -> impl Iterator<Item = std::borrow::Cow<'_, str>> {
+    let many = consumer
+        .get("credentials")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    many.chain(consumer.get("credential")).filter_map(credential_text)
+}
+
+fn credential_text(value: &Value) -> Option<std::borrow::Cow<'_, str>> {
+    match value {
+        Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+        other => cpp_json::string(other).map(std::borrow::Cow::Owned),
+    }
+}
+
+/// The first pair of consumers that share a credential (by position), in one pass over them all.
+pub fn shared_credential<'a>(consumers: impl Iterator<Item = &'a Value>) -> Option<(usize, usize)> {
+    let mut holder: std::collections::HashMap<std::borrow::Cow<'a, str>, usize> = std::collections::HashMap::new();
+    for (at, consumer) in consumers.enumerate() {
+        for credential in credentials_of(consumer) {
+            match holder.get(&credential) {
+                Some(&first) if first != at => return Some((first, at)),
+                Some(_) => {}
+                None => {
+                    holder.insert(credential, at);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// `JsonArrayIterate` with `JsonValueAs<std::string>` on each item: a list of strings (or non-negative

@@ -126,7 +126,7 @@ fn global_config(object: &Value) -> &Value {
     let disabled = object.pointer("/spec/defaultConfigDisable").and_then(Value::as_bool) == Some(true);
     match object.pointer("/spec/defaultConfig") {
         Some(config) if !disabled && !config.is_null() => config,
-        _ => &*EMPTY_CONFIG,
+        _ => &EMPTY_CONFIG,
     }
 }
 
@@ -179,16 +179,21 @@ pub fn check(object: &Value) -> Vec<Problem> {
             continue;
         }
         let name = rule_name(rule);
-        let has_target = ["ingress", "service", "domain"]
-            .iter()
-            .any(|key| get(rule, key).and_then(Value::as_array).is_some_and(|list| !list.is_empty()));
+        let has_target = ["ingress", "service", "domain"].iter().any(|key| {
+            get(rule, key)
+                .and_then(Value::as_array)
+                .is_some_and(|list| !list.is_empty())
+        });
         if !has_target {
             problems.push(Problem {
                 entry: Entry::Rule(name.clone()),
                 broken: Broken::new("a matchRule must name an ingress, a service or a domain", CONVERT),
             });
         }
-        rules.push((Entry::Rule(name), get(rule, "config").filter(|c| !c.is_null()).unwrap_or(&*EMPTY_CONFIG)));
+        rules.push((
+            Entry::Rule(name),
+            get(rule, "config").filter(|c| !c.is_null()).unwrap_or(&*EMPTY_CONFIG),
+        ));
     }
     problems.extend(match plugin {
         "ai-proxy" => ai_proxy::check(global, &rules),
@@ -304,12 +309,18 @@ pub fn needed(written: &[Written]) -> (Vec<String>, Vec<&Value>) {
             Written::Provider(entry) => names.extend(get(entry, "id").and_then(Value::as_str).map(str::to_string)),
             Written::Consumer(entry) => names.extend(get(entry, "name").and_then(Value::as_str).map(str::to_string)),
             Written::Rule(rule) => {
-                names.extend(referred(get(rule, "config").unwrap_or(&EMPTY_CONFIG)).into_iter().map(str::to_string));
+                names.extend(
+                    referred(get(rule, "config").unwrap_or(&EMPTY_CONFIG))
+                        .into_iter()
+                        .map(str::to_string),
+                );
                 rules.push(rule);
             }
             Written::Global(_) => {}
         }
     }
+    names.sort_unstable();
+    names.dedup();
     (names, rules)
 }
 
@@ -474,5 +485,93 @@ pub fn admit(plugin: &str, object: Option<&Value>, written: &[Written]) -> Vec<P
     }
     added.sort();
     added.dedup();
+    // A rule's problem that is the provider's it selects (ai-proxy) is named once, by the provider.
+    let providers: Vec<Broken> = added
+        .iter()
+        .filter(|p| matches!(p.entry, Entry::Provider(_)))
+        .map(|p| p.broken.clone())
+        .collect();
+    added.retain(|p| !matches!(p.entry, Entry::Rule(_)) || !providers.contains(&p.broken));
     added
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ai_proxy(providers: Value, rules: Value) -> Value {
+        json!({"metadata": {"name": "ai-proxy.internal", "labels": {"higress.io/wasm-plugin-name": "ai-proxy"}},
+               "spec": {"defaultConfig": {"providers": providers}, "defaultConfigDisable": false, "matchRules": rules}})
+    }
+
+    #[test]
+    fn admit_counts_only_what_an_edit_adds_and_answers_the_same_on_a_cut_down_cr() {
+        let good = json!({"id": "a", "type": "qwen", "protocol": "openai", "apiTokens": ["sk-a"]});
+        let theirs = json!({"id": "t", "type": "qwen", "protocol": "openai"});
+        let rules = json!([{"service": ["t.dns"], "config": {"activeProviderId": "t"}, "configDisable": false}]);
+        let cr = ai_proxy(json!([theirs, good]), rules);
+        // Their selected provider has no token: a problem that was there before.
+        assert_eq!(check(&cr).len(), 1, "{:?}", check(&cr));
+        let rule = |id: &str| json!({"service": [format!("{id}.dns")], "config": {"activeProviderId": id}, "configDisable": false});
+        let bad = json!({"id": "b", "type": "qwen", "protocol": "openai"});
+        let cases = [
+            (vec![Written::Provider(good.clone()), Written::Rule(rule("a"))], 0),
+            (vec![Written::Provider(bad.clone()), Written::Rule(rule("b"))], 1),
+            // Their entry, rewritten as it was, adds nothing.
+            (vec![Written::Provider(theirs.clone()), Written::Rule(rule("t"))], 0),
+        ];
+        for (written, added) in cases {
+            let whole = admit("ai-proxy", Some(&cr), &written);
+            assert_eq!(whole.len(), added, "{written:?}: {whole:?}");
+            let cut = cut_down_by_scan("ai-proxy", &cr, &written);
+            assert!(
+                cut["spec"]["defaultConfig"]["providers"].as_array().unwrap().len() <= 1,
+                "{cut}"
+            );
+            assert_eq!(admit("ai-proxy", Some(&cut), &written), whole, "{written:?}");
+        }
+        // A provider whose problem names it, never its token.
+        let refused = admit(
+            "ai-proxy",
+            Some(&cr),
+            &[Written::Provider(
+                json!({"id": "c", "type": "azure", "apiTokens": ["sk-secret"]}),
+            )],
+        );
+        assert!(!refused.is_empty());
+        assert!(refused
+            .iter()
+            .all(|p| p.entry == Entry::Provider("c".into()) && !p.to_string().contains("sk-secret")));
+    }
+
+    #[test]
+    fn a_new_key_auth_cr_gets_a_global_config_the_plugin_accepts() {
+        let global = json!({"global_auth": false, "allow": [], "keys": ["x-higress-dummy-key"], "consumers": []});
+        let consumer = json!({"name": "c", "credentials": ["Bearer k"], "keys": ["Authorization"], "in_header": true, "in_query": false});
+        let written = [Written::Global(global.clone()), Written::Consumer(consumer)];
+        assert_eq!(admit("key-auth", None, &written), []);
+        // Without a consumer list the C++ parser refuses the global config.
+        let mut no_list = global;
+        no_list.as_object_mut().unwrap().remove("consumers");
+        assert_eq!(admit("key-auth", None, &[Written::Global(no_list)]).len(), 1);
+    }
+
+    #[test]
+    fn the_gateway_skips_disabled_rules_and_an_empty_disabled_default_config() {
+        let cr = json!({"metadata": {"name": "ai-quota-2.0.1", "labels": {"higress.io/wasm-plugin-name": "ai-quota"}},
+            "spec": {"defaultConfigDisable": true, "defaultConfig": {"admin_consumer": ""},
+                     "matchRules": [{"ingress": ["a"], "config": {}, "configDisable": true},
+                                    {"ingress": ["b"], "config": {"admin_consumer": "x", "redis": {"service_name": "r.dns"}}}]}});
+        assert_eq!(check(&cr), []);
+        let mut broken = cr.clone();
+        broken["spec"]["matchRules"][0]["configDisable"] = json!(false);
+        assert_eq!(check(&broken).len(), 2, "{:?}", check(&broken));
+        let mut untargeted = cr;
+        untargeted["spec"]["matchRules"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("ingress");
+        assert!(check(&untargeted).iter().any(|p| p.broken.source == CONVERT));
+    }
 }

@@ -488,7 +488,8 @@ pub fn plan_deploy(
         .iter()
         .flat_map(AiRoute::providers)
         .chain(
-            state.fence_entry(&event.model)
+            state
+                .fence_entry(&event.model)
                 .into_iter()
                 .flat_map(|entry| entry.providers),
         )

@@ -389,20 +389,14 @@ impl Consumers {
     pub(super) fn credential_taken(&self, consumer: &Value, name: &str) -> bool {
         credentials_of(consumer).any(|ours| {
             self.holders
-                .get(ours)
+                .get(ours.as_ref())
                 .is_some_and(|holders| holders.iter().any(|h| h.as_deref() != Some(name)))
         })
     }
 }
 
-pub(super) fn credentials_of(consumer: &Value) -> impl Iterator<Item = &str> {
-    let list = field(consumer, "credentials")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str);
-    list.chain(field(consumer, "credential").and_then(Value::as_str))
-}
+/// What key-auth reads as a consumer's credentials: `gateway::key_auth::credentials_of`, the one definition.
+pub(super) use crate::gateway::key_auth::credentials_of;
 
 /// The routes of ours that use each provider (the provider-users annotation), each with the revision
 /// of the route's event that recorded it, and each provider's part of the annotation's JSON kept apart,

@@ -1,15 +1,12 @@
 //! What the mapping produces: the steps that bring the cluster from the objects it has to the
 //! desired state — whole owned objects to put or delete, entry-level edits of shared objects — and
-//! the one write order they are applied in. [`plan`] is the entry point; the fence decides whether
-//! an event still applies, then [`super::deploy`] or [`super::retire`] build the steps. Pure: no I/O.
+//! the one write order they are applied in. The types only: [`super::decide::plan`] builds a plan. Pure: no I/O.
 
-use super::fence::FenceEntry;
 use super::names;
 use super::ops::{EditRefused, Op};
 use super::plugins::{BuiltinPlugin, ConsoleVersion};
-use super::state::{Kind, ObjectKey, State};
-use super::{deploy, fence, provider, retire};
-use crate::event::{Lifecycle, LifecycleEvent, ModelRetired};
+use super::state::{Kind, ObjectKey};
+use super::{fence, provider};
 use crate::reason::Reason;
 use serde_json::Value;
 use std::sync::Arc;
@@ -271,45 +268,4 @@ impl From<EditRefused> for Refusal {
     fn from(refused: EditRefused) -> Self {
         Refusal::new(refused.0, refused.1)
     }
-}
-
-pub fn plan(
-    event: &LifecycleEvent,
-    state: &State,
-    settings: &Settings,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Decision, Refusal> {
-    if let Some(seen) = fence::stale(event, state.fence_entry(event.model())) {
-        // A deploy its model's retirement outranks, with the route's own objects still there: a
-        // deploy that passed the fence before the retirement landed wrote them after it, and its
-        // settle did not get to remove them. The retirement is applied again, as that settle would.
-        let retired = state.fence_entry(event.model()).filter(FenceEntry::is_retired);
-        let remnants = [
-            (Kind::Ingress, names::route_ingress(event.model())),
-            (Kind::ConfigMap, names::route_config_map(event.model())),
-        ]
-        .iter()
-        .any(|(kind, name)| state.get_named(*kind, name).is_some());
-        if let (Lifecycle::Deployed(_), Some(entry), true) = (&event.body, retired, remnants) {
-            let retirement = ModelRetired {
-                model: event.model().to_string(),
-                revision: entry.revision,
-                delete_provider: entry.delete_provider,
-                delete_consumers: entry.delete_consumers,
-            };
-            let mut plan = retire::plan_retire(&retirement, state, settings, now);
-            plan.warnings.push(format!(
-                "model {} was retired at revision {seen}; what of its route was left was removed again",
-                event.model()
-            ));
-            plan.stale = Some(seen);
-            return Ok(Decision::Apply(plan.sorted()));
-        }
-        return Ok(Decision::Stale { seen });
-    }
-    let plan = match &event.body {
-        Lifecycle::Deployed(deployed) => deploy::plan_deploy(deployed, state, settings, now)?,
-        Lifecycle::Retired(retired) => retire::plan_retire(retired, state, settings, now),
-    };
-    Ok(Decision::Apply(plan.sorted()))
 }

@@ -92,7 +92,7 @@ mod tests {
     use super::*;
     use crate::event;
 
-    const DATA: &str = r#"{"model":"m","revision":1,"provider":{"type":"deepseek"}}"#;
+    const DATA: &str = r#"{"model":"m","revision":1,"provider":{"type":"deepseek","apiTokens":["sk-d"]}}"#;
 
     #[test]
     fn binary_mode_headers_carry_the_context_attributes() {
