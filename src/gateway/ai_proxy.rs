@@ -124,10 +124,7 @@ pub fn check(default_config: &Value, rules: &[(Entry, &Value)]) -> Vec<Problem> 
         if !id.is_empty() && !seen.insert(id) {
             return;
         }
-        problems.extend(provider_problems(provider).into_iter().map(|broken| Problem {
-            entry: entry.clone(),
-            broken,
-        }));
+        problems.extend(super::at(&entry, provider_problems(provider)));
     };
     match global.active {
         Some(active) if !global_broken.is_empty() => of_provider(&mut problems, active, &Entry::Global),
@@ -1111,34 +1108,7 @@ mod tests {
     }
 
     /// The provider types the worker writes.
-    const WRITTEN_TYPES: [&str; 26] = [
-        "openai",
-        "qwen",
-        "azure",
-        "zhipuai",
-        "ollama",
-        "claude",
-        "vllm",
-        "bedrock",
-        "vertex",
-        "moonshot",
-        "ai360",
-        "github",
-        "groq",
-        "baichuan",
-        "yi",
-        "deepseek",
-        "baidu",
-        "stepfun",
-        "minimax",
-        "gemini",
-        "mistral",
-        "cohere",
-        "doubao",
-        "coze",
-        "openrouter",
-        "grok",
-    ];
+    const WRITTEN_TYPES: [&str; 26] = crate::higress::provider::SUPPORTED_TYPES;
 
     #[test]
     fn every_written_type_is_known_and_has_an_accepted_case() {

@@ -422,27 +422,20 @@ fn string_list(value: &Value) -> bool {
 
 /// Every problem of the whole config: `defaultConfig` (absent: `{}`) and each rule with its entry.
 pub fn check(default_config: &Value, rules: &[(Entry, &Value)]) -> Vec<Problem> {
-    let mut problems: Vec<Problem> = global_problems(default_config)
+    let mut problems = super::at(&Entry::Global, global_problems(default_config));
+    for consumer in get(default_config, "consumers")
+        .and_then(Value::as_array)
         .into_iter()
-        .map(|broken| Problem {
-            entry: Entry::Global,
-            broken,
-        })
-        .collect();
-    if let Some(consumers) = get(default_config, "consumers").and_then(Value::as_array) {
-        for consumer in consumers {
-            let name = consumer.get("name").and_then(Value::as_str).unwrap_or_default();
-            problems.extend(consumer_problems(consumer).into_iter().map(|broken| Problem {
-                entry: Entry::Consumer(name.to_string()),
-                broken,
-            }));
-        }
+        .flatten()
+    {
+        let name = consumer.get("name").and_then(Value::as_str).unwrap_or_default();
+        problems.extend(super::at(
+            &Entry::Consumer(name.to_string()),
+            consumer_problems(consumer),
+        ));
     }
     for (entry, config) in rules {
-        problems.extend(rule_problems(config, default_config).into_iter().map(|broken| Problem {
-            entry: entry.clone(),
-            broken,
-        }));
+        problems.extend(super::at(entry, rule_problems(config, default_config)));
     }
     problems
 }

@@ -81,6 +81,17 @@ impl fmt::Display for Entry {
     }
 }
 
+/// The rules broken in one entry, as problems of that entry.
+pub fn at(entry: &Entry, broken: Vec<Broken>) -> Vec<Problem> {
+    broken
+        .into_iter()
+        .map(|broken| Problem {
+            entry: entry.clone(),
+            broken,
+        })
+        .collect()
+}
+
 /// A problem the gateway has with a plugin object: in which entry, and which rule.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Problem {
@@ -290,13 +301,7 @@ fn rule_problems(plugin: &str, rule: &Value, global: &Value) -> Vec<Problem> {
         "key-auth" => key_auth::rule_problems(config, global),
         other => route_plugins::rule_problems(other, config, global).unwrap_or_default(),
     };
-    broken
-        .into_iter()
-        .map(|broken| Problem {
-            entry: entry.clone(),
-            broken,
-        })
-        .collect()
+    at(&entry, broken)
 }
 
 /// What [`admit`] reads of a CR for these writes: the names of the entries they write or their rules
@@ -430,13 +435,7 @@ pub fn admit(plugin: &str, object: Option<&Value>, written: &[Written]) -> Vec<P
                         "ai-proxy" => Entry::Provider(name.to_string()),
                         _ => Entry::Consumer(name.to_string()),
                     };
-                    broken
-                        .into_iter()
-                        .map(|broken| Problem {
-                            entry: entry.clone(),
-                            broken,
-                        })
-                        .collect()
+                    at(&entry, broken)
                 };
                 let before: Vec<Problem> = entries_named(plugin, global_before, name)
                     .into_iter()
@@ -473,13 +472,7 @@ pub fn admit(plugin: &str, object: Option<&Value>, written: &[Written]) -> Vec<P
                 "key-auth" => key_auth::global_problems(global),
                 other => route_plugins::global_problems(other, global).unwrap_or_default(),
             };
-            broken
-                .into_iter()
-                .map(|broken| Problem {
-                    entry: Entry::Global,
-                    broken,
-                })
-                .collect()
+            at(&Entry::Global, broken)
         };
         diff(global_problems(&after), global_problems(&before));
     }

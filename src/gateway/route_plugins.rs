@@ -78,22 +78,9 @@ pub fn rule_problems(plugin: &str, rule_config: &Value, _default_config: &Value)
 
 /// Every problem of the whole config; `None` when not ported.
 pub fn check(plugin: &str, default_config: &Value, rules: &[(Entry, &Value)]) -> Option<Vec<Problem>> {
-    let mut problems: Vec<Problem> = global_problems(plugin, default_config)?
-        .into_iter()
-        .map(|broken| Problem {
-            entry: Entry::Global,
-            broken,
-        })
-        .collect();
+    let mut problems = super::at(&Entry::Global, global_problems(plugin, default_config)?);
     for (entry, config) in rules {
-        problems.extend(
-            rule_problems(plugin, config, default_config)?
-                .into_iter()
-                .map(|broken| Problem {
-                    entry: entry.clone(),
-                    broken,
-                }),
-        );
+        problems.extend(super::at(entry, rule_problems(plugin, config, default_config)?));
     }
     Some(problems)
 }
