@@ -71,8 +71,26 @@ pub fn admit_plan(steps: &[Step], state: &State) -> Result<(), Refusal> {
         if written.is_empty() {
             continue;
         }
-        let cut_down = state.cut_down_for_gateway(&step.key, &plugin, &written);
-        let added = gateway::admit(&plugin, cut_down.as_ref(), &written);
+        let (entries, rules) = state
+            .gateway_positions(&step.key, &plugin, &written)
+            .unwrap_or_default();
+        let list = |pointer: &str| object.and_then(|o| o.pointer(pointer)).and_then(Value::as_array);
+        let entry_list = match plugin.as_str() {
+            "ai-proxy" => list("/spec/defaultConfig/providers"),
+            "key-auth" => list("/spec/defaultConfig/consumers"),
+            _ => None,
+        };
+        let entries: Vec<&Value> = entries.iter().filter_map(|&at| entry_list?.get(at)).collect();
+        let rules: Vec<&Value> = rules
+            .iter()
+            .filter_map(|&at| list("/spec/matchRules")?.get(at))
+            .collect();
+        let found = gateway::Found {
+            object,
+            entries: &entries,
+            rules: &rules,
+        };
+        let added = gateway::admit(&plugin, found, &written);
         if !added.is_empty() {
             return Err(gateway_refusal(&step.key, &plugin, &added));
         }

@@ -237,10 +237,10 @@ fn entry_list(plugin: &str) -> Option<(&'static str, &'static str)> {
     }
 }
 
-/// `defaultConfig` without its entry list (large: every provider or consumer), but for the entries
-/// named in `keep`, and `extra` entries. What a rule or the global config is checked against: the
-/// rules here read only the entries a rule names.
-fn narrowed(plugin: &str, global: &Value, keep: &[&str], extra: &[&Value]) -> Value {
+/// `defaultConfig` without its entry list (large: every provider or consumer), but for those of
+/// `candidates` (entries of that list the caller found) named in `keep`, and `extra` entries. What a
+/// rule or the global config is checked against: the rules here read only the entries a rule names.
+fn narrowed(plugin: &str, global: &Value, candidates: &[&Value], keep: &[&str], extra: &[&Value]) -> Value {
     let mut map = serde_json::Map::new();
     let list = entry_list(plugin);
     if let Some(object) = global.as_object() {
@@ -254,10 +254,10 @@ fn narrowed(plugin: &str, global: &Value, keep: &[&str], extra: &[&Value]) -> Va
     if let Some((list, id)) = list {
         let same = |entry: &Value, name: &str| get(entry, id).and_then(Value::as_str) == Some(name);
         let mut entries: Vec<Value> = extra.iter().map(|e| (*e).clone()).collect();
-        for entry in get(global, list).and_then(Value::as_array).into_iter().flatten() {
+        for entry in candidates {
             let named = keep.iter().any(|name| same(entry, name));
             if named && !extra.iter().any(|e| get(e, id) == get(entry, id)) {
-                entries.push(entry.clone());
+                entries.push((*entry).clone());
             }
         }
         if get(global, list).is_some() || !entries.is_empty() {
@@ -267,15 +267,14 @@ fn narrowed(plugin: &str, global: &Value, keep: &[&str], extra: &[&Value]) -> Va
     Value::Object(map)
 }
 
-/// The entries of the global config's list named `name`.
-fn entries_named<'a>(plugin: &str, global: &'a Value, name: &str) -> Vec<&'a Value> {
-    let Some((list, id)) = entry_list(plugin) else {
+/// The entries of `candidates` (of the global config's list) named `name`.
+fn entries_named<'a>(plugin: &str, candidates: &[&'a Value], name: &str) -> Vec<&'a Value> {
+    let Some((_, id)) = entry_list(plugin) else {
         return Vec::new();
     };
-    get(global, list)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    candidates
+        .iter()
+        .copied()
         .filter(|entry| get(entry, id).and_then(Value::as_str) == Some(name))
         .collect()
 }
@@ -329,44 +328,30 @@ pub fn needed(written: &[Written]) -> (Vec<String>, Vec<&Value>) {
     (names, rules)
 }
 
-/// The CR cut down to what [`admit`] reads for some writes ([`needed`]): its `spec` without its rules and
-/// its global entry list, then only `entries` in that list and `rules` as its rules. Shared CRs hold
-/// thousands of entries; the caller finds these by its indexes.
-pub fn cut_down(plugin: &str, object: &Value, mut entries: Vec<Value>, rules: Vec<Value>) -> Value {
-    let list = entry_list(plugin).map(|(list, _)| list);
-    let mut spec = serde_json::Map::new();
-    for (key, value) in object.get("spec").and_then(Value::as_object).into_iter().flatten() {
-        match key.as_str() {
-            "matchRules" => {}
-            "defaultConfig" => {
-                let mut config = serde_json::Map::new();
-                for (key, value) in value.as_object().into_iter().flatten() {
-                    if Some(key.as_str()) != list {
-                        config.insert(key.clone(), value.clone());
-                    }
-                }
-                if let Some(list) = list.filter(|list| get(value, list).is_some()) {
-                    config.insert(list.into(), Value::Array(std::mem::take(&mut entries)));
-                }
-                spec.insert(key.clone(), Value::Object(config));
-            }
-            _ => {
-                spec.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    spec.insert("matchRules".into(), Value::Array(rules));
-    serde_json::json!({"spec": spec})
+/// What [`admit`] reads of a CR, found by the caller (by its indexes, or [`found_by_scan`]): the CR (its
+/// global config), the entries of its list that the writes name or their rules refer to ([`needed`]),
+/// and its rules with the targets of the rules written. Shared CRs hold thousands of entries; nothing
+/// here scans them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Found<'a> {
+    pub object: Option<&'a Value>,
+    pub entries: &'a [&'a Value],
+    pub rules: &'a [&'a Value],
 }
 
-/// [`cut_down`] for a caller without indexes: the entries and rules found by scanning.
-pub fn cut_down_by_scan(plugin: &str, object: &Value, written: &[Written]) -> Value {
+/// The entries and rules [`admit`] reads for these writes, found by scanning (for callers without
+/// indexes: tests, `audit`).
+pub fn found_by_scan<'a>(plugin: &str, object: &'a Value, written: &[Written]) -> (Vec<&'a Value>, Vec<&'a Value>) {
     let (names, wanted) = needed(written);
-    let global = global_config(object);
+    let list: Vec<&Value> = entry_list(plugin)
+        .and_then(|(list, _)| get(global_config(object), list))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
     let entries = names
         .iter()
-        .flat_map(|name| entries_named(plugin, global, name))
-        .cloned()
+        .flat_map(|name| entries_named(plugin, &list, name))
         .collect();
     let rules = object
         .pointer("/spec/matchRules")
@@ -374,9 +359,8 @@ pub fn cut_down_by_scan(plugin: &str, object: &Value, written: &[Written]) -> Va
         .into_iter()
         .flatten()
         .filter(|rule| wanted.iter().any(|w| rule_name(w) == rule_name(rule)))
-        .cloned()
         .collect();
-    cut_down(plugin, object, entries, rules)
+    (entries, rules)
 }
 
 /// The problems an edit would add to a CR of `plugin` (`object`: as it is before, `None` when absent): each
@@ -385,11 +369,11 @@ pub fn cut_down_by_scan(plugin: &str, object: &Value, written: &[Written]) -> Va
 /// checked against the global config narrowed to the entries they name, with the edit's own entries.
 /// (What is true of entries together, such as a credential used twice, is refused by the edit itself:
 /// `Op::check`.)
-pub fn admit(plugin: &str, object: Option<&Value>, written: &[Written]) -> Vec<Problem> {
+pub fn admit(plugin: &str, found: Found, written: &[Written]) -> Vec<Problem> {
     if !is_ported(plugin) {
         return Vec::new();
     }
-    let global_before = object.map_or(&*EMPTY_CONFIG, global_config);
+    let global_before = found.object.map_or(&*EMPTY_CONFIG, global_config);
     let new_global = written.iter().rev().find_map(|w| match w {
         Written::Global(global) => Some(global),
         _ => None,
@@ -437,7 +421,7 @@ pub fn admit(plugin: &str, object: Option<&Value>, written: &[Written]) -> Vec<P
                     };
                     at(&entry, broken)
                 };
-                let before: Vec<Problem> = entries_named(plugin, global_before, name)
+                let before: Vec<Problem> = entries_named(plugin, found.entries, name)
                     .into_iter()
                     .flat_map(|old| as_entry(one(old)))
                     .collect();
@@ -446,17 +430,22 @@ pub fn admit(plugin: &str, object: Option<&Value>, written: &[Written]) -> Vec<P
             Written::Rule(rule) => {
                 let config = get(rule, "config").unwrap_or(&*EMPTY_CONFIG);
                 let names = referred(config);
-                let after_global = global_of(&narrowed(plugin, global_before, &names, &entries_written));
+                let after_global = global_of(&narrowed(
+                    plugin,
+                    global_before,
+                    found.entries,
+                    &names,
+                    &entries_written,
+                ));
                 let targets = rule_name(rule);
-                let old_rule = object
-                    .and_then(|o| o.pointer("/spec/matchRules"))
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .find(|r| rule_name(r) == targets);
+                let old_rule = found.rules.iter().find(|r| rule_name(r) == targets);
                 let before = old_rule.map_or_else(Vec::new, |old| {
                     let old_names = referred(get(old, "config").unwrap_or(&*EMPTY_CONFIG));
-                    rule_problems(plugin, old, &narrowed(plugin, global_before, &old_names, &[]))
+                    rule_problems(
+                        plugin,
+                        old,
+                        &narrowed(plugin, global_before, found.entries, &old_names, &[]),
+                    )
                 });
                 diff(rule_problems(plugin, rule, &after_global), before);
             }
@@ -464,7 +453,7 @@ pub fn admit(plugin: &str, object: Option<&Value>, written: &[Written]) -> Vec<P
         }
     }
     if new_global.is_some() {
-        let before = narrowed(plugin, global_before, &[], &[]);
+        let before = narrowed(plugin, global_before, &[], &[], &[]);
         let after = global_of(&before);
         let global_problems = |global: &Value| -> Vec<Problem> {
             let broken = match plugin {
@@ -499,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn admit_counts_only_what_an_edit_adds_and_answers_the_same_on_a_cut_down_cr() {
+    fn admit_counts_only_what_an_edit_adds_and_answers_the_same_given_only_what_it_needs() {
         let good = json!({"id": "a", "type": "qwen", "protocol": "openai", "apiTokens": ["sk-a"]});
         let theirs = json!({"id": "t", "type": "qwen", "protocol": "openai"});
         let rules = json!([{"service": ["t.dns"], "config": {"activeProviderId": "t"}, "configDisable": false}]);
@@ -514,20 +503,35 @@ mod tests {
             // Their entry, rewritten as it was, adds nothing.
             (vec![Written::Provider(theirs.clone()), Written::Rule(rule("t"))], 0),
         ];
+        // Every entry and rule of the CR as candidates: what admit answers when it is given only what
+        // `needed` names must be the same.
+        let all_entries: Vec<&Value> = cr["spec"]["defaultConfig"]["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        let all_rules: Vec<&Value> = cr["spec"]["matchRules"].as_array().unwrap().iter().collect();
+        let everything = Found {
+            object: Some(&cr),
+            entries: &all_entries,
+            rules: &all_rules,
+        };
         for (written, added) in cases {
-            let whole = admit("ai-proxy", Some(&cr), &written);
-            assert_eq!(whole.len(), added, "{written:?}: {whole:?}");
-            let cut = cut_down_by_scan("ai-proxy", &cr, &written);
-            assert!(
-                cut["spec"]["defaultConfig"]["providers"].as_array().unwrap().len() <= 1,
-                "{cut}"
-            );
-            assert_eq!(admit("ai-proxy", Some(&cut), &written), whole, "{written:?}");
+            let (entries, rules) = found_by_scan("ai-proxy", &cr, &written);
+            assert!(entries.len() <= 1 && rules.len() <= 1, "{entries:?} {rules:?}");
+            let found = Found {
+                object: Some(&cr),
+                entries: &entries,
+                rules: &rules,
+            };
+            let narrow = admit("ai-proxy", found, &written);
+            assert_eq!(narrow.len(), added, "{written:?}: {narrow:?}");
+            assert_eq!(admit("ai-proxy", everything, &written), narrow, "{written:?}");
         }
         // A provider whose problem names it, never its token.
         let refused = admit(
             "ai-proxy",
-            Some(&cr),
+            everything,
             &[Written::Provider(
                 json!({"id": "c", "type": "azure", "apiTokens": ["sk-secret"]}),
             )],
@@ -543,11 +547,14 @@ mod tests {
         let global = json!({"global_auth": false, "allow": [], "keys": ["x-higress-dummy-key"], "consumers": []});
         let consumer = json!({"name": "c", "credentials": ["Bearer k"], "keys": ["Authorization"], "in_header": true, "in_query": false});
         let written = [Written::Global(global.clone()), Written::Consumer(consumer)];
-        assert_eq!(admit("key-auth", None, &written), []);
+        assert_eq!(admit("key-auth", Found::default(), &written), []);
         // Without a consumer list the C++ parser refuses the global config.
         let mut no_list = global;
         no_list.as_object_mut().unwrap().remove("consumers");
-        assert_eq!(admit("key-auth", None, &[Written::Global(no_list)]).len(), 1);
+        assert_eq!(
+            admit("key-auth", Found::default(), &[Written::Global(no_list)]).len(),
+            1
+        );
     }
 
     #[test]

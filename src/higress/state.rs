@@ -154,9 +154,15 @@ impl State {
             .and_then(FenceEntry::parse)
     }
 
-    /// A plugin CR cut down to what `gateway::admit` reads for these writes, its entries and rules found
-    /// through the object's index (`gateway::cut_down`); `None` when the CR is absent.
-    pub fn cut_down_for_gateway(&self, key: &ObjectKey, plugin: &str, written: &[gateway::Written]) -> Option<Value> {
+    /// Where, in a plugin CR, the entries and rules `gateway::admit` reads for these writes are
+    /// (`gateway::needed`): positions in its global entry list and in `spec.matchRules`, found through the
+    /// object's index. `None` when the CR is absent.
+    pub fn gateway_positions(
+        &self,
+        key: &ObjectKey,
+        plugin: &str,
+        written: &[gateway::Written],
+    ) -> Option<(Vec<usize>, Vec<usize>)> {
         let (names, rules) = gateway::needed(written);
         self.inspect(key, |object, index| {
             let list = match plugin {
@@ -174,7 +180,6 @@ impl State {
                         _ => None,
                     }
                 })
-                .map(|at| list[at].clone())
                 .collect();
             let matches = list_at(object, "/spec/matchRules");
             let rules = rules
@@ -183,9 +188,8 @@ impl State {
                     let targets = Targets::of(rule);
                     index.rules(object).find(matches, rule, |r| targets.matches(r))
                 })
-                .map(|at| matches[at].clone())
                 .collect();
-            gateway::cut_down(plugin, object, entries, rules)
+            (entries, rules)
         })
     }
 
