@@ -294,18 +294,27 @@ fn referred(rule_config: &Value) -> Vec<&str> {
 
 fn rule_problems(plugin: &str, rule: &Value, global: &Value) -> Vec<Problem> {
     let config = get(rule, "config").filter(|c| !c.is_null()).unwrap_or(&*EMPTY_CONFIG);
-    let entry = Entry::Rule(rule_name(rule));
     let broken = match plugin {
         "ai-proxy" => ai_proxy::rule_problems(config, global),
         "key-auth" => key_auth::rule_problems(config, global),
         other => route_plugins::rule_problems(other, config, global).unwrap_or_default(),
     };
-    at(&entry, broken)
+    if broken.is_empty() {
+        // Named only when something is wrong: admission checks a rule per event.
+        return Vec::new();
+    }
+    at(&Entry::Rule(rule_name(rule)), broken)
+}
+
+/// Whether the plugin reads the global config's entries when it parses a rule: ai-proxy's rule selects
+/// its provider there. The others' rules stand alone.
+fn rules_read_entries(plugin: &str) -> bool {
+    plugin == "ai-proxy"
 }
 
 /// What [`admit`] reads of a CR for these writes: the names of the entries they write or their rules
 /// refer to, and the rules they write (whose targets name the rules to compare with).
-pub fn needed(written: &[Written]) -> (Vec<String>, Vec<&Value>) {
+pub fn needed<'a>(plugin: &str, written: &'a [Written]) -> (Vec<String>, Vec<&'a Value>) {
     let mut names = Vec::new();
     let mut rules = Vec::new();
     for w in written {
@@ -313,11 +322,10 @@ pub fn needed(written: &[Written]) -> (Vec<String>, Vec<&Value>) {
             Written::Provider(entry) => names.extend(get(entry, "id").and_then(Value::as_str).map(str::to_string)),
             Written::Consumer(entry) => names.extend(get(entry, "name").and_then(Value::as_str).map(str::to_string)),
             Written::Rule(rule) => {
-                names.extend(
-                    referred(get(rule, "config").unwrap_or(&EMPTY_CONFIG))
-                        .into_iter()
-                        .map(str::to_string),
-                );
+                if rules_read_entries(plugin) {
+                    let config = get(rule, "config").unwrap_or(&EMPTY_CONFIG);
+                    names.extend(referred(config).into_iter().map(str::to_string));
+                }
                 rules.push(rule);
             }
             Written::Global(_) => {}
@@ -342,7 +350,7 @@ pub struct Found<'a> {
 /// The entries and rules [`admit`] reads for these writes, found by scanning (for callers without
 /// indexes: tests, `audit`).
 pub fn found_by_scan<'a>(plugin: &str, object: &'a Value, written: &[Written]) -> (Vec<&'a Value>, Vec<&'a Value>) {
-    let (names, wanted) = needed(written);
+    let (names, wanted) = needed(plugin, written);
     let list: Vec<&Value> = entry_list(plugin)
         .and_then(|(list, _)| get(global_config(object), list))
         .and_then(Value::as_array)
@@ -428,26 +436,37 @@ pub fn admit(plugin: &str, found: Found, written: &[Written]) -> Vec<Problem> {
                 diff(as_entry(one(entry)), before);
             }
             Written::Rule(rule) => {
-                let config = get(rule, "config").unwrap_or(&*EMPTY_CONFIG);
-                let names = referred(config);
-                let after_global = global_of(&narrowed(
-                    plugin,
-                    global_before,
-                    found.entries,
-                    &names,
-                    &entries_written,
-                ));
-                let targets = rule_name(rule);
-                let old_rule = found.rules.iter().find(|r| rule_name(r) == targets);
-                let before = old_rule.map_or_else(Vec::new, |old| {
-                    let old_names = referred(get(old, "config").unwrap_or(&*EMPTY_CONFIG));
-                    rule_problems(
+                let old_rule = match found.rules {
+                    [] => None,
+                    rules => {
+                        let targets = rule_name(rule);
+                        rules.iter().find(|r| rule_name(r) == targets)
+                    }
+                };
+                let (after, before) = if rules_read_entries(plugin) {
+                    let config = get(rule, "config").unwrap_or(&*EMPTY_CONFIG);
+                    let names = referred(config);
+                    let after_global = global_of(&narrowed(
                         plugin,
-                        old,
-                        &narrowed(plugin, global_before, found.entries, &old_names, &[]),
-                    )
-                });
-                diff(rule_problems(plugin, rule, &after_global), before);
+                        global_before,
+                        found.entries,
+                        &names,
+                        &entries_written,
+                    ));
+                    let before = old_rule.map_or_else(Vec::new, |old| {
+                        let old_names = referred(get(old, "config").unwrap_or(&*EMPTY_CONFIG));
+                        rule_problems(
+                            plugin,
+                            old,
+                            &narrowed(plugin, global_before, found.entries, &old_names, &[]),
+                        )
+                    });
+                    (rule_problems(plugin, rule, &after_global), before)
+                } else {
+                    let before = old_rule.map_or_else(Vec::new, |old| rule_problems(plugin, old, global_before));
+                    (rule_problems(plugin, rule, global_before), before)
+                };
+                diff(after, before);
             }
             Written::Global(_) => {}
         }

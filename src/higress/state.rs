@@ -163,7 +163,7 @@ impl State {
         plugin: &str,
         written: &[gateway::Written],
     ) -> Option<(Vec<usize>, Vec<usize>)> {
-        let (names, rules) = gateway::needed(written);
+        let (names, rules) = gateway::needed(plugin, written);
         self.inspect(key, |object, index| {
             let list = match plugin {
                 "ai-proxy" => list_at(object, "/spec/defaultConfig/providers"),
