@@ -71,26 +71,33 @@ pub fn admit_plan(steps: &[Step], state: &State) -> Result<(), Refusal> {
         if written.is_empty() {
             continue;
         }
-        let (entries, rules) = state
-            .gateway_positions(&step.key, &plugin, &written)
-            .unwrap_or_default();
         let list = |pointer: &str| object.and_then(|o| o.pointer(pointer)).and_then(Value::as_array);
         let entry_list = match plugin.as_str() {
             "ai-proxy" => list("/spec/defaultConfig/providers"),
             "key-auth" => list("/spec/defaultConfig/consumers"),
             _ => None,
         };
-        let entries: Vec<&Value> = entries.iter().filter_map(|&at| entry_list?.get(at)).collect();
-        let rules: Vec<&Value> = rules
-            .iter()
-            .filter_map(|&at| list("/spec/matchRules")?.get(at))
-            .collect();
-        let found = gateway::Found {
-            object,
-            entries: &entries,
-            rules: &rules,
+        let admit = |before: bool| {
+            let (entries, rules) = state
+                .gateway_positions(&step.key, &plugin, &written, before)
+                .unwrap_or_default();
+            let entries: Vec<&Value> = entries.iter().filter_map(|&at| entry_list?.get(at)).collect();
+            let rules: Vec<&Value> = rules
+                .iter()
+                .filter_map(|&at| list("/spec/matchRules")?.get(at))
+                .collect();
+            let found = gateway::Found {
+                object,
+                entries: &entries,
+                rules: &rules,
+            };
+            gateway::admit(&plugin, found, &written)
         };
-        let added = gateway::admit(&plugin, found, &written);
+        // The writes as written first; what they replace only when something is wrong with them.
+        let mut added = admit(false);
+        if !added.is_empty() {
+            added = admit(true);
+        }
         if !added.is_empty() {
             return Err(gateway_refusal(&step.key, &plugin, &added));
         }

@@ -313,22 +313,31 @@ fn rules_read_entries(plugin: &str) -> bool {
 }
 
 /// What [`admit`] reads of a CR for these writes: the names of the entries they write or their rules
-/// refer to, and the rules they write (whose targets name the rules to compare with).
-pub fn needed<'a>(plugin: &str, written: &'a [Written]) -> (Vec<String>, Vec<&'a Value>) {
+/// refer to, and the rules they write (whose targets name the rules to compare with). Without `before`,
+/// only what checking the writes as written needs (the entries ai-proxy's rules select): the answer is
+/// then a superset of the problems added, and empty when nothing is; the caller looks again, with
+/// `before`, only when it is not.
+pub fn needed<'a>(plugin: &str, written: &'a [Written], before: bool) -> (Vec<String>, Vec<&'a Value>) {
     let mut names = Vec::new();
     let mut rules = Vec::new();
     for w in written {
         match w {
-            Written::Provider(entry) => names.extend(get(entry, "id").and_then(Value::as_str).map(str::to_string)),
-            Written::Consumer(entry) => names.extend(get(entry, "name").and_then(Value::as_str).map(str::to_string)),
+            Written::Provider(entry) if before => {
+                names.extend(get(entry, "id").and_then(Value::as_str).map(str::to_string))
+            }
+            Written::Consumer(entry) if before => {
+                names.extend(get(entry, "name").and_then(Value::as_str).map(str::to_string))
+            }
             Written::Rule(rule) => {
                 if rules_read_entries(plugin) {
                     let config = get(rule, "config").unwrap_or(&EMPTY_CONFIG);
                     names.extend(referred(config).into_iter().map(str::to_string));
                 }
-                rules.push(rule);
+                if before {
+                    rules.push(rule);
+                }
             }
-            Written::Global(_) => {}
+            _ => {}
         }
     }
     names.sort_unstable();
@@ -350,7 +359,7 @@ pub struct Found<'a> {
 /// The entries and rules [`admit`] reads for these writes, found by scanning (for callers without
 /// indexes: tests, `audit`).
 pub fn found_by_scan<'a>(plugin: &str, object: &'a Value, written: &[Written]) -> (Vec<&'a Value>, Vec<&'a Value>) {
-    let (names, wanted) = needed(plugin, written);
+    let (names, wanted) = needed(plugin, written, true);
     let list: Vec<&Value> = entry_list(plugin)
         .and_then(|(list, _)| get(global_config(object), list))
         .and_then(Value::as_array)

@@ -155,15 +155,16 @@ impl State {
     }
 
     /// Where, in a plugin CR, the entries and rules `gateway::admit` reads for these writes are
-    /// (`gateway::needed`): positions in its global entry list and in `spec.matchRules`, found through the
-    /// object's index. `None` when the CR is absent.
+    /// (`gateway::needed`, with what they replace when `before`): positions in its global entry list and
+    /// in `spec.matchRules`, found through the object's index. `None` when the CR is absent.
     pub fn gateway_positions(
         &self,
         key: &ObjectKey,
         plugin: &str,
         written: &[gateway::Written],
+        before: bool,
     ) -> Option<(Vec<usize>, Vec<usize>)> {
-        let (names, rules) = gateway::needed(plugin, written);
+        let (names, rules) = gateway::needed(plugin, written, before);
         self.inspect(key, |object, index| {
             let list = match plugin {
                 "ai-proxy" => list_at(object, "/spec/defaultConfig/providers"),
