@@ -71,10 +71,10 @@ pub fn admit_plan(steps: &[Step], state: &State) -> Result<(), Refusal> {
         if written.is_empty() {
             continue;
         }
-        let list = |pointer: &str| object.and_then(|o| o.pointer(pointer)).and_then(Value::as_array);
+        let list = |path: &[&str]| object.and_then(|o| gateway::at_path(o, path)).and_then(Value::as_array);
         let entry_list = match plugin.as_str() {
-            "ai-proxy" => list("/spec/defaultConfig/providers"),
-            "key-auth" => list("/spec/defaultConfig/consumers"),
+            "ai-proxy" => list(&["spec", "defaultConfig", "providers"]),
+            "key-auth" => list(&["spec", "defaultConfig", "consumers"]),
             _ => None,
         };
         let admit = |before: bool| {
@@ -84,7 +84,7 @@ pub fn admit_plan(steps: &[Step], state: &State) -> Result<(), Refusal> {
             let entries: Vec<&Value> = entries.iter().filter_map(|&at| entry_list?.get(at)).collect();
             let rules: Vec<&Value> = rules
                 .iter()
-                .filter_map(|&at| list("/spec/matchRules")?.get(at))
+                .filter_map(|&at| list(&["spec", "matchRules"])?.get(at))
                 .collect();
             let found = gateway::Found {
                 object,

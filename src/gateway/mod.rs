@@ -105,6 +105,12 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The value at a path of object keys. (`Value::pointer` parses and unescapes its path on every call:
+/// admission reads these paths for every event.)
+pub fn at_path<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |value, key| value.as_object()?.get(*key))
+}
+
 /// A shortcut for the ports: the value at `key` of a JSON object, if it is one.
 pub(crate) fn get<'a>(config: &'a Value, key: &str) -> Option<&'a Value> {
     config.as_object().and_then(|map| map.get(key))
@@ -117,12 +123,13 @@ static EMPTY_CONFIG: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| Va
 /// `.internal` or `-<version>`.
 pub fn plugin_of(object: &Value) -> Option<&str> {
     if let Some(name) = object
-        .pointer("/metadata/labels/higress.io~1wasm-plugin-name")
+        .get("metadata")
+        .and_then(|m| at_path(m, &["labels", "higress.io/wasm-plugin-name"]))
         .and_then(Value::as_str)
     {
         return Some(name);
     }
-    let name = object.pointer("/metadata/name").and_then(Value::as_str)?;
+    let name = at_path(object, &["metadata", "name"]).and_then(Value::as_str)?;
     Some(name.strip_suffix(".internal").unwrap_or(name))
 }
 
@@ -134,8 +141,8 @@ pub fn is_ported(plugin: &str) -> bool {
 /// The global config the gateway hands the plugin: `defaultConfig`, or `{}` when `defaultConfigDisable`
 /// is set or it is absent (`pkg/ingress/config/ingress_config.go`, `convertToWasmPluginWrapper`).
 fn global_config(object: &Value) -> &Value {
-    let disabled = object.pointer("/spec/defaultConfigDisable").and_then(Value::as_bool) == Some(true);
-    match object.pointer("/spec/defaultConfig") {
+    let disabled = at_path(object, &["spec", "defaultConfigDisable"]).and_then(Value::as_bool) == Some(true);
+    match at_path(object, &["spec", "defaultConfig"]) {
         Some(config) if !disabled && !config.is_null() => config,
         _ => &EMPTY_CONFIG,
     }
@@ -181,7 +188,8 @@ pub fn check(object: &Value) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut rules = Vec::new();
     for rule in object
-        .pointer("/spec/matchRules")
+        .get("spec")
+        .and_then(|spec| spec.get("matchRules"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -371,7 +379,8 @@ pub fn found_by_scan<'a>(plugin: &str, object: &'a Value, written: &[Written]) -
         .flat_map(|name| entries_named(plugin, &list, name))
         .collect();
     let rules = object
-        .pointer("/spec/matchRules")
+        .get("spec")
+        .and_then(|spec| spec.get("matchRules"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

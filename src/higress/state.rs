@@ -2,7 +2,7 @@
 //! dynamic JSON, keyed by kind and name. Dynamic JSON keeps every field we do not model, byte for byte.
 
 use super::fence::FenceEntry;
-use super::index::{list_at, EntryIndex};
+use super::index::EntryIndex;
 pub use super::object::{Kind, ObjectKey};
 use super::plugins::Targets;
 use crate::gateway;
@@ -167,8 +167,8 @@ impl State {
         let (names, rules) = gateway::needed(plugin, written, before);
         self.inspect(key, |object, index| {
             let list = match plugin {
-                "ai-proxy" => list_at(object, "/spec/defaultConfig/providers"),
-                "key-auth" => list_at(object, "/spec/defaultConfig/consumers"),
+                "ai-proxy" => list_of(object, &["spec", "defaultConfig", "providers"]),
+                "key-auth" => list_of(object, &["spec", "defaultConfig", "consumers"]),
                 _ => &[],
             };
             let entries = names
@@ -182,7 +182,7 @@ impl State {
                     }
                 })
                 .collect();
-            let matches = list_at(object, "/spec/matchRules");
+            let matches = list_of(object, &["spec", "matchRules"]);
             let rules = rules
                 .iter()
                 .filter_map(|rule| {
@@ -272,4 +272,11 @@ pub fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
 
 pub fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
     object.pointer("/metadata/annotations")?.get(key)?.as_str()
+}
+
+/// The list at a path of object keys (empty when there is none), read without parsing a pointer.
+fn list_of<'a>(object: &'a Value, path: &[&str]) -> &'a [Value] {
+    gateway::at_path(object, path)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
 }

@@ -290,7 +290,7 @@ impl Op {
     pub fn gateway_writes(&self, object: Option<&Value>) -> Vec<Written> {
         let global = || -> Map<String, Value> {
             object
-                .and_then(|o| o.pointer("/spec/defaultConfig"))
+                .and_then(|o| crate::gateway::at_path(o, &["spec", "defaultConfig"]))
                 .and_then(Value::as_object)
                 .map(|config| {
                     config
