@@ -206,3 +206,43 @@ pub fn capacity_refusal(over: &[String], budget: usize) -> Option<Refusal> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ai_proxy(providers: Value, rules: Value) -> Value {
+        json!({"apiVersion": "extensions.higress.io/v1alpha1", "kind": "WasmPlugin",
+               "metadata": {"name": "ai-proxy.internal", "labels": {"higress.io/wasm-plugin-name": "ai-proxy"}},
+               "spec": {"defaultConfig": {"providers": providers}, "defaultConfigDisable": false, "matchRules": rules}})
+    }
+
+    /// What a 409's re-apply and a rotation write whole: refused when it adds a problem, not for one that
+    /// was there; and the budget, as before.
+    #[test]
+    fn a_whole_object_is_admitted_unless_it_adds_a_problem_or_outgrows_the_budget() {
+        let key = ObjectKey::new(Kind::WasmPlugin, "ai-proxy.internal");
+        let ghost = json!({"id": "ghost", "type": "qwen", "protocol": "openai"});
+        let fine = json!({"id": "fine", "type": "openai", "protocol": "openai", "apiTokens": ["sk-fine"]});
+        let rule = |id: &str| json!({"service": [format!("{id}.dns")], "config": {"activeProviderId": id}});
+        // The broken provider is selected by no rule: the plugin never validates it.
+        let before = ai_proxy(json!([ghost, fine]), json!([rule("fine")]));
+        assert!(gateway::check(&before).is_empty());
+        let selecting = ai_proxy(json!([ghost, fine]), json!([rule("fine"), rule("ghost")]));
+        let refused = admit_object(&key, Some(&before), Some(&selecting), 1 << 20).unwrap_err();
+        assert_eq!(refused.reason, Reason::GatewayRefuses);
+        assert!(
+            refused.message.contains(r#"provider "ghost""#) && refused.message.contains("apiTokens"),
+            "{}",
+            refused.message
+        );
+        // Once selected (someone else's doing), writing the object again adds nothing.
+        let mut again = selecting.clone();
+        again["spec"]["matchRules"][0]["config"]["note"] = json!("x");
+        assert_eq!(admit_object(&key, Some(&selecting), Some(&again), 1 << 20), Ok(()));
+        // The budget holds as before.
+        let refused = admit_object(&key, Some(&before), Some(&selecting), 64).unwrap_err();
+        assert_eq!(refused.reason, Reason::Capacity);
+    }
+}
