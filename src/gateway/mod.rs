@@ -197,7 +197,6 @@ pub fn check(object: &Value) -> Vec<Problem> {
         if get(rule, "configDisable").and_then(Value::as_bool) == Some(true) {
             continue;
         }
-        let name = rule_name(rule);
         let has_target = ["ingress", "service", "domain"].iter().any(|key| {
             get(rule, key)
                 .and_then(Value::as_array)
@@ -205,20 +204,42 @@ pub fn check(object: &Value) -> Vec<Problem> {
         });
         if !has_target {
             problems.push(Problem {
-                entry: Entry::Rule(name.clone()),
+                entry: Entry::Rule(rule_name(rule)),
                 broken: Broken::new("a matchRule must name an ingress, a service or a domain", CONVERT),
             });
         }
-        rules.push((
-            Entry::Rule(name),
-            get(rule, "config").filter(|c| !c.is_null()).unwrap_or(&*EMPTY_CONFIG),
-        ));
+        rules.push(rule);
     }
-    problems.extend(match plugin {
-        "ai-proxy" => ai_proxy::check(global, &rules),
-        "key-auth" => key_auth::check(global, &rules),
-        other => route_plugins::check(other, global, &rules).unwrap_or_default(),
-    });
+    // Rules are named only where a problem needs the name: CRs hold thousands, checked once a batch.
+    match plugin {
+        "ai-proxy" => {
+            // ai-proxy names a rule's problems by the provider it selects; by the rule only when the rule
+            // brings its own providers.
+            let named: Vec<(Entry, &Value)> = rules
+                .iter()
+                .map(|&rule| {
+                    let config = get(rule, "config").filter(|c| !c.is_null()).unwrap_or(&*EMPTY_CONFIG);
+                    let own = get(config, "providers").is_some() || get(config, "provider").is_some();
+                    let entry = if own {
+                        Entry::Rule(rule_name(rule))
+                    } else {
+                        Entry::Global
+                    };
+                    (entry, config)
+                })
+                .collect();
+            problems.extend(ai_proxy::check(global, &named));
+        }
+        plugin => {
+            problems.extend(match plugin {
+                "key-auth" => key_auth::check(global, &[]),
+                other => route_plugins::check(other, global, &[]).unwrap_or_default(),
+            });
+            for rule in &rules {
+                problems.extend(rule_problems(plugin, rule, global));
+            }
+        }
+    }
     problems
 }
 
