@@ -1,5 +1,6 @@
 //! Burst benchmark: N deploy events through a real broker (Tansu) and the worker into the in-memory
-//! API server with per-request latency, batched (coalesced) against per-event sequential.
+//! API server with per-request latency, batched (coalesced) against per-event sequential; then the
+//! retirement of every model deployed, measured the same way (`--no-retire` skips it).
 //!
 //! `cargo bench --bench burst -- --events 1000 --latency-ms 5 --providers 1000 --consumers 1`
 //! Add `--workers 3 --foreign-writer` for the contention variant, `--existing-routes 5000` to start from
@@ -42,6 +43,8 @@ struct Options {
     max_batch: usize,
     /// Skip the sequential baseline (for profiling the batched run).
     no_baseline: bool,
+    /// Skip the retirement phase (every deployed model retired, `deleteConsumers: true`).
+    no_retire: bool,
 }
 
 fn options() -> Options {
@@ -60,6 +63,7 @@ fn options() -> Options {
         write_concurrency: higress_route_worker::cluster::DEFAULT_WRITE_CONCURRENCY,
         max_batch: higress_route_worker::worker::DEFAULT_MAX_BATCH,
         no_baseline: false,
+        no_retire: false,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut i = 0;
@@ -90,6 +94,11 @@ fn options() -> Options {
             }
             "--no-baseline" => {
                 o.no_baseline = true;
+                i += 1;
+                continue;
+            }
+            "--no-retire" => {
+                o.no_retire = true;
                 i += 1;
                 continue;
             }
@@ -397,7 +406,15 @@ mod reqwest_like {
     }
 }
 
-async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &[Value]) -> Measured {
+/// One run: `events` deploys through the worker(s) (or the null worker), then, unless `--no-retire` (and
+/// but for the null worker), the retirement of every model they deployed. The second is `None` without it.
+async fn run(
+    run_name: &str,
+    o: &Options,
+    events: usize,
+    mode: Mode,
+    existing: &[Value],
+) -> (Measured, Option<Measured>) {
     let broker = Broker::start().await;
     let input = format!("{run_name}-lifecycle");
     let results_topic = format!("{run_name}-results");
@@ -568,44 +585,7 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
         .set("linger.ms", "2")
         .create()
         .unwrap();
-    let started = Instant::now();
-    let cpu_before = CpuUse::now(&workers, &broker);
-    let mut published: HashMap<String, Instant> = HashMap::new();
-    let sends: Vec<_> = payloads
-        .iter()
-        .map(|(id, model, event)| {
-            published.insert(id.clone(), Instant::now());
-            let payload = event.to_string();
-            let producer = producer.clone();
-            let topic = input.clone();
-            let key = model.clone();
-            async move {
-                producer
-                    .send(
-                        rdkafka::producer::FutureRecord::to(&topic).key(&key).payload(&payload),
-                        Duration::from_secs(30),
-                    )
-                    .await
-                    .map(|_| ())
-                    .map_err(|(e, _)| e)
-            }
-        })
-        .collect();
-    for sent in futures::future::join_all(sends).await {
-        sent.unwrap();
-    }
-    let mut latencies = Vec::with_capacity(events);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while latencies.len() < events {
-        let Ok(Some((id, at))) = tokio::time::timeout_at(deadline.into(), arrived_rx.recv()).await else {
-            panic!("only {} of {events} results arrived", latencies.len())
-        };
-        if let Some(sent) = published.remove(&id) {
-            latencies.push(at.duration_since(sent).as_secs_f64() * 1000.0);
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu = CpuUse::now(&workers, &broker).since(cpu_before);
+    let (seconds, cpu, latencies) = phase(&producer, &input, &payloads, &mut arrived_rx, &workers, &broker).await;
     let _ = stop_foreign.send(true);
     let foreign_written = match foreign {
         Some(task) => task.await.unwrap(),
@@ -617,10 +597,13 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
     for worker in &workers {
         conflicts += worker.conflicts().await;
     }
-    drop(workers);
-    reader.abort();
     if mode == Mode::Null {
-        return measured(events, seconds, cpu, latencies, &counters, conflicts, peak_rss_mib);
+        drop(workers);
+        reader.abort();
+        return (
+            measured(events, seconds, cpu, latencies, &counters, conflicts, peak_rss_mib),
+            None,
+        );
     }
 
     // The final state must hold every entry exactly once, the foreign writer's included.
@@ -673,7 +656,118 @@ async fn run(run_name: &str, o: &Options, events: usize, mode: Mode, existing: &
             .is_some());
     }
 
-    measured(events, seconds, cpu, latencies, &counters, conflicts, peak_rss_mib)
+    let deployed = measured(events, seconds, cpu, latencies, &counters, conflicts, peak_rss_mib);
+    if o.no_retire {
+        drop(workers);
+        reader.abort();
+        return (deployed, None);
+    }
+
+    // Teardown: every model just deployed retires (its consumers too), as fast as the producer goes.
+    sim.reset_counters();
+    let retirements: Vec<(String, String, Value)> = payloads
+        .iter()
+        .map(|(_, model, _)| {
+            let id = format!("{model}-retire");
+            let event = json!({"specversion": "1.0", "id": id, "source": "bench", "type": "io.higress.model.retired.v1",
+                               "data": {"model": model, "revision": 2, "deleteConsumers": true}});
+            (id, model.clone(), event)
+        })
+        .collect();
+    let (seconds, cpu, latencies) = phase(&producer, &input, &retirements, &mut arrived_rx, &workers, &broker).await;
+    let counters = sim.counters();
+    let peak_rss_mib = workers.iter().map(Worker::peak_rss_mib).fold(0.0, f64::max);
+    let mut conflicts_after = 0;
+    for worker in &workers {
+        conflicts_after += worker.conflicts().await;
+    }
+    drop(workers);
+    reader.abort();
+    // The routes are gone, and so are their consumers.
+    for i in [0, events / 2, events - 1] {
+        let name = format!("ai-route-{run_name}-m{i}.internal");
+        assert!(
+            sim.get("ingresses", "higress-system", &name).is_none(),
+            "{name} retired"
+        );
+    }
+    let key_auth = sim.get("wasmplugins", "higress-system", "key-auth.internal").unwrap();
+    let left = key_auth["spec"]["defaultConfig"]["consumers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| {
+            c["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(&format!("{run_name}-m"))
+        })
+        .count();
+    assert_eq!(left, 0, "every retired route's consumers deleted");
+    let retired = measured(
+        events,
+        seconds,
+        cpu,
+        latencies,
+        &counters,
+        conflicts_after.saturating_sub(conflicts),
+        peak_rss_mib,
+    );
+    (deployed, Some(retired))
+}
+
+/// Publishes `payloads` as fast as the producer goes and waits for each one's result: the phase's
+/// seconds, the CPU each process used meanwhile, and the publish→result latency of each event.
+async fn phase(
+    producer: &rdkafka::producer::FutureProducer,
+    input: &str,
+    payloads: &[(String, String, Value)],
+    arrived_rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    workers: &[Worker],
+    broker: &Broker,
+) -> (f64, CpuUse, Vec<f64>) {
+    let events = payloads.len();
+    let started = Instant::now();
+    let cpu_before = CpuUse::now(workers, broker);
+    let mut published: HashMap<String, Instant> = HashMap::new();
+    let sends: Vec<_> = payloads
+        .iter()
+        .map(|(id, model, event)| {
+            published.insert(id.clone(), Instant::now());
+            let payload = event.to_string();
+            let producer = producer.clone();
+            let topic = input.to_string();
+            let key = model.clone();
+            async move {
+                producer
+                    .send(
+                        rdkafka::producer::FutureRecord::to(&topic).key(&key).payload(&payload),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e)
+            }
+        })
+        .collect();
+    for sent in futures::future::join_all(sends).await {
+        sent.unwrap();
+    }
+    let mut latencies = Vec::with_capacity(events);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while latencies.len() < events {
+        let Ok(Some((id, at))) = tokio::time::timeout_at(deadline.into(), arrived_rx.recv()).await else {
+            panic!("only {} of {events} results arrived", latencies.len())
+        };
+        if let Some(sent) = published.remove(&id) {
+            latencies.push(at.duration_since(sent).as_secs_f64() * 1000.0);
+        }
+    }
+    (
+        started.elapsed().as_secs_f64(),
+        CpuUse::now(workers, broker).since(cpu_before),
+        latencies,
+    )
 }
 
 fn measured(
@@ -777,43 +871,80 @@ async fn main() {
             seeding.elapsed().as_secs_f64()
         );
     }
-    let ceiling = run("null", &o, o.events, Mode::Null, &[]).await;
+    let (ceiling, _) = run("null", &o, o.events, Mode::Null, &[]).await;
     report_rate("null worker (no API work)", &ceiling);
-    let batched = run("batched", &o, o.events, Mode::Batched, &existing).await;
-    report("batched", &batched);
-    let rate = batched.events as f64 / batched.seconds;
-    let baseline_rate = if o.no_baseline {
-        f64::NAN
+    let (batched, batched_retire) = run("batched", &o, o.events, Mode::Batched, &existing).await;
+    report("batched deploys", &batched);
+    if let Some(retired) = &batched_retire {
+        report("batched retirements", retired);
+    }
+    let rate = |m: &Measured| m.events as f64 / m.seconds;
+    let (baseline, baseline_retire) = if o.no_baseline {
+        (None, None)
     } else {
-        let baseline = run("sequential", &o, o.baseline_events, Mode::Sequential, &existing).await;
-        report("sequential (batch 1, concurrency 1)", &baseline);
-        baseline.events as f64 / baseline.seconds
+        let (baseline, retired) = run("sequential", &o, o.baseline_events, Mode::Sequential, &existing).await;
+        report("sequential deploys (batch 1, concurrency 1)", &baseline);
+        if let Some(retired) = &retired {
+            report("sequential retirements (batch 1, concurrency 1)", retired);
+        }
+        (Some(baseline), retired)
     };
-    let ceiling_rate = ceiling.events as f64 / ceiling.seconds;
-    println!("ratio: {:.1}x", rate / baseline_rate);
-    println!("of the null worker: {:.0} %", 100.0 * rate / ceiling_rate);
+    let ceiling_rate = rate(&ceiling);
+    let round = |x: f64, places: i32| (x * 10f64.powi(places)).round() / 10f64.powi(places);
+    // One phase, as the JSON line shows it; `baseline`: the sequential run's same phase.
+    let phase_json = |m: &Measured, baseline: Option<&Measured>| {
+        let baseline_rate = baseline.map_or(f64::NAN, rate);
+        json!({
+            "events_per_s": round(rate(m), 1),
+            "baseline_events_per_s": round(baseline_rate, 1),
+            "ratio": round(rate(m) / baseline_rate, 1),
+            "p50_ms": percentile(&m.latencies_ms, 0.5).round(),
+            "p99_ms": percentile(&m.latencies_ms, 0.99).round(),
+            "requests_per_event": round(m.total_requests as f64 / m.events as f64, 2),
+            "requests_by_verb": m.requests.iter().map(|(verb, n)| (verb.clone(), json!(round(*n as f64 / m.events as f64, 2)))).collect::<serde_json::Map<_, _>>(),
+            "conflicts": m.conflicts,
+            "cpu_s": {
+                "worker": round(m.cpu.workers, 2),
+                "broker": round(m.cpu.broker, 2),
+                "api_server_and_bench": round(m.cpu.bench, 2),
+            },
+            "worker_cpu_s_per_1000_events": round(m.cpu.workers * 1000.0 / m.events as f64, 2),
+        })
+    };
+    let baseline_rate = baseline.as_ref().map_or(f64::NAN, rate);
+    println!("ratio: {:.1}x", rate(&batched) / baseline_rate);
+    println!("of the null worker: {:.0} %", 100.0 * rate(&batched) / ceiling_rate);
+    if let Some(retired) = &batched_retire {
+        println!(
+            "retirements at {:.0} % of the deploys' events/s",
+            100.0 * rate(retired) / rate(&batched)
+        );
+    }
     println!(
         "{}",
         json!({
             "events": batched.events,
             "latency_ms": o.latency_ms,
             "existing_routes": o.existing_routes,
-            "events_per_s": (rate * 10.0).round() / 10.0,
-            "baseline_events_per_s": (baseline_rate * 10.0).round() / 10.0,
-            "ratio": ((rate / baseline_rate) * 10.0).round() / 10.0,
+            "events_per_s": round(rate(&batched), 1),
+            "baseline_events_per_s": round(baseline_rate, 1),
+            "ratio": round(rate(&batched) / baseline_rate, 1),
             "p50_ms": percentile(&batched.latencies_ms, 0.5).round(),
             "p99_ms": percentile(&batched.latencies_ms, 0.99).round(),
-            "requests_per_event": ((batched.total_requests as f64 / batched.events as f64) * 100.0).round() / 100.0,
+            "requests_per_event": round(batched.total_requests as f64 / batched.events as f64, 2),
             "conflicts": batched.conflicts,
-            "peak_rss_mib": (batched.peak_rss_mib * 10.0).round() / 10.0,
-            "null_events_per_s": (ceiling_rate * 10.0).round() / 10.0,
+            "peak_rss_mib": round(batched.peak_rss_mib, 1),
+            "null_events_per_s": round(ceiling_rate, 1),
             "null_p99_ms": percentile(&ceiling.latencies_ms, 0.99).round(),
-            "of_null_pct": (100.0 * rate / ceiling_rate).round(),
+            "of_null_pct": (100.0 * rate(&batched) / ceiling_rate).round(),
             "cpu_s": {
-                "worker": (batched.cpu.workers * 100.0).round() / 100.0,
-                "broker": (batched.cpu.broker * 100.0).round() / 100.0,
-                "api_server_and_bench": (batched.cpu.bench * 100.0).round() / 100.0,
+                "worker": round(batched.cpu.workers, 2),
+                "broker": round(batched.cpu.broker, 2),
+                "api_server_and_bench": round(batched.cpu.bench, 2),
             },
+            "deploy": phase_json(&batched, baseline.as_ref()),
+            "retire": batched_retire.as_ref().map(|m| phase_json(m, baseline_retire.as_ref())),
+            "retire_of_deploy_pct": batched_retire.as_ref().map(|m| (100.0 * rate(m) / rate(&batched)).round()),
         })
     );
 }
