@@ -385,8 +385,8 @@ pub struct Found<'a> {
     pub rules: &'a [&'a Value],
 }
 
-/// The entries and rules [`admit`] reads for these writes, found by scanning (for callers without
-/// indexes: tests, `audit`).
+/// The entries and rules [`admit`] reads for these writes, found by scanning: for a caller without the
+/// mapping's indexes (the tests, which hold it to what `State::gateway_positions` finds by index).
 pub fn found_by_scan<'a>(plugin: &str, object: &'a Value, written: &[Written]) -> (Vec<&'a Value>, Vec<&'a Value>) {
     let (names, wanted) = needed(plugin, written, true);
     let list: Vec<&Value> = entry_list(plugin)
