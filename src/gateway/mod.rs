@@ -386,7 +386,7 @@ pub struct Found<'a> {
 }
 
 /// The entries and rules [`admit`] reads for these writes, found by scanning: for a caller without the
-/// mapping's indexes (the tests, which hold it to what `State::gateway_positions` finds by index).
+/// mapping's indexes (the unit tests; admission finds them by index, `State::gateway_positions`).
 pub fn found_by_scan<'a>(plugin: &str, object: &'a Value, written: &[Written]) -> (Vec<&'a Value>, Vec<&'a Value>) {
     let (names, wanted) = needed(plugin, written, true);
     let list: Vec<&Value> = entry_list(plugin)
