@@ -323,19 +323,45 @@ fn key_rate_limit_config() -> impl Strategy<Value = Value> {
 fn provider() -> impl Strategy<Value = Value> {
     (
         prop::sample::select(vec![
-            "openai", "qwen", "deepseek", "claude", "moonshot", "vllm", "ollama", "azure",
+            "openai", "qwen", "deepseek", "claude", "moonshot", "vllm", "ollama", "azure", "bedrock", "vertex",
         ]),
         prop::collection::vec("[A-Za-z0-9-]{1,20}", 0..2),
         prop::option::of((any::<bool>(), prop::option::of("[a-z0-9-]{1,10}"))),
+        // Which of a type's optional settings are given: AWS keys, the vertex region, project and key,
+        // an api-version value.
+        (any::<bool>(), any::<bool>(), any::<bool>()),
     )
-        .prop_map(|(kind, tokens, failover)| {
+        .prop_map(|(kind, tokens, failover, (first, second, third))| {
             let mut spec = json!({"type": kind, "apiTokens": tokens});
             match kind {
                 "openai" | "vllm" => spec["url"] = json!("https://llm.example.com/v1"),
                 "ollama" => spec["url"] = json!("http://ollama.example.com:11434"),
                 "azure" => {
-                    spec["url"] =
-                        json!("https://az.example.com/openai/deployments/d/chat/completions?api-version=2024-02-01")
+                    let version = if first { "2024-02-01" } else { "" };
+                    spec["url"] = json!(format!(
+                        "https://az.example.com/openai/deployments/d/chat/completions?api-version={version}"
+                    ))
+                }
+                "bedrock" => {
+                    spec["config"] = json!({"awsRegion": "us-east-1"});
+                    if first {
+                        spec["config"]["awsAccessKey"] = json!("ak");
+                    }
+                    if second {
+                        spec["config"]["awsSecretKey"] = json!("sk");
+                    }
+                }
+                "vertex" => {
+                    spec["config"] = json!({});
+                    if first {
+                        spec["config"]["vertexRegion"] = json!("us-central1");
+                    }
+                    if second {
+                        spec["config"]["vertexProjectId"] = json!("p");
+                    }
+                    if third {
+                        spec["config"]["vertexAuthKey"] = json!("{}");
+                    }
                 }
                 _ => {}
             }
@@ -463,6 +489,68 @@ fn every_ported_plugin_has_its_conformance_cases() {
             files.iter().any(|f| f == plugin),
             "no tests/fixtures/gateway/{plugin}.yaml"
         );
+    }
+}
+
+/// What the gateway's ai-proxy accepts and only the console's form would ask more of (both AWS keys,
+/// the vertex service account, a value for `api-version`) is applied, in a shape the gateway accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_only_the_console_form_asks_more_of_is_applied() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    let deploy = |model: &str, provider: Value| {
+        parse(
+            event::DEPLOYED_TYPE,
+            json!({"model": model, "revision": 1, "provider": provider}),
+        )
+    };
+    let events = [
+        deploy(
+            "bedrock-tokens",
+            json!({"name": "bedrock-tokens", "type": "bedrock", "apiTokens": ["b-key"],
+            "config": {"awsRegion": "eu-west-1"}}),
+        ),
+        deploy(
+            "vertex-express",
+            json!({"name": "vertex-express", "type": "vertex", "apiTokens": ["v-key"]}),
+        ),
+        deploy(
+            "azure-empty-version",
+            json!({"name": "azure-empty-version", "type": "azure", "apiTokens": ["a-key"],
+            "url": "https://x.openai.azure.com/openai/deployments/d/chat/completions?api-version="}),
+        ),
+    ];
+    let results = engine.apply_batch(&events).await;
+    for result in &results {
+        assert_eq!(result.outcome, Outcome::Applied, "{result:?}");
+    }
+    let ai_proxy = cluster.get("wasmplugins", "ai-proxy.internal").unwrap();
+    assert_eq!(gateway::check(&ai_proxy), []);
+    let providers = ai_proxy["spec"]["defaultConfig"]["providers"].as_array().unwrap();
+    let by_id = |id: &str| {
+        providers
+            .iter()
+            .find(|p| p["id"] == id)
+            .unwrap_or_else(|| panic!("{id}: {providers:?}"))
+    };
+    assert_eq!(by_id("bedrock-tokens")["apiTokens"], json!(["b-key"]));
+    assert_eq!(by_id("vertex-express")["vertexRegion"], "global");
+    assert!(by_id("azure-empty-version")["azureServiceUrl"]
+        .as_str()
+        .unwrap()
+        .ends_with("api-version="));
+    let registries: Vec<String> = cluster.get("mcpbridges", "default").unwrap()["spec"]["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["domain"].as_str().unwrap().to_string())
+        .collect();
+    for domain in [
+        "bedrock-runtime.eu-west-1.amazonaws.com",
+        "aiplatform.googleapis.com",
+        "x.openai.azure.com",
+    ] {
+        assert!(registries.iter().any(|d| d == domain), "{domain} not in {registries:?}");
     }
 }
 

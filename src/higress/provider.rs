@@ -299,22 +299,6 @@ fn required<'a>(raw: &'a Map<String, Value>, key: &str) -> Result<&'a str, Strin
     text(raw, key).ok_or_else(|| format!("{key} is required"))
 }
 
-/// As [`required`], for a key the Higress console requires although the gateway's ai-proxy does not
-/// always: the refusal says so, and which handler refuses (`why`).
-fn console_required<'a>(raw: &'a Map<String, Value>, key: &str, why: &str) -> Result<&'a str, String> {
-    text(raw, key).ok_or_else(|| format!("{key} is required: {why}"))
-}
-
-/// Why a bedrock provider needs both AWS keys here, though ai-proxy accepts apiTokens instead.
-const BEDROCK_KEYS: &str = "the Higress console saves no bedrock provider without awsAccessKey and awsSecretKey, \
-    apiTokens or not (BedrockLlmProviderHandler.normalizeConfigs), although the gateway would accept apiTokens alone";
-
-/// Why a vertex provider needs its service-account settings here, though ai-proxy's express mode
-/// needs only apiTokens.
-const VERTEX_SETTINGS: &str = "the Higress console saves no vertex provider without vertexRegion, vertexProjectId and \
-    vertexAuthKey, apiTokens or not (VertexLlmProviderHandler.normalizeConfigs), although the gateway would accept \
-    apiTokens alone (express mode)";
-
 fn urls(raw: &Map<String, Value>, main: &str, extra: &str) -> Result<Vec<Endpoint>, String> {
     let mut endpoints = vec![endpoint(main, required(raw, main)?)?];
     if let Some(extra_urls) = raw.get(extra) {
@@ -364,21 +348,10 @@ fn endpoints_and_configs(p: &LlmProvider) -> Result<(Vec<Endpoint>, Map<String, 
         }
         "azure" => {
             let service_url = required(&raw, "azureServiceUrl")?;
-            let parsed = Url::parse(service_url).map_err(|e| format!("azureServiceUrl is not a valid URL: {e}"))?;
-            // Stricter than the gateway, whose ai-proxy (`azure.go`, ValidateConfig) only asks that the
-            // parameter be there, empty or not: the console refuses an empty or missing value
-            // (`AzureLlmProviderHandler.normalizeConfigs`: `StringUtils.isEmpty(url.queryParameter(
-            // "api-version"))` throws a ValidationException). OkHttp's `queryParameter` reads the first
-            // parameter of that (decoded) name, and so does this.
-            let api_version = parsed.query_pairs().find(|(k, _)| k == "api-version").map(|(_, v)| v);
-            if api_version.is_none_or(|v| v.is_empty()) {
-                return Err(
-                    "azureServiceUrl must contain a non-empty api-version query parameter: the Higress \
-                    console refuses an empty or missing one (AzureLlmProviderHandler.normalizeConfigs), although \
-                    the gateway would accept an empty one"
-                        .into(),
-                );
-            }
+            // The api-version parameter the gateway requires (`azure.go`, ValidateConfig) is checked by
+            // the schema and by `gateway::ai_proxy`; it may be empty there, and so here. The console's
+            // form asks for a value (`AzureLlmProviderHandler.normalizeConfigs`), but only when it saves
+            // the provider: it lists, deletes and routes one with an empty value.
             vec![endpoint("azureServiceUrl", service_url)?]
         }
         "zhipuai" => {
@@ -419,25 +392,22 @@ fn endpoints_and_configs(p: &LlmProvider) -> Result<(Vec<Endpoint>, Map<String, 
             }
         }
         "bedrock" => {
+            // The gateway takes apiTokens or both AWS keys (`bedrock.go`, ValidateConfig; checked by the
+            // schema and `gateway::ai_proxy`). The console's form asks for both keys
+            // (`BedrockLlmProviderHandler.normalizeConfigs`), but only when it saves the provider; what it
+            // needs to list, delete and route one is the region (`getProviderEndpoints`).
             let region = required(&raw, "awsRegion")?.to_string();
-            // Stricter than the gateway: ai-proxy (`bedrock.go`, ValidateConfig) takes apiTokens or
-            // awsAccessKey + awsSecretKey, but the console throws a ValidationException without both
-            // keys (`BedrockLlmProviderHandler.normalizeConfigs`: "awsAccessKey cannot be empty.",
-            // "awsSecretKey cannot be empty."), so it never writes an entry with apiTokens alone.
-            console_required(&raw, "awsAccessKey", BEDROCK_KEYS)?;
-            console_required(&raw, "awsSecretKey", BEDROCK_KEYS)?;
             vec![https(&format!("bedrock-runtime.{region}.amazonaws.com"))]
         }
         "vertex" => {
-            // Stricter than the gateway: ai-proxy (`vertex.go`, ValidateConfig) needs nothing but
-            // apiTokens in express mode (apiTokens given), but the console throws a
-            // ValidationException without these three, apiTokens or not
-            // (`VertexLlmProviderHandler.normalizeConfigs`: "vertexRegion cannot be empty.",
-            // "vertexProjectId cannot be empty.", "vertexAuthKey cannot be empty."), and always sets
-            // vertexAuthServiceName.
-            let region = console_required(&raw, "vertexRegion", VERTEX_SETTINGS)?.to_lowercase();
-            console_required(&raw, "vertexProjectId", VERTEX_SETTINGS)?;
-            console_required(&raw, "vertexAuthKey", VERTEX_SETTINGS)?;
+            // Express mode (an API token) needs nothing else at the gateway (`vertex.go`, ValidateConfig)
+            // and sends every request to the global host whatever the region; without a token the schema
+            // and `gateway::ai_proxy` require region, project and key. The console's form asks for all
+            // three (`VertexLlmProviderHandler.normalizeConfigs`) but only when it saves; to list,
+            // delete or route a provider it needs a region (`getProviderEndpoints` throws without one),
+            // so a missing one is written as `global`, the host express mode uses. The console lowercases
+            // the region and always sets vertexAuthServiceName.
+            let region = text(&raw, "vertexRegion").unwrap_or("global").to_lowercase();
             raw.insert("vertexRegion".into(), json!(region));
             raw.insert("vertexAuthServiceName".into(), json!("vertex-auth.internal"));
             let host = if region == "global" {
@@ -808,47 +778,47 @@ mod tests {
         }
     }
 
-    /// Where the gateway's ai-proxy accepts a provider the Higress console refuses to save, the
-    /// mapping follows the console, and its refusal names the console's handler.
+    /// Where the gateway's ai-proxy accepts a provider whose form the Higress console would not save,
+    /// the mapping writes it, in the shape the console needs to list, delete and route it.
     #[test]
-    fn what_the_console_refuses_is_refused_naming_its_handler() {
+    fn what_the_gateway_accepts_is_written_where_the_console_only_asks_more_of_its_form() {
         let refused = |value: Value| check(&spec(value), "p").unwrap_err();
-        let bedrock = refused(json!({"type": "bedrock", "apiTokens": ["t"], "config": {"awsRegion": "us-east-1"}}));
-        assert!(
-            bedrock.starts_with("awsAccessKey is required: ")
-                && bedrock.contains("BedrockLlmProviderHandler.normalizeConfigs"),
-            "{bedrock}"
+        let rendered = |value: Value| {
+            let provider = from_event(&spec(value.clone()), "p", vec!["t".into()]).unwrap();
+            render(&provider).unwrap_or_else(|e| panic!("{value}: {e}"))
+        };
+        let bedrock = rendered(json!({"type": "bedrock", "config": {"awsRegion": "us-east-1"}}));
+        assert_eq!(bedrock.entry["apiTokens"], json!(["t"]));
+        assert!(bedrock.entry.get("awsAccessKey").is_none(), "{}", bedrock.entry);
+        assert_eq!(
+            bedrock.registries[0]["domain"],
+            "bedrock-runtime.us-east-1.amazonaws.com"
         );
-        let secret_key = refused(
-            json!({"type": "bedrock", "apiTokens": ["t"], "config": {"awsRegion": "us-east-1", "awsAccessKey": "a"}}),
+        // The region is what the console needs to find the provider's service.
+        assert_eq!(
+            refused(json!({"type": "bedrock", "config": {}})),
+            "awsRegion is required"
         );
-        assert!(secret_key.starts_with("awsSecretKey is required: "), "{secret_key}");
-        let vertex = refused(json!({"type": "vertex", "apiTokens": ["t"]}));
-        assert!(
-            vertex.starts_with("vertexRegion is required: ")
-                && vertex.contains("VertexLlmProviderHandler.normalizeConfigs"),
-            "{vertex}"
+        // Express mode: the global host, as the plugin uses it, and a region the console can read.
+        let vertex = rendered(json!({"type": "vertex"}));
+        assert_eq!(vertex.entry["vertexRegion"], "global");
+        assert_eq!(vertex.entry["vertexAuthServiceName"], "vertex-auth.internal");
+        assert!(vertex.entry.get("vertexProjectId").is_none(), "{}", vertex.entry);
+        assert_eq!(vertex.registries[0]["domain"], "aiplatform.googleapis.com");
+        let regional = rendered(json!({"type": "vertex", "config": {"vertexRegion": "US-Central1"}}));
+        assert_eq!(regional.entry["vertexRegion"], "us-central1");
+        assert_eq!(
+            regional.registries[0]["domain"],
+            "us-central1-aiplatform.googleapis.com"
         );
-        let project = refused(json!({"type": "vertex", "apiTokens": ["t"], "config": {"vertexRegion": "global"}}));
-        assert!(project.starts_with("vertexProjectId is required: "), "{project}");
-        // OkHttp's queryParameter, which the console asks, reads the first value of the name.
         for url in [
             "https://x.openai.azure.com/chat?api-version=",
             "https://x.openai.azure.com/chat?api-version",
             "https://x.openai.azure.com/chat?api-version=&api-version=2024-06-01",
         ] {
-            let azure = refused(json!({"type": "azure", "url": url}));
-            assert!(
-                azure.starts_with("azureServiceUrl must contain a non-empty api-version query parameter")
-                    && azure.contains("AzureLlmProviderHandler.normalizeConfigs"),
-                "{url}: {azure}"
-            );
-        }
-        for url in [
-            "https://x.openai.azure.com/chat?api-version=2024-06-01&api-version=",
-            "https://x.openai.azure.com/chat?api%2Dversion=2024-06-01",
-        ] {
-            check(&spec(json!({"type": "azure", "url": url})), "p").unwrap_or_else(|e| panic!("{url}: {e}"));
+            let azure = rendered(json!({"type": "azure", "url": url}));
+            assert_eq!(azure.entry["azureServiceUrl"], url);
+            assert_eq!(azure.registries[0]["domain"], "x.openai.azure.com");
         }
         // Port 0: the console (ValidateUtil.checkPort) and the gateway refuse it alike.
         for value in [
