@@ -66,6 +66,36 @@ impl EntryIndex {
         self.consumers.as_mut().expect("just built")
     }
 
+    /// Entries left the list `table` indexes: `at` their positions before (ascending), `gone` the
+    /// entries themselves. The table follows, or is dropped when it cannot (a list with entries
+    /// sharing a key, or without one): a batch of retirements removes an entry per event from lists
+    /// of thousands, and rebuilding a table after each made planning it quadratic.
+    pub(super) fn removed(&mut self, table: Table, at: &[usize], gone: &[Value]) {
+        match table {
+            Table::Registries => follow_removal(&mut self.registries, at),
+            Table::Providers => follow_removal(&mut self.providers, at),
+            Table::Consumers => {
+                if let Some(consumers) = &mut self.consumers {
+                    if consumers.names.removed(at) {
+                        for consumer in gone {
+                            consumers.hold(consumer, false);
+                        }
+                    } else {
+                        self.consumers = None;
+                    }
+                }
+            }
+            Table::Rules => {
+                if let Some(rules) = &mut self.rules {
+                    for rule in gone {
+                        rules.count(rule, false);
+                    }
+                    rules.len -= gone.len();
+                }
+            }
+        }
+    }
+
     /// A fence shard's retirements.
     pub(super) fn retirements(&mut self, object: &Value) -> &mut Retirements {
         let data = object.get("data").and_then(Value::as_object);
@@ -123,6 +153,21 @@ fn positions<'a>(slot: &'a mut Option<Positions>, list: &[Value], key: &'static 
     slot.as_mut().expect("just built")
 }
 
+/// The lists of an object that [`EntryIndex`] indexes.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Table {
+    Registries,
+    Providers,
+    Consumers,
+    Rules,
+}
+
+fn follow_removal(slot: &mut Option<Positions>, at: &[usize]) {
+    if slot.as_mut().is_some_and(|positions| !positions.removed(at)) {
+        *slot = None;
+    }
+}
+
 /// Where the first entry with each string value of `key` is, in a list that only grows at its end
 /// or changes entries in place without changing their `key`.
 #[derive(Clone, Debug)]
@@ -156,6 +201,23 @@ impl Positions {
             }
             None => scan(),
         }
+    }
+
+    /// The entries at `at` (ascending positions) were removed; false when the table cannot follow
+    /// (some entries share a key or have none, so a later one may now be the first).
+    pub(super) fn removed(&mut self, at: &[usize]) -> bool {
+        if self.first.len() != self.len {
+            return false;
+        }
+        self.first.retain(|_, position| match at.binary_search(position) {
+            Ok(_) => false,
+            Err(before) => {
+                *position -= before;
+                true
+            }
+        });
+        self.len -= at.len();
+        true
     }
 
     /// An entry was appended.
@@ -240,6 +302,15 @@ impl Rules {
     pub(super) fn replaced(&mut self, old: &Value, new: &Value) {
         self.count(old, false);
         self.count(new, true);
+    }
+
+    /// The rule at `at` of `list` changed its targets: the list stays in the console's order only if
+    /// the rule still sorts between its neighbours.
+    pub(super) fn moved_in_place(&mut self, list: &[Value], at: usize) {
+        let in_order = |a: usize, b: usize| compare_rules(&list[a], &list[b]).is_le();
+        if (at > 0 && !in_order(at - 1, at)) || (at + 1 < list.len() && !in_order(at, at + 1)) {
+            self.sorted = false;
+        }
     }
 
     fn count(&mut self, rule: &Value, add: bool) {

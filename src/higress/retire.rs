@@ -4,7 +4,7 @@
 
 use super::fence::FenceEntry;
 use super::names::{self, LABEL_DEFINER};
-use super::ops::{self, Op};
+use super::ops::Op;
 use super::plan::{Plan, RouteWriter, Settings, Template};
 use super::plugins::BuiltinPlugin;
 use super::route::AiRoute;
@@ -168,22 +168,15 @@ pub(super) fn release_provider(plan: &mut Plan, state: &State, settings: &Settin
     if !delete {
         return;
     }
-    let others: Vec<String> = state
-        .of_kind(Kind::ConfigMap)
-        .filter(|(name, cm)| {
-            names::is_route_config_map(name) && label(cm, names::LABEL_CONFIG_MAP_TYPE) == Some("ai-route")
-        })
-        .filter_map(|(_, cm)| AiRoute::from_config_map(cm))
-        .filter(|route| route.name != model && route.providers().iter().any(|p| p == provider))
-        .map(|route| route.name)
-        .collect();
+    let others = state.other_routes_using(provider, model);
     if let Some(other) = others.first() {
         plan.warnings
             .push(format!("provider {provider} is kept: route {other} still uses it"));
     }
-    let ours = state.get(&ai_proxy).map(ops::provider_users).unwrap_or_default();
-    let recorded = |route: &String| ours.get(provider).is_some_and(|users| users.contains(route));
-    if !others.iter().all(recorded) {
+    if !others
+        .iter()
+        .all(|route| state.records_provider_user(&ai_proxy, provider, route))
+    {
         return;
     }
     let unless_used = |then: Op| Op::IfProviderUnused {

@@ -3,11 +3,13 @@
 
 use super::fence::FenceEntry;
 use super::index::EntryIndex;
+use super::names;
 pub use super::object::{Kind, ObjectKey};
 use super::plugins::Targets;
+use super::route::AiRoute;
 use crate::gateway;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -22,6 +24,9 @@ pub struct State {
     /// Serialized sizes known without serializing (from the write that stored the object), until
     /// the object changes.
     sizes: BTreeMap<ObjectKey, usize>,
+    /// Which AI routes use each provider, from their ConfigMaps: built on first use and kept in step
+    /// as the ConfigMaps change (a batch of retirements asks once per event).
+    route_providers: Mutex<Option<RouteProviders>>,
 }
 
 /// A copy holds the objects; its indexes are built again when needed.
@@ -31,6 +36,45 @@ impl Clone for State {
             objects: self.objects.clone(),
             indexes: Mutex::default(),
             sizes: self.sizes.clone(),
+            route_providers: Mutex::default(),
+        }
+    }
+}
+
+/// The AI route ConfigMaps by the providers their routes use.
+#[derive(Default)]
+struct RouteProviders {
+    /// ConfigMap name → its route's name and providers.
+    routes: HashMap<String, (String, Vec<String>)>,
+    /// Provider → the ConfigMaps of the routes using it.
+    users: HashMap<String, BTreeSet<String>>,
+}
+
+impl RouteProviders {
+    fn learn(&mut self, name: &str, config_map: &Value) {
+        if !names::is_route_config_map(name) || label(config_map, names::LABEL_CONFIG_MAP_TYPE) != Some("ai-route") {
+            return;
+        }
+        let Some(route) = AiRoute::from_config_map(config_map) else {
+            return;
+        };
+        let providers = route.providers();
+        for provider in &providers {
+            self.users.entry(provider.clone()).or_default().insert(name.to_string());
+        }
+        self.routes.insert(name.to_string(), (route.name, providers));
+    }
+
+    fn forget(&mut self, name: &str) {
+        for provider in self
+            .routes
+            .remove(name)
+            .map(|(_, providers)| providers)
+            .unwrap_or_default()
+        {
+            if let Some(users) = self.users.get_mut(&provider) {
+                users.remove(name);
+            }
         }
     }
 }
@@ -75,12 +119,14 @@ impl State {
 
     /// Removes and returns an object, to edit it in place.
     pub fn take(&mut self, key: &ObjectKey) -> Option<Value> {
+        self.changing(key, None);
         self.indexes().remove(key);
         self.sizes.remove(key);
         self.objects.remove(key).map(Arc::unwrap_or_clone)
     }
 
     pub fn set(&mut self, key: ObjectKey, value: Option<Value>) {
+        self.changing(&key, value.as_ref());
         self.indexes().remove(&key);
         self.sizes.remove(&key);
         match value {
@@ -91,6 +137,7 @@ impl State {
 
     /// Puts an object shared with whoever else holds it (the step that puts it), without a copy.
     pub fn put_shared(&mut self, key: ObjectKey, object: Arc<Value>) {
+        self.changing(&key, Some(&object));
         self.indexes().remove(&key);
         self.sizes.remove(&key);
         self.objects.insert(key, object);
@@ -99,6 +146,7 @@ impl State {
     /// Adds an object with its index, which must be in step with it, and its serialized size if
     /// known (kept from an earlier state).
     pub fn insert_indexed(&mut self, key: ObjectKey, object: Value, index: EntryIndex, size: Option<usize>) {
+        self.changing(&key, Some(&object));
         self.indexes().insert(key.clone(), index);
         match size {
             Some(size) => self.sizes.insert(key.clone(), size),
@@ -109,6 +157,7 @@ impl State {
 
     /// Removes an object with its index (empty when none was built), to keep them for later.
     pub fn take_indexed(&mut self, key: &ObjectKey) -> Option<(Value, EntryIndex)> {
+        self.changing(key, None);
         let index = self.indexes().remove(key).unwrap_or_default();
         self.sizes.remove(key);
         self.objects
@@ -119,6 +168,66 @@ impl State {
     /// The object's serialized size, if known without serializing it.
     pub fn known_size(&self, key: &ObjectKey) -> Option<usize> {
         self.sizes.get(key).copied()
+    }
+
+    /// Keeps [`RouteProviders`] in step: the object under `key` becomes `now` (`None`: goes).
+    fn changing(&mut self, key: &ObjectKey, now: Option<&Value>) {
+        if key.kind != Kind::ConfigMap {
+            return;
+        }
+        if let Some(routes) = self.route_providers.get_mut().unwrap_or_else(PoisonError::into_inner) {
+            routes.forget(&key.name);
+            if let Some(object) = now {
+                routes.learn(&key.name, object);
+            }
+        }
+    }
+
+    /// The AI routes other than `route` that use `provider` (their ConfigMaps say so), in the order
+    /// of their ConfigMaps' names.
+    pub fn other_routes_using(&self, provider: &str, route: &str) -> Vec<String> {
+        let mut cache = self.route_providers.lock().unwrap_or_else(PoisonError::into_inner);
+        let routes = cache.get_or_insert_with(|| {
+            let mut routes = RouteProviders::default();
+            for (name, config_map) in self.of_kind(Kind::ConfigMap) {
+                routes.learn(name, config_map);
+            }
+            routes
+        });
+        let mut users: Vec<&String> = routes.users.get(provider).into_iter().flatten().collect();
+        users.sort();
+        let found: Vec<String> = users
+            .into_iter()
+            .filter_map(|name| routes.routes.get(name))
+            .map(|(name, _)| name)
+            .filter(|name| *name != route)
+            .cloned()
+            .collect();
+        debug_assert_eq!(
+            found,
+            self.of_kind(Kind::ConfigMap)
+                .filter(|(name, cm)| {
+                    names::is_route_config_map(name) && label(cm, names::LABEL_CONFIG_MAP_TYPE) == Some("ai-route")
+                })
+                .filter_map(|(_, cm)| AiRoute::from_config_map(cm))
+                .filter(|r| r.name != route && r.providers().iter().any(|p| p == provider))
+                .map(|r| r.name)
+                .collect::<Vec<_>>(),
+            "route-providers index out of step"
+        );
+        found
+    }
+
+    /// Whether the object's provider-users annotation records `route` among the users of `provider`.
+    pub fn records_provider_user(&self, key: &ObjectKey, provider: &str, route: &str) -> bool {
+        self.inspect(key, |object, index| {
+            index
+                .users(annotation(object, names::ANNOTATION_PROVIDER_USERS))
+                .map()
+                .get(provider)
+                .is_some_and(|routes| routes.contains_key(route))
+        })
+        .unwrap_or(false)
     }
 
     fn indexes(&mut self) -> &mut BTreeMap<ObjectKey, EntryIndex> {
@@ -132,6 +241,7 @@ impl State {
         self.sizes.remove(key);
         let mut object = self.objects.remove(key).map(Arc::unwrap_or_clone);
         let result = edit(&mut object, &mut index);
+        self.changing(key, object.as_ref());
         if let Some(object) = object {
             self.objects.insert(key.clone(), Arc::new(object));
             self.indexes().insert(key.clone(), index);
@@ -194,7 +304,6 @@ impl State {
         })
     }
 
-    /// Whether any `spec.matchRules` entry of the object names the Ingress in its `ingress` list.
     /// Whether the object records a revision of the route (see `index::RouteRevisions`).
     pub fn records_route(&self, key: &ObjectKey, route: &str) -> bool {
         self.inspect(key, |object, index| {
@@ -205,6 +314,7 @@ impl State {
         .unwrap_or(false)
     }
 
+    /// Whether any `spec.matchRules` entry of the object names the Ingress in its `ingress` list.
     pub fn any_rule_names_ingress(&self, key: &ObjectKey, ingress: &str) -> bool {
         self.inspect(key, |object, index| {
             let found = index.rules(object).names_ingress(ingress);

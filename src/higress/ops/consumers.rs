@@ -2,11 +2,11 @@
 //! refuse a credential another consumer holds, credential rotation, and removal while unused.
 
 use super::json::{
-    default_config, default_config_entry, entry_named, list_in, retain_in, set_default_config_disable, upsert_at,
+    default_config, default_config_entry, entry_named, list_in, retain_indexed, set_default_config_disable, upsert_at,
 };
 use super::EditRefused;
 use crate::gateway::Written;
-use crate::higress::index::{credentials_of, list_at, EntryIndex};
+use crate::higress::index::{credentials_of, list_at, EntryIndex, Table};
 use crate::higress::plugins::field;
 use crate::reason::Reason;
 use serde_json::{json, Value};
@@ -78,11 +78,15 @@ pub(super) fn upsert_consumer(object: &mut Value, consumer: &Value, index: &mut 
 }
 
 /// Removes the consumer unless an allow list still names it.
-pub(super) fn remove_consumer_if_unused(object: &mut Value, name: &str) -> bool {
+pub(super) fn remove_consumer_if_unused(object: &mut Value, name: &str, index: &mut EntryIndex) -> bool {
     !allow_lists_name(object, name)
-        && retain_in(object, "/spec/defaultConfig/consumers", |c| {
-            field(c, "name").and_then(Value::as_str) != Some(name)
-        })
+        && retain_indexed(
+            object,
+            "/spec/defaultConfig/consumers",
+            |c| field(c, "name").and_then(Value::as_str) != Some(name),
+            index,
+            Table::Consumers,
+        )
 }
 
 /// Sets the `credentials` of the consumer named in `consumer`, if it is there.

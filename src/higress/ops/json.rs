@@ -1,7 +1,7 @@
 //! Small helpers for the JSON of an object: finding an entry, and the maps and lists an edit writes
 //! into, made when they are missing.
 
-use crate::higress::index::list_at;
+use crate::higress::index::{list_at, EntryIndex, Table};
 use crate::higress::plugins::field;
 use serde_json::{json, Map, Value};
 
@@ -80,6 +80,33 @@ pub(super) fn retain_in(object: &mut Value, pointer: &str, keep: impl FnMut(&Val
     let mut keep = keep;
     list.retain(|item| keep(item));
     list.len() != before
+}
+
+/// [`retain_in`] for a list `index` has a table of: the table follows the removal.
+pub(super) fn retain_indexed(
+    object: &mut Value,
+    pointer: &str,
+    mut keep: impl FnMut(&Value) -> bool,
+    index: &mut EntryIndex,
+    table: Table,
+) -> bool {
+    let Some(list) = object.pointer_mut(pointer).and_then(Value::as_array_mut) else {
+        return false;
+    };
+    let (mut at, mut gone) = (Vec::new(), Vec::new());
+    for (position, item) in std::mem::take(list).into_iter().enumerate() {
+        if keep(&item) {
+            list.push(item);
+        } else {
+            at.push(position);
+            gone.push(item);
+        }
+    }
+    if at.is_empty() {
+        return false;
+    }
+    index.removed(table, &at, &gone);
+    true
 }
 
 /// Replaces the entry at `at` (the one with the same key) or appends; says whether the list changed.

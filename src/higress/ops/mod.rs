@@ -390,11 +390,17 @@ impl Op {
     /// Whether the edit keeps the object's index up to date; edits that do not drop it.
     fn keeps_index(&self) -> bool {
         match self {
-            Op::IfRouteNotNewer { then, .. } => then.keeps_index(),
+            Op::IfRouteNotNewer { then, .. } | Op::IfProviderUnused { then, .. } => then.keeps_index(),
             _ => matches!(
                 self,
                 Op::UpsertRegistry(_)
+                    | Op::RemoveRegistry(_)
                     | Op::UpsertProvider(_)
+                    | Op::RemoveProvider(_)
+                    | Op::RemoveProviderService(_)
+                    | Op::RemoveRule(_)
+                    | Op::RemoveIngressTarget(_)
+                    | Op::RemoveConsumerIfUnused(_)
                     | Op::UpsertProviderServiceRule { .. }
                     | Op::UpsertRule(_)
                     | Op::InsertRuleIfAbsent(_)
@@ -417,19 +423,19 @@ impl Op {
     fn apply_checked(&self, object: &mut Value, index: &mut EntryIndex) -> Result<bool, EditRefused> {
         Ok(match self {
             Op::UpsertRegistry(registry) => registries::upsert_registry(object, registry, index),
-            Op::RemoveRegistry(name) => registries::remove_registry(object, name),
+            Op::RemoveRegistry(name) => registries::remove_registry(object, name, index),
             Op::UpsertProvider(entry) => providers::upsert_provider(object, entry, index),
-            Op::RemoveProvider(id) => providers::remove_provider(object, id),
+            Op::RemoveProvider(id) => providers::remove_provider(object, id, index),
             Op::UpsertProviderServiceRule { provider, service } => {
                 rules::upsert_provider_service_rule(object, provider, service, index)
             }
-            Op::RemoveProviderService(provider) => rules::remove_provider_service(object, provider),
+            Op::RemoveProviderService(provider) => rules::remove_provider_service(object, provider, index),
             Op::UpsertRule(rule) => rules::upsert_rule(object, rule.clone(), false, index),
             Op::InsertRuleIfAbsent(rule) => rules::upsert_rule(object, rule.clone(), true, index),
-            Op::RemoveRule(targets) => rules::remove_rule(object, targets),
-            Op::RemoveIngressTarget(ingress) => rules::remove_target(object, "ingress", ingress),
+            Op::RemoveRule(targets) => rules::remove_rule(object, targets, index),
+            Op::RemoveIngressTarget(ingress) => rules::remove_target(object, "ingress", ingress, index),
             Op::UpsertConsumer(consumer) => consumers::upsert_consumer(object, consumer, index),
-            Op::RemoveConsumerIfUnused(name) => consumers::remove_consumer_if_unused(object, name),
+            Op::RemoveConsumerIfUnused(name) => consumers::remove_consumer_if_unused(object, name, index),
             Op::EnsureKeyAuthGlobal => consumers::ensure_key_auth_global(object),
             Op::SetProviderTokens { provider, tokens } => providers::set_provider_tokens(object, provider, tokens),
             Op::SetConsumerCredentials(consumer) => consumers::set_consumer_credentials(object, consumer),

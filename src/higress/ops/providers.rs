@@ -3,12 +3,12 @@
 
 use super::annotations::write_annotation;
 use super::json::{
-    default_config, default_config_entry, entry_named, list_in, name_of, retain_in, set_default_config_disable,
+    default_config, default_config_entry, entry_named, list_in, name_of, retain_indexed, set_default_config_disable,
     upsert_at,
 };
 use super::EditRefused;
 use crate::gateway::Written;
-use crate::higress::index::{list_at, AnnotationEdit, EntryIndex, Users};
+use crate::higress::index::{list_at, AnnotationEdit, EntryIndex, Table, Users};
 use crate::higress::names;
 use crate::higress::plugins::field;
 use crate::higress::provider::{self, ExistingUpstream};
@@ -28,10 +28,14 @@ pub(super) fn upsert_provider(object: &mut Value, entry: &Value, index: &mut Ent
 }
 
 /// Removes the provider entry; the last one out leaves `{providers: []}` and disables the global config.
-pub(super) fn remove_provider(object: &mut Value, id: &str) -> bool {
-    let removed = retain_in(object, "/spec/defaultConfig/providers", |p| {
-        field(p, "id").and_then(Value::as_str) != Some(id)
-    });
+pub(super) fn remove_provider(object: &mut Value, id: &str, index: &mut EntryIndex) -> bool {
+    let removed = retain_indexed(
+        object,
+        "/spec/defaultConfig/providers",
+        |p| field(p, "id").and_then(Value::as_str) != Some(id),
+        index,
+        Table::Providers,
+    );
     let empty = object
         .pointer("/spec/defaultConfig/providers")
         .and_then(Value::as_array)

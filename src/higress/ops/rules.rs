@@ -1,9 +1,9 @@
 //! `matchRules` of the plugins: rule upserts in the console's order, removals of rules and of their
 //! targets, and ai-proxy's service rule of each provider.
 
-use super::json::{retain_in, spec_list};
+use super::json::{retain_in, retain_indexed, spec_list};
 use super::EditRefused;
-use crate::higress::index::{list_at, rule_provider, EntryIndex};
+use crate::higress::index::{list_at, rule_provider, EntryIndex, Table};
 use crate::higress::plugins::Targets;
 use crate::reason::Reason;
 use serde_json::{json, Value};
@@ -56,7 +56,7 @@ pub(super) fn upsert_provider_service_rule(
 }
 
 /// Removes the provider's upstream service (the `service` of the rules naming it) from every rule.
-pub(super) fn remove_provider_service(object: &mut Value, provider: &str) -> bool {
+pub(super) fn remove_provider_service(object: &mut Value, provider: &str, index: &mut EntryIndex) -> bool {
     let services: Vec<String> = object
         .pointer("/spec/matchRules")
         .and_then(Value::as_array)
@@ -69,7 +69,7 @@ pub(super) fn remove_provider_service(object: &mut Value, provider: &str) -> boo
         .collect();
     let mut changed = false;
     for service in &services {
-        changed |= remove_target(object, "service", service);
+        changed |= remove_target(object, "service", service, index);
     }
     changed
 }
@@ -99,28 +99,71 @@ pub(super) fn upsert_rule(object: &mut Value, rule: Value, only_if_absent: bool,
 }
 
 /// Removes the rules whose targets are `targets`.
-pub(super) fn remove_rule(object: &mut Value, targets: &Targets) -> bool {
-    retain_in(object, "/spec/matchRules", |r| !targets.matches(r))
+pub(super) fn remove_rule(object: &mut Value, targets: &Targets, index: &mut EntryIndex) -> bool {
+    index.rules(object);
+    retain_indexed(object, "/spec/matchRules", |r| !targets.matches(r), index, Table::Rules)
 }
 
 /// Removes a target from every rule's list; a rule whose list empties goes. A missing list stays missing.
-pub(super) fn remove_target(object: &mut Value, list_key: &str, target: &str) -> bool {
-    let Some(rules) = object.pointer_mut("/spec/matchRules").and_then(Value::as_array_mut) else {
-        return false;
+/// The rules index follows.
+pub(super) fn remove_target(object: &mut Value, list_key: &str, target: &str, index: &mut EntryIndex) -> bool {
+    let names = |rule: &Value| {
+        rule.get(list_key)
+            .and_then(Value::as_array)
+            .is_some_and(|list| list.iter().any(|t| t.as_str() == Some(target)))
     };
-    let mut changed = false;
-    rules.retain_mut(|rule| {
-        let Some(list) = rule.get_mut(list_key).and_then(Value::as_array_mut) else {
-            return true;
-        };
-        if !list.iter().any(|t| t.as_str() == Some(target)) {
-            return true;
+    if list_key == "ingress" && !index.rules(object).names_ingress(target) {
+        return false;
+    }
+    let narrowed: Vec<(usize, Value)> = list_at(object, "/spec/matchRules")
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| names(rule))
+        .map(|(at, rule)| (at, rule.clone()))
+        .collect();
+    if narrowed.is_empty() {
+        return false;
+    }
+    index.rules(object);
+    let rules = spec_list(object, "matchRules");
+    for (at, _) in &narrowed {
+        if let Some(list) = rules[*at].get_mut(list_key).and_then(Value::as_array_mut) {
+            list.retain(|t| t.as_str() != Some(target));
         }
-        changed = true;
-        list.retain(|t| t.as_str() != Some(target));
-        !list.is_empty()
-    });
-    changed
+    }
+    let list = list_at(object, "/spec/matchRules");
+    let table = index.rules(object);
+    for (at, old) in &narrowed {
+        table.replaced(old, &list[*at]);
+    }
+    // Rules left without a target of this kind go; the others stay where they are.
+    let emptied: Vec<usize> = narrowed
+        .iter()
+        .map(|(at, _)| *at)
+        .filter(|at| target_list_is_empty(&list[*at], list_key))
+        .collect();
+    let mut position = 0;
+    retain_indexed(
+        object,
+        "/spec/matchRules",
+        |_| {
+            let keep = emptied.binary_search(&position).is_err();
+            position += 1;
+            keep
+        },
+        index,
+        Table::Rules,
+    );
+    let list = list_at(object, "/spec/matchRules");
+    for (at, _) in narrowed.iter().filter(|(at, _)| emptied.binary_search(at).is_err()) {
+        let now_at = at - emptied.partition_point(|e| e < at);
+        index.rules(object).moved_in_place(list, now_at);
+    }
+    true
+}
+
+fn target_list_is_empty(rule: &Value, list_key: &str) -> bool {
+    rule.get(list_key).and_then(Value::as_array).is_some_and(Vec::is_empty)
 }
 
 #[cfg(test)]
