@@ -6,7 +6,7 @@ use kube::core::params::{DeleteParams, GetParams, ListParams, PostParams};
 use kube::core::Request;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 #[derive(Clone)]
 pub struct Api {
@@ -123,6 +123,32 @@ impl Api {
             .unwrap_or_default()
             .into_iter()
             .map(|item| (item.metadata.name, item.metadata.resource_version))
+            .collect())
+    }
+
+    /// The objects of a kind with a label selector, metadata only (`PartialObjectMetadataList`): each
+    /// as `apiVersion`, `kind` and `metadata`, for a look that needs no more.
+    pub async fn list_metadata(&self, kind: Kind, label_selector: &str) -> Result<Vec<Value>, kube::Error> {
+        #[derive(Deserialize)]
+        struct Metadata {
+            /// `null` when the list is empty (a real API server's PartialObjectMetadataList).
+            items: Option<Vec<Item>>,
+        }
+        #[derive(Deserialize)]
+        struct Item {
+            metadata: Value,
+        }
+        let request = self
+            .request(kind)
+            .list_metadata(&ListParams::default().labels(label_selector))
+            .map_err(kube::Error::BuildRequest)?;
+        let text = self.client.request_text(request).await?;
+        let list: Metadata = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
+        Ok(list
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| json!({"apiVersion": kind.api_version(), "kind": kind.kind(), "metadata": item.metadata}))
             .collect())
     }
 

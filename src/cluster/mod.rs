@@ -22,7 +22,7 @@ use crate::event::{Lifecycle, LifecycleEvent, ModelRetired};
 use crate::higress::fence::FenceEntry;
 use crate::higress::index::EntryIndex;
 use crate::higress::simulate::apply_step_indexed;
-use crate::higress::{self, names, Action, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
+use crate::higress::{self, names, reads, Action, Kind, ObjectKey, Operation, ReadSet, Settings, State, Step};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use crate::result::{Change, Outcome, RouteResult};
@@ -236,20 +236,14 @@ impl Engine {
         let wrote: Vec<usize> = (0..events.len())
             .filter(|&i| !results[i].changes.is_empty() || !results[i].unknown_writes.is_empty())
             .collect();
-        let mut reads = ReadSet::default();
-        for (i, event) in wrote.iter().map(|&i| (i, &events[i])) {
-            reads
-                .gets
-                .insert(ObjectKey::new(Kind::ConfigMap, names::fence(event.model())));
-            if matches!(event.body, Lifecycle::Retired(_)) && results[i].outcome != Outcome::Stale {
-                reads
-                    .gets
-                    .insert(ObjectKey::new(Kind::Ingress, names::route_ingress(event.model())));
-            }
-        }
-        if reads.is_empty() {
+        if wrote.is_empty() {
             return;
         }
+        let retired_routes = wrote
+            .iter()
+            .filter(|&&i| matches!(events[i].body, Lifecycle::Retired(_)) && results[i].outcome != Outcome::Stale)
+            .map(|&i| names::route_ingress(events[i].model()));
+        let reads = reads::fence_look(wrote.iter().map(|&i| events[i].model())).union(reads::ingress_look(retired_routes));
         let now = match self.fetch(&reads, Use::Look, deadline).await {
             Ok(state) => state,
             Err(error) => {
@@ -265,11 +259,12 @@ impl Engine {
                 return;
             }
         };
+        let mut again: Vec<(usize, LifecycleEvent, String)> = Vec::new();
         for (i, event) in wrote.iter().map(|&i| (i, &events[i])) {
             let Some(entry) = now.fence_entry(event.model()).filter(FenceEntry::is_retired) else {
                 continue;
             };
-            let (again, note) = match &event.body {
+            let (event_again, note) = match &event.body {
                 Lifecycle::Deployed(_) if Owner::of(event).fenced_past(&entry) => {
                     let retirement = LifecycleEvent {
                         envelope: event.envelope.clone(),
@@ -312,19 +307,24 @@ impl Engine {
                 }
                 _ => continue,
             };
-            let settled = Box::pin(self.apply_batch_until(std::slice::from_ref(&again), deadline))
-                .await
-                .remove(0);
-            for change in settled.changes {
-                if !results[i].changes.contains(&change) {
-                    results[i].changes.push(change);
+            again.push((i, event_again, note));
+        }
+        // Applied again as one batch (its reads and writes shared), each result merged into its event's.
+        if !again.is_empty() {
+            let batch: Vec<LifecycleEvent> = again.iter().map(|(_, event, _)| event.clone()).collect();
+            let settled = Box::pin(self.apply_batch_until(&batch, deadline)).await;
+            for ((i, _, note), settled) in again.into_iter().zip(settled) {
+                for change in settled.changes {
+                    if !results[i].changes.contains(&change) {
+                        results[i].changes.push(change);
+                    }
                 }
-            }
-            results[i].add_unknown_writes(settled.unknown_writes);
-            results[i].warnings.push(note);
-            if let Some(error) = settled.error {
-                results[i].outcome = Outcome::Failed;
-                results[i].error = Some(error);
+                results[i].add_unknown_writes(settled.unknown_writes);
+                results[i].warnings.push(note);
+                if let Some(error) = settled.error {
+                    results[i].outcome = Outcome::Failed;
+                    results[i].error = Some(error);
+                }
             }
         }
         self.leave_to_newer_deploys(events, results, &now, deadline).await;
@@ -401,16 +401,13 @@ impl Engine {
         removable: impl Fn(usize, u64) -> bool,
         deadline: Instant,
     ) -> Removal {
-        let ingresses = |model: &str| {
-            [names::route_ingress(model), names::fallback_ingress(model)]
-                .map(|name| ObjectKey::new(Kind::Ingress, name))
-        };
-        let mut reads = ReadSet::default();
-        reads.gets.extend(of.iter().flat_map(|&i| ingresses(events[i].model())));
+        let ingresses =
+            |model: &str| reads::route_ingresses(model).map(|name| ObjectKey::new(Kind::Ingress, name));
         let mut removal = Removal::default();
-        if reads.is_empty() {
+        if of.is_empty() {
             return removal;
         }
+        let reads = reads::ingress_look(of.iter().flat_map(|&i| reads::route_ingresses(events[i].model())));
         let now = match self.fetch(&reads, Use::Look, deadline).await {
             Ok(now) => now,
             Err(error) => {
@@ -1100,13 +1097,10 @@ impl Engine {
             }
             newest
         });
-        let mut reads = ReadSet::default();
-        for model in newest.keys() {
-            reads.gets.insert(ObjectKey::new(Kind::ConfigMap, names::fence(model)));
-        }
-        if reads.is_empty() {
+        if newest.is_empty() {
             return Ok(BTreeSet::new());
         }
+        let reads = reads::fence_look(newest.keys().copied());
         let now = self.fetch(&reads, Use::Look, deadline).await?;
         Ok(newest
             .into_iter()
@@ -1148,7 +1142,7 @@ impl Engine {
     /// Reads a read set, concurrently, into a state.
     /// `use_`: what to do with kept copies found current (see [`cache`]).
     async fn fetch(&self, reads: &ReadSet, use_: Use, deadline: Instant) -> Result<State, ApplyError> {
-        let (got, listed) = tokio::try_join!(
+        let (got, listed, metadata) = tokio::try_join!(
             futures::future::try_join_all(reads.gets.iter().map(|key| self.fetch_one(key, use_, deadline))),
             futures::future::try_join_all(
                 reads
@@ -1156,9 +1150,16 @@ impl Engine {
                     .iter()
                     .map(|(kind, selector)| self.fetch_list(*kind, selector, use_, deadline))
             ),
+            futures::future::try_join_all(
+                reads
+                    .metadata_lists
+                    .iter()
+                    .map(|(kind, selector)| self.fetch_metadata_list(*kind, selector, deadline))
+            ),
         )?;
         let mut state = State::new();
-        for read in got.into_iter().flatten().chain(listed.into_iter().flatten()) {
+        let metadata = metadata.into_iter().flatten().map(Read::Whole);
+        for read in got.into_iter().flatten().chain(listed.into_iter().flatten()).chain(metadata) {
             match read {
                 Read::Whole(object) => {
                     state.insert_object(object);
@@ -1237,6 +1238,18 @@ impl Engine {
             return Ok(reads.into_iter().flatten().collect());
         }
         self.fetch_whole_list(kind, selector, deadline).await
+    }
+
+    /// The metadata of the objects of a kind with a label selector, for a look.
+    async fn fetch_metadata_list(&self, kind: Kind, selector: &str, deadline: Instant) -> Result<Vec<Value>, ApplyError> {
+        let what = kind.plural();
+        let attempt = || async {
+            self.api
+                .list_metadata(kind, selector)
+                .await
+                .map_err(|e| ApplyError::classify(e, what))
+        };
+        self.retried(what, attempt, deadline).await
     }
 
     async fn fetch_whole_list(&self, kind: Kind, selector: &str, deadline: Instant) -> Result<Vec<Read>, ApplyError> {

@@ -17,11 +17,16 @@ pub const TARGETED_UP_TO: usize = 4;
 /// Above this many existing routes in a batch, their Ingresses are listed rather than read by name.
 pub const LIST_INGRESSES_ABOVE: usize = 32;
 
-/// Objects to read by name, and lists by label selector.
+/// Above this many Ingresses, a look lists them (metadata only) rather than reading them by name.
+pub const LOOK_BY_NAME_UP_TO: usize = 2 * TARGETED_UP_TO;
+
+/// Objects to read by name, lists by label selector, and lists of which only the objects' metadata is
+/// read (enough for a look: names, annotations, versions, uids).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadSet {
     pub gets: BTreeSet<ObjectKey>,
     pub lists: BTreeSet<(Kind, &'static str)>,
+    pub metadata_lists: BTreeSet<(Kind, &'static str)>,
 }
 
 impl ReadSet {
@@ -34,16 +39,25 @@ impl ReadSet {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.gets.is_empty() && self.lists.is_empty()
+        self.gets.is_empty() && self.lists.is_empty() && self.metadata_lists.is_empty()
     }
 
-    /// Whether reading this set returns `object` (stored under `key`).
+    /// Whether reading this set returns `object` (stored under `key`), whole or its metadata.
     pub fn covers(&self, key: &ObjectKey, object: &Value) -> bool {
         self.gets.contains(key)
             || self
                 .lists
                 .iter()
+                .chain(&self.metadata_lists)
                 .any(|(kind, selector)| *kind == key.kind && matches_selector(object, selector))
+    }
+
+    /// Both sets' reads.
+    pub fn union(mut self, other: ReadSet) -> ReadSet {
+        self.gets.extend(other.gets);
+        self.lists.extend(other.lists);
+        self.metadata_lists.extend(other.metadata_lists);
+        self
     }
 }
 
@@ -146,6 +160,42 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
         }
     }
     set
+}
+
+/// The engine's looks between and after a batch's writes, each a safety property of ARCHITECTURE.md
+/// ("Fences and shared entries across writers"): before a retirement takes its route's key-auth rule,
+/// the route's Ingresses (`take_late_ingresses`); before the first route is exposed, the fences
+/// (`fenced_past`); after the writes, the fences and the retired routes' Ingresses (`settle_fences`),
+/// and an overtaken deploy's Ingresses (`leave_to_newer_deploys`). A look is one read for the whole
+/// batch, not one per event: Ingresses by name for a few, else one metadata-only list of the console's
+/// Ingresses (a look needs their revision annotation, version and uid, not their spec).
+pub fn ingress_look(ingresses: impl IntoIterator<Item = String>) -> ReadSet {
+    let mut set = ReadSet::default();
+    let names: BTreeSet<String> = ingresses.into_iter().collect();
+    if names.len() > LOOK_BY_NAME_UP_TO {
+        set.metadata_lists.insert((Kind::Ingress, names::SELECT_CONSOLE));
+    } else {
+        for name in names {
+            set.get(Kind::Ingress, name);
+        }
+    }
+    set
+}
+
+/// A look at models' fence entries: their shards by name, at most [`names::FENCE_SHARDS`] reads
+/// whatever the batch (a shard is kept between batches, so a read of one that has not moved is a
+/// metadata read).
+pub fn fence_look<'a>(models: impl IntoIterator<Item = &'a str>) -> ReadSet {
+    let mut set = ReadSet::default();
+    for model in models {
+        set.get(Kind::ConfigMap, names::fence(model));
+    }
+    set
+}
+
+/// The Ingresses of a route: main and fallback.
+pub fn route_ingresses(model: &str) -> [String; 2] {
+    [names::route_ingress(model), names::fallback_ingress(model)]
 }
 
 fn secret_names(event: &LifecycleEvent) -> Vec<&str> {
