@@ -4,7 +4,8 @@
 //! Reads and writes go through JSON as on the wire, so decoding and encoding are measured too.
 //!
 //! `cargo bench --bench plan -- --existing-routes 5000 --events 256 --batches 4 --providers 10`
-//! (`--existing-providers`, `--existing-consumers`: as in `burst`).
+//! (`--existing-providers`, `--existing-consumers`: as in `burst`). `--retire 1` then retires the
+//! models deployed, in batches of the same size (`deleteConsumers: true`), and measures that too.
 //!
 //! Wall-clock figures are noisy on a shared machine; for repeatable counts run the binary under
 //! `valgrind --tool=callgrind` (instructions) with a smaller `--existing-routes`.
@@ -16,7 +17,7 @@ use higress_route_worker::cluster::{batch, DEFAULT_SHARED_OBJECT_BUDGET};
 use higress_route_worker::contract;
 use higress_route_worker::event::LifecycleEvent;
 use higress_route_worker::higress::{self, ObjectKey, ReadSet, Settings, State};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 struct Options {
@@ -26,6 +27,7 @@ struct Options {
     events: usize,
     batches: usize,
     providers: usize,
+    retire: bool,
 }
 
 fn options() -> Options {
@@ -36,6 +38,7 @@ fn options() -> Options {
         events: 256,
         batches: 4,
         providers: 0,
+        retire: false,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     for pair in args.chunks(2) {
@@ -52,6 +55,7 @@ fn options() -> Options {
             "--events" => o.events = value(),
             "--batches" => o.batches = value(),
             "--providers" => o.providers = value(),
+            "--retire" => o.retire = value() != 0,
             other => panic!("unknown flag {other}"),
         }
     }
@@ -85,6 +89,60 @@ fn read(whole: &State, set: &ReadSet) -> (State, usize, usize) {
     (state, count, body.len())
 }
 
+/// Plans each batch against what the engine would read from `whole`, and writes its changes back.
+fn run_phase(phase: &str, batches: &[Vec<LifecycleEvent>], whole: &mut State, settings: &Settings, per_batch: usize) {
+    let (mut read_total, mut plan_total, mut write_total) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for (b, events) in batches.iter().enumerate() {
+        let started = Instant::now();
+        let (mut state, mut count, mut bytes) = read(whole, &higress::reads(events));
+        let more = higress::reads::follow_up_reads(events, &state);
+        if !more.is_empty() {
+            let (extra, extra_count, extra_bytes) = read(whole, &more);
+            count += extra_count;
+            bytes += extra_bytes;
+            for (key, object) in extra.into_objects() {
+                state.set(key, Some(object));
+            }
+        }
+        let read_in = started.elapsed();
+        let started = Instant::now();
+        let planned = batch::plan(events, settings, DEFAULT_SHARED_OBJECT_BUDGET, state);
+        let plan_in = started.elapsed();
+        let rejected = planned.results.iter().filter(|r| r.error.is_some()).count();
+        // The writes: every changed object encoded once, as the engine sends it.
+        let started = Instant::now();
+        let mut written = 0;
+        let changed: Vec<ObjectKey> = planned.to_write().map(|(key, _)| key.clone()).collect();
+        for key in changed {
+            let now = planned.state.get(&key);
+            written += now.map_or(0, |o| serde_json::to_vec(o).expect("serializes").len());
+            whole.set(key, now.cloned());
+        }
+        let write_in = started.elapsed();
+        println!(
+            "{phase} batch {b}: read {:.1} ms ({} objects, {:.1} MB), plan {:.1} ms ({:.0} µs/event), write {:.1} ms ({:.1} MB), rejected {rejected}",
+            ms(read_in),
+            count,
+            bytes as f64 / 1e6,
+            ms(plan_in),
+            ms(plan_in) * 1000.0 / per_batch as f64,
+            ms(write_in),
+            written as f64 / 1e6,
+        );
+        read_total += read_in;
+        plan_total += plan_in;
+        write_total += write_in;
+    }
+    let events = (per_batch * batches.len()) as f64;
+    println!(
+        "{phase} total: read {:.0} ms, plan {:.0} ms, write {:.0} ms = {:.0} µs of CPU per event",
+        ms(read_total),
+        ms(plan_total),
+        ms(write_total),
+        ms(read_total + plan_total + write_total) * 1000.0 / events
+    );
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -106,62 +164,32 @@ fn main() {
         seeding.elapsed().as_secs_f64()
     );
     let settings = Settings::default();
-    let (mut read_total, mut plan_total, mut write_total) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    for b in 0..o.batches {
-        let events: Vec<LifecycleEvent> = (0..o.events)
-            .map(|i| {
-                let (_, event) = seed::deploy_with("batched", b * o.events + i, o.providers, 1);
-                contract::parse(event.to_string().as_bytes()).expect("a valid deploy event")
+    let deploys: Vec<Vec<LifecycleEvent>> = (0..o.batches)
+        .map(|b| {
+            (0..o.events)
+                .map(|i| seed::deploy_with("batched", b * o.events + i, o.providers, 1).1)
+                .map(|event| contract::parse(event.to_string().as_bytes()).expect("a valid deploy event"))
+                .collect()
+        })
+        .collect();
+    run_phase("deploy", &deploys, &mut whole, &settings, o.events);
+    if o.retire {
+        let retirements: Vec<Vec<LifecycleEvent>> = deploys
+            .iter()
+            .map(|batch| {
+                batch
+                    .iter()
+                    .map(|deploy| {
+                        let event = json!({"specversion": "1.0", "id": format!("{}-2", deploy.model()), "source": "bench",
+                            "type": "io.higress.model.retired.v1",
+                            "data": {"model": deploy.model(), "revision": 2, "deleteConsumers": true}});
+                        contract::parse(event.to_string().as_bytes()).expect("a valid retire event")
+                    })
+                    .collect()
             })
             .collect();
-        let started = Instant::now();
-        let (mut state, mut count, mut bytes) = read(&whole, &higress::reads(&events));
-        let more = higress::reads::follow_up_reads(&events, &state);
-        if !more.is_empty() {
-            let (extra, extra_count, extra_bytes) = read(&whole, &more);
-            count += extra_count;
-            bytes += extra_bytes;
-            for (key, object) in extra.into_objects() {
-                state.set(key, Some(object));
-            }
-        }
-        let read_in = started.elapsed();
-        let started = Instant::now();
-        let planned = batch::plan(&events, &settings, DEFAULT_SHARED_OBJECT_BUDGET, state);
-        let plan_in = started.elapsed();
-        let rejected = planned.results.iter().filter(|r| r.error.is_some()).count();
-        // The writes: every changed object encoded once, as the engine sends it.
-        let started = Instant::now();
-        let mut written = 0;
-        let changed: Vec<ObjectKey> = planned.to_write().map(|(key, _)| key.clone()).collect();
-        for key in changed {
-            let now = planned.state.get(&key);
-            written += now.map_or(0, |o| serde_json::to_vec(o).expect("serializes").len());
-            whole.set(key, now.cloned());
-        }
-        let write_in = started.elapsed();
-        println!(
-            "batch {b}: read {:.1} ms ({} objects, {:.1} MB), plan {:.1} ms ({:.0} µs/event), write {:.1} ms ({:.1} MB), rejected {rejected}",
-            ms(read_in),
-            count,
-            bytes as f64 / 1e6,
-            ms(plan_in),
-            ms(plan_in) * 1000.0 / o.events as f64,
-            ms(write_in),
-            written as f64 / 1e6,
-        );
-        read_total += read_in;
-        plan_total += plan_in;
-        write_total += write_in;
+        run_phase("retire", &retirements, &mut whole, &settings, o.events);
     }
-    let events = (o.events * o.batches) as f64;
-    println!(
-        "total: read {:.0} ms, plan {:.0} ms, write {:.0} ms = {:.0} µs of CPU per event",
-        ms(read_total),
-        ms(plan_total),
-        ms(write_total),
-        ms(read_total + plan_total + write_total) * 1000.0 / events
-    );
     for (key, object) in whole
         .iter()
         .filter(|(k, _)| k.kind != higress::Kind::ConfigMap && k.kind != higress::Kind::Ingress)

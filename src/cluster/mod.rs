@@ -243,7 +243,8 @@ impl Engine {
             .iter()
             .filter(|&&i| matches!(events[i].body, Lifecycle::Retired(_)) && results[i].outcome != Outcome::Stale)
             .map(|&i| names::route_ingress(events[i].model()));
-        let reads = reads::fence_look(wrote.iter().map(|&i| events[i].model())).union(reads::ingress_look(retired_routes));
+        let reads =
+            reads::fence_look(wrote.iter().map(|&i| events[i].model())).union(reads::ingress_look(retired_routes));
         let now = match self.fetch(&reads, Use::Look, deadline).await {
             Ok(state) => state,
             Err(error) => {
@@ -401,8 +402,7 @@ impl Engine {
         removable: impl Fn(usize, u64) -> bool,
         deadline: Instant,
     ) -> Removal {
-        let ingresses =
-            |model: &str| reads::route_ingresses(model).map(|name| ObjectKey::new(Kind::Ingress, name));
+        let ingresses = |model: &str| reads::route_ingresses(model).map(|name| ObjectKey::new(Kind::Ingress, name));
         let mut removal = Removal::default();
         if of.is_empty() {
             return removal;
@@ -1159,7 +1159,12 @@ impl Engine {
         )?;
         let mut state = State::new();
         let metadata = metadata.into_iter().flatten().map(Read::Whole);
-        for read in got.into_iter().flatten().chain(listed.into_iter().flatten()).chain(metadata) {
+        for read in got
+            .into_iter()
+            .flatten()
+            .chain(listed.into_iter().flatten())
+            .chain(metadata)
+        {
             match read {
                 Read::Whole(object) => {
                     state.insert_object(object);
@@ -1241,7 +1246,12 @@ impl Engine {
     }
 
     /// The metadata of the objects of a kind with a label selector, for a look.
-    async fn fetch_metadata_list(&self, kind: Kind, selector: &str, deadline: Instant) -> Result<Vec<Value>, ApplyError> {
+    async fn fetch_metadata_list(
+        &self,
+        kind: Kind,
+        selector: &str,
+        deadline: Instant,
+    ) -> Result<Vec<Value>, ApplyError> {
         let what = kind.plural();
         let attempt = || async {
             self.api

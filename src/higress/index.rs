@@ -96,6 +96,19 @@ impl EntryIndex {
         }
     }
 
+    /// Where the entry keyed `name` is in the list `table` indexes (`Some(None)`: absent), when every
+    /// entry there has a key of its own; `None` when some share one or have none (scan instead).
+    pub(super) fn position_if_unique(&mut self, table: Table, object: &Value, name: &str) -> Option<Option<usize>> {
+        let (positions, pointer) = match table {
+            Table::Registries => (self.registries(object), "/spec/registries"),
+            Table::Providers => (self.providers(object), "/spec/defaultConfig/providers"),
+            Table::Consumers => (&mut self.consumers(object).names, "/spec/defaultConfig/consumers"),
+            Table::Rules => return None,
+        };
+        let unique = positions.first.len() == positions.len;
+        unique.then(|| positions.find(list_at(object, pointer), Some(&Value::String(name.to_string()))))
+    }
+
     /// A fence shard's retirements.
     pub(super) fn retirements(&mut self, object: &Value) -> &mut Retirements {
         let data = object.get("data").and_then(Value::as_object);
@@ -376,6 +389,40 @@ impl Rules {
         found
     }
 
+    /// Whether a rule's `config.activeProviderId` is the provider.
+    pub(super) fn has_provider(&self, provider: &str) -> bool {
+        self.providers.get(provider).is_some_and(|n| *n > 0)
+    }
+
+    /// The one rule whose `ingress` list names the Ingress, when the index can tell where it is
+    /// without a scan (`Some(None)`: no rule names it): in a list in the console's order, a rule
+    /// targeting only that Ingress sorts among the rules equal to `[ingress]`, found by bisection.
+    pub(super) fn sole_rule_naming(&self, list: &[Value], ingress: &str) -> Option<Option<usize>> {
+        let scan = || {
+            let mut naming = list
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| target_list(r, "ingress").any(|i| i == ingress));
+            let first = naming.next().map(|(at, _)| at);
+            naming.next().is_none().then_some(first)
+        };
+        let found = match self.ingresses.get(ingress).copied().unwrap_or(0) {
+            0 => Some(None),
+            1 if self.sorted && self.repeating == 0 => {
+                let probe = serde_json::json!({"ingress": [ingress]});
+                let from = list.partition_point(|r| compare_rules(r, &probe).is_lt());
+                let to = list.partition_point(|r| !compare_rules(r, &probe).is_gt());
+                list[from..to]
+                    .iter()
+                    .position(|r| target_list(r, "ingress").any(|i| i == ingress))
+                    .map(|at| Some(from + at))
+            }
+            _ => None,
+        };
+        debug_assert!(found.is_none() || found == scan(), "rules index out of step");
+        found
+    }
+
     /// Whether a rule's `ingress` list names the Ingress.
     pub(super) fn names_ingress(&self, ingress: &str) -> bool {
         self.ingresses.get(ingress).is_some_and(|n| *n > 0)
@@ -559,11 +606,19 @@ impl Users {
             older && routes.remove(route).is_some()
         });
         if removed {
-            let routes = &self.map[provider];
-            self.parts.insert(provider.to_string(), part(provider, routes));
-            self.map.retain(|_, routes| !routes.is_empty());
-            let map = &self.map;
-            self.parts.retain(|p, _| map.contains_key(p));
+            if self.map[provider].is_empty() {
+                self.map.remove(provider);
+                self.parts.shift_remove(provider);
+            } else {
+                let routes = &self.map[provider];
+                self.parts.insert(provider.to_string(), part(provider, routes));
+            }
+            // Providers the text listed without users go too, as a render drops them.
+            if self.map.values().any(BTreeMap::is_empty) {
+                self.map.retain(|_, routes| !routes.is_empty());
+                let map = &self.map;
+                self.parts.retain(|p, _| map.contains_key(p));
+            }
         }
         removed
     }

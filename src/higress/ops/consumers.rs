@@ -2,7 +2,7 @@
 //! refuse a credential another consumer holds, credential rotation, and removal while unused.
 
 use super::json::{
-    default_config, default_config_entry, entry_named, list_in, retain_indexed, set_default_config_disable, upsert_at,
+    default_config, default_config_entry, entry_named, list_in, remove_keyed, set_default_config_disable, upsert_at,
 };
 use super::EditRefused;
 use crate::gateway::Written;
@@ -80,10 +80,10 @@ pub(super) fn upsert_consumer(object: &mut Value, consumer: &Value, index: &mut 
 /// Removes the consumer unless an allow list still names it.
 pub(super) fn remove_consumer_if_unused(object: &mut Value, name: &str, index: &mut EntryIndex) -> bool {
     !allow_lists_name(object, name)
-        && retain_indexed(
+        && remove_keyed(
             object,
             "/spec/defaultConfig/consumers",
-            |c| field(c, "name").and_then(Value::as_str) != Some(name),
+            ("name", name),
             index,
             Table::Consumers,
         )

@@ -3,7 +3,7 @@
 
 use super::annotations::write_annotation;
 use super::json::{
-    default_config, default_config_entry, entry_named, list_in, name_of, retain_indexed, set_default_config_disable,
+    default_config, default_config_entry, entry_named, list_in, name_of, remove_keyed, set_default_config_disable,
     upsert_at,
 };
 use super::EditRefused;
@@ -29,10 +29,10 @@ pub(super) fn upsert_provider(object: &mut Value, entry: &Value, index: &mut Ent
 
 /// Removes the provider entry; the last one out leaves `{providers: []}` and disables the global config.
 pub(super) fn remove_provider(object: &mut Value, id: &str, index: &mut EntryIndex) -> bool {
-    let removed = retain_indexed(
+    let removed = remove_keyed(
         object,
         "/spec/defaultConfig/providers",
-        |p| field(p, "id").and_then(Value::as_str) != Some(id),
+        ("id", id),
         index,
         Table::Providers,
     );

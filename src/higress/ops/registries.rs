@@ -1,9 +1,8 @@
 //! McpBridge registries (`spec.registries`): the upsert that overwrites only the console-managed
 //! fields, and the removal.
 
-use super::json::{retain_indexed, spec_list};
+use super::json::{remove_keyed, spec_list};
 use crate::higress::index::{list_at, EntryIndex, Table};
-use crate::higress::plugins::field;
 use serde_json::Value;
 
 /// McpBridge registry update in place: the console overwrites these fields and keeps all others.
@@ -45,13 +44,7 @@ pub(super) fn upsert_registry(object: &mut Value, registry: &Value, index: &mut 
 
 /// Removes the registry named `name`; says whether it was there.
 pub(super) fn remove_registry(object: &mut Value, name: &str, index: &mut EntryIndex) -> bool {
-    retain_indexed(
-        object,
-        "/spec/registries",
-        |r| field(r, "name").and_then(Value::as_str) != Some(name),
-        index,
-        Table::Registries,
-    )
+    remove_keyed(object, "/spec/registries", ("name", name), index, Table::Registries)
 }
 
 #[cfg(test)]

@@ -57,12 +57,12 @@ pub(super) fn upsert_provider_service_rule(
 
 /// Removes the provider's upstream service (the `service` of the rules naming it) from every rule.
 pub(super) fn remove_provider_service(object: &mut Value, provider: &str, index: &mut EntryIndex) -> bool {
-    let services: Vec<String> = object
-        .pointer("/spec/matchRules")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|rule| rule.pointer("/config/activeProviderId").and_then(Value::as_str) == Some(provider))
+    if !index.rules(object).has_provider(provider) {
+        return false;
+    }
+    let services: Vec<String> = list_at(object, "/spec/matchRules")
+        .iter()
+        .filter(|rule| rule_provider(rule) == Some(provider))
         .filter_map(|rule| rule.get("service").and_then(Value::as_array))
         .flatten()
         .filter_map(|service| service.as_str().map(str::to_string))
@@ -112,15 +112,21 @@ pub(super) fn remove_target(object: &mut Value, list_key: &str, target: &str, in
             .and_then(Value::as_array)
             .is_some_and(|list| list.iter().any(|t| t.as_str() == Some(target)))
     };
-    if list_key == "ingress" && !index.rules(object).names_ingress(target) {
-        return false;
-    }
-    let narrowed: Vec<(usize, Value)> = list_at(object, "/spec/matchRules")
-        .iter()
-        .enumerate()
-        .filter(|(_, rule)| names(rule))
-        .map(|(at, rule)| (at, rule.clone()))
-        .collect();
+    let list = list_at(object, "/spec/matchRules");
+    let sole = if list_key == "ingress" {
+        index.rules(object).sole_rule_naming(list, target)
+    } else {
+        None
+    };
+    let narrowed: Vec<(usize, Value)> = match sole {
+        Some(at) => at.map(|at| (at, list[at].clone())).into_iter().collect(),
+        None => list
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| names(rule))
+            .map(|(at, rule)| (at, rule.clone()))
+            .collect(),
+    };
     if narrowed.is_empty() {
         return false;
     }
