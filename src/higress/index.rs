@@ -280,10 +280,14 @@ pub(super) struct Rules {
     targets: HashMap<TargetSets, u32>,
     /// Rules whose `ingress` list names an Ingress.
     ingresses: HashMap<String, u32>,
+    /// Rules whose `service` list names a service.
+    services: HashMap<String, u32>,
     /// Rules whose `config.activeProviderId` is a provider.
     providers: HashMap<String, u32>,
     /// For each service a rule targets exactly, the providers of those rules.
     exact_services: HashMap<String, Vec<Option<String>>>,
+    /// For each provider, the services its rules that target exactly one service target.
+    exact_of_provider: HashMap<String, Vec<String>>,
     /// Rules with an item twice in a target list: a rule equal to them as sets sorts elsewhere.
     repeating: u32,
 }
@@ -295,8 +299,10 @@ impl Rules {
             sorted: list.windows(2).all(|w| compare_rules(&w[0], &w[1]).is_le()),
             targets: HashMap::with_capacity(list.len()),
             ingresses: HashMap::with_capacity(list.len()),
+            services: HashMap::new(),
             providers: HashMap::new(),
             exact_services: HashMap::new(),
+            exact_of_provider: HashMap::new(),
             repeating: 0,
         };
         for rule in list {
@@ -343,6 +349,9 @@ impl Rules {
                 self.repeating.saturating_sub(1)
             };
         }
+        for service in &sets[0] {
+            bump(&mut self.services, service.clone(), add);
+        }
         for ingress in &sets[1] {
             bump(&mut self.ingresses, ingress.clone(), add);
         }
@@ -353,11 +362,19 @@ impl Rules {
         }
         if let Some(service) = exact_service(rule) {
             let owners = self.exact_services.entry(service.to_string()).or_default();
-            let provider = provider.map(str::to_string);
+            let owner = provider.map(str::to_string);
             if add {
-                owners.push(provider);
-            } else if let Some(at) = owners.iter().position(|p| *p == provider) {
+                owners.push(owner);
+            } else if let Some(at) = owners.iter().position(|p| *p == owner) {
                 owners.remove(at);
+            }
+            if let Some(provider) = provider {
+                let services = self.exact_of_provider.entry(provider.to_string()).or_default();
+                if add {
+                    services.push(service.to_string());
+                } else if let Some(at) = services.iter().position(|s| s == service) {
+                    services.remove(at);
+                }
             }
         }
     }
@@ -394,27 +411,41 @@ impl Rules {
         self.providers.get(provider).is_some_and(|n| *n > 0)
     }
 
-    /// The one rule whose `ingress` list names the Ingress, when the index can tell where it is
-    /// without a scan (`Some(None)`: no rule names it): in a list in the console's order, a rule
-    /// targeting only that Ingress sorts among the rules equal to `[ingress]`, found by bisection.
-    pub(super) fn sole_rule_naming(&self, list: &[Value], ingress: &str) -> Option<Option<usize>> {
+    /// The services of the provider's rules, when each of them targets exactly one service (then
+    /// no scan is needed to find them); `None` otherwise.
+    pub(super) fn services_of(&self, provider: &str) -> Option<&[String]> {
+        let rules = self.providers.get(provider).copied().unwrap_or(0) as usize;
+        let services = self.exact_of_provider.get(provider).map_or(&[][..], Vec::as_slice);
+        (rules == services.len()).then_some(services)
+    }
+
+    /// The one rule whose `key` list (`ingress` or `service`) names `target`, when the index can tell
+    /// where it is without a scan (`Some(None)`: no rule names it): in a list in the console's order,
+    /// a rule targeting only that one sorts among the rules equal to `{key: [target]}`, found by
+    /// bisection.
+    pub(super) fn sole_rule_naming(&self, list: &[Value], key: &str, target: &str) -> Option<Option<usize>> {
         let scan = || {
             let mut naming = list
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| target_list(r, "ingress").any(|i| i == ingress));
+                .filter(|(_, r)| target_list(r, key).any(|i| i == target));
             let first = naming.next().map(|(at, _)| at);
             naming.next().is_none().then_some(first)
         };
-        let found = match self.ingresses.get(ingress).copied().unwrap_or(0) {
+        let counts = match key {
+            "ingress" => &self.ingresses,
+            "service" => &self.services,
+            _ => return None,
+        };
+        let found = match counts.get(target).copied().unwrap_or(0) {
             0 => Some(None),
             1 if self.sorted && self.repeating == 0 => {
-                let probe = serde_json::json!({"ingress": [ingress]});
+                let probe = serde_json::json!({key: [target]});
                 let from = list.partition_point(|r| compare_rules(r, &probe).is_lt());
                 let to = list.partition_point(|r| !compare_rules(r, &probe).is_gt());
                 list[from..to]
                     .iter()
-                    .position(|r| target_list(r, "ingress").any(|i| i == ingress))
+                    .position(|r| target_list(r, key).any(|i| i == target))
                     .map(|at| Some(from + at))
             }
             _ => None,

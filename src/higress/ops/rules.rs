@@ -57,8 +57,33 @@ pub(super) fn upsert_provider_service_rule(
 
 /// Removes the provider's upstream service (the `service` of the rules naming it) from every rule.
 pub(super) fn remove_provider_service(object: &mut Value, provider: &str, index: &mut EntryIndex) -> bool {
-    if !index.rules(object).has_provider(provider) {
+    let rules = index.rules(object);
+    if !rules.has_provider(provider) {
         return false;
+    }
+    if let Some(services) = rules.services_of(provider).map(<[String]>::to_vec) {
+        debug_assert_eq!(
+            {
+                let mut indexed = services.clone();
+                indexed.sort();
+                indexed
+            },
+            {
+                let mut scanned: Vec<String> = list_at(object, "/spec/matchRules")
+                    .iter()
+                    .filter(|rule| rule_provider(rule) == Some(provider))
+                    .flat_map(|rule| crate::higress::plugins::target_list(rule, "service").map(str::to_string))
+                    .collect();
+                scanned.sort();
+                scanned
+            },
+            "rules index out of step"
+        );
+        let mut changed = false;
+        for service in &services {
+            changed |= remove_target(object, "service", service, index);
+        }
+        return changed;
     }
     let services: Vec<String> = list_at(object, "/spec/matchRules")
         .iter()
@@ -113,11 +138,7 @@ pub(super) fn remove_target(object: &mut Value, list_key: &str, target: &str, in
             .is_some_and(|list| list.iter().any(|t| t.as_str() == Some(target)))
     };
     let list = list_at(object, "/spec/matchRules");
-    let sole = if list_key == "ingress" {
-        index.rules(object).sole_rule_naming(list, target)
-    } else {
-        None
-    };
+    let sole = index.rules(object).sole_rule_naming(list, list_key, target);
     let narrowed: Vec<(usize, Value)> = match sole {
         Some(at) => at.map(|at| (at, list[at].clone())).into_iter().collect(),
         None => list
