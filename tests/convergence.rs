@@ -31,11 +31,23 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-const MODELS: usize = 20;
 const PROVIDERS: usize = 5;
 const CONSUMERS: usize = 5;
 const DOMAINS: usize = 3;
 const ENGINES: usize = 3;
+
+/// The size of a history and of the batches the engines take from it.
+#[derive(Clone, Copy)]
+struct Shape {
+    models: usize,
+    batch: (usize, usize),
+}
+
+/// Batches of 1 to 6 events over 20 models: contention on few routes.
+const SMALL: Shape = Shape { models: 20, batch: (1, 6) };
+/// Batches of 40 to 200 events over 160 models: the paths that list rather than read by name (above
+/// `reads::TARGETED_UP_TO` models, `LIST_INGRESSES_ABOVE` routes, `LOOK_BY_NAME_UP_TO` Ingresses).
+const LARGE: Shape = Shape { models: 160, batch: (40, 200) };
 
 /// What stays the same across a model's deploys: its provider and its consumers. (A redeploy that
 /// moves to another provider, or drops a consumer, leaves the old one in place by design — providers
@@ -75,8 +87,8 @@ fn retire(model: &str, revision: u64) -> LifecycleEvent {
 
 /// Each model's events in revision order: deploys, redeploys (another path and domain),
 /// retirements, and deploys after a retirement.
-fn history(rng: &mut StdRng) -> Vec<Vec<LifecycleEvent>> {
-    (0..MODELS)
+fn history(rng: &mut StdRng, models: usize) -> Vec<Vec<LifecycleEvent>> {
+    (0..models)
         .map(|m| {
             let mut consumers: Vec<usize> = (0..CONSUMERS).collect();
             consumers.shuffle(rng);
@@ -296,9 +308,9 @@ struct Figures {
     maybe_written: usize,
 }
 
-async fn check(seed: u64) -> Figures {
+async fn check(seed: u64, shape: Shape) -> Figures {
     let mut rng = StdRng::seed_from_u64(seed);
-    let history = history(&mut rng);
+    let history = history(&mut rng, shape.models);
     let mut figures = Figures {
         events: history.iter().map(Vec::len).sum(),
         ..Figures::default()
@@ -364,7 +376,7 @@ async fn check(seed: u64) -> Figures {
         let resource = if name == "default" { "mcpbridges" } else { "wasmplugins" };
         faults.conflict_next(resource, name, 3);
     }
-    let refused = format!("ingresses/ai-route-m{:02}", rng.random_range(0..MODELS));
+    let refused = format!("ingresses/ai-route-m{:02}", rng.random_range(0..shape.models));
     faults.fail_next(2, FaultSpec::new(422).for_method(Method::PUT).for_path(refused.clone()));
     faults.fail_next(2, FaultSpec::new(422).for_method(Method::POST).for_path("ingresses"));
 
@@ -377,7 +389,7 @@ async fn check(seed: u64) -> Figures {
         let mut plan: Vec<(Vec<LifecycleEvent>, Duration)> = Vec::new();
         let mut rest = queue.as_slice();
         while !rest.is_empty() {
-            let take = rng.random_range(1..=6).min(rest.len());
+            let take = rng.random_range(shape.batch.0..=shape.batch.1).min(rest.len());
             // Some runs are stopped part-way by a deadline shorter than their writes.
             let deadline = if rng.random_bool(0.15) {
                 Duration::from_millis(rng.random_range(5..60))
@@ -502,19 +514,21 @@ async fn check(seed: u64) -> Figures {
     figures
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn random_histories_under_faults_converge_to_the_oracle() {
-    // `CONVERGENCE_SEEDS=N`: seeds 0..N; `CONVERGENCE_SEEDS=a..b`: seeds a..b (to replay a failure).
-    let seeds: Vec<u64> = match std::env::var("CONVERGENCE_SEEDS") {
+/// `CONVERGENCE_SEEDS=N`: seeds 0..N; `CONVERGENCE_SEEDS=a..b`: seeds a..b (to replay a failure).
+fn seeds(fixed: &[u64]) -> Vec<u64> {
+    match std::env::var("CONVERGENCE_SEEDS") {
         Ok(range) => match range.split_once("..") {
             Some((a, b)) => (a.parse::<u64>().expect("a seed")..b.parse::<u64>().expect("a seed")).collect(),
             None => (0..range.parse::<u64>().expect("CONVERGENCE_SEEDS is a number")).collect(),
         },
-        Err(_) => vec![1, 2, 3, 4, 5, 6],
-    };
+        Err(_) => fixed.to_vec(),
+    }
+}
+
+async fn check_all(name: &str, seeds: &[u64], shape: Shape) {
     let mut total = Figures::default();
-    for seed in &seeds {
-        let figures = check(*seed).await;
+    for seed in seeds {
+        let figures = check(*seed, shape).await;
         total.events += figures.events;
         total.deliveries += figures.deliveries;
         total.requests += figures.requests;
@@ -523,7 +537,7 @@ async fn random_histories_under_faults_converge_to_the_oracle() {
     }
     // Read by `cargo test --test convergence -- --nocapture` for RELIABILITY.md.
     println!(
-        "convergence: {} histories, {} events, {} deliveries, {} requests under faults, {} runs cut short by their deadline, {} writes reported as maybe made, violations: 0",
+        "convergence ({name}): {} histories, {} events, {} deliveries, {} requests under faults, {} runs cut short by their deadline, {} writes reported as maybe made, violations: 0",
         seeds.len(),
         total.events,
         total.deliveries,
@@ -531,4 +545,14 @@ async fn random_histories_under_faults_converge_to_the_oracle() {
         total.cut_short,
         total.maybe_written
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_histories_under_faults_converge_to_the_oracle() {
+    check_all("batches of 1 to 6", &seeds(&[1, 2, 3, 4, 5, 6]), SMALL).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_batches_under_faults_converge_to_the_oracle() {
+    check_all("batches of 40 to 200", &seeds(&[7, 8]), LARGE).await;
 }
