@@ -44,10 +44,16 @@ struct Shape {
 }
 
 /// Batches of 1 to 6 events over 20 models: contention on few routes.
-const SMALL: Shape = Shape { models: 20, batch: (1, 6) };
+const SMALL: Shape = Shape {
+    models: 20,
+    batch: (1, 6),
+};
 /// Batches of 40 to 200 events over 160 models: the paths that list rather than read by name (above
 /// `reads::TARGETED_UP_TO` models, `LIST_INGRESSES_ABOVE` routes, `LOOK_BY_NAME_UP_TO` Ingresses).
-const LARGE: Shape = Shape { models: 160, batch: (40, 200) };
+const LARGE: Shape = Shape {
+    models: 160,
+    batch: (40, 200),
+};
 
 /// What stays the same across a model's deploys: its provider and its consumers. (A redeploy that
 /// moves to another provider, or drops a consumer, leaves the old one in place by design — providers

@@ -236,3 +236,118 @@ fn routes_with_a_fallback_read_what_writing_or_dropping_it_needs() {
     assert!(batch.len() > higress::reads::TARGETED_UP_TO);
     assert_reads_suffice(&batch);
 }
+
+// ------------------------------------------------ what a batch of retirements reads, counted by kube-sim
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+/// The requests `verbs` of kube-sim made while `run` ran, by (verb, resource).
+async fn requests_during<F: std::future::Future>(
+    sim: &cluster::Cluster,
+    run: F,
+) -> (F::Output, std::collections::BTreeMap<(String, String), u64>, u64) {
+    let before = sim.sim.counters();
+    let output = run.await;
+    let after = sim.sim.counters();
+    let mut delta = after.requests.clone();
+    for (key, count) in &before.requests {
+        if let Some(now) = delta.get_mut(key) {
+            *now -= count;
+        }
+    }
+    delta.retain(|_, count| *count > 0);
+    let metadata_lists = after.metadata_only("list", "ingresses") - before.metadata_only("list", "ingresses");
+    (output, delta, metadata_lists)
+}
+
+fn count(requests: &std::collections::BTreeMap<(String, String), u64>, verb: &str, resource: &str) -> u64 {
+    requests
+        .get(&(verb.to_string(), resource.to_string()))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A batch of retirements reads once for the whole batch, not once per event: no Ingress is read by
+/// name (the looks before the key-auth write and after the writes each list the Ingresses' metadata),
+/// the fence shards are read at most once per look, and what is left per event is its two deletes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_retirements_reads_once_for_the_batch() {
+    let cluster = cluster::Cluster::start().await;
+    let engine = cluster.engine().await;
+    const ROUTES: usize = 60;
+    let models: Vec<String> = (0..ROUTES).map(|i| format!("r{i:02}")).collect();
+    let deploys: Vec<LifecycleEvent> = models.iter().map(|m| cluster::deploy(m, 1)).collect();
+    for result in engine.apply_batch(&deploys).await {
+        assert_eq!(
+            result.outcome,
+            higress_route_worker::result::Outcome::Applied,
+            "{result:?}"
+        );
+    }
+    let retirements: Vec<LifecycleEvent> = models.iter().map(|m| cluster::retire(m, 2)).collect();
+    let (results, requests, metadata_lists) = requests_during(&cluster, engine.apply_batch(&retirements)).await;
+    for result in &results {
+        assert_eq!(
+            result.outcome,
+            higress_route_worker::result::Outcome::Applied,
+            "{result:?}"
+        );
+    }
+    assert!(cluster.get("ingresses", "ai-route-r00.internal").is_none());
+
+    assert_eq!(count(&requests, "get", "ingresses"), 0, "{requests:?}");
+    // The first read's list of the routes' Ingresses, then one metadata-only look before the key-auth
+    // write and one after the writes.
+    assert_eq!(count(&requests, "list", "ingresses"), 3, "{requests:?}");
+    assert_eq!(metadata_lists, 2, "{requests:?}");
+    assert_eq!(count(&requests, "delete", "ingresses"), ROUTES as u64, "{requests:?}");
+    assert_eq!(count(&requests, "delete", "configmaps"), ROUTES as u64, "{requests:?}");
+    // Fence shards by name, at most once each per look (the first read lists them), and the domain.
+    let shards = u64::from(names::FENCE_SHARDS);
+    assert!(count(&requests, "get", "configmaps") <= 2 * shards + 1, "{requests:?}");
+    // Besides the deletes, a fixed cost per batch whatever its size: each fence shard written once
+    // and read once per look, the shared objects read and written once, a few lists.
+    assert!(count(&requests, "update", "configmaps") <= shards, "{requests:?}");
+    let total: u64 = requests.values().sum();
+    let per_batch = total - 2 * ROUTES as u64;
+    assert!(
+        per_batch <= 3 * shards + 20,
+        "{per_batch} requests besides the deletes: {requests:?}"
+    );
+
+    // A few retirements read their Ingresses by name, main and fallback, in each look.
+    let few: Vec<LifecycleEvent> = ["a", "b"].iter().map(|m| cluster::deploy(m, 1)).collect();
+    engine.apply_batch(&few).await;
+    let few: Vec<LifecycleEvent> = ["a", "b"].iter().map(|m| cluster::retire(m, 2)).collect();
+    let (_, requests, metadata_lists) = requests_during(&cluster, engine.apply_batch(&few)).await;
+    assert_eq!(metadata_lists, 0, "{requests:?}");
+    assert_eq!(count(&requests, "list", "ingresses"), 0, "{requests:?}");
+    // First read: main and fallback of each; the look before the key-auth write: the same four; after
+    // the writes: the main ones.
+    assert_eq!(count(&requests, "get", "ingresses"), 4 + 4 + 2, "{requests:?}");
+}
+
+/// The looks between and after the writes are declared beside the first read: by name for a few
+/// Ingresses, one metadata-only list above that, the fence shards by name (at most one per shard).
+#[test]
+fn the_looks_are_declared_with_the_reads() {
+    let few = reads::ingress_look((0..reads::LOOK_BY_NAME_UP_TO).map(|i| names::route_ingress(&format!("m{i}"))));
+    assert_eq!(few.gets.len(), reads::LOOK_BY_NAME_UP_TO);
+    assert!(few.lists.is_empty() && few.metadata_lists.is_empty());
+    let many = reads::ingress_look((0..=reads::LOOK_BY_NAME_UP_TO).map(|i| names::route_ingress(&format!("m{i}"))));
+    assert!(many.gets.is_empty() && many.lists.is_empty());
+    assert_eq!(many.metadata_lists.len(), 1);
+    // The list covers every route Ingress of ours, as the names would have.
+    let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": names::route_ingress("m0"), "labels": {"higress.io/resource-definer": "higress"}}});
+    let key = higress::ObjectKey::new(Kind::Ingress, names::route_ingress("m0"));
+    assert!(many.covers(&key, &ingress) && few.covers(&key, &ingress));
+    let models: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
+    let fences = reads::fence_look(models.iter().map(String::as_str));
+    assert_eq!(fences.gets.len(), names::FENCE_SHARDS as usize);
+    assert!(fences
+        .gets
+        .iter()
+        .all(|key| key.kind == Kind::ConfigMap && names::is_fence(&key.name)));
+}
