@@ -13,5 +13,6 @@ pub mod render;
 pub mod result;
 pub mod retry;
 pub mod secret;
+pub mod telemetry;
 pub mod worker;
 pub mod yaml;

@@ -3,6 +3,7 @@ use higress_route_worker::cluster::{self, Engine, EngineConfig, RetryPolicy};
 use higress_route_worker::higress::{ConsoleVersion, Settings};
 use higress_route_worker::metrics::Metrics;
 use higress_route_worker::result::Outcome;
+use higress_route_worker::telemetry::{self, LogFormat};
 use higress_route_worker::worker::{self, Readiness, Worker, WorkerConfig};
 use higress_route_worker::{audit, contract, event, render};
 use std::path::PathBuf;
@@ -216,12 +217,6 @@ impl KafkaArgs {
     }
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum LogFormat {
-    Json,
-    Text,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Consume lifecycle events from Kafka, apply them, publish one result per event.
@@ -307,14 +302,24 @@ fn main() -> ExitCode {
             metrics_addr,
             log_format,
         } => {
-            init_tracing(log_format);
-            match runtime().block_on(run_command(*kafka, mapping.settings(), cluster, metrics_addr)) {
+            let runtime = runtime();
+            // The OTLP exporter runs on the runtime; the guard flushes its spans before it stops.
+            let telemetry = match runtime.block_on(async { telemetry::init(log_format) }) {
+                Ok(telemetry) => telemetry,
+                Err(e) => {
+                    eprintln!("the OpenTelemetry exporter could not be set up: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let code = match runtime.block_on(run_command(*kafka, mapping.settings(), cluster, metrics_addr)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = format!("{e:#}"), "worker stopped");
                     ExitCode::from(1)
                 }
-            }
+            };
+            runtime.block_on(async { drop(telemetry) });
+            code
         }
         Command::Apply {
             event,
@@ -322,17 +327,6 @@ fn main() -> ExitCode {
             mapping,
             cluster,
         } => runtime().block_on(apply_command(&event, dry_run, mapping.settings(), &cluster)),
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
     }
 }
 

@@ -77,7 +77,8 @@ pub struct RouteResult {
     /// Where a deployed route answers; published with `applied` and `unchanged` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<RouteAccess>,
-    /// The input's trace context, published as the result's own `traceparent` and `tracestate`.
+    /// Published as the result's own `traceparent` and `tracestate`: the input's context, or, when the
+    /// worker exports spans, its own span for the event (the worker sets it), with the input's state.
     #[serde(skip)]
     pub trace: Option<TraceContext>,
     /// Writes that may have been made (see [`RouteResult::add_unknown_writes`]); published as warnings.
@@ -323,8 +324,8 @@ impl RouteResult {
         if let Some(model) = bounded.model.as_deref().filter(|m| !m.is_empty()) {
             event["subject"] = json!(model);
         }
-        // The pipeline's trace continues through the worker: the input's context, as it came (the
-        // worker records no spans of its own a trace could point to).
+        // The pipeline's trace continues through the worker: its span for the event when it exports
+        // spans, else the input's context as it came.
         if let Some(trace) = &bounded.trace {
             event["traceparent"] = json!(trace.traceparent);
             if let Some(state) = &trace.tracestate {

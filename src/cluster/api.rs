@@ -2,11 +2,13 @@
 //! every field of a shared object, modelled or not, is written back exactly as it was read.
 
 use crate::higress::{Kind, ObjectKey};
+use crate::telemetry;
 use kube::core::params::{DeleteParams, GetParams, ListParams, PostParams};
 use kube::core::Request;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Api {
@@ -41,9 +43,23 @@ impl Api {
 
     /// Parsed here rather than by kube-client, which logs a body it cannot parse — and shared objects
     /// hold API tokens. serde's own error names a position, never content.
-    async fn send(&self, request: http::Request<Vec<u8>>) -> Result<Value, kube::Error> {
-        let text = self.client.request_text(request).await?;
+    async fn send(&self, key: &ObjectKey, request: http::Request<Vec<u8>>) -> Result<Value, kube::Error> {
+        let text = self.answer(("get", key.kind, Some(&key.name)), request, 200).await?;
         serde_json::from_str(&text).map_err(kube::Error::SerdeError)
+    }
+
+    /// The answer's body; the request has a span of its own when spans are exported (what: the
+    /// verb, the kind and the object's name; `success`: the status a success answers with).
+    async fn answer(
+        &self,
+        (verb, kind, name): (&'static str, Kind, Option<&str>),
+        request: http::Request<Vec<u8>>,
+        success: u16,
+    ) -> Result<String, kube::Error> {
+        let span = telemetry::request_span(verb, kind.plural(), name);
+        let answer = self.client.request_text(request).instrument(span.clone()).await;
+        telemetry::record_answer(&span, &answer, success);
+        answer
     }
 
     /// `None` when the object does not exist.
@@ -52,7 +68,7 @@ impl Api {
             .request(key.kind)
             .get(&key.name, &GetParams::default())
             .map_err(kube::Error::BuildRequest)?;
-        match self.send(request).await {
+        match self.send(key, request).await {
             Ok(object) => Ok(Some(object)),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
             Err(e) => Err(e),
@@ -66,7 +82,7 @@ impl Api {
             .request(kind)
             .list(&ListParams::default().labels(label_selector))
             .map_err(kube::Error::BuildRequest)?;
-        let text = self.client.request_text(request).await?;
+        let text = self.answer(("list", kind, None), request, 200).await?;
         let list: Value = serde_json::from_str(&text).map_err(|error| match unparseable_items(kind, &text) {
             Some((objects, error)) => ListError {
                 error: kube::Error::SerdeError(error),
@@ -98,7 +114,7 @@ impl Api {
             .request(key.kind)
             .get_metadata(&key.name, &GetParams::default())
             .map_err(kube::Error::BuildRequest)?;
-        match self.client.request_text(request).await {
+        match self.answer(("get", key.kind, Some(&key.name)), request, 200).await {
             Ok(text) => Ok(Some(resource_version_of(&text)?)),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
             Err(e) => Err(e),
@@ -116,7 +132,7 @@ impl Api {
             .request(kind)
             .list_metadata(&ListParams::default().labels(label_selector))
             .map_err(kube::Error::BuildRequest)?;
-        let text = self.client.request_text(request).await?;
+        let text = self.answer(("list", kind, None), request, 200).await?;
         let list: Versions = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
         Ok(list
             .items
@@ -142,7 +158,7 @@ impl Api {
             .request(kind)
             .list_metadata(&ListParams::default().labels(label_selector))
             .map_err(kube::Error::BuildRequest)?;
-        let text = self.client.request_text(request).await?;
+        let text = self.answer(("list", kind, None), request, 200).await?;
         let list: Metadata = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
         Ok(list
             .items
@@ -161,7 +177,8 @@ impl Api {
             .request(kind)
             .create(&PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
-        let text = self.client.request_text(request).await?;
+        let name = object.pointer("/metadata/name").and_then(Value::as_str);
+        let text = self.answer(("create", kind, name), request, 201).await?;
         Written::of(sent, &text)
     }
 
@@ -174,7 +191,7 @@ impl Api {
             .request(key.kind)
             .replace(&key.name, &PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
-        let text = self.client.request_text(request).await?;
+        let text = self.answer(("update", key.kind, Some(&key.name)), request, 200).await?;
         Written::of(sent, &text)
     }
 
@@ -193,7 +210,7 @@ impl Api {
             .delete(&key.name, &params)
             .map_err(kube::Error::BuildRequest)?;
         // The answer's body is not needed: reading it could only turn a delete made into an error.
-        match self.client.request_text(request).await {
+        match self.answer(("delete", key.kind, Some(&key.name)), request, 200).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(e) => Err(e),

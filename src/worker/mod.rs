@@ -17,6 +17,7 @@ use crate::reason::Reason;
 use crate::result::{
     bounded, floor_char_boundary, problems_summary, Outcome, RouteResult, MAX_MESSAGE_BYTES, MAX_NAME_BYTES,
 };
+use crate::telemetry;
 use anyhow::Context as _;
 use decode::Headers;
 use rdkafka::config::ClientConfig;
@@ -442,21 +443,47 @@ impl Worker {
         }
         let started = Instant::now();
         let (indices, events): (Vec<usize>, Vec<LifecycleEvent>) = valid.into_iter().unzip();
-        let results = self.apply_until_deadline(&events).await;
+        let spans: Vec<tracing::Span> = indices
+            .iter()
+            .zip(&events)
+            .map(|(&index, event)| self.event_span(&batch[index], event))
+            .collect();
+        // The API requests of a batch serve all its events: a single event's are its children, a
+        // batch's are children of a batch span linked to each event's.
+        let batch_span = match spans.as_slice() {
+            [one] => one.clone(),
+            _ if telemetry::exporting() => {
+                let span = tracing::info_span!("apply batch", otel.kind = "internal", events = events.len());
+                telemetry::link_to(&span, &spans);
+                span
+            }
+            _ => tracing::Span::none(),
+        };
+        let mut results = self.apply_until_deadline(&events).instrument(batch_span).await;
         let applied_in = started.elapsed();
         let mut deliveries = rejections;
-        for ((index, event), result) in indices.iter().zip(&events).zip(&results) {
-            // The input's trace context (validated by the contract) ties these lines to the pipeline's trace.
-            let trace = event.envelope.trace.as_ref();
-            let span = tracing::info_span!("event", id = %bounded(&event.envelope.id, MAX_NAME_BYTES), model = %event.model(), revision = event.revision(), outcome = result.outcome.as_str(),
-                traceparent = trace.map(|t| t.traceparent.as_str()), tracestate = trace.and_then(|t| t.tracestate.as_deref()));
+        for (((index, event), result), span) in indices.iter().zip(&events).zip(&mut results).zip(&spans) {
+            span.record("outcome", result.outcome.as_str());
+            if let Some(error) = &result.error {
+                span.record("reason", bounded(&error.reason, MAX_NAME_BYTES));
+                if result.outcome == Outcome::Failed {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            // The pipeline's trace continues through the worker's span; the input's state goes on.
+            if let Some(traceparent) = telemetry::traceparent_of(span) {
+                result.trace = Some(crate::event::TraceContext {
+                    traceparent,
+                    tracestate: event.envelope.trace.as_ref().and_then(|t| t.tracestate.clone()),
+                });
+            }
             async {
                 match &result.error {
                     Some(error) => warn!(reason = %bounded(&error.reason, MAX_NAME_BYTES), message = %bounded(&error.message, MAX_MESSAGE_BYTES), "event not applied"),
                     None => info!(changes = result.changes.len(), "event done"),
                 }
             }
-            .instrument(span)
+            .instrument(span.clone())
             .await;
             self.metrics
                 .events
@@ -508,6 +535,40 @@ impl Worker {
             "batch done"
         );
         Ok(())
+    }
+
+    /// The event's span: a child of its `traceparent` (validated by the contract), with the messaging
+    /// attributes of OpenTelemetry's semantic conventions; its log lines carry the input's context and,
+    /// when spans are exported, the worker's trace and span ids.
+    fn event_span(&self, record: &OwnedMessage, event: &LifecycleEvent) -> tracing::Span {
+        let trace = event.envelope.trace.as_ref();
+        let key = record
+            .key()
+            .map(|key| bounded(&String::from_utf8_lossy(key), MAX_NAME_BYTES));
+        let span = tracing::info_span!("event",
+            otel.name = %format!("process {}", record.topic()),
+            otel.kind = "consumer",
+            otel.status_code = tracing::field::Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = record.topic(),
+            messaging.consumer.group.name = %self.config.group,
+            messaging.destination.partition.id = %record.partition(),
+            messaging.kafka.offset = record.offset(),
+            messaging.kafka.message.key = key.as_deref(),
+            id = %bounded(&event.envelope.id, MAX_NAME_BYTES),
+            model = %event.model(),
+            revision = event.revision(),
+            outcome = tracing::field::Empty,
+            reason = tracing::field::Empty,
+            traceparent = trace.map(|t| t.traceparent.as_str()),
+            tracestate = trace.and_then(|t| t.tracestate.as_deref()),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        telemetry::continue_trace(&span, trace);
+        telemetry::record_ids(&span);
+        span
     }
 
     /// Applies events, retrying those that failed transiently (in order, the rest of the model waiting)

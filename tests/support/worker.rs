@@ -39,8 +39,17 @@ impl Fixture {
         self.worker_with_brokers(name, rust_log, &self.broker.bootstrap(), extra)
     }
 
+    /// As [`Fixture::worker`], with these environment variables besides `RUST_LOG`.
+    pub fn worker_with_env(&self, name: &str, rust_log: &str, extra: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
+        self.spawn(name, rust_log, &self.broker.bootstrap(), extra, env)
+    }
+
     /// As [`Fixture::worker`], with `--brokers brokers` instead of the test broker's address.
     pub fn worker_with_brokers(&self, name: &str, rust_log: &str, brokers: &str, extra: &[&str]) -> WorkerProcess {
+        self.spawn(name, rust_log, brokers, extra, &[])
+    }
+
+    fn spawn(&self, name: &str, rust_log: &str, brokers: &str, extra: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
         let log = self.dir.path().join(format!("{name}.log"));
         let metrics_port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_higress-route-worker"));
@@ -62,6 +71,7 @@ impl Fixture {
         }
         command
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
