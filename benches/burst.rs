@@ -4,12 +4,15 @@
 //!
 //! `cargo bench --bench burst -- --events 1000 --latency-ms 5 --providers 1000 --consumers 1`
 //! Add `--workers 3 --foreign-writer` for the contention variant, `--existing-routes 5000` to start from
-//! a cluster that already holds 5,000 routes. A null worker (consume, produce a result, commit; no API
+//! a cluster that already holds 5,000 routes, `--tracing` to export the workers' spans to a collector in
+//! the bench's process (OTLP). A null worker (consume, produce a result, commit; no API
 //! work) moves the same burst through the same kind of broker as the ceiling. The last line is one JSON
 //! object.
 
 #[path = "../tests/support/broker.rs"]
 mod broker;
+#[path = "../tests/support/otlp.rs"]
+mod otlp;
 #[path = "support/seed.rs"]
 mod seed;
 
@@ -45,6 +48,10 @@ struct Options {
     no_baseline: bool,
     /// Skip the retirement phase (every deployed model retired, `deleteConsumers: true`).
     no_retire: bool,
+    /// Export the workers' spans (OpenTelemetry) to a collector in the bench's process.
+    tracing: bool,
+    /// Where they go, once the collector is up.
+    otlp_endpoint: Option<String>,
 }
 
 fn options() -> Options {
@@ -64,6 +71,8 @@ fn options() -> Options {
         max_batch: higress_route_worker::worker::DEFAULT_MAX_BATCH,
         no_baseline: false,
         no_retire: false,
+        tracing: false,
+        otlp_endpoint: None,
     };
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     let mut i = 0;
@@ -99,6 +108,11 @@ fn options() -> Options {
             }
             "--no-retire" => {
                 o.no_retire = true;
+                i += 1;
+                continue;
+            }
+            "--tracing" => {
+                o.tracing = true;
                 i += 1;
                 continue;
             }
@@ -528,6 +542,7 @@ async fn run(
                         "--kafka-consumer-config",
                         "fetch.wait.max.ms=10",
                     ])
+                    .envs(o.otlp_endpoint.iter().map(|e| ("OTEL_EXPORTER_OTLP_ENDPOINT", e.as_str())))
                     .env(
                         "RUST_LOG",
                         std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| {
@@ -859,7 +874,14 @@ async fn main() {
         println!("burst: run with `cargo bench --bench burst`; skipped");
         return;
     }
-    let o = options();
+    let mut o = options();
+    let collector = if o.tracing {
+        let (collector, port) = otlp::Collector::start().await;
+        o.otlp_endpoint = Some(format!("http://127.0.0.1:{port}"));
+        Some(collector)
+    } else {
+        None
+    };
     println!("burst: {o:?}");
     let seeding = Instant::now();
     let existing = existing_cluster(&o);
@@ -944,6 +966,8 @@ async fn main() {
             },
             "deploy": phase_json(&batched, baseline.as_ref()),
             "retire": batched_retire.as_ref().map(|m| phase_json(m, baseline_retire.as_ref())),
+            "tracing": o.tracing,
+            "spans_received": collector.as_ref().map(otlp::Collector::received),
             "retire_of_deploy_pct": batched_retire.as_ref().map(|m| (100.0 * rate(m) / rate(&batched)).round()),
         })
     );

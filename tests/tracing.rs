@@ -6,71 +6,18 @@
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/otlp.rs"]
+mod otlp;
 #[path = "support/worker.rs"]
 mod process;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use otlp::Collector;
 use process::{Fixture, INPUT, RESULTS};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// An OTLP trace collector: keeps every span it is sent.
-#[derive(Clone, Default)]
-struct Collector {
-    spans: Arc<Mutex<Vec<Span>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().unwrap();
-        for resource in request.into_inner().resource_spans {
-            for scope in resource.scope_spans {
-                spans.extend(scope.spans);
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-impl Collector {
-    async fn start() -> (Self, u16) {
-        let collector = Self::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let service = TraceServiceServer::new(collector.clone());
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-                .await
-                .unwrap();
-        });
-        (collector, port)
-    }
-
-    /// The spans received once `done` says they are all there (or 30 s passed).
-    async fn spans_once(&self, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let spans = self.spans.lock().unwrap().clone();
-            if done(&spans) || tokio::time::Instant::now() > deadline {
-                return spans;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
 
 fn attribute<'a>(span: &'a Span, key: &str) -> Option<&'a AnyValue> {
     span.attributes
