@@ -542,7 +542,11 @@ async fn run(
                         "--kafka-consumer-config",
                         "fetch.wait.max.ms=10",
                     ])
-                    .envs(o.otlp_endpoint.iter().map(|e| ("OTEL_EXPORTER_OTLP_ENDPOINT", e.as_str())))
+                    .envs(
+                        o.otlp_endpoint
+                            .iter()
+                            .map(|e| ("OTEL_EXPORTER_OTLP_ENDPOINT", e.as_str())),
+                    )
                     .env(
                         "RUST_LOG",
                         std::env::var("BENCH_WORKER_LOG").unwrap_or_else(|_| {

@@ -720,6 +720,9 @@ pub(super) enum AnnotationEdit {
     Unchanged,
     /// Append this member (`"key":value`) before the closing brace, after a comma unless first.
     Append(String),
+    /// Take this member (`"key":value`) out of the text in place, or write the text again when it
+    /// is not there as rendered.
+    Remove(String),
     /// Write the text again ([`AnnotationTable::render`]).
     Rewrite,
 }
@@ -728,7 +731,7 @@ pub(super) enum AnnotationEdit {
 pub(super) trait AnnotationTable {
     /// The annotation's new text (`None`: the table is empty, the annotation goes).
     fn render(&mut self) -> Option<String>;
-    /// The text now has `len` bytes (after an [`AnnotationEdit::Append`]).
+    /// The text now has `len` bytes (after an [`AnnotationEdit::Append`] or a `Remove` made in place).
     fn appended(&mut self, len: usize);
 }
 
@@ -778,10 +781,20 @@ impl RouteRevisions {
         }
     }
 
-    /// Removes the route's record if it is of `revision` or earlier; says whether it did.
-    pub(super) fn forget(&mut self, route: &str, revision: u64) -> bool {
-        let older = self.get(route) <= revision && self.map.contains_key(route);
-        older && self.map.shift_remove(route).is_some()
+    /// Removes the route's record if it is of `revision` or earlier: how the text changes. A batch of
+    /// retirements forgets hundreds of routes in the same large text, which is not written again each time.
+    pub(super) fn forget(&mut self, route: &str, revision: u64) -> AnnotationEdit {
+        if self.get(route) > revision {
+            return AnnotationEdit::Unchanged;
+        }
+        match self.map.shift_remove(route) {
+            None => AnnotationEdit::Unchanged,
+            Some(_) if self.map.is_empty() => AnnotationEdit::Rewrite,
+            Some(recorded) => {
+                let key = serde_json::to_string(route).expect("a string serializes");
+                AnnotationEdit::Remove(format!("{key}:{recorded}"))
+            }
+        }
     }
 }
 

@@ -65,7 +65,6 @@ impl Collector {
     }
 }
 
-
 impl Collector {
     /// How many spans have come in.
     pub fn received(&self) -> usize {

@@ -19,11 +19,44 @@ pub(super) fn write_annotation(
             table.appended(append_to_annotation(object, annotation, &part));
             true
         }
+        AnnotationEdit::Remove(member) => match remove_from_annotation(object, annotation, &member) {
+            Some(len) => {
+                table.appended(len);
+                true
+            }
+            None => {
+                let text = table.render();
+                set_annotation(object, annotation, text.as_deref())
+            }
+        },
         AnnotationEdit::Rewrite => {
             let text = table.render();
             set_annotation(object, annotation, text.as_deref())
         }
     }
+}
+
+/// Takes a member (`"key":value`, as rendered) out of the JSON object held by one of our annotations,
+/// in place, with its comma; the text's new length, or `None` when the member is not there as rendered
+/// (the text was written by hand, say) or was the only one.
+fn remove_from_annotation(object: &mut Value, annotation: &str, member: &str) -> Option<usize> {
+    let text = match object.pointer_mut("/metadata/annotations")?.get_mut(annotation)? {
+        Value::String(text) => text,
+        _ => return None,
+    };
+    let bytes = text.as_bytes();
+    let at = text.match_indices(member).map(|(at, _)| at).find(|&at| {
+        let end = at + member.len();
+        at > 0 && matches!(bytes[at - 1], b'{' | b',') && matches!(bytes.get(end), Some(b',' | b'}'))
+    })?;
+    let end = at + member.len();
+    let range = match (bytes[at - 1], bytes[end]) {
+        (b',', _) => at - 1..end,
+        (b'{', b',') => at..end + 1,
+        _ => return None,
+    };
+    text.replace_range(range, "");
+    Some(text.len())
 }
 
 /// Appends a member (`"key":value`) to the JSON object held by one of our annotations, in place
@@ -92,13 +125,8 @@ pub(super) fn record_route(object: &mut Value, route: &str, revision: u64, index
 /// Removes the route's record if it is of `revision` or earlier.
 pub(super) fn forget_route(object: &mut Value, route: &str, revision: u64, index: &mut EntryIndex) -> bool {
     let routes = index.routes(route_revisions_text(object));
-    routes.forget(route, revision)
-        && write_annotation(
-            object,
-            names::ANNOTATION_ROUTE_REVISIONS,
-            AnnotationEdit::Rewrite,
-            routes,
-        )
+    let edit = routes.forget(route, revision);
+    write_annotation(object, names::ANNOTATION_ROUTE_REVISIONS, edit, routes)
 }
 
 /// Records `source` as the event that built the entry from a Secret, or removes the record (`None`).
@@ -129,4 +157,41 @@ fn secret_sources_text(object: &Value) -> Option<&str> {
         .pointer("/metadata/annotations")
         .and_then(|a| a.get(names::ANNOTATION_SECRET_SOURCES))
         .and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Forgetting a route takes its member out of the text in place, wherever it is, and the text is
+    /// then exactly what rendering the table would make; the last one takes the annotation with it.
+    #[test]
+    fn a_forgotten_route_leaves_the_text_a_render_would_make() {
+        let text = r#"{"a":1,"b":2,"c":3}"#;
+        for (route, left) in [
+            ("a", r#"{"b":2,"c":3}"#),
+            ("b", r#"{"a":1,"c":3}"#),
+            ("c", r#"{"a":1,"b":2}"#),
+        ] {
+            let mut object = json!({"metadata": {"annotations": {names::ANNOTATION_ROUTE_REVISIONS: text}}});
+            let mut index = EntryIndex::default();
+            assert!(forget_route(&mut object, route, 5, &mut index));
+            assert_eq!(route_revisions_text(&object), Some(left), "{route}");
+            // A newer record stays.
+            assert!(!forget_route(
+                &mut object,
+                if route == "a" { "b" } else { "a" },
+                0,
+                &mut index
+            ));
+        }
+        let mut object = json!({"metadata": {"annotations": {names::ANNOTATION_ROUTE_REVISIONS: r#"{"a":1}"#}}});
+        assert!(forget_route(&mut object, "a", 1, &mut EntryIndex::default()));
+        assert_eq!(route_revisions_text(&object), None);
+        // Text written by hand (spaces) is written again, as a render makes it.
+        let mut object =
+            json!({"metadata": {"annotations": {names::ANNOTATION_ROUTE_REVISIONS: r#"{"a": 1, "b": 2}"#}}});
+        assert!(forget_route(&mut object, "a", 1, &mut EntryIndex::default()));
+        assert_eq!(route_revisions_text(&object), Some(r#"{"b":2}"#));
+    }
 }
