@@ -175,6 +175,10 @@ struct KafkaArgs {
     /// where the route uses it, with a `secret-rotated` result. 0 turns rotation off.
     #[arg(long, env = "HRW_SECRET_ROTATION_INTERVAL_SECS", default_value_t = worker::DEFAULT_SECRET_ROTATION_INTERVAL.as_secs())]
     secret_rotation_interval_secs: u64,
+    /// Milliseconds between measurements of the consumer lag of the partitions this worker owns
+    /// (higress_route_worker_consumer_lag).
+    #[arg(long, env = "HRW_LAG_REFRESH_MS", default_value_t = worker::DEFAULT_LAG_REFRESH_MS, value_parser = clap::value_parser!(u64).range(100..))]
+    lag_refresh_ms: u64,
 }
 
 /// librdkafka settings given as `key=value`. A value is taken as given (a password may hold spaces);
@@ -365,6 +369,7 @@ async fn run_command(
         source: SOURCE.into(),
         secret_rotation_interval: (kafka.secret_rotation_interval_secs > 0)
             .then(|| Duration::from_secs(kafka.secret_rotation_interval_secs)),
+        lag_refresh: Duration::from_millis(kafka.lag_refresh_ms),
     };
     let readiness = Arc::new(Readiness::default());
     let listener = tokio::net::TcpListener::bind(metrics_addr).await?;

@@ -7,6 +7,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::event::{DEPLOYED_TYPE, RETIRED_TYPE};
 
@@ -39,6 +42,13 @@ pub struct UndeliverableLabels {
     pub error: &'static str,
 }
 
+/// A partition of an input topic this worker owns.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: i32,
+}
+
 /// The `type` label of an input: a lifecycle type we know, else `unknown`.
 pub fn event_type_label(raw: Option<&str>) -> &'static str {
     match raw {
@@ -66,6 +76,13 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Secret rotation rounds' outcomes per route: `secret-rotated`, or why not.
     pub secret_rotations: Family<ReasonLabels, Counter>,
+    /// Records of each owned partition the group has not committed (`worker::lag`).
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// Set from `in_flight_since` at each render, so it keeps rising while a batch is stuck.
+    oldest_in_flight_age: Gauge<f64, AtomicU64>,
+    in_flight_since: Mutex<Option<Instant>>,
+    /// 1 while `/readyz` would answer 200, else 0; decided where `/readyz` decides (`worker::http`).
+    pub ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -141,6 +158,25 @@ impl Default for Metrics {
             "Routes whose Secret values were rotated (secret-rotated) or could not be, by reason",
             secret_rotations.clone(),
         );
+        let consumer_lag = Family::<PartitionLabels, Gauge>::default();
+        registry.register(
+            "consumer_lag",
+            "Records of each partition this worker owns that its group has not committed: the high watermark \
+             minus the committed offset (the low watermark while nothing is committed)",
+            consumer_lag.clone(),
+        );
+        let oldest_in_flight_age = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "oldest_in_flight_age_seconds",
+            "Age of the oldest record taken from Kafka whose offset is not stored for commit yet; 0 when none",
+            oldest_in_flight_age.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while the worker is ready (/readyz: consumer group joined and the API server answers), else 0",
+            ready.clone(),
+        );
         Self {
             registry,
             events,
@@ -155,6 +191,10 @@ impl Default for Metrics {
             gateway_problems,
             in_flight,
             secret_rotations,
+            consumer_lag,
+            oldest_in_flight_age,
+            in_flight_since: Mutex::new(None),
+            ready,
         }
     }
 }
@@ -162,6 +202,9 @@ impl Default for Metrics {
 impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        let since = *self.in_flight_since.lock().unwrap_or_else(|e| e.into_inner());
+        self.oldest_in_flight_age
+            .set(since.map_or(0.0, |since| since.elapsed().as_secs_f64()));
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -183,6 +226,11 @@ impl Metrics {
                 object: object.to_string(),
             })
             .set(i64::try_from(problems).unwrap_or(i64::MAX));
+    }
+
+    /// When the oldest record not yet stored for commit was taken; `None` once none is.
+    pub fn in_flight_since(&self, since: Option<Instant>) {
+        *self.in_flight_since.lock().unwrap_or_else(|e| e.into_inner()) = since;
     }
 
     pub fn secret_rotation(&self, reason: &'static str) {

@@ -9,7 +9,7 @@ use broker::Record;
 use kube_sim::FaultSpec;
 use process::{WorkerProcess, DLQ, INPUT, NS, RESULTS};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -1091,4 +1091,110 @@ async fn an_event_the_gateway_would_refuse_in_a_burst_is_rejected_and_dead_lette
         Some(1.0)
     );
     assert!(worker.terminate().success());
+}
+
+/// The consumer lag gauges of a /metrics text, by partition.
+fn lag_by_partition(metrics: &str) -> BTreeMap<i32, f64> {
+    let series =
+        regex::Regex::new(r#"^higress_route_worker_consumer_lag\{topic="model-lifecycle",partition="(\d+)"\} (\S+)$"#)
+            .unwrap();
+    metrics
+        .lines()
+        .filter_map(|line| series.captures(line))
+        .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap()))
+        .collect()
+}
+
+/// The worker's /metrics once it answers and `holds` is true of it; panics with the last answer and the
+/// log after `WAIT`.
+async fn metrics_once(worker: &WorkerProcess, what: &str, holds: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // Nothing answers (status 0) until the worker listens.
+        let (status, metrics) = worker.http_get("/metrics").await;
+        if status == 200 && holds(&metrics) {
+            return metrics;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {WAIT:?}\n{metrics}\nlog:\n{}",
+            worker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Events produced while every API request fails are consumer lag, all of them (nothing is committed),
+/// and the batch holding them ages; once the API server answers, the worker applies them and commits,
+/// and the lag and the age fall to 0. Read from the live /metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_lag_counts_the_events_not_yet_applied_and_falls_to_zero_once_they_are() {
+    let fixture = Fixture::start().await;
+    fixture.sim.faults().set_error_rate(1.0, FaultSpec::new(503));
+    let models: Vec<String> = (0..6).map(|i| format!("lag{i}")).collect();
+    for model in &models {
+        fixture.publish(model, &deploy(model, 1)).await;
+    }
+    let worker = fixture.worker("w", &["--lag-refresh-ms", "200"]);
+    let stuck = metrics_once(&worker, "lag 6 over the 3 partitions", |m| {
+        let lags = lag_by_partition(m);
+        lags.len() == 3 && lags.values().sum::<f64>() == 6.0
+    })
+    .await;
+    let age = |metrics: &str| sample(metrics, "higress_route_worker_oldest_in_flight_age_seconds");
+    let first_age = age(&stuck).unwrap_or_else(|| panic!("{stuck}"));
+    assert!(first_age > 0.0, "a batch waits on the API server: {stuck}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = worker.metrics().await;
+    assert!(
+        age(&later).unwrap() > first_age,
+        "the age rises: {first_age} then {later}"
+    );
+    assert_eq!(lag_by_partition(&later).values().sum::<f64>(), 6.0, "{later}");
+
+    fixture.sim.faults().clear();
+    let results = fixture.results(models.len()).await;
+    assert!(
+        results.iter().all(|r| r["data"]["outcome"] == "applied"),
+        "{results:?}\nlog:\n{}",
+        worker.log()
+    );
+    let caught_up = metrics_once(&worker, "lag 0 on each partition, nothing in flight", |m| {
+        let lags = lag_by_partition(m);
+        lags.len() == 3 && lags.values().all(|lag| *lag == 0.0) && age(m) == Some(0.0)
+    })
+    .await;
+    assert_eq!(sample(&caught_up, "higress_route_worker_in_flight"), Some(0.0));
+    assert!(worker.terminate().success());
+}
+
+/// Lag series only for the partitions a worker owns: when a second worker of the group takes some of
+/// them, the first drops their series, and between them each partition shows once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_shows_lag_only_for_the_partitions_it_owns() {
+    let fixture = Fixture::start().await;
+    let first = fixture.worker("first", &["--lag-refresh-ms", "200"]);
+    metrics_once(&first, "lag of all 3 partitions", |m| lag_by_partition(m).len() == 3).await;
+    let second = fixture.worker("second", &["--lag-refresh-ms", "200"]);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        // The second answers nothing (status 0, no series) until it listens.
+        let ours: BTreeSet<i32> = lag_by_partition(&first.metrics().await).into_keys().collect();
+        let theirs: BTreeSet<i32> = lag_by_partition(&second.http_get("/metrics").await.1)
+            .into_keys()
+            .collect();
+        let shared = ours.is_disjoint(&theirs) && !ours.is_empty() && !theirs.is_empty();
+        if shared && ours.union(&theirs).count() == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "first {ours:?}, second {theirs:?}\nfirst's log:\n{}\nsecond's log:\n{}",
+            first.log(),
+            second.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(second.terminate().success());
+    assert!(first.terminate().success());
 }

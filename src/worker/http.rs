@@ -30,7 +30,10 @@ pub fn router(metrics: Arc<Metrics>, readiness: Arc<Readiness>, api: Api) -> Rou
         })
 }
 
+/// Readiness is decided at each scrape too: a gauge set only when a probe asks would be stale (or never
+/// set) where nothing probes. The scrape then waits for the API server as `/readyz` does, 2 s at most.
 async fn metrics_text(State(shared): State<Shared>) -> ([(&'static str, &'static str); 1], String) {
+    let _ = readiness(&shared).await;
     (
         [(
             "content-type",
@@ -40,13 +43,24 @@ async fn metrics_text(State(shared): State<Shared>) -> ([(&'static str, &'static
     )
 }
 
-/// Ready when the consumer group has assigned partitions and the API server answers.
 async fn ready(State(shared): State<Shared>) -> (StatusCode, &'static str) {
-    if !shared.readiness.joined.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "consumer group not joined");
+    match readiness(&shared).await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
     }
-    match tokio::time::timeout(Duration::from_secs(2), shared.api.client().apiserver_version()).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ready"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "API server unreachable"),
-    }
+}
+
+/// Ready when the consumer group has assigned partitions and the API server answers; the answer is also
+/// the `ready` gauge.
+async fn readiness(shared: &Shared) -> Result<(), &'static str> {
+    let decided = if !shared.readiness.joined.load(Ordering::Relaxed) {
+        Err("consumer group not joined")
+    } else {
+        match tokio::time::timeout(Duration::from_secs(2), shared.api.client().apiserver_version()).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err("API server unreachable"),
+        }
+    };
+    shared.metrics.ready.set(i64::from(decided.is_ok()));
+    decided
 }

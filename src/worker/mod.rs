@@ -8,6 +8,7 @@
 
 pub mod decode;
 pub mod http;
+pub mod lag;
 
 use crate::cluster::{is_retryable, Engine};
 use crate::contract::InvalidEvent;
@@ -55,6 +56,8 @@ pub struct WorkerConfig {
     /// How often the Secrets routes were built from are read again, and changed values re-applied
     /// ([`Engine::rotate_secrets`]); `None`: never.
     pub secret_rotation_interval: Option<Duration>,
+    /// How often the consumer lag of the owned partitions is measured ([`lag`]).
+    pub lag_refresh: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -73,6 +76,7 @@ impl Default for WorkerConfig {
             drain_deadline: Duration::from_secs(DEFAULT_DRAIN_DEADLINE_SECS),
             source: "higress-route-worker".into(),
             secret_rotation_interval: Some(DEFAULT_SECRET_ROTATION_INTERVAL),
+            lag_refresh: Duration::from_millis(DEFAULT_LAG_REFRESH_MS),
         }
     }
 }
@@ -95,6 +99,9 @@ pub const DEFAULT_MAX_BATCH: usize = 512;
 /// How often Secrets are checked for rotation, unless configured otherwise.
 pub const DEFAULT_SECRET_ROTATION_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often consumer lag is measured, unless configured otherwise: within a scrape interval or two.
+pub const DEFAULT_LAG_REFRESH_MS: u64 = 10_000;
+
 /// Shared between the worker loop, the rebalance callbacks and `/readyz`.
 #[derive(Default)]
 pub struct Readiness {
@@ -103,6 +110,7 @@ pub struct Readiness {
 
 struct Context {
     readiness: Arc<Readiness>,
+    owned: Arc<lag::Owned>,
 }
 
 impl ClientContext for Context {}
@@ -114,13 +122,18 @@ impl ConsumerContext for Context {
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 info!(error = %e, "no offsets committed on revoke");
             }
+            self.owned.revoked(partitions);
             info!(partitions = partitions.count(), "partitions revoked");
+        }
+        if let Rebalance::Error(_) = rebalance {
+            self.owned.all_revoked();
         }
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
             self.readiness.joined.store(true, Ordering::Relaxed);
+            self.owned.assigned(partitions);
             info!(partitions = partitions.count(), "partitions assigned");
         }
     }
@@ -164,6 +177,10 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
     consumer: StreamConsumer<Context>,
+    /// The partitions the consumer owns, for the consumer lag.
+    owned: Arc<lag::Owned>,
+    /// Settings of the client that measures consumer lag: the consumer's.
+    lag_client_config: ClientConfig,
     producer: FutureProducer,
     /// The producer's effective `message.max.bytes`: what a dead letter must fit in.
     max_message_bytes: usize,
@@ -217,9 +234,11 @@ impl Worker {
              delivery (the producer's queue wait and message.timeout.ms, {delivery_timeout} ms) ({longest_batch:?}) \
              must stay below the consumer's max.poll.interval.ms ({max_poll_interval} ms)"
         );
+        let owned = Arc::new(lag::Owned::new(metrics.clone()));
         let consumer: StreamConsumer<Context> = consumer_config
             .create_with_context(Context {
                 readiness: readiness.clone(),
+                owned: owned.clone(),
             })
             .context("creating the consumer")?;
         // librdkafka refuses a record (key, payload and headers) larger than this before sending it.
@@ -231,6 +250,8 @@ impl Worker {
             metrics,
             readiness,
             consumer,
+            owned,
+            lag_client_config: consumer_config,
             producer,
             max_message_bytes,
         })
@@ -270,6 +291,8 @@ impl Worker {
         let topics: Vec<&str> = self.config.input_topics.iter().map(String::as_str).collect();
         self.consumer.subscribe(&topics).context("subscribing")?;
         info!(topics = ?topics, group = %self.config.group, "consuming");
+        let _lag = lag::Refresher::start(&self.lag_client_config, self.owned.clone(), self.config.lag_refresh)
+            .context("starting the consumer lag measurement")?;
         // Rotation runs between batches, so the worker's own writes never race it.
         let mut rotation = self.config.secret_rotation_interval.map(|every| {
             let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -289,7 +312,10 @@ impl Worker {
                 continue;
             };
             let first = match first {
-                Ok(record) => record.detach(),
+                Ok(record) => {
+                    self.metrics.in_flight_since(Some(Instant::now()));
+                    record.detach()
+                }
                 Err(e) => {
                     warn!(error = %e, "consumer error");
                     continue;
@@ -297,6 +323,7 @@ impl Worker {
             };
             let batch = self.still_assigned(self.fill_batch(first).await);
             if batch.is_empty() {
+                self.metrics.in_flight_since(None);
                 continue;
             }
             self.metrics
@@ -312,6 +339,7 @@ impl Worker {
                         Err(_) => {
                             warn!(records = batch.len(), "drain deadline passed; in-flight records are abandoned and will be replayed");
                             self.metrics.in_flight.set(0);
+                            self.metrics.in_flight_since(None);
                             break;
                         }
                     }
@@ -320,6 +348,7 @@ impl Worker {
             };
             self.store_offsets(&batch);
             self.metrics.in_flight.set(0);
+            self.metrics.in_flight_since(None);
             if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Async) {
                 warn!(error = %e, "offset commit failed; it is retried with the next batch");
             }
