@@ -168,4 +168,59 @@ async fn each_event_gets_a_span_in_its_trace_and_its_result_points_at_it() {
     assert!(line.contains(trace_id) && line.contains(&chat_span), "{line}");
     let status = worker.terminate();
     assert!(status.success(), "{status}");
+
+    // Three events waiting on one partition when a worker starts are applied as one batch: its API
+    // requests are children of a batch span linked to each event's span.
+    let ids: Vec<String> = ["x", "y", "z"].iter().map(|m| format!("deploy-{m}-1")).collect();
+    for model in ["x", "y", "z"] {
+        fixture
+            .produce("same-partition", deploy(model).to_string().as_bytes(), &[])
+            .await;
+    }
+    let worker = fixture.worker_with_env(
+        "traced-batch",
+        "info",
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let results = fixture.read(RESULTS, 5, Duration::from_secs(60)).await;
+    assert_eq!(results.len(), 5, "log:\n{}", worker.log());
+    let spans = collector
+        .spans_once(|spans| {
+            ids.iter().all(|id| event_span(spans, id).is_some()) && spans.iter().any(|s| s.name == "apply batch")
+        })
+        .await;
+    let events: Vec<&Span> = ids
+        .iter()
+        .map(|id| event_span(&spans, id).unwrap_or_else(|| panic!("{id}")))
+        .collect();
+    let batch = spans
+        .iter()
+        .find(|s| s.name == "apply batch" && s.links.len() == 3)
+        .unwrap_or_else(|| {
+            panic!(
+                "no batch span linked to three events: {spans:?}\nlog:\n{}",
+                worker.log()
+            )
+        });
+    for event in &events {
+        assert!(
+            batch
+                .links
+                .iter()
+                .any(|l| l.span_id == event.span_id && l.trace_id == event.trace_id),
+            "{event:?} not linked from {batch:?}"
+        );
+    }
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.parent_span_id == batch.span_id && text(s, "k8s.verb") == Some("create")),
+        "the batch's writes are its children"
+    );
+    let status = worker.terminate();
+    assert!(status.success(), "{status}");
 }
