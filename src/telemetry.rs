@@ -6,7 +6,7 @@
 
 use crate::event::TraceContext;
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::collections::HashMap;
@@ -104,36 +104,27 @@ pub fn continue_trace(span: &tracing::Span, trace: Option<&TraceContext>) {
     let _ = span.set_parent(parent);
 }
 
-/// The span as a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), when it is exported.
-pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+/// The span's OpenTelemetry context, when it is exported.
+fn span_context(span: &tracing::Span) -> Option<SpanContext> {
     if !exporting() {
         return None;
     }
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    span_context.is_valid().then(|| {
-        format!(
-            "00-{}-{}-{:02x}",
-            span_context.trace_id(),
-            span_context.span_id(),
-            span_context.trace_flags().to_u8()
-        )
-    })
+    let context = span.context().span().span_context().clone();
+    context.is_valid().then_some(context)
+}
+
+/// The span as a W3C `traceparent` (`00-<trace id>-<span id>-<flags>`), when it is exported.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    span_context(span).map(|c| format!("00-{}-{}-{:02x}", c.trace_id(), c.span_id(), c.trace_flags().to_u8()))
 }
 
 /// Records the span's trace and span ids in its `trace_id` and `span_id` fields, so that every log
 /// line inside it carries them.
 pub fn record_ids(span: &tracing::Span) {
-    if let Some((trace_id, span_id)) = ids(span) {
-        span.record("trace_id", trace_id.as_str());
-        span.record("span_id", span_id.as_str());
+    if let Some(context) = span_context(span) {
+        span.record("trace_id", context.trace_id().to_string());
+        span.record("span_id", context.span_id().to_string());
     }
-}
-
-fn ids(span: &tracing::Span) -> Option<(String, String)> {
-    let traceparent = traceparent_of(span)?;
-    let mut parts = traceparent.split('-').skip(1);
-    Some((parts.next()?.to_string(), parts.next()?.to_string()))
 }
 
 /// A span for one API request, when spans are exported (a disabled span otherwise).
@@ -175,11 +166,7 @@ pub fn record_answer<T>(span: &tracing::Span, answer: &Result<T, kube::Error>, s
 
 /// Links `span` (a batch's) to each event span it serves.
 pub fn link_to(span: &tracing::Span, events: &[tracing::Span]) {
-    for event in events {
-        let context = event.context();
-        let event_span = context.span().span_context().clone();
-        if event_span.is_valid() {
-            span.add_link(event_span);
-        }
+    for context in events.iter().filter_map(span_context) {
+        span.add_link(context);
     }
 }

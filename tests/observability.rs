@@ -380,25 +380,6 @@ fn inline_provider(model: &str) -> Value {
            "apiTokens": [format!("sk-{model}")]})
 }
 
-/// The worker's /metrics once it answers and `holds` is true of it; panics with the last answer and the
-/// log after `WAIT`.
-async fn metrics_once(worker: &WorkerProcess, what: &str, holds: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        // Nothing answers (status 0) until the worker listens.
-        let (status, metrics) = worker.http_get("/metrics").await;
-        if status == 200 && holds(&metrics) {
-            return metrics;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {WAIT:?}\n{metrics}\nlog:\n{}",
-            worker.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The outcome of each result published so far, once there are `expected`.
 async fn outcomes(fixture: &process::Fixture, worker: &WorkerProcess, expected: usize) -> Vec<String> {
     let results = fixture.results(expected, WAIT).await;
@@ -470,12 +451,13 @@ async fn live_metrics() -> String {
     current["data"] = secret("sk-rotated")["data"].clone();
     api.replace(&key, &current).await.unwrap();
 
-    let metrics = metrics_once(&worker, "a rotation, lag measured, ready", |m| {
-        m.contains(r#"higress_route_worker_secret_rotations_total{reason="secret-rotated"}"#)
-            && m.contains("higress_route_worker_consumer_lag{")
-            && m.contains("higress_route_worker_ready 1")
-    })
-    .await;
+    let metrics = worker
+        .metrics_once("a rotation, lag measured, ready", WAIT, |m| {
+            m.contains(r#"higress_route_worker_secret_rotations_total{reason="secret-rotated"}"#)
+                && m.contains("higress_route_worker_consumer_lag{")
+                && m.contains("higress_route_worker_ready 1")
+        })
+        .await;
     assert!(worker.terminate().success());
 
     // A second worker, of its own group and topic, whose producer takes nothing over 1000 bytes
@@ -498,10 +480,11 @@ async fn live_metrics() -> String {
     assert_eq!(ready, 200, "log:\n{}", refusing.log());
     let event = deploy("m4", "deploy-m4", inline_provider("m4"));
     fixture.broker.produce(small, Some("m4"), &event, &[]).await;
-    let refused = metrics_once(&refusing, "a result refused by the broker", |m| {
-        m.contains("higress_route_worker_undeliverable_total{")
-    })
-    .await;
+    let refused = refusing
+        .metrics_once("a result refused by the broker", WAIT, |m| {
+            m.contains("higress_route_worker_undeliverable_total{")
+        })
+        .await;
     assert!(refusing.terminate().success());
     body(&metrics).to_string() + body(&refused)
 }

@@ -1105,25 +1105,6 @@ fn lag_by_partition(metrics: &str) -> BTreeMap<i32, f64> {
         .collect()
 }
 
-/// The worker's /metrics once it answers and `holds` is true of it; panics with the last answer and the
-/// log after `WAIT`.
-async fn metrics_once(worker: &WorkerProcess, what: &str, holds: impl Fn(&str) -> bool) -> String {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        // Nothing answers (status 0) until the worker listens.
-        let (status, metrics) = worker.http_get("/metrics").await;
-        if status == 200 && holds(&metrics) {
-            return metrics;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {WAIT:?}\n{metrics}\nlog:\n{}",
-            worker.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Events produced while every API request fails are consumer lag, all of them (nothing is committed),
 /// and the batch holding them ages; once the API server answers, the worker applies them and commits,
 /// and the lag and the age fall to 0. Read from the live /metrics.
@@ -1136,11 +1117,12 @@ async fn consumer_lag_counts_the_events_not_yet_applied_and_falls_to_zero_once_t
         fixture.publish(model, &deploy(model, 1)).await;
     }
     let worker = fixture.worker("w", &["--lag-refresh-ms", "200"]);
-    let stuck = metrics_once(&worker, "lag 6 over the 3 partitions", |m| {
-        let lags = lag_by_partition(m);
-        lags.len() == 3 && lags.values().sum::<f64>() == 6.0
-    })
-    .await;
+    let stuck = worker
+        .metrics_once("lag 6 over the 3 partitions", WAIT, |m| {
+            let lags = lag_by_partition(m);
+            lags.len() == 3 && lags.values().sum::<f64>() == 6.0
+        })
+        .await;
     let age = |metrics: &str| sample(metrics, "higress_route_worker_oldest_in_flight_age_seconds");
     let first_age = age(&stuck).unwrap_or_else(|| panic!("{stuck}"));
     assert!(first_age > 0.0, "a batch waits on the API server: {stuck}");
@@ -1159,11 +1141,12 @@ async fn consumer_lag_counts_the_events_not_yet_applied_and_falls_to_zero_once_t
         "{results:?}\nlog:\n{}",
         worker.log()
     );
-    let caught_up = metrics_once(&worker, "lag 0 on each partition, nothing in flight", |m| {
-        let lags = lag_by_partition(m);
-        lags.len() == 3 && lags.values().all(|lag| *lag == 0.0) && age(m) == Some(0.0)
-    })
-    .await;
+    let caught_up = worker
+        .metrics_once("lag 0 on each partition, nothing in flight", WAIT, |m| {
+            let lags = lag_by_partition(m);
+            lags.len() == 3 && lags.values().all(|lag| *lag == 0.0) && age(m) == Some(0.0)
+        })
+        .await;
     assert_eq!(sample(&caught_up, "higress_route_worker_in_flight"), Some(0.0));
     assert!(worker.terminate().success());
 }
@@ -1174,7 +1157,9 @@ async fn consumer_lag_counts_the_events_not_yet_applied_and_falls_to_zero_once_t
 async fn a_worker_shows_lag_only_for_the_partitions_it_owns() {
     let fixture = Fixture::start().await;
     let first = fixture.worker("first", &["--lag-refresh-ms", "200"]);
-    metrics_once(&first, "lag of all 3 partitions", |m| lag_by_partition(m).len() == 3).await;
+    first
+        .metrics_once("lag of all 3 partitions", WAIT, |m| lag_by_partition(m).len() == 3)
+        .await;
     let second = fixture.worker("second", &["--lag-refresh-ms", "200"]);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {

@@ -123,20 +123,8 @@ impl Api {
 
     /// `(name, resourceVersion)` of each item of a list, read as `PartialObjectMetadataList`.
     pub async fn list_versions(&self, kind: Kind, label_selector: &str) -> Result<Vec<(String, String)>, kube::Error> {
-        #[derive(Deserialize)]
-        struct Versions {
-            /// `null` when the list is empty (a real API server's PartialObjectMetadataList).
-            items: Option<Vec<Versioned>>,
-        }
-        let request = self
-            .request(kind)
-            .list_metadata(&ListParams::default().labels(label_selector))
-            .map_err(kube::Error::BuildRequest)?;
-        let text = self.answer(("list", kind, None), request, 200).await?;
-        let list: Versions = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
-        Ok(list
-            .items
-            .unwrap_or_default()
+        let items: Vec<Versioned> = self.metadata_items(kind, label_selector).await?;
+        Ok(items
             .into_iter()
             .map(|item| (item.metadata.name, item.metadata.resource_version))
             .collect())
@@ -146,26 +134,35 @@ impl Api {
     /// as `apiVersion`, `kind` and `metadata`, for a look that needs no more.
     pub async fn list_metadata(&self, kind: Kind, label_selector: &str) -> Result<Vec<Value>, kube::Error> {
         #[derive(Deserialize)]
-        struct Metadata {
-            /// `null` when the list is empty (a real API server's PartialObjectMetadataList).
-            items: Option<Vec<Item>>,
-        }
-        #[derive(Deserialize)]
         struct Item {
             metadata: Value,
+        }
+        let items: Vec<Item> = self.metadata_items(kind, label_selector).await?;
+        Ok(items
+            .into_iter()
+            .map(|item| json!({"apiVersion": kind.api_version(), "kind": kind.kind(), "metadata": item.metadata}))
+            .collect())
+    }
+
+    /// The items of a `PartialObjectMetadataList`, each read as `T`.
+    async fn metadata_items<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+        label_selector: &str,
+    ) -> Result<Vec<T>, kube::Error> {
+        #[derive(Deserialize)]
+        #[serde(bound = "T: serde::de::DeserializeOwned")]
+        struct List<T> {
+            /// `null` when the list is empty (a real API server's PartialObjectMetadataList).
+            items: Option<Vec<T>>,
         }
         let request = self
             .request(kind)
             .list_metadata(&ListParams::default().labels(label_selector))
             .map_err(kube::Error::BuildRequest)?;
         let text = self.answer(("list", kind, None), request, 200).await?;
-        let list: Metadata = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
-        Ok(list
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| json!({"apiVersion": kind.api_version(), "kind": kind.kind(), "metadata": item.metadata}))
-            .collect())
+        let list: List<T> = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
+        Ok(list.items.unwrap_or_default())
     }
 
     /// The object the server answers with is read for its new `resourceVersion` only: a shared

@@ -208,6 +208,25 @@ impl WorkerProcess {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The worker's /metrics once it answers and `holds` is true of it; panics with the last answer and
+    /// the log after `wait`.
+    pub async fn metrics_once(&self, what: &str, wait: Duration, holds: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Nothing answers (status 0) until the worker listens.
+            let (status, metrics) = self.http_get("/metrics").await;
+            if status == 200 && holds(&metrics) {
+                return metrics;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {wait:?}\n{metrics}\nlog:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for WorkerProcess {

@@ -4,7 +4,7 @@
 use super::json::{retain_in, retain_indexed, spec_list};
 use super::EditRefused;
 use crate::higress::index::{list_at, rule_provider, EntryIndex, Table};
-use crate::higress::plugins::Targets;
+use crate::higress::plugins::{target_list, Targets};
 use crate::reason::Reason;
 use serde_json::{json, Value};
 
@@ -72,7 +72,7 @@ pub(super) fn remove_provider_service(object: &mut Value, provider: &str, index:
                 let mut scanned: Vec<String> = list_at(object, "/spec/matchRules")
                     .iter()
                     .filter(|rule| rule_provider(rule) == Some(provider))
-                    .flat_map(|rule| crate::higress::plugins::target_list(rule, "service").map(str::to_string))
+                    .flat_map(|rule| target_list(rule, "service").map(str::to_string))
                     .collect();
                 scanned.sort();
                 scanned
@@ -132,11 +132,6 @@ pub(super) fn remove_rule(object: &mut Value, targets: &Targets, index: &mut Ent
 /// Removes a target from every rule's list; a rule whose list empties goes. A missing list stays missing.
 /// The rules index follows.
 pub(super) fn remove_target(object: &mut Value, list_key: &str, target: &str, index: &mut EntryIndex) -> bool {
-    let names = |rule: &Value| {
-        rule.get(list_key)
-            .and_then(Value::as_array)
-            .is_some_and(|list| list.iter().any(|t| t.as_str() == Some(target)))
-    };
     let list = list_at(object, "/spec/matchRules");
     let sole = index.rules(object).sole_rule_naming(list, list_key, target);
     let narrowed: Vec<(usize, Value)> = match sole {
@@ -144,14 +139,13 @@ pub(super) fn remove_target(object: &mut Value, list_key: &str, target: &str, in
         None => list
             .iter()
             .enumerate()
-            .filter(|(_, rule)| names(rule))
+            .filter(|(_, rule)| target_list(rule, list_key).any(|t| t == target))
             .map(|(at, rule)| (at, rule.clone()))
             .collect(),
     };
     if narrowed.is_empty() {
         return false;
     }
-    index.rules(object);
     let rules = spec_list(object, "matchRules");
     for (at, _) in &narrowed {
         if let Some(list) = rules[*at].get_mut(list_key).and_then(Value::as_array_mut) {
