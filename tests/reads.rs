@@ -128,12 +128,20 @@ fn with_features(model: &str, revision: u64) -> LifecycleEvent {
     event(event::DEPLOYED_TYPE, data)
 }
 
-/// The objects of `whole` that reading `set` returns.
+/// The objects of `whole` that reading `set` returns: of those only a metadata list covers, only
+/// what such a list returns.
 fn restrict(whole: &State, set: &ReadSet) -> State {
+    let whole_only = ReadSet {
+        metadata_lists: Default::default(),
+        ..set.clone()
+    };
     let mut state = State::new();
     for (key, object) in whole.clone().into_objects() {
-        if set.covers(&key, &object) {
+        if whole_only.covers(&key, &object) {
             state.set(key, Some(object));
+        } else if set.covers(&key, &object) {
+            let metadata = json!({"apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": object["metadata"]});
+            state.set(key, Some(metadata));
         }
     }
     state
@@ -202,6 +210,14 @@ fn a_large_batch_lists_and_plans_as_against_the_whole_cluster() {
         .chain((0..40).map(|i| deploy(&format!("n{i}"), 1, i)))
         .collect();
     assert_reads_suffice(&many);
+    // Retirements only: their Ingresses' metadata is listed, not their spec.
+    let retiring: Vec<LifecycleEvent> = (0..34)
+        .map(|i| retire(&format!("m{i}"), 9, i % 3 == 0))
+        .collect();
+    let follow_up = higress::reads::follow_up_reads(&retiring, &restrict(&cluster(), &reads(&retiring)));
+    assert!(follow_up.lists.iter().all(|(kind, _)| *kind != Kind::Ingress));
+    assert!(follow_up.metadata_lists.iter().any(|(kind, _)| *kind == Kind::Ingress));
+    assert_reads_suffice(&retiring);
 }
 
 #[test]
@@ -297,10 +313,12 @@ async fn a_batch_of_retirements_reads_once_for_the_batch() {
     assert!(cluster.get("ingresses", "ai-route-r00.internal").is_none());
 
     assert_eq!(count(&requests, "get", "ingresses"), 0, "{requests:?}");
-    // The first read's list of the routes' Ingresses, then one metadata-only look before the key-auth
-    // write and one after the writes.
+    // The first read's list of the routes' Ingresses, then one look before the key-auth write and one
+    // after the writes: all three of metadata only (retirements never read an Ingress's spec).
     assert_eq!(count(&requests, "list", "ingresses"), 3, "{requests:?}");
-    assert_eq!(metadata_lists, 2, "{requests:?}");
+    assert_eq!(metadata_lists, 3, "{requests:?}");
+    // The AI route ConfigMaps (which routes use a provider) are listed once, not again in the follow-up.
+    assert_eq!(count(&requests, "list", "configmaps"), 2, "{requests:?}");
     assert_eq!(count(&requests, "delete", "ingresses"), ROUTES as u64, "{requests:?}");
     assert_eq!(count(&requests, "delete", "configmaps"), ROUTES as u64, "{requests:?}");
     // Fence shards by name, at most once each per look (the first read lists them), and the domain.
