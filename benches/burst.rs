@@ -513,7 +513,7 @@ async fn run(
                 .unwrap()
                 .port();
             Worker(
-                Command::new(env!("CARGO_BIN_EXE_higress-route-worker"))
+                worker_command()
                     .args(["run", "--brokers", &broker.bootstrap(), "--kubeconfig"])
                     .arg(&kubeconfig)
                     .args([
@@ -735,6 +735,20 @@ async fn run(
     (deployed, Some(retired))
 }
 
+/// The worker binary, or a profiler running it: `BENCH_WORKER_WRAP=heaptrack` (any program taking the
+/// binary and its arguments).
+fn worker_command() -> Command {
+    let worker = env!("CARGO_BIN_EXE_higress-route-worker");
+    match std::env::var("BENCH_WORKER_WRAP") {
+        Ok(wrapper) => {
+            let mut command = Command::new(wrapper);
+            command.arg(worker);
+            command
+        }
+        Err(_) => Command::new(worker),
+    }
+}
+
 /// Publishes `payloads` as fast as the producer goes and waits for each one's result: the phase's
 /// seconds, the CPU each process used meanwhile, and the publish→result latency of each event.
 async fn phase(
@@ -935,6 +949,8 @@ async fn main() {
                 "api_server_and_bench": round(m.cpu.bench, 2),
             },
             "worker_cpu_s_per_1000_events": round(m.cpu.workers * 1000.0 / m.events as f64, 2),
+            // The worker's high-water mark at the end of the phase: the retirements' is the whole run's.
+            "peak_rss_mib": round(m.peak_rss_mib, 1),
         })
     };
     let baseline_rate = baseline.as_ref().map_or(f64::NAN, rate);
@@ -959,7 +975,8 @@ async fn main() {
             "p99_ms": percentile(&batched.latencies_ms, 0.99).round(),
             "requests_per_event": round(batched.total_requests as f64 / batched.events as f64, 2),
             "conflicts": batched.conflicts,
-            "peak_rss_mib": round(batched.peak_rss_mib, 1),
+            // The whole run's (deploys and retirements): the worker's RSS high-water mark.
+            "peak_rss_mib": round(batched_retire.as_ref().map_or(batched.peak_rss_mib, |m| m.peak_rss_mib.max(batched.peak_rss_mib)), 1),
             "null_events_per_s": round(ceiling_rate, 1),
             "null_p99_ms": percentile(&ceiling.latencies_ms, 0.99).round(),
             "of_null_pct": (100.0 * rate(&batched) / ceiling_rate).round(),

@@ -140,7 +140,8 @@ fn restrict(whole: &State, set: &ReadSet) -> State {
         if whole_only.covers(&key, &object) {
             state.set(key, Some(object));
         } else if set.covers(&key, &object) {
-            let metadata = json!({"apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": object["metadata"]});
+            let metadata =
+                json!({"apiVersion": object["apiVersion"], "kind": object["kind"], "metadata": object["metadata"]});
             state.set(key, Some(metadata));
         }
     }
@@ -211,9 +212,7 @@ fn a_large_batch_lists_and_plans_as_against_the_whole_cluster() {
         .collect();
     assert_reads_suffice(&many);
     // Retirements only: their Ingresses' metadata is listed, not their spec.
-    let retiring: Vec<LifecycleEvent> = (0..34)
-        .map(|i| retire(&format!("m{i}"), 9, i % 3 == 0))
-        .collect();
+    let retiring: Vec<LifecycleEvent> = (0..34).map(|i| retire(&format!("m{i}"), 9, i % 3 == 0)).collect();
     let follow_up = higress::reads::follow_up_reads(&retiring, &restrict(&cluster(), &reads(&retiring)));
     assert!(follow_up.lists.iter().all(|(kind, _)| *kind != Kind::Ingress));
     assert!(follow_up.metadata_lists.iter().any(|(kind, _)| *kind == Kind::Ingress));
