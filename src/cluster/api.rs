@@ -45,7 +45,9 @@ impl Api {
     /// hold API tokens. serde's own error names a position, never content.
     async fn send(&self, key: &ObjectKey, request: http::Request<Vec<u8>>) -> Result<Value, kube::Error> {
         let text = self.answer(("get", key.kind, Some(&key.name)), request, 200).await?;
-        serde_json::from_str(&text).map_err(kube::Error::SerdeError)
+        let mut object = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
+        without_managed_fields(&mut object);
+        Ok(object)
     }
 
     /// The answer's body; the request has a span of its own when spans are exported (what: the
@@ -100,6 +102,7 @@ impl Api {
         Ok(items
             .into_iter()
             .map(|mut item| {
+                without_managed_fields(&mut item);
                 item["apiVersion"] = Value::String(kind.api_version());
                 item["kind"] = Value::String(kind.kind().to_string());
                 item
@@ -140,7 +143,12 @@ impl Api {
         let items: Vec<Item> = self.metadata_items(kind, label_selector).await?;
         Ok(items
             .into_iter()
-            .map(|item| json!({"apiVersion": kind.api_version(), "kind": kind.kind(), "metadata": item.metadata}))
+            .map(|item| {
+                let mut object =
+                    json!({"apiVersion": kind.api_version(), "kind": kind.kind(), "metadata": item.metadata});
+                without_managed_fields(&mut object);
+                object
+            })
             .collect())
     }
 
@@ -302,6 +310,15 @@ fn unparseable_items(kind: Kind, body: &str) -> Option<(String, serde_json::Erro
         first.get_or_insert(error);
     }
     Some((names.join(", "), first?))
+}
+
+/// Drops an object's `managedFields` as soon as it is read: nothing here reads them, they are most of
+/// an object's metadata (a batch of retirements lists thousands of metadata), and a whole-object write
+/// that carries none keeps the server's.
+fn without_managed_fields(object: &mut Value) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
 }
 
 #[cfg(test)]

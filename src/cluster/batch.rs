@@ -13,6 +13,7 @@ use crate::higress::{self, Action, Decision, Kind, ObjectKey, Refusal, Settings,
 use crate::result::{Change, Outcome, RouteResult};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A batch, planned.
 #[derive(Default)]
@@ -34,8 +35,9 @@ pub struct Planned {
 /// A touched object as it was before the batch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Before {
-    /// A copy (`None`: absent) of an object put or deleted whole: a route's own, small.
-    Whole(Option<Value>),
+    /// An object put or deleted whole (`None`: absent): a route's own. Shared with the state it was
+    /// read into, not copied: a batch of retirements holds hundreds.
+    Whole(Option<Arc<Value>>),
     /// An object edited entry by entry: a shared one, up to megabytes, so not copied. It changed
     /// when an event's simulation says so.
     Edited {
@@ -59,7 +61,7 @@ impl Before {
     /// is nothing to write.
     pub fn write_to<'a>(&self, desired: Option<&'a Value>) -> Option<Write<'a>> {
         let (existed, version) = match self {
-            Before::Whole(current) if current.as_ref() == desired => return None,
+            Before::Whole(current) if current.as_deref() == desired => return None,
             Before::Whole(current) => (
                 current.is_some(),
                 current
@@ -88,7 +90,7 @@ impl Planned {
         self.before.iter().filter(move |(key, before)| {
             self.steps.contains_key(*key)
                 && match before {
-                    Before::Whole(was) => was.as_ref() != self.state.get(key),
+                    Before::Whole(was) => was.as_deref() != self.state.get(key),
                     Before::Edited { existed, .. } => {
                         changed.contains(key) && (*existed || self.state.get(key).is_some())
                     }
@@ -140,7 +142,7 @@ pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initi
                                     .and_then(Value::as_str)
                                     .map(str::to_string),
                             },
-                            _ => Before::Whole(was.cloned()),
+                            _ => Before::Whole(planned.state.get_shared(&step.key)),
                         };
                         planned.before.insert(step.key.clone(), before);
                     }
@@ -335,7 +337,7 @@ mod tests {
         };
         assert_eq!(absent.write_to(Some(&object)), Some(Write::Create(&object)));
         assert_eq!(absent.write_to(None), None);
-        let whole = Before::Whole(Some(object.clone()));
+        let whole = Before::Whole(Some(Arc::new(object.clone())));
         assert_eq!(whole.write_to(Some(&object)), None, "unchanged");
         let changed = json!({"metadata": {"resourceVersion": "7"}, "data": {"k": "w"}});
         assert_eq!(whole.write_to(Some(&changed)), Some(Write::Replace(&changed)));

@@ -957,7 +957,7 @@ impl Engine {
                         .map_err(ApplyError::Refused)?;
                 }
                 settle_lost(&current, Some(&desired));
-                fresh = (Before::Whole(current), desired);
+                fresh = (Before::Whole(current.map(Arc::new)), desired);
                 (&fresh.0, fresh.1.as_ref())
             };
             let Some(request) = current.write_to(desired) else {

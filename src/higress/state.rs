@@ -113,6 +113,11 @@ impl State {
         self.objects.get(key).map(Arc::as_ref)
     }
 
+    /// The object, shared rather than copied: what a batch keeps of an object as it was before it.
+    pub fn get_shared(&self, key: &ObjectKey) -> Option<Arc<Value>> {
+        self.objects.get(key).cloned()
+    }
+
     pub fn get_named(&self, kind: Kind, name: &str) -> Option<&Value> {
         self.get(&ObjectKey::new(kind, name))
     }
