@@ -78,6 +78,10 @@ fn matches_selector(object: &Value, selector: &str) -> bool {
     })
 }
 
+fn retirements_only(events: &[LifecycleEvent]) -> bool {
+    events.iter().all(|e| matches!(e.body, Lifecycle::Retired(_)))
+}
+
 fn models(events: &[LifecycleEvent]) -> BTreeSet<&str> {
     events.iter().map(LifecycleEvent::model).collect()
 }
@@ -113,6 +117,11 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
         set.list(Kind::EnvoyFilter, names::SELECT_CONSOLE);
         if retiring {
             set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
+        }
+        // A retired route counts as existing whatever the fences say: when a batch of retirements alone
+        // will list the Ingresses (see `follow_up_reads`), it does so beside the first read, not after it.
+        if retirements_only(events) && models.len() > LIST_INGRESSES_ABOVE {
+            set.metadata_lists.insert((Kind::Ingress, names::SELECT_CONSOLE));
         }
     }
     for name in events.iter().flat_map(secret_names) {
@@ -160,11 +169,11 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
         .collect();
     if existing.len() > LIST_INGRESSES_ABOVE {
         // A retirement deletes its route's Ingresses on the version read and never reads their spec: a
-        // batch without deploys lists their metadata only (a fifth of the bytes).
-        if events.iter().any(|e| matches!(e.body, Lifecycle::Deployed(_))) {
-            set.list(Kind::Ingress, names::SELECT_CONSOLE);
-        } else {
+        // batch without deploys lists their metadata only.
+        if retirements_only(events) {
             set.metadata_lists.insert((Kind::Ingress, names::SELECT_CONSOLE));
+        } else {
+            set.list(Kind::Ingress, names::SELECT_CONSOLE);
         }
         set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
     } else {
