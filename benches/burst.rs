@@ -975,8 +975,8 @@ async fn main() {
             "p99_ms": percentile(&batched.latencies_ms, 0.99).round(),
             "requests_per_event": round(batched.total_requests as f64 / batched.events as f64, 2),
             "conflicts": batched.conflicts,
-            // The whole run's (deploys and retirements): the worker's RSS high-water mark.
-            "peak_rss_mib": round(batched_retire.as_ref().map_or(batched.peak_rss_mib, |m| m.peak_rss_mib.max(batched.peak_rss_mib)), 1),
+            // The whole run's: the worker's high-water mark, read after its last phase.
+            "peak_rss_mib": round(batched_retire.as_ref().unwrap_or(&batched).peak_rss_mib, 1),
             "null_events_per_s": round(ceiling_rate, 1),
             "null_p99_ms": percentile(&ceiling.latencies_ms, 0.99).round(),
             "of_null_pct": (100.0 * rate(&batched) / ceiling_rate).round(),

@@ -3,6 +3,9 @@
 //! than the drain deadline, its settings are flags of `run`, and the Role grants exactly the requests
 //! the apply engine makes (measured against the in-memory API server), nothing more and nothing less.
 
+#[path = "support/kustomize.rs"]
+mod kustomize;
+
 use higress_route_worker::cluster::{self, Engine, EngineConfig};
 use higress_route_worker::contract;
 use higress_route_worker::event::{self, LifecycleEvent};
@@ -28,24 +31,7 @@ fn repo() -> &'static Path {
 
 /// The objects `kubectl kustomize deploy/` renders.
 fn rendered() -> Vec<Value> {
-    let kubectl = std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into());
-    let output = Command::new(&kubectl)
-        .arg("kustomize")
-        .arg(repo().join("deploy"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {kubectl:?} ({e}): these tests render deploy/ with `kubectl kustomize`; install kubectl (Debian: kubernetes-client; scripts/test does) or set KUBECTL")
-        });
-    assert!(
-        output.status.success(),
-        "kubectl kustomize deploy/ failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).expect("UTF-8 output");
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|document| Value::deserialize(document).expect("rendered YAML"))
-        .filter(|object| !object.is_null())
-        .collect()
+    kustomize::render("deploy")
 }
 
 fn the<'a>(objects: &'a [Value], kind: &str) -> &'a Value {

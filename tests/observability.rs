@@ -6,6 +6,8 @@
 
 #[path = "support/broker.rs"]
 mod broker;
+#[path = "support/kustomize.rs"]
+mod kustomize;
 #[path = "support/worker.rs"]
 mod process;
 
@@ -20,7 +22,6 @@ use serde::Deserialize as _;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -620,27 +621,7 @@ fn every_alert_has_a_severity_a_runbook_and_a_readme_entry() {
 /// sidecar, byte for byte; the default base `deploy/` stays free of them (it needs no Prometheus Operator).
 #[test]
 fn the_kustomization_renders_the_rule_and_the_dashboard_and_deploy_leaves_them_out() {
-    let render = |dir: &str| -> Vec<Value> {
-        let kubectl = std::env::var_os("KUBECTL").unwrap_or_else(|| "kubectl".into());
-        let output = Command::new(&kubectl)
-            .arg("kustomize")
-            .arg(repo().join(dir))
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("cannot run {kubectl:?} ({e}): install kubectl (scripts/test does) or set KUBECTL")
-            });
-        assert!(
-            output.status.success(),
-            "kubectl kustomize {dir}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = String::from_utf8(output.stdout).unwrap();
-        serde_yaml_ng::Deserializer::from_str(&text)
-            .map(|document| Value::deserialize(document).unwrap())
-            .filter(|object| !object.is_null())
-            .collect()
-    };
-    let objects = render("deploy/observability");
+    let objects = kustomize::render("deploy/observability");
     let kinds: BTreeSet<&str> = objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, BTreeSet::from(["ConfigMap", "PrometheusRule"]));
     for object in &objects {
@@ -655,7 +636,7 @@ fn the_kustomization_renders_the_rule_and_the_dashboard_and_deploy_leaves_them_o
     let rule = objects.iter().find(|o| o["kind"] == "PrometheusRule").unwrap();
     assert_eq!(rule["spec"], prometheus_rule()["spec"]);
 
-    let base = render("deploy");
+    let base = kustomize::render("deploy");
     assert!(
         base.iter()
             .all(|o| o["kind"] != "PrometheusRule" && o["metadata"]["name"] != config_map["metadata"]["name"]),

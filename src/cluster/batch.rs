@@ -133,15 +133,17 @@ pub fn plan(events: &[LifecycleEvent], settings: &Settings, budget: usize, initi
                 // Keep what each object was before the batch, not a copy of the whole state.
                 for step in &plan.steps {
                     if !planned.before.contains_key(&step.key) {
-                        let was = planned.state.get(&step.key);
                         let before = match step.action {
-                            Action::Edit { .. } => Before::Edited {
-                                existed: was.is_some(),
-                                resource_version: was
-                                    .and_then(|object| object.pointer("/metadata/resourceVersion"))
-                                    .and_then(Value::as_str)
-                                    .map(str::to_string),
-                            },
+                            Action::Edit { .. } => {
+                                let was = planned.state.get(&step.key);
+                                Before::Edited {
+                                    existed: was.is_some(),
+                                    resource_version: was
+                                        .and_then(|object| object.pointer("/metadata/resourceVersion"))
+                                        .and_then(Value::as_str)
+                                        .map(str::to_string),
+                                }
+                            }
                             _ => Before::Whole(planned.state.get_shared(&step.key)),
                         };
                         planned.before.insert(step.key.clone(), before);
