@@ -19,7 +19,7 @@ use crate::resources::{by_path, ResourceType};
 use crate::selector::Selector;
 use crate::shared::Shared;
 use crate::status::ApiError;
-use crate::store::{Preconditions, Store};
+use crate::store::{ListAnswer, Preconditions, Store};
 use crate::sync::lock;
 
 pub(crate) enum Endpoint {
@@ -145,14 +145,21 @@ fn discovery_endpoint(method: &Method, document: Option<Value>) -> Result<Endpoi
     Ok(Endpoint::Discovery(document))
 }
 
+/// What a request is answered with: one object, or a list written out from the stored objects.
+enum Answer {
+    Object(Arc<Value>),
+    List(ListAnswer),
+}
+
 /// Answers an API request whose body has been read.
 pub(crate) fn respond(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap, body: &[u8]) -> Response {
     let answer = match endpoint {
-        Endpoint::Discovery(document) => Ok((StatusCode::OK, Arc::new(document))),
+        Endpoint::Discovery(document) => Ok((StatusCode::OK, Answer::Object(Arc::new(document)))),
         Endpoint::Resource(request) => serve(shared, request, headers, body),
     };
     match answer {
-        Ok((status, object)) => (status, Json(object.as_ref())).into_response(),
+        Ok((status, Answer::Object(object))) => (status, Json(object.as_ref())).into_response(),
+        Ok((status, Answer::List(list))) => (status, Json(list)).into_response(),
         Err(error) => error.into_response(),
     }
 }
@@ -162,7 +169,7 @@ fn serve(
     request: ResourceRequest,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(StatusCode, Arc<Value>), ApiError> {
+) -> Result<(StatusCode, Answer), ApiError> {
     let ResourceRequest {
         verb,
         rt,
@@ -186,7 +193,7 @@ fn serve(
         }
         Ok(())
     };
-    match verb {
+    let object = match verb {
         Verb::Get => {
             let object = match answer_form(headers, "PartialObjectMetadata")? {
                 Form::Object => lock(&shared.store).get(rt, ns, name)?,
@@ -206,7 +213,7 @@ fn serve(
                 lock(&shared.counters).record_metadata_only("list", rt.plural);
             }
             let list = lock(&shared.store).list_as(rt, namespace.as_deref(), &labels, &fields, metadata_only);
-            Ok((StatusCode::OK, Arc::new(list)))
+            return Ok((StatusCode::OK, Answer::List(list)));
         }
         Verb::Create => {
             let object = json_body(headers, body)?;
@@ -240,7 +247,8 @@ fn serve(
         Verb::DeleteCollection => Err(ApiError::method_not_allowed(
             "deletecollection is not supported by kube-sim; delete objects one by one",
         )),
-    }
+    };
+    object.map(|(status, object)| (status, Answer::Object(object)))
 }
 
 /// What a GET or a LIST answers with.

@@ -71,7 +71,7 @@ impl Store {
     /// GET answered as `PartialObjectMetadata`: the object's metadata only.
     pub(crate) fn get_metadata(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
         self.stored(rt, namespace, name)
-            .map(partial_object_metadata)
+            .map(|object| serde_json::to_value(PartialObjectMetadata(object)).expect("metadata serializes"))
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
@@ -83,10 +83,12 @@ impl Store {
         labels: &Selector,
         fields: &Selector,
     ) -> Value {
-        self.list_as(rt, namespace, labels, fields, false)
+        serde_json::to_value(self.list_as(rt, namespace, labels, fields, false)).expect("a list serializes")
     }
 
-    /// `metadata_only`: answered as `PartialObjectMetadataList`, each item its object's metadata.
+    /// `metadata_only`: answered as `PartialObjectMetadataList`, each item its object's metadata. The
+    /// items are the stored objects themselves (shared, not copied): the answer is written out after
+    /// the store's lock is released.
     pub(crate) fn list_as(
         &self,
         rt: &ResourceType,
@@ -94,8 +96,8 @@ impl Store {
         labels: &Selector,
         fields: &Selector,
         metadata_only: bool,
-    ) -> Value {
-        let items: Vec<Value> = self
+    ) -> ListAnswer {
+        let items: Vec<Arc<Value>> = self
             .objects
             .get(rt.plural)
             .into_iter()
@@ -109,27 +111,19 @@ impl Store {
                     })
                     && labels.matches(|key| object["metadata"]["labels"].get(key)?.as_str())
             })
-            .map(|(_, object)| match metadata_only {
-                true => partial_object_metadata(object),
-                false => Value::clone(object),
-            })
+            .map(|(_, object)| Arc::clone(object))
             .collect();
         let (kind, api_version) = match metadata_only {
             true => ("PartialObjectMetadataList".to_string(), "meta.k8s.io/v1".to_string()),
             false => (rt.list_kind(), rt.api_version()),
         };
-        // A real API server answers an empty PartialObjectMetadataList with `"items": null` (it builds
-        // that list by appending to a nil slice); its typed and custom-resource lists say `[]`.
-        let items = match (metadata_only, items.is_empty()) {
-            (true, true) => Value::Null,
-            _ => Value::Array(items),
-        };
-        json!({
-            "kind": kind,
-            "apiVersion": api_version,
-            "metadata": {"resourceVersion": self.revision.to_string()},
-            "items": items,
-        })
+        ListAnswer {
+            kind,
+            api_version,
+            resource_version: self.revision.to_string(),
+            items,
+            metadata_only,
+        }
     }
 
     /// POST. `namespace` is the one in the request path (empty for
@@ -516,12 +510,58 @@ fn desired_state(fields: &Map<String, Value>) -> BTreeMap<&str, &Value> {
 }
 
 /// An object as `PartialObjectMetadata` (meta.k8s.io/v1): its whole `metadata`, nothing else.
-fn partial_object_metadata(object: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": object["metadata"].clone(),
-    })
+/// A LIST's answer: `{kind, apiVersion, metadata: {resourceVersion}, items}`, its items written
+/// straight from the stored objects (or, metadata only, as `PartialObjectMetadata` of each).
+pub(crate) struct ListAnswer {
+    kind: String,
+    api_version: String,
+    resource_version: String,
+    items: Vec<Arc<Value>>,
+    metadata_only: bool,
+}
+
+impl serde::Serialize for ListAnswer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        struct Items<'a>(&'a ListAnswer);
+        impl serde::Serialize for Items<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.items.len()))?;
+                for object in &self.0.items {
+                    match self.0.metadata_only {
+                        true => seq.serialize_element(&PartialObjectMetadata(object))?,
+                        false => seq.serialize_element(object.as_ref())?,
+                    }
+                }
+                seq.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("kind", &self.kind)?;
+        map.serialize_entry("apiVersion", &self.api_version)?;
+        map.serialize_entry("metadata", &json!({"resourceVersion": self.resource_version}))?;
+        // A real API server answers an empty PartialObjectMetadataList with `"items": null` (it builds
+        // that list by appending to a nil slice); its typed and custom-resource lists say `[]`.
+        match self.metadata_only && self.items.is_empty() {
+            true => map.serialize_entry("items", &Value::Null)?,
+            false => map.serialize_entry("items", &Items(self))?,
+        }
+        map.end()
+    }
+}
+
+/// An object as `PartialObjectMetadata`: its metadata only.
+struct PartialObjectMetadata<'a>(&'a Value);
+
+impl serde::Serialize for PartialObjectMetadata<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("kind", "PartialObjectMetadata")?;
+        map.serialize_entry("apiVersion", "meta.k8s.io/v1")?;
+        map.serialize_entry("metadata", &self.0["metadata"])?;
+        map.end()
+    }
 }
 
 /// `managedFields` go last in metadata, as in the API server's Go type; none at all when no manager owns a field.
