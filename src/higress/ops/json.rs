@@ -93,18 +93,27 @@ pub(super) fn retain_indexed(
     let Some(list) = object.pointer_mut(pointer).and_then(Value::as_array_mut) else {
         return false;
     };
-    let (mut at, mut gone) = (Vec::new(), Vec::new());
-    for (position, item) in std::mem::take(list).into_iter().enumerate() {
-        if keep(&item) {
-            list.push(item);
-        } else {
-            at.push(position);
-            gone.push(item);
-        }
-    }
+    let at: Vec<usize> = (0..list.len()).filter(|&position| !keep(&list[position])).collect();
     if at.is_empty() {
         return false;
     }
+    // A retirement removes one entry from lists of thousands: moved in place, not rebuilt.
+    let gone: Vec<Value> = if at.len() <= 8 {
+        let mut gone: Vec<Value> = at.iter().rev().map(|&position| list.remove(position)).collect();
+        gone.reverse();
+        gone
+    } else {
+        let mut kept = Vec::with_capacity(list.len() - at.len());
+        let mut gone = Vec::with_capacity(at.len());
+        for (position, item) in std::mem::take(list).into_iter().enumerate() {
+            match at.binary_search(&position) {
+                Ok(_) => gone.push(item),
+                Err(_) => kept.push(item),
+            }
+        }
+        *list = kept;
+        gone
+    };
     index.removed(table, &at, &gone);
     true
 }
