@@ -252,6 +252,77 @@ async fn one_models_results_keep_the_order_of_its_events_invalid_ones_included()
     assert!(worker.terminate().success());
 }
 
+/// A result goes when it is final, not when the whole batch is: while one model's events wait out a
+/// failure of the API server (here, for as long as the test keeps it failing), the batch's other
+/// results, an invalid event's and the waiting model's superseded event's included, are published;
+/// the waiting event's comes later, after its model's earlier one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_retried_after_a_transient_failure_holds_back_only_its_own_results() {
+    let fixture = Fixture::start().await;
+    // Every request naming the held route's objects fails, until the test clears the fault.
+    fixture
+        .sim
+        .faults()
+        .set_error_rate(1.0, FaultSpec::new(503).for_path("ai-route-held"));
+    let invalid = cloud_event(
+        "invalid-other-1",
+        "io.higress.model.deployed.v1",
+        json!({"model": "other", "revision": 1, "provider": {"type": 42}}),
+    );
+    // Queued before the worker starts: its first batch takes all four.
+    fixture.publish("held", &deploy("held", 1)).await;
+    fixture.publish("quick", &deploy("quick", 1)).await;
+    fixture.publish("held", &deploy("held", 2)).await;
+    fixture.publish("other", &invalid).await;
+    let worker = fixture.worker("w", &["--event-deadline-secs", "120", "--retry-deadline-secs", "1"]);
+
+    let early = fixture
+        .results_covering(&["deploy-quick-1".to_string(), "invalid-other-1".to_string()])
+        .await;
+    let seen = outcomes(&early);
+    assert_eq!(
+        seen.get("deploy-quick-1").map(String::as_str),
+        Some("applied"),
+        "log:\n{}",
+        worker.log()
+    );
+    assert_eq!(seen.get("invalid-other-1").map(String::as_str), Some("rejected"));
+    // The held model's first event is final at once (its second supersedes it in the batch); the
+    // second has no result while its requests fail.
+    assert_eq!(seen.get("deploy-held-1").map(String::as_str), Some("stale"), "{seen:?}");
+    assert!(!seen.contains_key("deploy-held-2"), "{seen:?}");
+    assert!(fixture.get("ingresses", "ai-route-held.internal").is_none());
+
+    fixture.sim.faults().clear();
+    let all = fixture
+        .results_covering(&["deploy-held-1".to_string(), "deploy-held-2".to_string()])
+        .await;
+    let held: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|r| r["data"]["model"] == "held")
+        .map(|r| {
+            (
+                r["data"]["inputEventId"].as_str().unwrap(),
+                r["data"]["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(held.len(), 2, "one result each: {held:?}\nlog:\n{}", worker.log());
+    assert_eq!(
+        held[0],
+        ("deploy-held-1", "stale"),
+        "in the order of the model's events: {held:?}"
+    );
+    assert_eq!(held[1], ("deploy-held-2", "applied"), "{held:?}");
+    assert!(fixture.get("ingresses", "ai-route-held.internal").is_some());
+    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&worker.log(), "")
+        .into_owned();
+    assert!(plain.contains("batch done records=4"), "one batch: {plain}");
+    assert!(worker.terminate().success());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_input_is_dead_lettered_and_the_next_event_still_applies() {
     let fixture = Fixture::start().await;

@@ -217,8 +217,7 @@ impl Engine {
                 return self.in_halves(events, failure, deadline).await;
             }
         };
-        self.settle_fences(events, &mut results, &to_settle, deadline)
-            .await;
+        self.settle_fences(events, &mut results, &to_settle, deadline).await;
         let elapsed = started.elapsed();
         self.metrics.apply_duration.observe(elapsed.as_secs_f64());
         results
@@ -750,7 +749,8 @@ impl Engine {
             if rank == shared {
                 let retiring: Vec<usize> = (0..events.len())
                     .filter(|&i| {
-                        matches!(events[i].body, Lifecycle::Retired(_)) && planned.results[i].outcome == Outcome::Applied
+                        matches!(events[i].body, Lifecycle::Retired(_))
+                            && planned.results[i].outcome == Outcome::Applied
                     })
                     .collect();
                 let error;

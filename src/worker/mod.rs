@@ -9,6 +9,9 @@
 pub mod decode;
 pub mod http;
 pub mod lag;
+mod order;
+
+use order::Outbox;
 
 use crate::cluster::{is_retryable, Engine};
 use crate::contract::InvalidEvent;
@@ -459,17 +462,32 @@ impl Worker {
     /// Applies a batch and delivers its results and dead letters. An error means the broker could not
     /// be reached: nothing of the batch is committed and it is replayed.
     async fn process(&self, batch: &[OwnedMessage]) -> anyhow::Result<()> {
-        // Sent in the records' order (a producer keeps the order it is given): the results of one
-        // model's events come out in the order its events came in, invalid ones included.
-        let mut rejections: Vec<(usize, futures::future::BoxFuture<'_, anyhow::Result<()>>)> = Vec::new();
+        // Each result goes as soon as it is final (an invalid record's at once, an event's when the
+        // retry round that settled it is over), after those of its model's earlier records (`order`).
+        // A record's deliveries start in order (a producer keeps the order it is given), so one
+        // model's results come out in the order its events came in, invalid ones included.
+        let mut keys = Vec::with_capacity(batch.len());
+        let mut invalid = Vec::new();
         let mut valid: Vec<(usize, LifecycleEvent)> = Vec::new();
         for (index, record) in batch.iter().enumerate() {
             let headers = headers_of(record);
             match decode::decode(record.payload(), &headers) {
-                Ok(event) => valid.push((index, event)),
-                Err(invalid) => rejections.push((index, self.reject(record, headers, &invalid))),
+                Ok(event) => {
+                    keys.push(event.model().to_string());
+                    valid.push((index, event));
+                }
+                Err(problem) => {
+                    let (key, delivery) = self.reject(record, headers, &problem);
+                    keys.push(key);
+                    invalid.push((index, delivery));
+                }
             }
         }
+        let mut outbox: Outbox<Delivery<'_>> = Outbox::new(keys);
+        for (index, delivery) in invalid {
+            outbox.finished(index, vec![delivery]);
+        }
+
         let started = Instant::now();
         let (indices, events): (Vec<usize>, Vec<LifecycleEvent>) = valid.into_iter().unzip();
         let spans: Vec<tracing::Span> = indices
@@ -488,73 +506,52 @@ impl Worker {
             }
             _ => tracing::Span::none(),
         };
-        let mut results = self.apply_until_deadline(&events).instrument(batch_span).await;
-        let applied_in = started.elapsed();
-        let mut deliveries = rejections;
-        for (((index, event), result), span) in indices.iter().zip(&events).zip(&mut results).zip(&spans) {
-            span.record("outcome", result.outcome.as_str());
-            if let Some(error) = &result.error {
-                span.record("reason", bounded(&error.reason, MAX_NAME_BYTES));
-                if result.outcome == Outcome::Failed {
-                    span.record("otel.status_code", "ERROR");
-                }
-            }
-            // The pipeline's trace continues through the worker's span; the input's state goes on.
-            if let Some(traceparent) = telemetry::traceparent_of(span) {
-                result.trace = Some(crate::event::TraceContext {
-                    traceparent,
-                    tracestate: event.envelope.trace.as_ref().and_then(|t| t.tracestate.clone()),
-                });
-            }
-            async {
-                match &result.error {
-                    Some(error) => warn!(reason = %bounded(&error.reason, MAX_NAME_BYTES), message = %bounded(&error.message, MAX_MESSAGE_BYTES), "event not applied"),
-                    None => info!(changes = result.changes.len(), "event done"),
-                }
-            }
-            .instrument(span.clone())
-            .await;
-            self.metrics
-                .events
-                .get_or_create(&EventLabels {
-                    r#type: event_type_label(Some(&event.envelope.event_type)),
-                    outcome: result.outcome.as_str(),
-                })
-                .inc();
-            let record = &batch[*index];
-            if result.outcome == Outcome::Failed {
-                let message = result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
-                // Retried until the deadline, or refused after some of its writes: replay after the fix.
-                let reason = if is_retryable(result) {
-                    "apply-failed"
+        // Events that failed transiently are retried (in order, the rest of their model waiting) in
+        // rounds the retry policy allows before the event deadline; the deadline also bounds every
+        // request of every round, so an event's `failed` result comes at the deadline, not after it.
+        let policy = self.engine.retry_policy();
+        let deadline = tokio::time::Instant::now() + policy.event_deadline;
+        let mut earlier: Vec<Option<RouteResult>> = vec![None; events.len()];
+        let mut pending: Vec<usize> = (0..events.len()).collect();
+        let mut round = 0;
+        while !pending.is_empty() {
+            let apply = async {
+                if pending.len() == events.len() {
+                    self.engine.apply_batch_until(&events, deadline).await
                 } else {
-                    "apply-partial"
-                };
-                deliveries.push((
-                    *index,
-                    Box::pin(self.dead_letter(record, headers_of(record), reason, message)),
-                ));
+                    let retried: Vec<LifecycleEvent> = pending.iter().map(|&i| events[i].clone()).collect();
+                    self.engine.apply_batch_until(&retried, deadline).await
+                }
+            };
+            let (outcomes, delivered) =
+                futures::join!(apply.instrument(batch_span.clone()), deliver(outbox.take_ready()));
+            delivered?;
+            let pause = policy.next_round(round, deadline);
+            let mut retry = Vec::new();
+            for (&i, mut result) in pending.iter().zip(outcomes) {
+                // What earlier rounds wrote stays part of the event's result.
+                if let Some(before) = earlier[i].take() {
+                    result.add_earlier(before);
+                }
+                if result.outcome == Outcome::Failed && is_retryable(&result) && pause.is_some() {
+                    retry.push(i);
+                    earlier[i] = Some(result);
+                    continue;
+                }
+                let index = indices[i];
+                outbox.finished(index, self.deliveries(&batch[index], &events[i], result, &spans[i]));
             }
-            // An event refused for what the gateway would do with it is valid input that must be fixed and
-            // replayed, as an invalid one is: it goes to the dead-letter topic too.
-            let refused_for_the_gateway = [Reason::GatewayRefuses, Reason::PluginNotValidated]
-                .into_iter()
-                .find(|reason| result.error.as_ref().is_some_and(|e| e.reason == reason.as_str()));
-            if let (Outcome::Rejected, Some(reason)) = (result.outcome, refused_for_the_gateway) {
-                let message = result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
-                deliveries.push((
-                    *index,
-                    Box::pin(self.dead_letter(record, headers_of(record), reason.as_str(), message)),
-                ));
+            if let (false, Some(pause)) = (retry.is_empty(), pause) {
+                warn!(events = retry.len(), ?pause, "retrying events after transient failures");
+                let (_, delivered) = futures::join!(tokio::time::sleep(pause), deliver(outbox.take_ready()));
+                delivered?;
             }
-            deliveries.push((*index, Box::pin(self.publish(result, record))));
+            pending = retry;
+            round += 1;
         }
-        // Stable: a record's dead letter stays before its result.
-        deliveries.sort_by_key(|(index, _)| *index);
-        let deliveries = deliveries.into_iter().map(|(_, delivery)| delivery);
-        for delivery in futures::future::join_all(deliveries).await {
-            delivery?;
-        }
+        let applied_in = started.elapsed();
+        deliver(outbox.take_ready()).await?;
+        debug_assert!(outbox.is_empty(), "every record's result is delivered");
         let delivered_in = started.elapsed() - applied_in;
         info!(
             records = batch.len(),
@@ -564,6 +561,69 @@ impl Worker {
             "batch done"
         );
         Ok(())
+    }
+
+    /// What an event's final result sends: a dead letter when it failed or the gateway refused it,
+    /// then the result. Also records the outcome on the event's span and in the metrics.
+    fn deliveries<'a>(
+        &'a self,
+        record: &'a OwnedMessage,
+        event: &LifecycleEvent,
+        mut result: RouteResult,
+        span: &tracing::Span,
+    ) -> Vec<Delivery<'a>> {
+        span.record("outcome", result.outcome.as_str());
+        if let Some(error) = &result.error {
+            span.record("reason", bounded(&error.reason, MAX_NAME_BYTES));
+            if result.outcome == Outcome::Failed {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        // The pipeline's trace continues through the worker's span; the input's state goes on.
+        if let Some(traceparent) = telemetry::traceparent_of(span) {
+            result.trace = Some(crate::event::TraceContext {
+                traceparent,
+                tracestate: event.envelope.trace.as_ref().and_then(|t| t.tracestate.clone()),
+            });
+        }
+        span.in_scope(|| match &result.error {
+            Some(error) => warn!(reason = %bounded(&error.reason, MAX_NAME_BYTES), message = %bounded(&error.message, MAX_MESSAGE_BYTES), "event not applied"),
+            None => info!(changes = result.changes.len(), "event done"),
+        });
+        self.metrics
+            .events
+            .get_or_create(&EventLabels {
+                r#type: event_type_label(Some(&event.envelope.event_type)),
+                outcome: result.outcome.as_str(),
+            })
+            .inc();
+        let mut deliveries: Vec<Delivery<'a>> = Vec::new();
+        if result.outcome == Outcome::Failed {
+            let message = result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+            // Retried until the deadline, or refused after some of its writes: replay after the fix.
+            let reason = if is_retryable(&result) {
+                "apply-failed"
+            } else {
+                "apply-partial"
+            };
+            deliveries.push(Box::pin(self.dead_letter(record, headers_of(record), reason, message)));
+        }
+        // An event refused for what the gateway would do with it is valid input that must be fixed and
+        // replayed, as an invalid one is: it goes to the dead-letter topic too.
+        let refused_for_the_gateway = [Reason::GatewayRefuses, Reason::PluginNotValidated]
+            .into_iter()
+            .find(|reason| result.error.as_ref().is_some_and(|e| e.reason == reason.as_str()));
+        if let (Outcome::Rejected, Some(reason)) = (result.outcome, refused_for_the_gateway) {
+            let message = result.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+            deliveries.push(Box::pin(self.dead_letter(
+                record,
+                headers_of(record),
+                reason.as_str(),
+                message,
+            )));
+        }
+        deliveries.push(Box::pin(async move { self.publish(&result, record).await }));
+        deliveries
     }
 
     /// The event's span: a child of its `traceparent` (validated by the contract), with the messaging
@@ -600,53 +660,13 @@ impl Worker {
         span
     }
 
-    /// Applies events, retrying those that failed transiently (in order, the rest of the model waiting)
-    /// in rounds the retry policy allows before the event deadline; the deadline also bounds every
-    /// request of every round, so an event's `failed` result comes at the deadline, not after it.
-    async fn apply_until_deadline(&self, events: &[LifecycleEvent]) -> Vec<RouteResult> {
-        let policy = self.engine.retry_policy();
-        let deadline = tokio::time::Instant::now() + policy.event_deadline;
-        let mut results: Vec<Option<RouteResult>> = vec![None; events.len()];
-        let mut pending: Vec<usize> = (0..events.len()).collect();
-        let mut round = 0;
-        while !pending.is_empty() {
-            let outcomes = if pending.len() == events.len() {
-                self.engine.apply_batch_until(events, deadline).await
-            } else {
-                let retried: Vec<LifecycleEvent> = pending.iter().map(|&i| events[i].clone()).collect();
-                self.engine.apply_batch_until(&retried, deadline).await
-            };
-            let pause = policy.next_round(round, deadline);
-            let mut retry = Vec::new();
-            for (&i, mut result) in pending.iter().zip(outcomes) {
-                // What earlier rounds wrote stays part of the event's result.
-                if let Some(earlier) = results[i].take() {
-                    result.add_earlier(earlier);
-                }
-                if result.outcome == Outcome::Failed && is_retryable(&result) && pause.is_some() {
-                    retry.push(i);
-                }
-                results[i] = Some(result);
-            }
-            if let (false, Some(pause)) = (retry.is_empty(), pause) {
-                warn!(events = retry.len(), ?pause, "retrying events after transient failures");
-                tokio::time::sleep(pause).await;
-            }
-            pending = retry;
-            round += 1;
-        }
-        results
-            .into_iter()
-            .map(|r| r.expect("every event has a result"))
-            .collect()
-    }
-
+    /// An invalid record's dead letter and result, and the key its result is published under.
     fn reject<'a>(
         &'a self,
         record: &'a OwnedMessage,
         headers: Headers,
         invalid: &InvalidEvent,
-    ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+    ) -> (String, Delivery<'a>) {
         let reason = invalid.reason.as_str();
         let message = problems_summary(&invalid.problems);
         warn!(reason, %message, topic = record.topic(), partition = record.partition(), offset = record.offset(), "dead-lettering invalid input");
@@ -659,14 +679,16 @@ impl Worker {
             })
             .inc();
         // Every input gets its result, also one whose model could not be read (`model` null). Both
-        // are sent at once: the result keeps its place among the batch's results.
-        Box::pin(async move {
+        // are sent at once.
+        let key = result_key(&result).to_string();
+        let delivery = Box::pin(async move {
             futures::try_join!(
                 self.dead_letter(record, headers, reason, message),
                 self.publish(&result, record)
             )
             .map(drop)
-        })
+        });
+        (key, delivery)
     }
 
     /// Sends `record` to the dead-letter topic, bounded (see [`DeadLetter`]). When the broker refuses
@@ -726,10 +748,7 @@ impl Worker {
     /// Sends the result event (bounded), keyed by its model; an error comes with the payload's size.
     async fn send_result(&self, result: &RouteResult) -> Result<(), (KafkaError, usize)> {
         let payload = result.to_cloud_event(&self.config.source).to_string();
-        let key = bounded(
-            result.model.as_deref().unwrap_or(&result.input_event_id),
-            MAX_NAME_BYTES,
-        );
+        let key = bounded(result_key(result), MAX_NAME_BYTES);
         let headers = OwnedHeaders::new().insert(Header {
             key: "content-type",
             value: Some("application/cloudevents+json"),
@@ -778,6 +797,22 @@ impl Worker {
 
 /// The records whose partition is in `assignment`, in their order, each once: a partition revoked and
 /// given back while the batch filled is fetched again from its committed offset.
+/// A record's dead letter or result on its way to the broker.
+type Delivery<'a> = futures::future::BoxFuture<'a, anyhow::Result<()>>;
+
+/// Delivers in the order given (each is handed to the producer in turn), all at once.
+async fn deliver(deliveries: Vec<Delivery<'_>>) -> anyhow::Result<()> {
+    for delivered in futures::future::join_all(deliveries).await {
+        delivered?;
+    }
+    Ok(())
+}
+
+/// The key a result is published under: its model, or the input's id when no model could be read.
+fn result_key(result: &RouteResult) -> &str {
+    result.model.as_deref().unwrap_or(&result.input_event_id)
+}
+
 fn assigned_only(batch: Vec<OwnedMessage>, assignment: &TopicPartitionList) -> Vec<OwnedMessage> {
     let mut seen = std::collections::HashSet::new();
     batch
