@@ -45,8 +45,7 @@ impl Api {
     /// hold API tokens. serde's own error names a position, never content.
     async fn send(&self, key: &ObjectKey, request: http::Request<Vec<u8>>) -> Result<Value, kube::Error> {
         let text = self.answer(("get", key.kind, Some(&key.name)), request, 200).await?;
-        let mut object = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
-        without_managed_fields(&mut object);
+        let Read(object) = serde_json::from_str(&text).map_err(kube::Error::SerdeError)?;
         Ok(object)
     }
 
@@ -85,24 +84,22 @@ impl Api {
             .list(&ListParams::default().labels(label_selector))
             .map_err(kube::Error::BuildRequest)?;
         let text = self.answer(("list", kind, None), request, 200).await?;
-        let list: Value = serde_json::from_str(&text).map_err(|error| match unparseable_items(kind, &text) {
+        #[derive(Deserialize)]
+        struct List {
+            items: Option<Vec<Read>>,
+        }
+        let list: List = serde_json::from_str(&text).map_err(|error| match unparseable_items(kind, &text) {
             Some((objects, error)) => ListError {
                 error: kube::Error::SerdeError(error),
                 objects: Some(objects),
             },
             None => kube::Error::SerdeError(error).into(),
         })?;
-        let items = match list {
-            Value::Object(mut list) => match list.remove("items") {
-                Some(Value::Array(items)) => items,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        };
-        Ok(items
+        Ok(list
+            .items
+            .unwrap_or_default()
             .into_iter()
-            .map(|mut item| {
-                without_managed_fields(&mut item);
+            .map(|Read(mut item)| {
                 item["apiVersion"] = Value::String(kind.api_version());
                 item["kind"] = Value::String(kind.kind().to_string());
                 item
@@ -138,17 +135,12 @@ impl Api {
     pub async fn list_metadata(&self, kind: Kind, label_selector: &str) -> Result<Vec<Value>, kube::Error> {
         #[derive(Deserialize)]
         struct Item {
-            metadata: Value,
+            metadata: ReadMetadata,
         }
         let items: Vec<Item> = self.metadata_items(kind, label_selector).await?;
         Ok(items
             .into_iter()
-            .map(|item| {
-                let mut object =
-                    json!({"apiVersion": kind.api_version(), "kind": kind.kind(), "metadata": item.metadata});
-                without_managed_fields(&mut object);
-                object
-            })
+            .map(|item| json!({"apiVersion": kind.api_version(), "kind": kind.kind(), "metadata": item.metadata.0}))
             .collect())
     }
 
@@ -312,12 +304,57 @@ fn unparseable_items(kind: Kind, body: &str) -> Option<(String, serde_json::Erro
     Some((names.join(", "), first?))
 }
 
-/// Drops an object's `managedFields` as soon as it is read: nothing here reads them, they are most of
-/// an object's metadata (a batch of retirements lists thousands of metadata), and a whole-object write
-/// that carries none keeps the server's.
-fn without_managed_fields(object: &mut Value) {
-    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.remove("managedFields");
+/// An object as read, without its `managedFields`: nothing here reads them, they are most of an
+/// object's metadata (a batch of retirements lists thousands of metadata), and a whole-object write
+/// that carries none keeps the server's. They are skipped while the answer is parsed, never built.
+struct Read(Value);
+
+/// An object's `metadata`, without its `managedFields`.
+struct ReadMetadata(Value);
+
+impl<'de> Deserialize<'de> for Read {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(Fields { skip: None }).map(Read)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReadMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_map(Fields {
+                skip: Some("managedFields"),
+            })
+            .map(ReadMetadata)
+    }
+}
+
+/// A JSON object's fields, as `Value`s, but `metadata` read as [`ReadMetadata`] and the field `skip`
+/// passed over.
+struct Fields {
+    skip: Option<&'static str>,
+}
+
+impl<'de> serde::de::Visitor<'de> for Fields {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if Some(key.as_str()) == self.skip {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let value = match (self.skip, key.as_str()) {
+                (None, "metadata") => map.next_value::<ReadMetadata>()?.0,
+                _ => map.next_value::<Value>()?,
+            };
+            fields.insert(key, value);
+        }
+        Ok(Value::Object(fields))
     }
 }
 
@@ -327,6 +364,24 @@ mod tests {
 
     fn nested(levels: usize) -> String {
         format!("{}{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    #[test]
+    fn managed_fields_are_not_read_and_the_rest_stays_in_order() {
+        let body = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"a","labels":{"x":"y"},
+            "managedFields":[{"manager":"console","fieldsV1":{"f:data":{}}}],"resourceVersion":"7"},
+            "data":{"metadata":"{\"managedFields\":1}","k":"v"},"spec":{"metadata":{"managedFields":[]}}}"#;
+        let Read(object) = serde_json::from_str(body).unwrap();
+        let raw: Value = serde_json::from_str(body).unwrap();
+        let mut expected = raw.clone();
+        expected["metadata"].as_object_mut().unwrap().shift_remove("managedFields");
+        assert_eq!(object, expected);
+        let keys: Vec<&String> = object["metadata"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["name", "labels", "resourceVersion"]);
+        // Only the object's own metadata loses them.
+        assert_eq!(object["spec"]["metadata"]["managedFields"], json!([]));
+        let ReadMetadata(metadata) = serde_json::from_value(raw["metadata"].clone()).unwrap();
+        assert_eq!(metadata, expected["metadata"]);
     }
 
     #[test]
