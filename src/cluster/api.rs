@@ -374,7 +374,10 @@ mod tests {
         let Read(object) = serde_json::from_str(body).unwrap();
         let raw: Value = serde_json::from_str(body).unwrap();
         let mut expected = raw.clone();
-        expected["metadata"].as_object_mut().unwrap().shift_remove("managedFields");
+        expected["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("managedFields");
         assert_eq!(object, expected);
         let keys: Vec<&String> = object["metadata"].as_object().unwrap().keys().collect();
         assert_eq!(keys, ["name", "labels", "resourceVersion"]);

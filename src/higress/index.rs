@@ -284,6 +284,8 @@ pub(super) struct Rules {
     services: HashMap<String, u32>,
     /// Rules whose `config.activeProviderId` is a provider.
     providers: HashMap<String, u32>,
+    /// Rules whose `config.allow` (key-auth) names a consumer.
+    allowed: HashMap<String, u32>,
     /// For each service a rule targets exactly, the providers of those rules.
     exact_services: HashMap<String, Vec<Option<String>>>,
     /// For each provider, the services its rules that target exactly one service target.
@@ -301,6 +303,7 @@ impl Rules {
             ingresses: HashMap::with_capacity(list.len()),
             services: HashMap::new(),
             providers: HashMap::new(),
+            allowed: HashMap::new(),
             exact_services: HashMap::new(),
             exact_of_provider: HashMap::new(),
             repeating: 0,
@@ -360,6 +363,12 @@ impl Rules {
         if let Some(provider) = provider {
             bump(&mut self.providers, provider.to_string(), add);
         }
+        let allow = field(rule, "config")
+            .and_then(|c| field(c, "allow"))
+            .and_then(Value::as_array);
+        for consumer in allow.into_iter().flatten().filter_map(Value::as_str) {
+            bump(&mut self.allowed, consumer.to_string(), add);
+        }
         if let Some(service) = exact_service(rule) {
             let owners = self.exact_services.entry(service.to_string()).or_default();
             let owner = provider.map(str::to_string);
@@ -404,6 +413,11 @@ impl Rules {
         let found = list[from..to].iter().position(&matches).map(|at| from + at);
         debug_assert_eq!(found, scan(), "rules index out of step");
         found
+    }
+
+    /// Whether a rule's `config.allow` names the consumer.
+    pub(super) fn allow(&self, consumer: &str) -> bool {
+        self.allowed.get(consumer).is_some_and(|n| *n > 0)
     }
 
     /// Whether a rule's `config.activeProviderId` is the provider.

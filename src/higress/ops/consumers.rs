@@ -77,9 +77,12 @@ pub(super) fn upsert_consumer(object: &mut Value, consumer: &Value, index: &mut 
     changed | (config.insert("global_auth".into(), Value::Bool(false)) != Some(Value::Bool(false)))
 }
 
-/// Removes the consumer unless an allow list still names it.
+/// Removes the consumer unless an allow list still names it: the global one, or a rule's through
+/// the rules index (a batch of retirements asks this of a key-auth CR with thousands of rules).
 pub(super) fn remove_consumer_if_unused(object: &mut Value, name: &str, index: &mut EntryIndex) -> bool {
-    !allow_lists_name(object, name)
+    let named = allow_names(object.pointer("/spec/defaultConfig"), name) || index.rules(object).allow(name);
+    debug_assert_eq!(named, allow_lists_name(object, name), "rules index out of step");
+    !named
         && remove_keyed(
             object,
             "/spec/defaultConfig/consumers",
@@ -145,17 +148,19 @@ pub(super) fn key_auth_global_written(object: Option<&Value>) -> Vec<Written> {
 
 /// Whether any allow list of a key-auth CR (global or any rule, enabled or not) names the consumer.
 pub fn allow_lists_name(object: &Value, consumer: &str) -> bool {
-    let names = |config: Option<&Value>| {
-        config
-            .and_then(|c| c.get("allow"))
-            .and_then(Value::as_array)
-            .is_some_and(|allow| allow.iter().any(|a| a.as_str() == Some(consumer)))
-    };
-    names(object.pointer("/spec/defaultConfig"))
+    allow_names(object.pointer("/spec/defaultConfig"), consumer)
         || object
             .pointer("/spec/matchRules")
             .and_then(Value::as_array)
-            .is_some_and(|rules| rules.iter().any(|r| names(field(r, "config"))))
+            .is_some_and(|rules| rules.iter().any(|r| allow_names(field(r, "config"), consumer)))
+}
+
+/// Whether a key-auth config's `allow` names the consumer.
+fn allow_names(config: Option<&Value>, consumer: &str) -> bool {
+    config
+        .and_then(|c| c.get("allow"))
+        .and_then(Value::as_array)
+        .is_some_and(|allow| allow.iter().any(|a| a.as_str() == Some(consumer)))
 }
 
 #[cfg(test)]
@@ -193,5 +198,13 @@ mod tests {
             key_auth["spec"]["defaultConfig"]["consumers"],
             json!([{"name": "alice"}])
         );
+        // With the index kept across edits (as in a batch): the rule goes, and alice with it.
+        let mut index = EntryIndex::default();
+        let again = Op::RemoveConsumerIfUnused("alice".into());
+        assert_eq!(again.apply_indexed(&mut key_auth, &mut index), Ok(false));
+        let rule_goes = Op::RemoveIngressTarget("x".into());
+        assert_eq!(rule_goes.apply_indexed(&mut key_auth, &mut index), Ok(true));
+        assert_eq!(again.apply_indexed(&mut key_auth, &mut index), Ok(true));
+        assert_eq!(key_auth["spec"]["defaultConfig"]["consumers"], json!([]));
     }
 }
