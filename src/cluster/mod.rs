@@ -48,23 +48,6 @@ pub const DEFAULT_WRITE_CONCURRENCY: usize = 64;
 /// etcd's request limit (1.5 MiB), with room for what the API server adds (managedFields).
 pub const DEFAULT_SHARED_OBJECT_BUDGET: usize = 1_400_000;
 
-/// What the settle after a batch's writes needs to know of them.
-struct ToSettle {
-    /// Each retirement's fence entry as planned (`None` for other events).
-    planned_fences: Vec<Option<FenceEntry>>,
-    /// The retirements whose route Ingresses were looked at once their fence entries were written.
-    ingresses_looked: BTreeSet<usize>,
-}
-
-impl ToSettle {
-    fn nothing_planned(events: usize) -> Self {
-        Self {
-            planned_fences: vec![None; events],
-            ingresses_looked: BTreeSet::new(),
-        }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub settings: Settings,
@@ -203,21 +186,22 @@ impl Engine {
     pub async fn apply_batch_until(&self, events: &[LifecycleEvent], deadline: Instant) -> Vec<RouteResult> {
         let started = Instant::now();
         let tally = Tally::default();
-        let (mut results, to_settle) = match self.try_batch(events, &tally, deadline).await {
+        let (mut results, planned_fences) = match self.try_batch(events, &tally, deadline).await {
             Ok(done) => done,
             Err(failure) if events.len() == 1 => {
                 let mut result = RouteResult::for_event(&events[0]);
                 let written: Vec<Change> = failure.written.iter().map(|(k, op)| Change::new(k, *op)).collect();
                 fail(&mut result, &failure.error, written);
                 result.add_unknown_writes(failure.unknown.iter().map(|(k, op)| Change::new(k, *op)));
-                (vec![result], ToSettle::nothing_planned(1))
+                (vec![result], vec![None])
             }
             Err(failure) => {
                 tracing::warn!(error = %failure.error, events = events.len(), "batch write failed; applying its events again in halves");
                 return self.in_halves(events, failure, deadline).await;
             }
         };
-        self.settle_fences(events, &mut results, &to_settle, deadline).await;
+        self.settle_fences(events, &mut results, &planned_fences, deadline)
+            .await;
         let elapsed = started.elapsed();
         self.metrics.apply_duration.observe(elapsed.as_secs_f64());
         results
@@ -240,17 +224,14 @@ impl Engine {
     /// itself again when its fence entry, as written, names more than it planned to release: a deploy
     /// cut short recorded them there after the retirement read the fence (the entry's write merges
     /// them), and they are released now rather than at the retirement's next delivery.
-    /// A retirement that looked at its route's Ingresses after its fence entry was written (before it
-    /// took the route's key-auth rule) has made this look already: a deploy that wrote its Ingress
-    /// and then missed the fence did both before that look (`ToSettle::ingresses_looked`).
+    /// `planned_fences`: each retirement's fence entry as planned (`None` for other events).
     async fn settle_fences(
         &self,
         events: &[LifecycleEvent],
         results: &mut [RouteResult],
-        to_settle: &ToSettle,
+        planned_fences: &[Option<FenceEntry>],
         deadline: Instant,
     ) {
-        let planned_fences = &to_settle.planned_fences;
         // A write that may have been made counts: it may have exposed a route a retirement took meanwhile.
         let wrote: Vec<usize> = (0..events.len())
             .filter(|&i| !results[i].changes.is_empty() || !results[i].unknown_writes.is_empty())
@@ -261,7 +242,6 @@ impl Engine {
         let retired_routes = wrote
             .iter()
             .filter(|&&i| matches!(events[i].body, Lifecycle::Retired(_)) && results[i].outcome != Outcome::Stale)
-            .filter(|i| !to_settle.ingresses_looked.contains(i))
             .map(|&i| names::route_ingress(events[i].model()));
         let reads =
             reads::fence_look(wrote.iter().map(|&i| events[i].model())).union(reads::ingress_look(retired_routes));
@@ -711,7 +691,7 @@ impl Engine {
         events: &[LifecycleEvent],
         tally: &Tally,
         deadline: Instant,
-    ) -> Result<(Vec<RouteResult>, ToSettle), BatchFailure> {
+    ) -> Result<(Vec<RouteResult>, Vec<Option<FenceEntry>>), BatchFailure> {
         let started = Instant::now();
         let initial = self
             .read_state(events, Use::Take, deadline)
@@ -740,28 +720,20 @@ impl Engine {
         // Late Ingresses whose delete lost its answer and a look could not tell: touched all the same.
         let mut maybe_taken_late: Vec<(usize, ObjectKey)> = Vec::new();
         let mut touched_late: Vec<(usize, ObjectKey)> = Vec::new();
-        let mut ingresses_looked = BTreeSet::new();
         for rank in ranks {
             let rank_started = Instant::now();
             // Before a retirement takes its route's key-auth rule, the route's Ingresses once more:
             // an older deploy that passed the fence before the retirement may have created one since
             // the batch read. It goes first, so the route is never live without the rule.
             if rank == shared {
-                let retiring: Vec<usize> = (0..events.len())
-                    .filter(|&i| {
-                        matches!(events[i].body, Lifecycle::Retired(_))
-                            && planned.results[i].outcome == Outcome::Applied
-                    })
-                    .collect();
                 let error;
-                (taken_late, maybe_taken_late, error) =
-                    self.take_late_ingresses(events, &retiring, tally, deadline).await;
+                (taken_late, maybe_taken_late, error) = self
+                    .take_late_ingresses(events, &planned.results, tally, deadline)
+                    .await;
                 touched_late = [&taken_late[..], &maybe_taken_late[..]].concat();
                 if let Some(error) = error {
                     return Err(tally.failure(error, with_taken(&planned.touched, &touched_late)));
                 }
-                // The fences are written (the first rank; a batch stops at a rank that fails).
-                ingresses_looked.extend(retiring);
             }
             // Before the first route is exposed, the fences once more: a model fenced past the event
             // that wrote its route's objects (a retirement, or a newer deploy, since the batch read)
@@ -865,13 +837,7 @@ impl Engine {
                 ));
             }
         }
-        Ok((
-            results,
-            ToSettle {
-                planned_fences,
-                ingresses_looked,
-            },
-        ))
+        Ok((results, planned_fences))
     }
 
     /// The Ingresses (main and fallback) of the batch's retiring routes that are there now though the
@@ -882,16 +848,19 @@ impl Engine {
     async fn take_late_ingresses(
         &self,
         events: &[LifecycleEvent],
-        retiring: &[usize],
+        planned: &[RouteResult],
         tally: &Tally,
         deadline: Instant,
     ) -> (Vec<(usize, ObjectKey)>, Vec<(usize, ObjectKey)>, Option<ApplyError>) {
+        let retiring: Vec<usize> = (0..events.len())
+            .filter(|&i| matches!(events[i].body, Lifecycle::Retired(_)) && planned[i].outcome == Outcome::Applied)
+            .collect();
         let no_newer = |i: usize, revision: u64| revision <= events[i].revision();
         let Removal {
             removed: taken,
             unknown,
             error,
-        } = self.remove_route_ingresses(events, retiring, no_newer, deadline).await;
+        } = self.remove_route_ingresses(events, &retiring, no_newer, deadline).await;
         let mut written = tally.written.lock().expect("not poisoned");
         written.extend(taken.iter().map(|(_, key)| (key.clone(), Operation::Deleted)));
         let mut maybe = tally.unknown.lock().expect("not poisoned");

@@ -190,8 +190,7 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
 /// The engine's looks between and after a batch's writes, each a safety property of ARCHITECTURE.md
 /// ("Fences and shared entries across writers"): before a retirement takes its route's key-auth rule,
 /// the route's Ingresses (`take_late_ingresses`); before the first route is exposed, the fences
-/// (`fenced_past`); after the writes, the fences, and the Ingresses of retired routes that did not look
-/// once their fences were written (`settle_fences`),
+/// (`fenced_past`); after the writes, the fences and the retired routes' Ingresses (`settle_fences`),
 /// and an overtaken deploy's Ingresses (`leave_to_newer_deploys`). A look is one read for the whole
 /// batch, not one per event: Ingresses by name for a few, else one metadata-only list of the console's
 /// Ingresses (a look needs their revision annotation, version and uid, not their spec).
