@@ -114,6 +114,14 @@ fn outcomes(results: &[Value]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The worker's log without its colours.
+fn plain_log(worker: &WorkerProcess) -> String {
+    regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&worker.log(), "")
+        .into_owned()
+}
+
 /// Every model's route exists and each shared entry is there exactly once.
 fn assert_routes_exactly(fixture: &Fixture, models: &[String]) {
     let bridge = fixture.get("mcpbridges", "default").expect("McpBridge");
@@ -244,10 +252,7 @@ async fn one_models_results_keep_the_order_of_its_events_invalid_ones_included()
         "log:\n{}",
         worker.log()
     );
-    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
-        .unwrap()
-        .replace_all(&worker.log(), "")
-        .into_owned();
+    let plain = plain_log(&worker);
     assert!(plain.contains("batch done records=3"), "one batch: {plain}");
     assert!(worker.terminate().success());
 }
@@ -315,10 +320,7 @@ async fn a_model_retried_after_a_transient_failure_holds_back_only_its_own_resul
     );
     assert_eq!(held[1], ("deploy-held-2", "applied"), "{held:?}");
     assert!(fixture.get("ingresses", "ai-route-held.internal").is_some());
-    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
-        .unwrap()
-        .replace_all(&worker.log(), "")
-        .into_owned();
+    let plain = plain_log(&worker);
     assert!(plain.contains("batch done records=4"), "one batch: {plain}");
     assert!(worker.terminate().success());
 }

@@ -93,27 +93,21 @@ pub(super) fn retain_indexed(
     let Some(list) = object.pointer_mut(pointer).and_then(Value::as_array_mut) else {
         return false;
     };
-    let at: Vec<usize> = (0..list.len()).filter(|&position| !keep(&list[position])).collect();
+    // In place: a retirement removes one entry from lists of thousands (the few removed are copied
+    // for the index).
+    let (mut position, mut at, mut gone) = (0, Vec::new(), Vec::new());
+    list.retain(|item| {
+        let kept = keep(item);
+        if !kept {
+            at.push(position);
+            gone.push(item.clone());
+        }
+        position += 1;
+        kept
+    });
     if at.is_empty() {
         return false;
     }
-    // A retirement removes one entry from lists of thousands: moved in place, not rebuilt.
-    let gone: Vec<Value> = if at.len() <= 8 {
-        let mut gone: Vec<Value> = at.iter().rev().map(|&position| list.remove(position)).collect();
-        gone.reverse();
-        gone
-    } else {
-        let mut kept = Vec::with_capacity(list.len() - at.len());
-        let mut gone = Vec::with_capacity(at.len());
-        for (position, item) in std::mem::take(list).into_iter().enumerate() {
-            match at.binary_search(&position) {
-                Ok(_) => gone.push(item),
-                Err(_) => kept.push(item),
-            }
-        }
-        *list = kept;
-        gone
-    };
     index.removed(table, &at, &gone);
     true
 }
