@@ -1,7 +1,7 @@
 //! Raw JSON access to the objects of one namespace. Objects stay `serde_json::Value`s end to end, so
 //! every field of a shared object, modelled or not, is written back exactly as it was read.
 
-use crate::higress::{Kind, ObjectKey};
+use crate::higress::{names, Kind, ObjectKey};
 use crate::telemetry;
 use kube::core::params::{DeleteParams, GetParams, ListParams, PostParams};
 use kube::core::Request;
@@ -131,11 +131,11 @@ impl Api {
     }
 
     /// The objects of a kind with a label selector, metadata only (`PartialObjectMetadataList`): each
-    /// as `apiVersion`, `kind` and `metadata`, for a look that needs no more.
+    /// as `apiVersion`, `kind` and the part of `metadata` a look reads ([`LookMetadata`]).
     pub async fn list_metadata(&self, kind: Kind, label_selector: &str) -> Result<Vec<Value>, kube::Error> {
         #[derive(Deserialize)]
         struct Item {
-            metadata: ReadMetadata,
+            metadata: LookMetadata,
         }
         let items: Vec<Item> = self.metadata_items(kind, label_selector).await?;
         Ok(items
@@ -312,6 +312,80 @@ struct Read(Value);
 /// An object's `metadata`, without its `managedFields`.
 struct ReadMetadata(Value);
 
+/// What a look reads of an object's `metadata`: its name, namespace, uid, version, deletion and labels,
+/// and our own annotations (`higress-route-worker.io/…`: the revision that wrote it). The rest (the
+/// console's annotations, `managedFields`) is skipped while the answer is parsed: a batch of
+/// retirements on a large cluster looks at thousands of Ingresses, megabytes of metadata each time.
+struct LookMetadata(Value);
+
+const LOOK_FIELDS: [&str; 6] = [
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "deletionTimestamp",
+    "labels",
+];
+
+impl<'de> Deserialize<'de> for LookMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Metadata;
+        impl<'de> serde::de::Visitor<'de> for Metadata {
+            type Value = Value;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("an object's metadata")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+                let mut fields = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "annotations" {
+                        let OurAnnotations(ours) = map.next_value()?;
+                        if !ours.is_empty() {
+                            fields.insert(key, Value::Object(ours));
+                        }
+                    } else if LOOK_FIELDS.contains(&key.as_str()) {
+                        fields.insert(key, map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(Value::Object(fields))
+            }
+        }
+        deserializer.deserialize_map(Metadata).map(LookMetadata)
+    }
+}
+
+/// The annotations named `higress-route-worker.io/…`, the others skipped.
+struct OurAnnotations(serde_json::Map<String, Value>);
+
+impl<'de> Deserialize<'de> for OurAnnotations {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Annotations;
+        impl<'de> serde::de::Visitor<'de> for Annotations {
+            type Value = serde_json::Map<String, Value>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("annotations")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(serde_json::Map::new())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut ours = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key.starts_with(names::OUR_PREFIX) {
+                        ours.insert(key, map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(ours)
+            }
+        }
+        deserializer.deserialize_any(Annotations).map(OurAnnotations)
+    }
+}
+
 impl<'de> Deserialize<'de> for Read {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(Fields { skip: None }).map(Read)
@@ -385,6 +459,34 @@ mod tests {
         assert_eq!(object["spec"]["metadata"]["managedFields"], json!([]));
         let ReadMetadata(metadata) = serde_json::from_value(raw["metadata"].clone()).unwrap();
         assert_eq!(metadata, expected["metadata"]);
+    }
+
+    /// A look keeps what the engine's looks read (the revision annotation above all) and nothing of
+    /// the console's annotations or `managedFields`.
+    #[test]
+    fn a_look_reads_names_versions_labels_and_our_annotations_only() {
+        let metadata = json!({
+            "name": "ai-route-m.internal", "namespace": "higress-system", "uid": "u-1", "resourceVersion": "42",
+            "generation": 3, "creationTimestamp": "2026-12-07T00:00:00Z",
+            "labels": {"higress.io/resource-definer": "higress"},
+            "annotations": {"higress.io/destination": "llm-p.internal.dns:443",
+                            names::ANNOTATION_REVISION: "7", "higress.io/comment": "x"},
+            "managedFields": [{"manager": "console"}],
+        });
+        let LookMetadata(look) = serde_json::from_value(metadata.clone()).unwrap();
+        assert_eq!(
+            look,
+            json!({"name": "ai-route-m.internal", "namespace": "higress-system", "uid": "u-1",
+                   "resourceVersion": "42", "labels": {"higress.io/resource-definer": "higress"},
+                   "annotations": {names::ANNOTATION_REVISION: "7"}})
+        );
+        // No annotation of ours (or `null`): none at all, as a look of an object without them reads.
+        for annotations in [json!({"higress.io/comment": "x"}), Value::Null] {
+            let mut metadata = metadata.clone();
+            metadata["annotations"] = annotations;
+            let LookMetadata(look) = serde_json::from_value(metadata).unwrap();
+            assert_eq!(look.get("annotations"), None);
+        }
     }
 
     #[test]

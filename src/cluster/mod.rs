@@ -329,6 +329,7 @@ impl Engine {
             }
         }
         self.leave_to_newer_deploys(events, results, &now, deadline).await;
+        drop_aside(now);
     }
 
     /// A deploy overtaken by a newer deploy of its model: a retirement may have landed between its
@@ -457,6 +458,7 @@ impl Engine {
                 }
             }
         }
+        drop_aside(now);
         removal
     }
 
@@ -799,7 +801,7 @@ impl Engine {
             })
             .collect();
         self.keep_shared(&mut planned.state, tally);
-        let mut results = planned.results;
+        let mut results = std::mem::take(&mut planned.results);
         for (result, changed) in results.iter_mut().zip(&planned.changed) {
             result.changes = changed
                 .iter()
@@ -837,6 +839,7 @@ impl Engine {
                 ));
             }
         }
+        drop_aside(planned);
         Ok((results, planned_fences))
     }
 
@@ -1364,6 +1367,12 @@ impl Owner<'_> {
 
 /// The objects each event touched, with the Ingresses its retirement took late (so a failed batch's
 /// results list them).
+/// Frees what a batch read and planned off its path: the state of a large cluster (thousands of
+/// objects) takes tens of milliseconds to drop, time the batch's results would otherwise wait for.
+fn drop_aside<T: Send + 'static>(value: T) {
+    tokio::task::spawn_blocking(move || drop(value));
+}
+
 fn with_taken(touched: &[BTreeSet<ObjectKey>], taken: &[(usize, ObjectKey)]) -> Vec<BTreeSet<ObjectKey>> {
     let mut touched = touched.to_vec();
     for (i, key) in taken {

@@ -643,29 +643,72 @@ impl Users {
         }
     }
 
-    /// Removes a user recorded at `revision` or earlier, and every provider left without users;
-    /// says whether the user was removed.
-    pub(super) fn remove(&mut self, provider: &str, route: &str, revision: u64) -> bool {
-        let removed = self.map.get_mut(provider).is_some_and(|routes| {
-            let older = routes.get(route).is_some_and(|&recorded| recorded <= revision);
-            older && routes.remove(route).is_some()
-        });
-        if removed {
-            if self.map[provider].is_empty() {
-                self.map.remove(provider);
-                self.parts.shift_remove(provider);
-            } else {
-                let routes = &self.map[provider];
+    /// Removes a user recorded at `revision` or earlier, and every provider left without users: how
+    /// the text changes. A batch of retirements removes hundreds of users of the same few providers,
+    /// each with thousands: the user's element is taken out of its provider's part, and of the text,
+    /// in place ([`AnnotationEdit::Splice`]), not the part serialized and the text joined again.
+    pub(super) fn remove(&mut self, provider: &str, route: &str, revision: u64) -> AnnotationEdit {
+        let Some(routes) = self.map.get_mut(provider) else {
+            return AnnotationEdit::Unchanged;
+        };
+        let Some(recorded) = routes.get(route).copied().filter(|&recorded| recorded <= revision) else {
+            return AnnotationEdit::Unchanged;
+        };
+        routes.remove(route);
+        let emptied = routes.is_empty();
+        // Providers the text listed without users go too, as a render drops them.
+        if self.map.iter().any(|(p, routes)| routes.is_empty() && p != provider) {
+            self.map.retain(|_, routes| !routes.is_empty());
+            let map = &self.map;
+            self.parts.retain(|p, _| map.contains_key(p));
+            if let Some(routes) = self.map.get(provider) {
                 self.parts.insert(provider.to_string(), part(provider, routes));
             }
-            // Providers the text listed without users go too, as a render drops them.
-            if self.map.values().any(BTreeMap::is_empty) {
-                self.map.retain(|_, routes| !routes.is_empty());
-                let map = &self.map;
-                self.parts.retain(|p, _| map.contains_key(p));
+            return AnnotationEdit::Rewrite;
+        }
+        let Some(index) = self.parts.get_index_of(provider) else {
+            return AnnotationEdit::Rewrite;
+        };
+        // Where the provider's part starts in the text: `{`, then each earlier part and its comma.
+        let at = 1 + self.parts[..index].values().map(|p| p.len() + 1).sum::<usize>();
+        if emptied {
+            self.map.remove(provider);
+            let (_, old) = self.parts.shift_remove_index(index).expect("indexed");
+            return match (self.parts.is_empty(), index) {
+                (true, _) => AnnotationEdit::Rewrite,
+                // With the comma before it, or after it when first.
+                (false, 0) => AnnotationEdit::Splice(at..at + old.len() + 1),
+                (false, _) => AnnotationEdit::Splice(at - 1..at + old.len()),
+            };
+        }
+        let element = serde_json::to_string(&entry(route, recorded)).expect("a string serializes");
+        let part = &mut self.parts[index];
+        match element_range(part, &element) {
+            Some(range) => {
+                part.replace_range(range.clone(), "");
+                AnnotationEdit::Splice(at + range.start..at + range.end)
+            }
+            None => {
+                *part = self::part(provider, &self.map[provider]);
+                AnnotationEdit::Rewrite
             }
         }
-        removed
+    }
+}
+
+/// Where `element` (a JSON string) stands in the JSON list ending `part`, with one of its commas; `None`
+/// when it is not there or is the list's only element.
+fn element_range(part: &str, element: &str) -> Option<std::ops::Range<usize>> {
+    let bytes = part.as_bytes();
+    let at = memchr::memmem::find_iter(bytes, element).find(|&at| {
+        let end = at + element.len();
+        at > 0 && matches!(bytes[at - 1], b'[' | b',') && matches!(bytes.get(end), Some(b',' | b']'))
+    })?;
+    let end = at + element.len();
+    match (bytes[at - 1], bytes[end]) {
+        (b',', _) => Some(at - 1..end),
+        (b'[', b',') => Some(at..end + 1),
+        _ => None,
     }
 }
 
@@ -694,13 +737,14 @@ impl AnnotationTable for Users {
 
 /// One provider's users as stored: `route@revision`, or `route` for revision 0 (see `Users::parse`).
 fn entries(routes: &BTreeMap<String, u64>) -> Vec<String> {
-    routes
-        .iter()
-        .map(|(route, revision)| match revision {
-            0 => route.clone(),
-            _ => format!("{route}@{revision}"),
-        })
-        .collect()
+    routes.iter().map(|(route, &revision)| entry(route, revision)).collect()
+}
+
+fn entry(route: &str, revision: u64) -> String {
+    match revision {
+        0 => route.to_string(),
+        _ => format!("{route}@{revision}"),
+    }
 }
 
 /// One provider's `"provider":["route@revision",…]`, as serde_json writes it.
@@ -737,6 +781,9 @@ pub(super) enum AnnotationEdit {
     /// Take this member (`"key":value`) out of the text in place, or write the text again when it
     /// is not there as rendered.
     Remove(String),
+    /// Take these bytes out of the text in place (the table knows where they are), or write the text
+    /// again when they cannot be.
+    Splice(std::ops::Range<usize>),
     /// Write the text again ([`AnnotationTable::render`]).
     Rewrite,
 }

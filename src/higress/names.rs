@@ -15,6 +15,8 @@ pub const SELECT_AI_ROUTES: &str = "higress.io/resource-definer=higress,higress.
 pub const ANNOTATION_COMMENT: &str = "higress.io/comment";
 pub const COMMENT: &str = "PLEASE DO NOT EDIT DIRECTLY. This resource is managed by Higress.";
 
+/// The prefix of our own annotations and labels.
+pub const OUR_PREFIX: &str = "higress-route-worker.io/";
 /// Annotation on McpBridge `default` and `ai-proxy.internal`: the routes of ours using each provider.
 pub const ANNOTATION_PROVIDER_USERS: &str = "higress-route-worker.io/provider-users";
 /// Annotation on the plugin CRs holding rules of our routes: the revision of the event that last wrote
@@ -136,6 +138,19 @@ mod tests {
         assert!(shards.iter().all(|s| is_fence(s)));
         // FNV-1a("chat") = 0xa24bf9ab, 11 mod 16 (computed outside Rust): stable across versions.
         assert_eq!(fence("chat"), "higress-route-worker-fence-0b");
+    }
+
+    /// A look reads our annotations by this prefix (`cluster::api`): every one of them carries it.
+    #[test]
+    fn our_annotations_share_our_prefix() {
+        for name in [
+            ANNOTATION_PROVIDER_USERS,
+            ANNOTATION_ROUTE_REVISIONS,
+            ANNOTATION_SECRET_SOURCES,
+            ANNOTATION_REVISION,
+        ] {
+            assert!(name.starts_with(OUR_PREFIX), "{name}");
+        }
     }
 
     #[test]

@@ -168,15 +168,12 @@ pub(super) fn release_provider(plan: &mut Plan, state: &State, settings: &Settin
     if !delete {
         return;
     }
-    let others = state.other_routes_using(provider, model);
-    if let Some(other) = others.first() {
+    let others = state.other_routes_using(provider, model, &ai_proxy);
+    if let Some(other) = &others.first {
         plan.warnings
             .push(format!("provider {provider} is kept: route {other} still uses it"));
     }
-    if !others
-        .iter()
-        .all(|route| state.records_provider_user(&ai_proxy, provider, route))
-    {
+    if !others.all_recorded {
         return;
     }
     let unless_used = |then: Op| Op::IfProviderUnused {

@@ -41,6 +41,15 @@ impl Clone for State {
     }
 }
 
+/// What [`State::other_routes_using`] finds.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OtherRoutes {
+    /// The first other route using the provider, by name.
+    pub first: Option<String>,
+    /// Whether the provider-users record names every other route using it (vacuously, when none does).
+    pub all_recorded: bool,
+}
+
 /// The AI route ConfigMaps by the providers their routes use.
 #[derive(Default)]
 struct RouteProviders {
@@ -188,9 +197,11 @@ impl State {
         }
     }
 
-    /// The AI routes other than `route` that use `provider` (their ConfigMaps say so), in the order
-    /// of their ConfigMaps' names.
-    pub fn other_routes_using(&self, provider: &str, route: &str) -> Vec<String> {
+    /// The AI routes other than `route` that use `provider` (their ConfigMaps say so): the first by
+    /// name, and whether `recorded_in`'s provider-users annotation records every one of them. One pass
+    /// under one lock: on a large cluster a provider has thousands of users, and a batch of retirements
+    /// asks for each of its routes.
+    pub fn other_routes_using(&self, provider: &str, route: &str, recorded_in: &ObjectKey) -> OtherRoutes {
         let mut cache = self.route_providers.lock().unwrap_or_else(PoisonError::into_inner);
         let routes = cache.get_or_insert_with(|| {
             let mut routes = RouteProviders::default();
@@ -199,17 +210,28 @@ impl State {
             }
             routes
         });
-        let mut users: Vec<&String> = routes.users.get(provider).into_iter().flatten().collect();
-        users.sort();
-        let found: Vec<String> = users
-            .into_iter()
-            .filter_map(|name| routes.routes.get(name))
-            .map(|(name, _)| name)
-            .filter(|name| *name != route)
-            .cloned()
-            .collect();
+        // ConfigMap names are the route's name behind one prefix: in their order, the routes are too.
+        let others = || {
+            routes
+                .users
+                .get(provider)
+                .into_iter()
+                .flatten()
+                .filter_map(|config_map| routes.routes.get(config_map))
+                .map(|(name, _)| name)
+                .filter(|name| *name != route)
+        };
+        let first = others().next().cloned();
+        let all_recorded = first.is_none()
+            || self
+                .inspect(recorded_in, |object, index| {
+                    let users = index.users(annotation(object, names::ANNOTATION_PROVIDER_USERS)).map();
+                    let recorded = users.get(provider);
+                    others().all(|other| recorded.is_some_and(|routes| routes.contains_key(other)))
+                })
+                .unwrap_or(false);
         debug_assert_eq!(
-            found,
+            first,
             self.of_kind(Kind::ConfigMap)
                 .filter(|(name, cm)| {
                     names::is_route_config_map(name) && label(cm, names::LABEL_CONFIG_MAP_TYPE) == Some("ai-route")
@@ -217,22 +239,10 @@ impl State {
                 .filter_map(|(_, cm)| AiRoute::from_config_map(cm))
                 .filter(|r| r.name != route && r.providers().iter().any(|p| p == provider))
                 .map(|r| r.name)
-                .collect::<Vec<_>>(),
+                .min(),
             "route-providers index out of step"
         );
-        found
-    }
-
-    /// Whether the object's provider-users annotation records `route` among the users of `provider`.
-    pub fn records_provider_user(&self, key: &ObjectKey, provider: &str, route: &str) -> bool {
-        self.inspect(key, |object, index| {
-            index
-                .users(annotation(object, names::ANNOTATION_PROVIDER_USERS))
-                .map()
-                .get(provider)
-                .is_some_and(|routes| routes.contains_key(route))
-        })
-        .unwrap_or(false)
+        OtherRoutes { first, all_recorded }
     }
 
     fn indexes(&mut self) -> &mut BTreeMap<ObjectKey, EntryIndex> {

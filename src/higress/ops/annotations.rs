@@ -29,6 +29,16 @@ pub(super) fn write_annotation(
                 set_annotation(object, annotation, text.as_deref())
             }
         },
+        AnnotationEdit::Splice(range) => match splice_annotation(object, annotation, range) {
+            Some(len) => {
+                table.appended(len);
+                true
+            }
+            None => {
+                let text = table.render();
+                set_annotation(object, annotation, text.as_deref())
+            }
+        },
         AnnotationEdit::Rewrite => {
             let text = table.render();
             set_annotation(object, annotation, text.as_deref())
@@ -45,7 +55,7 @@ fn remove_from_annotation(object: &mut Value, annotation: &str, member: &str) ->
         _ => return None,
     };
     let bytes = text.as_bytes();
-    let at = text.match_indices(member).map(|(at, _)| at).find(|&at| {
+    let at = memchr::memmem::find_iter(bytes, member).find(|&at| {
         let end = at + member.len();
         at > 0 && matches!(bytes[at - 1], b'{' | b',') && matches!(bytes.get(end), Some(b',' | b'}'))
     })?;
@@ -55,6 +65,17 @@ fn remove_from_annotation(object: &mut Value, annotation: &str, member: &str) ->
         (b'{', b',') => at..end + 1,
         _ => return None,
     };
+    text.replace_range(range, "");
+    Some(text.len())
+}
+
+/// Takes a range of bytes out of one of our annotations, in place; the text's new length, or `None`
+/// when the text is not there or the range is not in it.
+fn splice_annotation(object: &mut Value, annotation: &str, range: std::ops::Range<usize>) -> Option<usize> {
+    let Value::String(text) = object.pointer_mut("/metadata/annotations")?.get_mut(annotation)? else {
+        return None;
+    };
+    text.get(range.clone())?;
     text.replace_range(range, "");
     Some(text.len())
 }

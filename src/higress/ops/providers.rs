@@ -8,7 +8,7 @@ use super::json::{
 };
 use super::EditRefused;
 use crate::gateway::Written;
-use crate::higress::index::{list_at, AnnotationEdit, EntryIndex, Table, Users};
+use crate::higress::index::{list_at, EntryIndex, Table, Users};
 use crate::higress::names;
 use crate::higress::plugins::field;
 use crate::higress::provider::{self, ExistingUpstream};
@@ -139,8 +139,8 @@ pub(super) fn remove_user(
     index: &mut EntryIndex,
 ) -> bool {
     let users = index.users(provider_users_text(object));
-    users.remove(provider, route, revision)
-        && write_annotation(object, names::ANNOTATION_PROVIDER_USERS, AnnotationEdit::Rewrite, users)
+    let edit = users.remove(provider, route, revision);
+    write_annotation(object, names::ANNOTATION_PROVIDER_USERS, edit, users)
 }
 
 /// The routes of ours that use each provider, from the object's annotation.

@@ -167,3 +167,78 @@ fn rule_edits_do_not_show_a_plugin_password() {
         assert!(!text.contains("p-hidden") && text.contains("r.dns"), "{text}");
     }
 }
+
+/// Users added and removed in any order, through a kept index and its in-place edits of the
+/// provider-users text: the text is always what serializing the records afresh makes (providers in
+/// the order first recorded, each one's routes sorted), and it holds exactly the users left.
+#[test]
+fn provider_users_removed_in_place_leave_the_text_a_render_would_make() {
+    let mut object = plugin(json!({}));
+    let mut index = EntryIndex::default();
+    let mut users: indexmap::IndexMap<String, std::collections::BTreeMap<String, u64>> = indexmap::IndexMap::new();
+    // A fixed pseudo-random walk (an LCG): the same sequence every run.
+    let mut seed: u64 = 7;
+    let mut next = |below: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % below
+    };
+    for step in 0..3000 {
+        let provider = format!("p{}", next(4));
+        let route = format!("r{}", next(12));
+        let revision = next(3);
+        let (op, changed) = if next(5) < 3 {
+            let recorded = users.get(&provider).and_then(|r| r.get(&route)).copied();
+            if recorded.is_none_or(|r| r < revision) {
+                users
+                    .entry(provider.clone())
+                    .or_default()
+                    .insert(route.clone(), revision);
+            }
+            let op = Op::AddProviderUser {
+                provider,
+                route,
+                revision,
+            };
+            (op, recorded.is_none_or(|r| r < revision))
+        } else {
+            let recorded = users.get(&provider).and_then(|r| r.get(&route)).copied();
+            let removed = recorded.is_some_and(|r| r <= revision);
+            if removed {
+                let routes = users.get_mut(&provider).unwrap();
+                routes.remove(&route);
+                if routes.is_empty() {
+                    users.shift_remove(&provider);
+                }
+            }
+            let op = Op::RemoveProviderUser {
+                provider,
+                route,
+                revision,
+            };
+            (op, removed)
+        };
+        assert_eq!(
+            op.apply_indexed(&mut object, &mut index),
+            Ok(changed),
+            "step {step}: {op:?}"
+        );
+        let expected: Map<String, Value> = users
+            .iter()
+            .map(|(provider, routes)| {
+                let entries = routes
+                    .iter()
+                    .map(|(route, &revision)| match revision {
+                        0 => json!(route),
+                        _ => json!(format!("{route}@{revision}")),
+                    })
+                    .collect();
+                (provider.clone(), Value::Array(entries))
+            })
+            .collect();
+        let text = object["metadata"]["annotations"][crate::higress::names::ANNOTATION_PROVIDER_USERS].as_str();
+        let expected = (!expected.is_empty()).then(|| serde_json::to_string(&expected).unwrap());
+        assert_eq!(text, expected.as_deref(), "step {step}: {op:?}");
+    }
+}
