@@ -90,7 +90,7 @@ fn lost_write_made(
 }
 
 /// What removing route Ingresses did: removed, may have removed (its answer lost, a look could not
-/// tell), and the first error; each Ingress with the index of its event.
+/// tell), and the error that stopped it; each Ingress with the index of its event.
 #[derive(Default)]
 struct Removal {
     removed: Vec<(usize, ObjectKey)>,
@@ -394,8 +394,8 @@ impl Engine {
 
     /// The route Ingresses (main and fallback) of the events `of` that are there now and whose
     /// revision `removable` accepts (0: none recorded), deleted each on the version read; one
-    /// rewritten or removed since is left to whoever did it. What it removed, and the first error, if
-    /// a delete failed (what the others removed still counts: results must list it).
+    /// rewritten or removed since is left to whoever did it. What it removed, and the error that
+    /// stopped it, if one did (what it removed before still counts: results must list it).
     async fn remove_route_ingresses(
         &self,
         events: &[LifecycleEvent],
@@ -416,56 +416,49 @@ impl Engine {
                 return removal;
             }
         };
-        let found: Vec<(usize, ObjectKey, Option<String>, Option<Value>)> = of
-            .iter()
-            .flat_map(|&i| ingresses(events[i].model()).map(move |key| (i, key)))
-            .filter_map(|(i, key)| {
-                let ingress = now.get(&key)?;
+        for &i in of {
+            for key in ingresses(events[i].model()) {
+                let Some(ingress) = now.get(&key) else { continue };
                 let revision = ingress["metadata"]["annotations"][names::ANNOTATION_REVISION]
                     .as_str()
                     .and_then(|r| r.parse::<u64>().ok())
                     .unwrap_or(0);
+                if !removable(i, revision) {
+                    continue;
+                }
                 let version = ingress.pointer("/metadata/resourceVersion").and_then(Value::as_str);
-                let uid = ingress.pointer("/metadata/uid").cloned();
-                removable(i, revision).then(|| (i, key, version.map(str::to_string), uid))
-            })
-            .collect();
-        drop_aside(now);
-        // Side by side, as a rank's writes: a batch of retirements deletes hundreds. Each runs to its
-        // end; the error reported is the first in order.
-        let deletes = found.into_iter().map(|(i, key, version, uid)| async move {
-            let Err(error) = self.api.delete(&key, version.as_deref()).await else {
-                return (i, key, Ok(true));
-            };
-            let lost = ApplyError::answer_lost(&error);
-            let outcome = match ApplyError::classify(error, &key.to_string()) {
-                // Rewritten or removed since: left to whoever did it.
-                ApplyError::Conflict { .. } | ApplyError::Permanent { code: 404, .. } => Ok(false),
-                error if lost => match self.look_again(&key).await {
-                    Ok(current) if lost_write_made(Operation::Deleted, uid.as_ref(), &current, None) => Ok(true),
-                    Ok(_) => Err((error, false)),
-                    Err(_) => Err((error, true)),
-                },
-                error => Err((error, false)),
-            };
-            (i, key, outcome)
-        });
-        let outcomes: Vec<_> = futures::stream::iter(deletes)
-            .buffered(self.config.write_concurrency.max(1))
-            .collect()
-            .await;
-        for (i, key, outcome) in outcomes {
-            match outcome {
-                Ok(true) => removal.removed.push((i, key)),
-                Ok(false) => {}
-                Err((error, unknown)) => {
-                    if unknown {
-                        removal.unknown.push((i, key));
+                let Err(error) = self.api.delete(&key, version).await else {
+                    removal.removed.push((i, key));
+                    continue;
+                };
+                let lost = ApplyError::answer_lost(&error);
+                match ApplyError::classify(error, &key.to_string()) {
+                    ApplyError::Conflict { .. } | ApplyError::Permanent { code: 404, .. } => {}
+                    error if lost => {
+                        let uid = ingress.pointer("/metadata/uid");
+                        match self.look_again(&key).await {
+                            Ok(current) if lost_write_made(Operation::Deleted, uid, &current, None) => {
+                                removal.removed.push((i, key));
+                            }
+                            Ok(_) => {
+                                removal.error = Some(error);
+                                return removal;
+                            }
+                            Err(_) => {
+                                removal.unknown.push((i, key));
+                                removal.error = Some(error);
+                                return removal;
+                            }
+                        }
                     }
-                    removal.error.get_or_insert(error);
+                    error => {
+                        removal.error = Some(error);
+                        return removal;
+                    }
                 }
             }
         }
+        drop_aside(now);
         removal
     }
 
@@ -725,40 +718,24 @@ impl Engine {
         let exposing = higress::write_rank(&ObjectKey::new(Kind::Ingress, ""), false);
         let shared = higress::write_rank(&ObjectKey::new(Kind::WasmPlugin, ""), false);
         let mut left_to_newer: Option<BTreeSet<String>> = None;
-        // A large batch of retirements alone read no Ingress: its first look, once its fences are
-        // written, finds its routes' Ingresses and deletes them (`reads::ingresses_after_the_fences`).
-        let after_the_fences = reads::ingresses_after_the_fences(events);
-        let mut looked = false;
-        let mut taken: Vec<(usize, ObjectKey)> = Vec::new();
         let mut taken_late: Vec<(usize, ObjectKey)> = Vec::new();
         // Late Ingresses whose delete lost its answer and a look could not tell: touched all the same.
         let mut maybe_taken_late: Vec<(usize, ObjectKey)> = Vec::new();
         let mut touched_late: Vec<(usize, ObjectKey)> = Vec::new();
-        for rank in ranks.iter().copied().chain(after_the_fences.then_some(u8::MAX)) {
+        for rank in ranks {
             let rank_started = Instant::now();
             // Before a retirement takes its route's key-auth rule, the route's Ingresses once more:
             // an older deploy that passed the fence before the retirement may have created one since
-            // the batch read. It goes first, so the route is never live without the rule. A batch
-            // that read no Ingress looks before its first write after the fences (and at the end,
-            // should it write nothing more), and again before the rule if it wrote in between.
-            let first_after_the_fences = after_the_fences && !looked && rank > 0;
-            if rank == shared || first_after_the_fences {
-                let (removed, maybe, error) = self
+            // the batch read. It goes first, so the route is never live without the rule.
+            if rank == shared {
+                let error;
+                (taken_late, maybe_taken_late, error) = self
                     .take_late_ingresses(events, &planned.results, tally, deadline)
                     .await;
-                match first_after_the_fences {
-                    true => taken.extend(removed),
-                    false => taken_late.extend(removed),
-                }
-                maybe_taken_late.extend(maybe);
-                looked = true;
-                touched_late = [&taken[..], &taken_late[..], &maybe_taken_late[..]].concat();
+                touched_late = [&taken_late[..], &maybe_taken_late[..]].concat();
                 if let Some(error) = error {
                     return Err(tally.failure(error, with_taken(&planned.touched, &touched_late)));
                 }
-            }
-            if rank == u8::MAX {
-                break;
             }
             // Before the first route is exposed, the fences once more: a model fenced past the event
             // that wrote its route's objects (a retirement, or a newer deploy, since the batch read)
@@ -825,17 +802,6 @@ impl Engine {
             .collect();
         self.keep_shared(&mut planned.state, tally);
         let mut results = std::mem::take(&mut planned.results);
-        // Ingresses deleted from the first look after the fences are the retirement's own writes, in
-        // their place in the write order: after the fences, before anything else.
-        let rank_of = |key: &ObjectKey| higress::write_rank(key, planned.state.get(key).is_none());
-        for (i, key) in taken {
-            let changed = &mut planned.changed[i];
-            let at = changed.partition_point(|k| rank_of(k) <= rank_of(&key));
-            changed.insert(at, key);
-            if results[i].outcome == Outcome::Unchanged {
-                results[i].outcome = Outcome::Applied;
-            }
-        }
         for (result, changed) in results.iter_mut().zip(&planned.changed) {
             result.changes = changed
                 .iter()
@@ -879,8 +845,7 @@ impl Engine {
 
     /// The Ingresses (main and fallback) of the batch's retiring routes that are there now though the
     /// batch read none, or another one, of an event no newer than the retirement: deleted, each on
-    /// the version read (a batch that read no Ingress, `reads::ingresses_after_the_fences`, deletes
-    /// its routes' Ingresses this way). A newer deploy's Ingress stays (it wrote the key-auth rule first, which the
+    /// the version read. A newer deploy's Ingress stays (it wrote the key-auth rule first, which the
     /// retirement's edit, guarded by the route's revision, then leaves). Returns those removed, those
     /// whose delete may have been made (its answer lost), and the error that stopped it.
     async fn take_late_ingresses(
@@ -890,13 +855,8 @@ impl Engine {
         tally: &Tally,
         deadline: Instant,
     ) -> (Vec<(usize, ObjectKey)>, Vec<(usize, ObjectKey)>, Option<ApplyError>) {
-        // Not a refused or stale one: a retirement with nothing left to write (its fence entry already
-        // there, a replay) still takes an Ingress that came back.
         let retiring: Vec<usize> = (0..events.len())
-            .filter(|&i| {
-                matches!(events[i].body, Lifecycle::Retired(_))
-                    && matches!(planned[i].outcome, Outcome::Applied | Outcome::Unchanged)
-            })
+            .filter(|&i| matches!(events[i].body, Lifecycle::Retired(_)) && planned[i].outcome == Outcome::Applied)
             .collect();
         let no_newer = |i: usize, revision: u64| revision <= events[i].revision();
         let Removal {

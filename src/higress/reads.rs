@@ -118,6 +118,11 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
         if retiring {
             set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
         }
+        // A retired route counts as existing whatever the fences say: when a batch of retirements alone
+        // will list the Ingresses (see `follow_up_reads`), it does so beside the first read, not after it.
+        if retirements_only(events) && models.len() > LIST_INGRESSES_ABOVE {
+            set.metadata_lists.insert((Kind::Ingress, names::SELECT_CONSOLE));
+        }
     }
     for name in events.iter().flat_map(secret_names) {
         set.get(Kind::Secret, name);
@@ -163,8 +168,11 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
         })
         .collect();
     if existing.len() > LIST_INGRESSES_ABOVE {
-        // A large batch of retirements alone reads its routes' Ingresses after its fences instead.
-        if !ingresses_after_the_fences(events) {
+        // A retirement deletes its route's Ingresses on the version read and never reads their spec: a
+        // batch without deploys lists their metadata only.
+        if retirements_only(events) {
+            set.metadata_lists.insert((Kind::Ingress, names::SELECT_CONSOLE));
+        } else {
             set.list(Kind::Ingress, names::SELECT_CONSOLE);
         }
         set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
@@ -177,15 +185,6 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
     }
     // What the first read has read already (a batch that retires lists the AI route ConfigMaps).
     set.without(&reads(events))
-}
-
-/// Whether the batch reads its routes' Ingresses only once its fences are written, in the look the
-/// engine makes before a retirement takes the route's key-auth rule (`take_late_ingresses`), and
-/// deletes them from that look: a large batch of retirements alone. A retirement deletes its route's
-/// Ingresses on the version read and never reads their spec, and that look lists them anyway; a second
-/// list beside the first read would read thousands of Ingresses' metadata once more per batch.
-pub fn ingresses_after_the_fences(events: &[LifecycleEvent]) -> bool {
-    retirements_only(events) && models(events).len() > LIST_INGRESSES_ABOVE
 }
 
 /// The engine's looks between and after a batch's writes, each a safety property of ARCHITECTURE.md
