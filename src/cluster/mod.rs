@@ -1365,14 +1365,14 @@ impl Owner<'_> {
     }
 }
 
-/// The objects each event touched, with the Ingresses its retirement took late (so a failed batch's
-/// results list them).
 /// Frees what a batch read and planned off its path: the state of a large cluster (thousands of
 /// objects) takes tens of milliseconds to drop, time the batch's results would otherwise wait for.
 fn drop_aside<T: Send + 'static>(value: T) {
     tokio::task::spawn_blocking(move || drop(value));
 }
 
+/// The objects each event touched, with the Ingresses its retirement took late (so a failed batch's
+/// results list them).
 fn with_taken(touched: &[BTreeSet<ObjectKey>], taken: &[(usize, ObjectKey)]) -> Vec<BTreeSet<ObjectKey>> {
     let mut touched = touched.to_vec();
     for (i, key) in taken {

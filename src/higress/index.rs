@@ -576,6 +576,9 @@ pub(super) struct Users {
     len: Option<usize>,
     map: BTreeMap<String, BTreeMap<String, u64>>,
     parts: indexmap::IndexMap<String, String>,
+    /// Whether the text is exactly the parts joined, as `render` makes it: only then do the parts say
+    /// where a user stands in it (text written by hand, with spaces say, is written again instead).
+    exact: bool,
 }
 
 impl Users {
@@ -606,10 +609,13 @@ impl Users {
             let part = part(&p, &map[&p]);
             (p, part)
         });
+        let parts: indexmap::IndexMap<String, String> = parts.collect();
+        let exact = text == joined(&parts).as_deref();
         Self {
             len: text.map(str::len),
-            parts: parts.collect(),
+            parts,
             map,
+            exact,
         }
     }
 
@@ -671,14 +677,19 @@ impl Users {
         };
         // Where the provider's part starts in the text: `{`, then each earlier part and its comma.
         let at = 1 + self.parts[..index].values().map(|p| p.len() + 1).sum::<usize>();
+        let exact = self.exact;
+        let splice = |range: std::ops::Range<usize>| match exact {
+            true => AnnotationEdit::Splice(range),
+            false => AnnotationEdit::Rewrite,
+        };
         if emptied {
             self.map.remove(provider);
             let (_, old) = self.parts.shift_remove_index(index).expect("indexed");
             return match (self.parts.is_empty(), index) {
                 (true, _) => AnnotationEdit::Rewrite,
                 // With the comma before it, or after it when first.
-                (false, 0) => AnnotationEdit::Splice(at..at + old.len() + 1),
-                (false, _) => AnnotationEdit::Splice(at - 1..at + old.len()),
+                (false, 0) => splice(at..at + old.len() + 1),
+                (false, _) => splice(at - 1..at + old.len()),
             };
         }
         let element = serde_json::to_string(&entry(route, recorded)).expect("a string serializes");
@@ -686,7 +697,7 @@ impl Users {
         match element_range(part, &element) {
             Some(range) => {
                 part.replace_range(range.clone(), "");
-                AnnotationEdit::Splice(at + range.start..at + range.end)
+                splice(at + range.start..at + range.end)
             }
             None => {
                 *part = self::part(provider, &self.map[provider]);
@@ -694,6 +705,22 @@ impl Users {
             }
         }
     }
+}
+
+/// The provider-users text of these parts (`None`: no part, no annotation).
+fn joined(parts: &indexmap::IndexMap<String, String>) -> Option<String> {
+    (!parts.is_empty()).then(|| {
+        let mut text = String::with_capacity(parts.values().map(|p| p.len() + 1).sum::<usize>() + 2);
+        text.push('{');
+        for (i, part) in parts.values().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(part);
+        }
+        text.push('}');
+        text
+    })
 }
 
 /// Where `element` (a JSON string) stands in the JSON list ending `part`, with one of its commas; `None`
@@ -714,19 +741,9 @@ fn element_range(part: &str, element: &str) -> Option<std::ops::Range<usize>> {
 
 impl AnnotationTable for Users {
     fn render(&mut self) -> Option<String> {
-        let text = (!self.map.is_empty()).then(|| {
-            let mut text = String::with_capacity(self.parts.values().map(|p| p.len() + 1).sum::<usize>() + 2);
-            text.push('{');
-            for (i, part) in self.parts.values().enumerate() {
-                if i > 0 {
-                    text.push(',');
-                }
-                text.push_str(part);
-            }
-            text.push('}');
-            text
-        });
+        let text = joined(&self.parts);
         self.len = text.as_deref().map(str::len);
+        self.exact = true;
         text
     }
 

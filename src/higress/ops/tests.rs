@@ -242,3 +242,28 @@ fn provider_users_removed_in_place_leave_the_text_a_render_would_make() {
         assert_eq!(text, expected.as_deref(), "step {step}: {op:?}");
     }
 }
+
+/// A provider-users text written by hand (spaces) is not cut where the parts say: it is written again,
+/// as a render makes it, and later removals cut that text in place.
+#[test]
+fn a_provider_users_text_written_by_hand_is_written_again_not_cut() {
+    let users = crate::higress::names::ANNOTATION_PROVIDER_USERS;
+    let mut object = plugin(json!({}));
+    object["metadata"]["annotations"] = json!({users: r#"{"p": ["a@1", "b@2"], "q": ["c@1", "d@1"]}"#});
+    let mut index = EntryIndex::default();
+    let remove = |provider: &str, route: &str| Op::RemoveProviderUser {
+        provider: provider.into(),
+        route: route.into(),
+        revision: 2,
+    };
+    assert_eq!(remove("p", "b").apply_indexed(&mut object, &mut index), Ok(true));
+    assert_eq!(
+        object["metadata"]["annotations"][users],
+        json!(r#"{"p":["a@1"],"q":["c@1","d@1"]}"#)
+    );
+    assert_eq!(remove("q", "c").apply_indexed(&mut object, &mut index), Ok(true));
+    assert_eq!(
+        object["metadata"]["annotations"][users],
+        json!(r#"{"p":["a@1"],"q":["d@1"]}"#)
+    );
+}
