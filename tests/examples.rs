@@ -55,7 +55,7 @@ fn apply(event: &LifecycleEvent, state: &State) -> State {
 /// An object as the console would see it. The worker's additions are annotations: on McpBridge
 /// `default` and `ai-proxy.internal`, which of its routes use each provider; on the plugin CRs holding
 /// its routes' rules, the revision that wrote each route's rules; on a route's own objects, the
-/// revision that wrote them.
+/// revision that wrote them. And one label: on a route's Ingresses, the route's name.
 fn object(state: &State, kind: Kind, name: &str) -> Value {
     let mut object = without_server_fields(
         state
@@ -70,6 +70,9 @@ fn object(state: &State, kind: Kind, name: &str) -> Value {
         if annotations.is_empty() {
             metadata.remove("annotations");
         }
+    }
+    if let Some(labels) = metadata.get_mut("labels").and_then(Value::as_object_mut) {
+        labels.remove(names::LABEL_ROUTE);
     }
     object
 }

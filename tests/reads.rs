@@ -259,11 +259,12 @@ fn routes_with_a_fallback_read_what_writing_or_dropping_it_needs() {
 #[path = "support/cluster.rs"]
 mod cluster;
 
-/// The requests `verbs` of kube-sim made while `run` ran, by (verb, resource).
+/// What kube-sim saw while `run` ran: the requests by (verb, resource), the metadata-only lists of
+/// Ingresses, and the Ingresses lists returned.
 async fn requests_during<F: std::future::Future>(
     sim: &cluster::Cluster,
     run: F,
-) -> (F::Output, std::collections::BTreeMap<(String, String), u64>, u64) {
+) -> (F::Output, std::collections::BTreeMap<(String, String), u64>, u64, u64) {
     let before = sim.sim.counters();
     let output = run.await;
     let after = sim.sim.counters();
@@ -275,7 +276,8 @@ async fn requests_during<F: std::future::Future>(
     }
     delta.retain(|_, count| *count > 0);
     let metadata_lists = after.metadata_only("list", "ingresses") - before.metadata_only("list", "ingresses");
-    (output, delta, metadata_lists)
+    let listed = after.listed("ingresses") - before.listed("ingresses");
+    (output, delta, metadata_lists, listed)
 }
 
 fn count(requests: &std::collections::BTreeMap<(String, String), u64>, verb: &str, resource: &str) -> u64 {
@@ -288,13 +290,21 @@ fn count(requests: &std::collections::BTreeMap<(String, String), u64>, verb: &st
 /// A batch of retirements reads once for the whole batch, not once per event: no Ingress is read by
 /// name (the looks before the key-auth write and after the writes each list the Ingresses' metadata),
 /// the fence shards are read at most once per look, and what is left per event is its two deletes.
+/// And its lists return its own routes' Ingresses, not every route's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_retirements_reads_once_for_the_batch() {
     let cluster = cluster::Cluster::start().await;
     let engine = cluster.engine().await;
     const ROUTES: usize = 60;
     let models: Vec<String> = (0..ROUTES).map(|i| format!("r{i:02}")).collect();
-    let deploys: Vec<LifecycleEvent> = models.iter().map(|m| cluster::deploy(m, 1)).collect();
+    // Routes that stay: a look at the retired ones does not list their Ingresses.
+    const STAYING: usize = 40;
+    let deploys: Vec<LifecycleEvent> = models
+        .iter()
+        .cloned()
+        .chain((0..STAYING).map(|i| format!("stays{i:02}")))
+        .map(|m| cluster::deploy(&m, 1))
+        .collect();
     for result in engine.apply_batch(&deploys).await {
         assert_eq!(
             result.outcome,
@@ -303,7 +313,13 @@ async fn a_batch_of_retirements_reads_once_for_the_batch() {
         );
     }
     let retirements: Vec<LifecycleEvent> = models.iter().map(|m| cluster::retire(m, 2)).collect();
-    let (results, requests, metadata_lists) = requests_during(&cluster, engine.apply_batch(&retirements)).await;
+    let unlabelled = cluster
+        .sim
+        .list("ingresses", cluster::NS)
+        .iter()
+        .filter(|i| i["metadata"]["labels"].get(names::LABEL_ROUTE).is_none())
+        .count() as u64;
+    let (results, requests, metadata_lists, listed) = requests_during(&cluster, engine.apply_batch(&retirements)).await;
     for result in &results {
         assert_eq!(
             result.outcome,
@@ -314,10 +330,15 @@ async fn a_batch_of_retirements_reads_once_for_the_batch() {
     assert!(cluster.get("ingresses", "ai-route-r00.internal").is_none());
 
     assert_eq!(count(&requests, "get", "ingresses"), 0, "{requests:?}");
-    // The first read's list of the routes' Ingresses, then one look before the key-auth write and one
-    // after the writes: all three of metadata only (retirements never read an Ingress's spec).
-    assert_eq!(count(&requests, "list", "ingresses"), 3, "{requests:?}");
-    assert_eq!(metadata_lists, 3, "{requests:?}");
+    // The first read's lists of the routes' Ingresses, then one look before the key-auth write and one
+    // after the writes: all of metadata only (retirements never read an Ingress's spec), each two lists
+    // (the Ingresses labelled with the batch's routes, and those not labelled).
+    assert_eq!(count(&requests, "list", "ingresses"), 3 * 2, "{requests:?}");
+    assert_eq!(metadata_lists, 3 * 2, "{requests:?}");
+    // The first read returns the retired routes' Ingresses; the looks, made once they are deleted, none
+    // of ours; each returns the unlabelled ones. The staying routes' are never read.
+    assert_eq!(listed, ROUTES as u64 + 3 * unlabelled, "{requests:?}");
+    assert!(cluster.get("ingresses", "ai-route-stays00.internal").is_some());
     // The AI route ConfigMaps (which routes use a provider) are listed once, not again in the follow-up.
     assert_eq!(count(&requests, "list", "configmaps"), 2, "{requests:?}");
     assert_eq!(count(&requests, "delete", "ingresses"), ROUTES as u64, "{requests:?}");
@@ -339,7 +360,7 @@ async fn a_batch_of_retirements_reads_once_for_the_batch() {
     let few: Vec<LifecycleEvent> = ["a", "b"].iter().map(|m| cluster::deploy(m, 1)).collect();
     engine.apply_batch(&few).await;
     let few: Vec<LifecycleEvent> = ["a", "b"].iter().map(|m| cluster::retire(m, 2)).collect();
-    let (_, requests, metadata_lists) = requests_during(&cluster, engine.apply_batch(&few)).await;
+    let (_, requests, metadata_lists, _) = requests_during(&cluster, engine.apply_batch(&few)).await;
     assert_eq!(metadata_lists, 0, "{requests:?}");
     assert_eq!(count(&requests, "list", "ingresses"), 0, "{requests:?}");
     // First read: main and fallback of each; the look before the key-auth write: the same four; after
@@ -348,20 +369,58 @@ async fn a_batch_of_retirements_reads_once_for_the_batch() {
 }
 
 /// The looks between and after the writes are declared beside the first read: by name for a few
-/// Ingresses, one metadata-only list above that, the fence shards by name (at most one per shard).
+/// Ingresses, metadata-only lists above that (those labelled with the look's routes, and every
+/// unlabelled one), the fence shards by name (at most one per shard).
 #[test]
 fn the_looks_are_declared_with_the_reads() {
-    let few = reads::ingress_look((0..reads::LOOK_BY_NAME_UP_TO).map(|i| names::route_ingress(&format!("m{i}"))));
+    let routes: Vec<String> = (0..=reads::LOOK_BY_NAME_UP_TO).map(|i| format!("m{i}")).collect();
+    let by_name = |n: usize, fallback: bool| reads::ingress_look(routes[..n].iter().map(String::as_str), fallback);
+    let few = by_name(reads::LOOK_BY_NAME_UP_TO, false);
     assert_eq!(few.gets.len(), reads::LOOK_BY_NAME_UP_TO);
     assert!(few.lists.is_empty() && few.metadata_lists.is_empty());
-    let many = reads::ingress_look((0..=reads::LOOK_BY_NAME_UP_TO).map(|i| names::route_ingress(&format!("m{i}"))));
+    let few_with_fallbacks = by_name(reads::LOOK_BY_NAME_UP_TO / 2, true);
+    assert_eq!(few_with_fallbacks.gets.len(), reads::LOOK_BY_NAME_UP_TO);
+    assert!(few_with_fallbacks.metadata_lists.is_empty());
+    let many = by_name(reads::LOOK_BY_NAME_UP_TO + 1, false);
     assert!(many.gets.is_empty() && many.lists.is_empty());
-    assert_eq!(many.metadata_lists.len(), 1);
-    // The list covers every route Ingress of ours, as the names would have.
-    let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": names::route_ingress("m0"), "labels": {"higress.io/resource-definer": "higress"}}});
-    let key = higress::ObjectKey::new(Kind::Ingress, names::route_ingress("m0"));
-    assert!(many.covers(&key, &ingress) && few.covers(&key, &ingress));
+    // The unlabelled Ingresses, and those labelled with one of the routes.
+    assert_eq!(many.metadata_lists.len(), 2, "{many:?}");
+    assert_eq!(by_name(reads::LOOK_BY_NAME_UP_TO / 2 + 1, true).metadata_lists.len(), 2);
+
+    let ingress = |route: &str, labelled_with: Option<&str>| {
+        let mut labels = json!({"higress.io/resource-definer": "higress", "higress.io/internal": "true"});
+        if let Some(label) = labelled_with {
+            labels[names::LABEL_ROUTE] = json!(label);
+        }
+        let ingress = json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": names::route_ingress(route), "labels": labels}});
+        (
+            higress::ObjectKey::new(Kind::Ingress, names::route_ingress(route)),
+            ingress,
+        )
+    };
+    // The lists cover the looks' route Ingresses, ours and the console's, as the names would have.
+    for (key, object) in [ingress("m0", Some("m0")), ingress("m0", None)] {
+        assert!(many.covers(&key, &object) && few.covers(&key, &object), "{object}");
+    }
+    // Not another route of ours: the look no longer grows with the cluster.
+    let (key, other) = ingress("elsewhere", Some("elsewhere"));
+    assert!(!many.covers(&key, &other));
+    // A console Ingress of any route is covered: it may be one of the look's routes saved in the console.
+    let (key, console) = ingress("elsewhere", None);
+    assert!(many.covers(&key, &console));
+
+    // A thousand long route names: several lists, each selector a few kilobytes, every route in one.
+    let long: Vec<String> = (0..1000).map(|i| format!("{i:04}-{}", "x".repeat(58))).collect();
+    let lists = reads::route_ingress_lists(long.iter().map(String::as_str));
+    assert_eq!(lists[0], names::SELECT_UNLABELLED_INGRESSES);
+    assert!(lists.len() > 10, "{}", lists.len());
+    assert!(lists.iter().all(|selector| selector.len() <= 4096 + 100), "{lists:?}");
+    let named: usize = lists
+        .iter()
+        .map(|selector| long.iter().filter(|r| selector.contains(r.as_str())).count())
+        .sum();
+    assert_eq!(named, long.len());
     let models: Vec<String> = (0..1000).map(|i| format!("m{i}")).collect();
     let fences = reads::fence_look(models.iter().map(String::as_str));
     assert_eq!(fences.gets.len(), names::FENCE_SHARDS as usize);

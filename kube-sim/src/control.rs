@@ -42,6 +42,7 @@ async fn counters(State(shared): SimState) -> Json<Value> {
         requests,
         total,
         metadata_only,
+        listed,
     } = lock(&shared.counters).clone();
     let requests: Vec<Value> = requests
         .into_iter()
@@ -51,7 +52,7 @@ async fn counters(State(shared): SimState) -> Json<Value> {
         .into_iter()
         .map(|((verb, resource), count)| json!({"verb": verb, "resource": resource, "count": count}))
         .collect();
-    Json(json!({"total": total, "metadataOnly": metadata_only, "requests": requests}))
+    Json(json!({"total": total, "metadataOnly": metadata_only, "requests": requests, "listed": listed}))
 }
 
 async fn reset_counters(State(shared): SimState) -> StatusCode {

@@ -213,6 +213,7 @@ fn serve(
                 lock(&shared.counters).record_metadata_only("list", rt.plural);
             }
             let list = lock(&shared.store).list_as(rt, namespace.as_deref(), &labels, &fields, metadata_only);
+            lock(&shared.counters).record_listed(rt.plural, list.len());
             return Ok((StatusCode::OK, Answer::List(list)));
         }
         Verb::Create => {

@@ -16,6 +16,8 @@ pub struct Counters {
     /// GETs and LISTs answered with metadata only (`PartialObjectMetadata`), by (verb, resource
     /// plural); also counted in `requests`.
     pub metadata_only: BTreeMap<(String, String), u64>,
+    /// Objects returned by lists, by resource plural: what a client's lists cost it to read.
+    pub listed: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -33,6 +35,16 @@ impl Counters {
             .get(&(verb.to_string(), resource.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The objects lists of a resource plural returned; 0 when never listed.
+    pub fn listed(&self, resource: &str) -> u64 {
+        self.listed.get(resource).copied().unwrap_or(0)
+    }
+
+    /// Counts the objects a list returned.
+    pub(crate) fn record_listed(&mut self, resource: &str, items: usize) {
+        *self.listed.entry(resource.to_string()).or_default() += items as u64;
     }
 
     /// Counts a metadata-only answer.

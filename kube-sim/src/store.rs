@@ -520,6 +520,12 @@ pub(crate) struct ListAnswer {
     metadata_only: bool,
 }
 
+impl ListAnswer {
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
 impl serde::Serialize for ListAnswer {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeMap, SerializeSeq};

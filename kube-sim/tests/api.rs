@@ -823,6 +823,8 @@ async fn metadata_only_reads_answer_partial_object_metadata() {
     assert!(list["items"][0].get("spec").is_none());
     assert_eq!(sim.counters().metadata_only("get", "wasmplugins"), 2);
     assert_eq!(sim.counters().metadata_only("list", "wasmplugins"), 2);
+    // Both lists returned the one object there is.
+    assert_eq!(sim.counters().listed("wasmplugins"), 2);
     // Empty, it says `"items": null`, as a real API server's PartialObjectMetadataList does; its
     // full list says `[]`. (kube-rs reads both as empty.)
     let (_, _, none) = raw(
@@ -846,6 +848,7 @@ async fn metadata_only_reads_answer_partial_object_metadata() {
         .await
         .unwrap();
     assert!(empty.items.is_empty());
+    assert_eq!(sim.counters().listed("wasmplugins"), 2, "an empty list returns nothing");
     // A form the server cannot give: 406, as from the API server.
     let (status, _, refused) = raw(
         &client,

@@ -242,9 +242,9 @@ impl Engine {
         let retired_routes = wrote
             .iter()
             .filter(|&&i| matches!(events[i].body, Lifecycle::Retired(_)) && results[i].outcome != Outcome::Stale)
-            .map(|&i| names::route_ingress(events[i].model()));
-        let reads =
-            reads::fence_look(wrote.iter().map(|&i| events[i].model())).union(reads::ingress_look(retired_routes));
+            .map(|&i| events[i].model());
+        let reads = reads::fence_look(wrote.iter().map(|&i| events[i].model()))
+            .union(reads::ingress_look(retired_routes, false));
         let now = match self.fetch(&reads, Use::Look, deadline).await {
             Ok(state) => state,
             Err(error) => {
@@ -408,7 +408,7 @@ impl Engine {
         if of.is_empty() {
             return removal;
         }
-        let reads = reads::ingress_look(of.iter().flat_map(|&i| reads::route_ingresses(events[i].model())));
+        let reads = reads::ingress_look(of.iter().map(|&i| events[i].model()), true);
         let now = match self.fetch(&reads, Use::Look, deadline).await {
             Ok(now) => now,
             Err(error) => {

@@ -7,6 +7,7 @@
 
 use super::Problem;
 use crate::event::{KeyedMatch, ModelDeployed, RouteSpec, TraceContext};
+use crate::higress::names;
 use crate::higress::plugins::BuiltinPlugin;
 use serde_json::Value;
 
@@ -282,6 +283,8 @@ fn route_feature_problems(route: &RouteSpec, problems: &mut Vec<Problem>) {
                 &here,
                 "is an annotation the Higress console manages: set it through the route's own fields",
             ));
+        } else if key.starts_with(names::OUR_PREFIX) {
+            problems.push(Problem::new(&here, WORKERS_OWN_KEY));
         }
         check_qualified_key(key, &here, "the key", problems);
     }
@@ -292,10 +295,16 @@ fn route_feature_problems(route: &RouteSpec, problems: &mut Vec<Problem>) {
                 &here,
                 "is a label the Higress console sets itself: not allowed as a custom label",
             ));
+        } else if key.starts_with(names::OUR_PREFIX) {
+            problems.push(Problem::new(&here, WORKERS_OWN_KEY));
         }
         check_qualified_key(key, &here, "the key", problems);
     }
 }
+
+/// The worker writes its own `higress-route-worker.io/` keys on a route's Ingresses (the revision
+/// that wrote it, the route label its looks select by): an event's would be overwritten.
+const WORKERS_OWN_KEY: &str = "is under higress-route-worker.io/, the worker's own keys: not allowed as a custom key";
 
 /// A Kubernetes annotation or label key: the name part at most 63 characters, the prefix at most 253
 /// (the schema checks the characters).

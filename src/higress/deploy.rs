@@ -415,10 +415,11 @@ pub fn plan_deploy(
         route::ingress(&route, &ctx)
     };
     let revised = |object: Value| with_revision(object, event.revision);
-    plan.put(revised(ingress_of(&upstream_services, None)));
+    let ours = |ingress: Value| with_route_label(revised(ingress), &route.name);
+    plan.put(ours(ingress_of(&upstream_services, None)));
     match &fallback_codes {
         Some(codes) => {
-            plan.put(revised(ingress_of(&fallback_services, Some(ingress_name.clone()))));
+            plan.put(ours(ingress_of(&fallback_services, Some(ingress_name.clone()))));
             plan.put(revised(route::fallback_envoy_filter(&route.name, codes, ns)));
         }
         None => {
@@ -525,6 +526,15 @@ fn with_revision(mut object: Value, revision: u64) -> Value {
     let metadata = object["metadata"].as_object_mut().expect("objects have metadata");
     let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
     annotations[names::ANNOTATION_REVISION] = Value::String(revision.to_string());
+    object
+}
+
+/// A route Ingress of ours, labelled with its route (see [`names::LABEL_ROUTE`]): a look lists a
+/// batch's routes' Ingresses by it, not every route's.
+fn with_route_label(mut object: Value, route: &str) -> Value {
+    let metadata = object["metadata"].as_object_mut().expect("objects have metadata");
+    let labels = metadata.entry("labels").or_insert_with(|| json!({}));
+    labels[names::LABEL_ROUTE] = Value::String(route.to_string());
     object
 }
 

@@ -43,6 +43,20 @@ pub fn secret_source_of_consumer(consumer: &str) -> String {
 /// delete or replace, conditional on the version it read, meets a 409 and then finds the newer
 /// revision in the model's fence (`cluster::Engine::write`).
 pub const ANNOTATION_REVISION: &str = "higress-route-worker.io/revision";
+/// Label on the route Ingresses (main and fallback) the worker writes: the route's name. A look at a
+/// batch's routes lists the Ingresses labelled with one of them, and every Ingress not labelled (the
+/// console's own, one the console saved since, one written before the label was): not every route's
+/// (see `reads::route_ingress_lists`). A console save rebuilds the Ingress without it.
+pub const LABEL_ROUTE: &str = "higress-route-worker.io/route";
+/// Selects the console's Ingresses the worker did not label with their route ([`LABEL_ROUTE`]).
+pub const SELECT_UNLABELLED_INGRESSES: &str = "higress.io/resource-definer=higress,!higress-route-worker.io/route";
+
+/// Selects the console's Ingresses labelled with one of `routes` ([`LABEL_ROUTE`]).
+pub fn select_route_ingresses<'a>(routes: impl IntoIterator<Item = &'a str>) -> String {
+    let routes: Vec<&str> = routes.into_iter().collect();
+    format!("{SELECT_CONSOLE},{LABEL_ROUTE} in ({})", routes.join(","))
+}
+
 /// Label an operator puts on a Secret that events may refer to (`"true"`); other Secrets are refused.
 pub const LABEL_READABLE: &str = "higress-route-worker.io/readable";
 /// Label on the objects only this worker owns (the fence ConfigMaps).
@@ -140,7 +154,7 @@ mod tests {
         assert_eq!(fence("chat"), "higress-route-worker-fence-0b");
     }
 
-    /// A look reads our annotations by this prefix (`cluster::api`): every one of them carries it.
+    /// A look reads our annotations by this prefix; the route label is ours too (`cluster::api`): every one of them carries it.
     #[test]
     fn our_annotations_share_our_prefix() {
         for name in [
@@ -148,9 +162,19 @@ mod tests {
             ANNOTATION_ROUTE_REVISIONS,
             ANNOTATION_SECRET_SOURCES,
             ANNOTATION_REVISION,
+            LABEL_ROUTE,
         ] {
             assert!(name.starts_with(OUR_PREFIX), "{name}");
         }
+    }
+
+    #[test]
+    fn the_unlabelled_ingresses_are_the_consoles_without_our_route_label() {
+        assert_eq!(SELECT_UNLABELLED_INGRESSES, format!("{SELECT_CONSOLE},!{LABEL_ROUTE}"));
+        assert_eq!(
+            select_route_ingresses(["a", "b.c"]),
+            "higress.io/resource-definer=higress,higress-route-worker.io/route in (a,b.c)"
+        );
     }
 
     #[test]

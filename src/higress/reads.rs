@@ -20,13 +20,17 @@ pub const LIST_INGRESSES_ABOVE: usize = 32;
 /// Above this many Ingresses, a look lists them (metadata only) rather than reading them by name.
 pub const LOOK_BY_NAME_UP_TO: usize = 2 * TARGETED_UP_TO;
 
+/// The most route names one list's label selector carries, in bytes: its URL stays under the 8 KiB
+/// that proxies in front of an API server commonly allow.
+const ROUTES_PER_SELECTOR_BYTES: usize = 4096;
+
 /// Objects to read by name, lists by label selector, and lists of which only the objects' metadata is
 /// read (enough for a look: names, annotations, versions, uids).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadSet {
     pub gets: BTreeSet<ObjectKey>,
-    pub lists: BTreeSet<(Kind, &'static str)>,
-    pub metadata_lists: BTreeSet<(Kind, &'static str)>,
+    pub lists: BTreeSet<(Kind, String)>,
+    pub metadata_lists: BTreeSet<(Kind, String)>,
 }
 
 impl ReadSet {
@@ -34,8 +38,12 @@ impl ReadSet {
         self.gets.insert(ObjectKey::new(kind, name));
     }
 
-    fn list(&mut self, kind: Kind, selector: &'static str) {
-        self.lists.insert((kind, selector));
+    fn list(&mut self, kind: Kind, selector: impl Into<String>) {
+        self.lists.insert((kind, selector.into()));
+    }
+
+    fn metadata_list(&mut self, kind: Kind, selector: impl Into<String>) {
+        self.metadata_lists.insert((kind, selector.into()));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -70,11 +78,31 @@ impl ReadSet {
     }
 }
 
-/// `a=b,c=d` selectors, the only form the mapping uses.
+/// The forms the mapping uses: `a=b`, `!a` and `a in (x,y)`, joined by commas.
 fn matches_selector(object: &Value, selector: &str) -> bool {
-    selector.split(',').all(|term| match term.split_once('=') {
-        Some((key, value)) => label(object, key) == Some(value),
-        None => false,
+    let mut terms = Vec::new();
+    let mut rest = selector;
+    while !rest.is_empty() {
+        // A comma inside `in (…)` separates values, not terms.
+        let end = match (rest.find(','), rest.find('(')) {
+            (Some(comma), Some(open)) if open < comma => rest[open..].find(')').map_or(rest.len(), |c| open + c + 1),
+            (Some(comma), _) => comma,
+            (None, _) => rest.len(),
+        };
+        terms.push(&rest[..end]);
+        rest = rest[end..].strip_prefix(',').unwrap_or(&rest[end..]);
+    }
+    terms.into_iter().all(|term| {
+        if let Some(key) = term.strip_prefix('!') {
+            label(object, key).is_none()
+        } else if let Some((key, values)) = term.split_once(" in (") {
+            let values = values.strip_suffix(')').unwrap_or(values);
+            label(object, key).is_some_and(|value| values.split(',').any(|v| v == value))
+        } else if let Some((key, value)) = term.split_once('=') {
+            label(object, key) == Some(value)
+        } else {
+            false
+        }
     })
 }
 
@@ -121,7 +149,9 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
         // A retired route counts as existing whatever the fences say: when a batch of retirements alone
         // will list the Ingresses (see `follow_up_reads`), it does so beside the first read, not after it.
         if retirements_only(events) && models.len() > LIST_INGRESSES_ABOVE {
-            set.metadata_lists.insert((Kind::Ingress, names::SELECT_CONSOLE));
+            for selector in route_ingress_lists(models.iter().copied()) {
+                set.metadata_list(Kind::Ingress, selector);
+            }
         }
     }
     for name in events.iter().flat_map(secret_names) {
@@ -170,10 +200,12 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
     if existing.len() > LIST_INGRESSES_ABOVE {
         // A retirement deletes its route's Ingresses on the version read and never reads their spec: a
         // batch without deploys lists their metadata only.
-        if retirements_only(events) {
-            set.metadata_lists.insert((Kind::Ingress, names::SELECT_CONSOLE));
-        } else {
-            set.list(Kind::Ingress, names::SELECT_CONSOLE);
+        for selector in route_ingress_lists(existing.iter().copied()) {
+            if retirements_only(events) {
+                set.metadata_list(Kind::Ingress, selector);
+            } else {
+                set.list(Kind::Ingress, selector);
+            }
         }
         set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
     } else {
@@ -192,19 +224,50 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
 /// the route's Ingresses (`take_late_ingresses`); before the first route is exposed, the fences
 /// (`fenced_past`); after the writes, the fences and the retired routes' Ingresses (`settle_fences`),
 /// and an overtaken deploy's Ingresses (`leave_to_newer_deploys`). A look is one read for the whole
-/// batch, not one per event: Ingresses by name for a few, else one metadata-only list of the console's
-/// Ingresses (a look needs their revision annotation, version and uid, not their spec).
-pub fn ingress_look(ingresses: impl IntoIterator<Item = String>) -> ReadSet {
+/// batch, not one per event: the Ingresses of `routes` by name for a few (`fallback`: the fallback
+/// Ingress too), else their metadata in [`route_ingress_lists`] (a look needs their revision
+/// annotation, version and uid, not their spec).
+pub fn ingress_look<'a>(routes: impl IntoIterator<Item = &'a str>, fallback: bool) -> ReadSet {
     let mut set = ReadSet::default();
-    let names: BTreeSet<String> = ingresses.into_iter().collect();
-    if names.len() > LOOK_BY_NAME_UP_TO {
-        set.metadata_lists.insert((Kind::Ingress, names::SELECT_CONSOLE));
+    let routes: BTreeSet<&str> = routes.into_iter().collect();
+    let per_route = if fallback { 2 } else { 1 };
+    if routes.len() * per_route > LOOK_BY_NAME_UP_TO {
+        for selector in route_ingress_lists(routes) {
+            set.metadata_list(Kind::Ingress, selector);
+        }
     } else {
-        for name in names {
-            set.get(Kind::Ingress, name);
+        for route in routes {
+            set.get(Kind::Ingress, names::route_ingress(route));
+            if fallback {
+                set.get(Kind::Ingress, names::fallback_ingress(route));
+            }
         }
     }
     set
+}
+
+/// The lists that return every Ingress that can be one of `routes`' (main or fallback), and not
+/// every route's: those the worker labelled with one of them ([`names::LABEL_ROUTE`]; a few
+/// kilobytes of names a list), and all those it did not label — the console's own routes, one the
+/// console saved since (a save rebuilds the Ingress without our label), one written before the
+/// label was. An Ingress of ours is labelled with its own route only, so none is missed; on a
+/// cluster of the worker's routes, a batch reads its own routes' Ingresses whatever the cluster's size.
+pub fn route_ingress_lists<'a>(routes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut lists = vec![names::SELECT_UNLABELLED_INGRESSES.to_string()];
+    let mut chunk: Vec<&str> = Vec::new();
+    let mut bytes = 0;
+    for route in routes {
+        if bytes + route.len() + 1 > ROUTES_PER_SELECTOR_BYTES && !chunk.is_empty() {
+            lists.push(names::select_route_ingresses(chunk.drain(..)));
+            bytes = 0;
+        }
+        bytes += route.len() + 1;
+        chunk.push(route);
+    }
+    if !chunk.is_empty() {
+        lists.push(names::select_route_ingresses(chunk));
+    }
+    lists
 }
 
 /// A look at models' fence entries: their shards by name, at most [`names::FENCE_SHARDS`] reads
