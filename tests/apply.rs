@@ -1076,6 +1076,70 @@ async fn a_retirement_takes_an_ingress_created_after_its_read_before_the_key_aut
     assert!(ingress_gone < rule_gone, "the rule went before the Ingress: {after:?}");
 }
 
+/// A large batch of retirements lists its routes' Ingresses by our route label, and every Ingress
+/// without it: one the console saved since (a save rebuilds it without our label) is torn down with
+/// the rest, and so is an unlabelled one that lands after the batch's read (a console save, or a
+/// deploy of a worker from before the label), before the route's key-auth rule goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_of_retirements_takes_the_route_ingresses_it_did_not_label() {
+    let cluster = Cluster::start().await;
+    let engine = cluster.engine().await;
+    let models: Vec<String> = (0..=higress_route_worker::higress::reads::LIST_INGRESSES_ABOVE)
+        .map(|i| format!("r{i:02}"))
+        .collect();
+    let deploys: Vec<LifecycleEvent> = models.iter().map(|m| deploy(m, 1)).collect();
+    for result in engine.apply_batch(&deploys).await {
+        assert_outcome(&result, Outcome::Applied);
+    }
+    let unlabelled = |model: &str| {
+        let key = ObjectKey::new(Kind::Ingress, names::route_ingress(model));
+        let mut ingress = without_server_fields(&cluster.get("ingresses", &key.name).expect("deployed"));
+        ingress["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove(names::LABEL_ROUTE);
+        (key, ingress)
+    };
+    // r00: saved in the console since.
+    let (key, saved) = unlabelled("r00");
+    engine.api().delete(&key, None).await.unwrap();
+    cluster.sim.insert(saved).unwrap();
+    // r01: not there when the batch reads; it lands while the batch waits on its first fence write.
+    let (key, late) = unlabelled("r01");
+    engine.api().delete(&key, None).await.unwrap();
+    hold_next(&cluster, Method::PUT, format!("configmaps/{}", names::fence("r01")));
+    let retirer = cluster.engine().await;
+    let retirements: Vec<LifecycleEvent> = models.iter().map(|m| retire(m, 2)).collect();
+    let retiring = tokio::spawn(async move { retirer.apply_batch(&retirements).await });
+    wait_for("the retirements to try their fences", || {
+        !cluster.failed_writes().is_empty()
+    })
+    .await;
+    cluster.sim.insert(late).unwrap();
+    let audited = cluster.sim.audit().len();
+    for result in retiring.await.unwrap() {
+        assert_outcome(&result, Outcome::Applied);
+    }
+
+    for model in &models {
+        assert!(
+            cluster.get("ingresses", &names::route_ingress(model)).is_none(),
+            "{model}'s Ingress outlived its retirement"
+        );
+    }
+    let after: Vec<(String, String)> = cluster.sim.audit()[audited..]
+        .iter()
+        .map(|w| (w.verb.clone(), format!("{}/{}", w.resource, w.name)))
+        .collect();
+    let at = |verb: &str, object: &str| after.iter().position(|(v, o)| v == verb && o == object);
+    let late_gone = at("delete", "ingresses/ai-route-r01.internal").expect("the late Ingress deleted");
+    let rule_gone = at("update", "wasmplugins/key-auth.internal").expect("key-auth written");
+    assert!(
+        late_gone < rule_gone,
+        "the rule went before the late Ingress: {after:?}"
+    );
+}
+
 /// Whether the result lists that operation on the object of that name.
 fn lists(result: &RouteResult, name: &str, operation: &str) -> bool {
     result
