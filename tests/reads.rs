@@ -260,11 +260,16 @@ fn routes_with_a_fallback_read_what_writing_or_dropping_it_needs() {
 mod cluster;
 
 /// What kube-sim saw while `run` ran: the requests by (verb, resource), the metadata-only lists of
-/// Ingresses, and the Ingresses lists returned.
+/// Ingresses, and the objects lists returned, by resource.
 async fn requests_during<F: std::future::Future>(
     sim: &cluster::Cluster,
     run: F,
-) -> (F::Output, std::collections::BTreeMap<(String, String), u64>, u64, u64) {
+) -> (
+    F::Output,
+    std::collections::BTreeMap<(String, String), u64>,
+    u64,
+    impl Fn(&str) -> u64,
+) {
     let before = sim.sim.counters();
     let output = run.await;
     let after = sim.sim.counters();
@@ -276,7 +281,7 @@ async fn requests_during<F: std::future::Future>(
     }
     delta.retain(|_, count| *count > 0);
     let metadata_lists = after.metadata_only("list", "ingresses") - before.metadata_only("list", "ingresses");
-    let listed = after.listed("ingresses") - before.listed("ingresses");
+    let listed = move |resource: &str| after.listed(resource) - before.listed(resource);
     (output, delta, metadata_lists, listed)
 }
 
@@ -290,21 +295,31 @@ fn count(requests: &std::collections::BTreeMap<(String, String), u64>, verb: &st
 /// A batch of retirements reads once for the whole batch, not once per event: no Ingress is read by
 /// name (the looks before the key-auth write and after the writes each list the Ingresses' metadata),
 /// the fence shards are read at most once per look, and what is left per event is its two deletes.
-/// And its lists return its own routes' Ingresses, not every route's.
+/// And its lists return its own routes' Ingresses and ConfigMaps, and those of routes not of ours, not
+/// every route's: a provider another route of ours uses is kept by its users record, one a console
+/// route uses by that route's ConfigMap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_retirements_reads_once_for_the_batch() {
     let cluster = cluster::Cluster::start().await;
     let engine = cluster.engine().await;
     const ROUTES: usize = 60;
     let models: Vec<String> = (0..ROUTES).map(|i| format!("r{i:02}")).collect();
-    // Routes that stay: a look at the retired ones does not list their Ingresses.
+    // Routes that stay: a look at the retired ones does not list their Ingresses. The first relies on
+    // r00's provider.
     const STAYING: usize = 40;
-    let deploys: Vec<LifecycleEvent> = models
+    let mut deploys: Vec<LifecycleEvent> = models
         .iter()
         .cloned()
-        .chain((0..STAYING).map(|i| format!("stays{i:02}")))
+        .chain((1..STAYING).map(|i| format!("stays{i:02}")))
         .map(|m| cluster::deploy(&m, 1))
         .collect();
+    deploys.push(cluster::parse(
+        event::DEPLOYED_TYPE,
+        json!({"model": "stays00", "revision": 1,
+               "provider": {"name": "p-r00", "type": "openai", "url": "https://r00.models.example.com/v1", "apiTokens": ["sk-r00"]},
+               "route": {"domains": ["api.example.com"], "path": "/stays00"},
+               "auth": {"consumers": [{"name": "c-stays00", "source": "BEARER", "credentials": ["key-stays00"]}]}}),
+    ));
     for result in engine.apply_batch(&deploys).await {
         assert_eq!(
             result.outcome,
@@ -312,6 +327,12 @@ async fn a_batch_of_retirements_reads_once_for_the_batch() {
             "{result:?}"
         );
     }
+    // A route the console made relies on r01's provider.
+    let console_route = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ai-route-theirs", "namespace": cluster::NS,
+                     "labels": {"higress.io/config-map-type": "ai-route", "higress.io/resource-definer": "higress"}},
+        "data": {"data": json!({"name": "theirs", "upstreams": [{"provider": "p-r01", "weight": 100}]}).to_string()}});
+    cluster.sim.insert(console_route).unwrap();
     let retirements: Vec<LifecycleEvent> = models.iter().map(|m| cluster::retire(m, 2)).collect();
     let unlabelled = cluster
         .sim
@@ -328,6 +349,20 @@ async fn a_batch_of_retirements_reads_once_for_the_batch() {
         );
     }
     assert!(cluster.get("ingresses", "ai-route-r00.internal").is_none());
+    let providers =
+        cluster.get("wasmplugins", "ai-proxy.internal").unwrap()["spec"]["defaultConfig"]["providers"].clone();
+    let provider = |id: &str| providers.as_array().unwrap().iter().any(|p| p["id"] == id);
+    assert!(
+        provider("p-r00") && provider("p-r01") && !provider("p-r02"),
+        "{providers}"
+    );
+    let warned = |i: usize, route: &str| {
+        results[i]
+            .warnings
+            .iter()
+            .any(|w| w.contains(&format!("route {route} still uses it")))
+    };
+    assert!(warned(0, "stays00") && warned(1, "theirs"), "{:?}", &results[..2]);
 
     assert_eq!(count(&requests, "get", "ingresses"), 0, "{requests:?}");
     // The first read's lists of the routes' Ingresses, then one look before the key-auth write and one
@@ -337,10 +372,19 @@ async fn a_batch_of_retirements_reads_once_for_the_batch() {
     assert_eq!(metadata_lists, 3 * 2, "{requests:?}");
     // The first read returns the retired routes' Ingresses; the looks, made once they are deleted, none
     // of ours; each returns the unlabelled ones. The staying routes' are never read.
-    assert_eq!(listed, ROUTES as u64 + 3 * unlabelled, "{requests:?}");
+    assert_eq!(listed("ingresses"), ROUTES as u64 + 3 * unlabelled, "{requests:?}");
     assert!(cluster.get("ingresses", "ai-route-stays00.internal").is_some());
-    // The AI route ConfigMaps (which routes use a provider) are listed once, not again in the follow-up.
-    assert_eq!(count(&requests, "list", "configmaps"), 2, "{requests:?}");
+    // The fence shards, and the AI route ConfigMaps (which routes use a provider) once, not again in
+    // the follow-up: the batch's routes' and those not labelled as ours (the console's route), not the
+    // staying routes'.
+    assert_eq!(count(&requests, "list", "configmaps"), 1 + 2, "{requests:?}");
+    let fence_shards = cluster
+        .sim
+        .list("configmaps", cluster::NS)
+        .iter()
+        .filter(|c| names::is_fence(c["metadata"]["name"].as_str().unwrap()))
+        .count() as u64;
+    assert_eq!(listed("configmaps"), fence_shards + ROUTES as u64 + 1, "{requests:?}");
     assert_eq!(count(&requests, "delete", "ingresses"), ROUTES as u64, "{requests:?}");
     assert_eq!(count(&requests, "delete", "configmaps"), ROUTES as u64, "{requests:?}");
     // Fence shards by name, at most once each per look (the first read lists them), and the domain.

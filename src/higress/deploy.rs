@@ -415,7 +415,7 @@ pub fn plan_deploy(
         route::ingress(&route, &ctx)
     };
     let revised = |object: Value| with_revision(object, event.revision);
-    let ours = |ingress: Value| with_route_label(revised(ingress), &route.name);
+    let ours = |object: Value| with_route_label(revised(object), &route.name);
     plan.put(ours(ingress_of(&upstream_services, None)));
     match &fallback_codes {
         Some(codes) => {
@@ -429,7 +429,7 @@ pub fn plan_deploy(
             retire::remove_rules_naming(&mut plan, state, &fallback_ingress, writer);
         }
     }
-    plan.put(revised(route::config_map(&route, ns)));
+    plan.put(ours(route::config_map(&route, ns)));
 
     // The route's providers know it uses them, where a concurrent clean-up re-checks (see
     // `retire::release_provider`); providers a redeploy no longer uses are let go, not deleted.
@@ -529,8 +529,8 @@ fn with_revision(mut object: Value, revision: u64) -> Value {
     object
 }
 
-/// A route Ingress of ours, labelled with its route (see [`names::LABEL_ROUTE`]): a look lists a
-/// batch's routes' Ingresses by it, not every route's.
+/// A route's own object (Ingress, AI route ConfigMap), labelled with its route (see
+/// [`names::LABEL_ROUTE`]): a batch lists its routes' objects by it, not every route's.
 fn with_route_label(mut object: Value, route: &str) -> Value {
     let metadata = object["metadata"].as_object_mut().expect("objects have metadata");
     let labels = metadata.entry("labels").or_insert_with(|| json!({}));

@@ -43,18 +43,21 @@ pub fn secret_source_of_consumer(consumer: &str) -> String {
 /// delete or replace, conditional on the version it read, meets a 409 and then finds the newer
 /// revision in the model's fence (`cluster::Engine::write`).
 pub const ANNOTATION_REVISION: &str = "higress-route-worker.io/revision";
-/// Label on the route Ingresses (main and fallback) the worker writes: the route's name. A look at a
-/// batch's routes lists the Ingresses labelled with one of them, and every Ingress not labelled (the
-/// console's own, one the console saved since, one written before the label was): not every route's
-/// (see `reads::route_ingress_lists`). A console save rebuilds the Ingress without it.
+/// Label on a route's own objects the worker writes (its Ingresses and AI route ConfigMap): the
+/// route's name. A batch reads its routes' objects by it (those labelled with one of them) and every
+/// one not labelled (the console's own, one the console saved since, one written before the label
+/// was), not every route's: see `reads::route_lists`. A console save rebuilds the object without it.
 pub const LABEL_ROUTE: &str = "higress-route-worker.io/route";
 /// Selects the console's Ingresses the worker did not label with their route ([`LABEL_ROUTE`]).
 pub const SELECT_UNLABELLED_INGRESSES: &str = "higress.io/resource-definer=higress,!higress-route-worker.io/route";
+/// Selects the console's AI route ConfigMaps the worker did not label with their route.
+pub const SELECT_UNLABELLED_AI_ROUTES: &str =
+    "higress.io/resource-definer=higress,higress.io/config-map-type=ai-route,!higress-route-worker.io/route";
 
-/// Selects the console's Ingresses labelled with one of `routes` ([`LABEL_ROUTE`]).
-pub fn select_route_ingresses<'a>(routes: impl IntoIterator<Item = &'a str>) -> String {
+/// Narrows `selector` to the objects labelled with one of `routes` ([`LABEL_ROUTE`]).
+pub fn select_routes<'a>(selector: &str, routes: impl IntoIterator<Item = &'a str>) -> String {
     let routes: Vec<&str> = routes.into_iter().collect();
-    format!("{SELECT_CONSOLE},{LABEL_ROUTE} in ({})", routes.join(","))
+    format!("{selector},{LABEL_ROUTE} in ({})", routes.join(","))
 }
 
 /// Label an operator puts on a Secret that events may refer to (`"true"`); other Secrets are refused.
@@ -169,10 +172,14 @@ mod tests {
     }
 
     #[test]
-    fn the_unlabelled_ingresses_are_the_consoles_without_our_route_label() {
+    fn the_unlabelled_objects_are_the_consoles_without_our_route_label() {
         assert_eq!(SELECT_UNLABELLED_INGRESSES, format!("{SELECT_CONSOLE},!{LABEL_ROUTE}"));
         assert_eq!(
-            select_route_ingresses(["a", "b.c"]),
+            SELECT_UNLABELLED_AI_ROUTES,
+            format!("{SELECT_AI_ROUTES},!{LABEL_ROUTE}")
+        );
+        assert_eq!(
+            select_routes(SELECT_CONSOLE, ["a", "b.c"]),
             "higress.io/resource-definer=higress,higress-route-worker.io/route in (a,b.c)"
         );
     }

@@ -133,8 +133,9 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
         }
         domains(&mut set, events);
         if retiring {
-            // A provider goes only when no remaining route uses it.
-            set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
+            // A provider goes only when no remaining route uses it: a route of ours is in its users
+            // record (in ai-proxy and McpBridge, read anyway); any other's ConfigMap says so.
+            set.list(Kind::ConfigMap, names::SELECT_UNLABELLED_AI_ROUTES);
         }
     } else {
         // Not every console ConfigMap (one per route: megabytes on a large cluster): the fences,
@@ -144,7 +145,9 @@ pub fn reads(events: &[LifecycleEvent]) -> ReadSet {
         // Fallback EnvoyFilters are few: deploys and retirements alike may write or delete them.
         set.list(Kind::EnvoyFilter, names::SELECT_CONSOLE);
         if retiring {
-            set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
+            for selector in route_config_map_lists(models.iter().copied()) {
+                set.list(Kind::ConfigMap, selector);
+            }
         }
         // A retired route counts as existing whatever the fences say: when a batch of retirements alone
         // will list the Ingresses (see `follow_up_reads`), it does so beside the first read, not after it.
@@ -207,7 +210,9 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
                 set.list(Kind::Ingress, selector);
             }
         }
-        set.list(Kind::ConfigMap, names::SELECT_AI_ROUTES);
+        for selector in route_config_map_lists(existing.iter().copied()) {
+            set.list(Kind::ConfigMap, selector);
+        }
     } else {
         for model in existing {
             set.get(Kind::ConfigMap, names::route_config_map(model));
@@ -215,7 +220,7 @@ pub fn follow_up_reads(events: &[LifecycleEvent], state: &State) -> ReadSet {
             set.get(Kind::Ingress, names::fallback_ingress(model));
         }
     }
-    // What the first read has read already (a batch that retires lists the AI route ConfigMaps).
+    // What the first read has read already (a large batch that retires lists its AI route ConfigMaps).
     set.without(&reads(events))
 }
 
@@ -246,26 +251,38 @@ pub fn ingress_look<'a>(routes: impl IntoIterator<Item = &'a str>, fallback: boo
     set
 }
 
-/// The lists that return every Ingress that can be one of `routes`' (main or fallback), and not
-/// every route's: those the worker labelled with one of them ([`names::LABEL_ROUTE`]; a few
-/// kilobytes of names a list), and all those it did not label — the console's own routes, one the
-/// console saved since (a save rebuilds the Ingress without our label), one written before the
-/// label was. An Ingress of ours is labelled with its own route only, so none is missed; on a
-/// cluster of the worker's routes, a batch reads its own routes' Ingresses whatever the cluster's size.
+/// The lists that return every Ingress that can be one of `routes`' (main or fallback): see
+/// [`route_lists`].
 pub fn route_ingress_lists<'a>(routes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let mut lists = vec![names::SELECT_UNLABELLED_INGRESSES.to_string()];
+    route_lists(names::SELECT_CONSOLE, names::SELECT_UNLABELLED_INGRESSES, routes)
+}
+
+/// The lists that return every AI route ConfigMap that can be one of `routes`', and every one of a
+/// route not of ours: see [`route_lists`].
+pub fn route_config_map_lists<'a>(routes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    route_lists(names::SELECT_AI_ROUTES, names::SELECT_UNLABELLED_AI_ROUTES, routes)
+}
+
+/// The lists (`all` narrowed) that return every object that can be one of `routes`', and not every
+/// route's: those the worker labelled with one of them ([`names::LABEL_ROUTE`]; a few kilobytes of
+/// names a list), and all those it did not label (`unlabelled`) — the console's own routes', one the
+/// console saved since (a save rebuilds the object without our label), one written before the label
+/// was. An object of ours is labelled with its own route only, so none is missed; on a cluster of
+/// the worker's routes, a batch reads its own routes' objects whatever the cluster's size.
+fn route_lists<'a>(all: &str, unlabelled: &str, routes: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut lists = vec![unlabelled.to_string()];
     let mut chunk: Vec<&str> = Vec::new();
     let mut bytes = 0;
     for route in routes {
         if bytes + route.len() + 1 > ROUTES_PER_SELECTOR_BYTES && !chunk.is_empty() {
-            lists.push(names::select_route_ingresses(chunk.drain(..)));
+            lists.push(names::select_routes(all, chunk.drain(..)));
             bytes = 0;
         }
         bytes += route.len() + 1;
         chunk.push(route);
     }
     if !chunk.is_empty() {
-        lists.push(names::select_route_ingresses(chunk));
+        lists.push(names::select_routes(all, chunk));
     }
     lists
 }

@@ -197,10 +197,13 @@ impl State {
         }
     }
 
-    /// The AI routes other than `route` that use `provider` (their ConfigMaps say so): the first by
-    /// name, and whether `recorded_in`'s provider-users annotation records every one of them. One pass
-    /// under one lock: on a large cluster a provider has thousands of users, and a batch of retirements
-    /// asks for each of its routes.
+    /// The routes other than `route` that use `provider`: those whose ConfigMaps, as read, say so, and
+    /// those of ours `recorded_in`'s provider-users annotation records. A batch reads the ConfigMaps of
+    /// its own routes and of every route not labelled as ours, not of every route of ours: the record
+    /// is what keeps a provider for those (`Op::IfProviderUnused` checks it as written; see
+    /// `reads::route_config_map_lists`). The first by name, and whether the record names every route
+    /// the ConfigMaps show. One pass under one lock: on a large cluster a provider has thousands of
+    /// users, and a batch of retirements asks for each of its routes.
     pub fn other_routes_using(&self, provider: &str, route: &str, recorded_in: &ObjectKey) -> OtherRoutes {
         let mut cache = self.route_providers.lock().unwrap_or_else(PoisonError::into_inner);
         let routes = cache.get_or_insert_with(|| {
@@ -221,17 +224,18 @@ impl State {
                 .map(|(name, _)| name)
                 .filter(|name| *name != route)
         };
-        let first = others().next().cloned();
-        let all_recorded = first.is_none()
-            || self
-                .inspect(recorded_in, |object, index| {
-                    let users = index.users(annotation(object, names::ANNOTATION_PROVIDER_USERS)).map();
-                    let recorded = users.get(provider);
-                    others().all(|other| recorded.is_some_and(|routes| routes.contains_key(other)))
-                })
-                .unwrap_or(false);
+        let listed_first = others().next().cloned();
+        let (recorded_first, all_recorded) = self
+            .inspect(recorded_in, |object, index| {
+                let users = index.users(annotation(object, names::ANNOTATION_PROVIDER_USERS)).map();
+                let recorded = users.get(provider);
+                let first = recorded.and_then(|routes| routes.keys().find(|r| r.as_str() != route).cloned());
+                let all = others().all(|other| recorded.is_some_and(|routes| routes.contains_key(other)));
+                (first, all)
+            })
+            .unwrap_or((None, listed_first.is_none()));
         debug_assert_eq!(
-            first,
+            listed_first,
             self.of_kind(Kind::ConfigMap)
                 .filter(|(name, cm)| {
                     names::is_route_config_map(name) && label(cm, names::LABEL_CONFIG_MAP_TYPE) == Some("ai-route")
@@ -242,6 +246,7 @@ impl State {
                 .min(),
             "route-providers index out of step"
         );
+        let first = listed_first.into_iter().chain(recorded_first).min();
         OtherRoutes { first, all_recorded }
     }
 
