@@ -694,7 +694,7 @@ impl Users {
         }
         let element = serde_json::to_string(&entry(route, recorded)).expect("a string serializes");
         let part = &mut self.parts[index];
-        match element_range(part, &element) {
+        match separated_range(part, &element, b'[', b']') {
             Some(range) => {
                 part.replace_range(range.clone(), "");
                 splice(at + range.start..at + range.end)
@@ -723,18 +723,21 @@ fn joined(parts: &indexmap::IndexMap<String, String>) -> Option<String> {
     })
 }
 
-/// Where `element` (a JSON string) stands in the JSON list ending `part`, with one of its commas; `None`
-/// when it is not there or is the list's only element.
-fn element_range(part: &str, element: &str) -> Option<std::ops::Range<usize>> {
-    let bytes = part.as_bytes();
-    let at = memchr::memmem::find_iter(bytes, element).find(|&at| {
-        let end = at + element.len();
-        at > 0 && matches!(bytes[at - 1], b'[' | b',') && matches!(bytes.get(end), Some(b',' | b']'))
+/// Where `item` stands in the JSON text `text` between `open` and `close` (an element of a list, `[`
+/// and `]`; a member of an object, `{` and `}`), with one of its commas; `None` when it is not there
+/// as a whole item or is the only one.
+pub(super) fn separated_range(text: &str, item: &str, open: u8, close: u8) -> Option<std::ops::Range<usize>> {
+    let bytes = text.as_bytes();
+    let at = memchr::memmem::find_iter(bytes, item).find(|&at| {
+        let end = at + item.len();
+        at > 0
+            && (bytes[at - 1] == open || bytes[at - 1] == b',')
+            && bytes.get(end).is_some_and(|&b| b == b',' || b == close)
     })?;
-    let end = at + element.len();
+    let end = at + item.len();
     match (bytes[at - 1], bytes[end]) {
         (b',', _) => Some(at - 1..end),
-        (b'[', b',') => Some(at..end + 1),
+        (before, b',') if before == open => Some(at..end + 1),
         _ => None,
     }
 }
@@ -920,5 +923,41 @@ impl Retirements {
                 self.earliest = Some(at.to_string());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::separated_range;
+
+    /// The in-place cuts of our annotations: an element of a list, a member of an object, each with one
+    /// of its commas, and only where it stands whole.
+    #[test]
+    fn an_item_is_cut_with_one_comma_where_it_stands_whole() {
+        let cut = |text: &str, item: &str, open: u8, close: u8| {
+            separated_range(text, item, open, close).map(|range| {
+                let mut text = text.to_string();
+                text.replace_range(range, "");
+                text
+            })
+        };
+        let list = r#"["a@1","b@2","c@3"]"#;
+        assert_eq!(cut(list, r#""a@1""#, b'[', b']').as_deref(), Some(r#"["b@2","c@3"]"#));
+        assert_eq!(cut(list, r#""b@2""#, b'[', b']').as_deref(), Some(r#"["a@1","c@3"]"#));
+        assert_eq!(cut(list, r#""c@3""#, b'[', b']').as_deref(), Some(r#"["a@1","b@2"]"#));
+        // Not a whole element, the only one, or the other delimiters: left to a render.
+        assert_eq!(cut(list, r#"b@2"#, b'[', b']'), None);
+        assert_eq!(cut(r#"["a@1"]"#, r#""a@1""#, b'[', b']'), None);
+        assert_eq!(cut(list, r#""a@1""#, b'{', b'}'), None);
+        let object = r#"{"p":["r"],"q":["s"]}"#;
+        assert_eq!(
+            cut(object, r#""p":["r"]"#, b'{', b'}').as_deref(),
+            Some(r#"{"q":["s"]}"#)
+        );
+        assert_eq!(
+            cut(object, r#""q":["s"]"#, b'{', b'}').as_deref(),
+            Some(r#"{"p":["r"]}"#)
+        );
+        assert_eq!(cut(object, r#""q":["s"]"#, b'[', b']'), None);
     }
 }

@@ -148,7 +148,8 @@ pub(super) struct Release<'a> {
 /// `ai-proxy.internal`; with `delete`, the provider goes from each object if, as that object is at
 /// write time (re-read after a 409), no route of ours uses it — so a route another replica deploys
 /// meanwhile keeps it — and if no route of the console's uses it now. A route that exists without
-/// being among the users (the console's, or written before users were recorded) keeps the provider.
+/// being among the users (the console's, or written before users were recorded: neither is labelled
+/// as ours, so the batch read its ConfigMap) keeps the provider.
 pub(super) fn release_provider(plan: &mut Plan, state: &State, settings: &Settings, release: Release) {
     let Release {
         route: model,

@@ -2,7 +2,7 @@
 //! secret-sources records (the provider-users record is with the providers).
 
 use super::json::object_at;
-use crate::higress::index::{AnnotationEdit, AnnotationTable, EntryIndex};
+use crate::higress::index::{self, AnnotationEdit, AnnotationTable, EntryIndex};
 use crate::higress::names;
 use serde_json::{json, Map, Value};
 
@@ -13,33 +13,20 @@ pub(super) fn write_annotation(
     edit: AnnotationEdit,
     table: &mut impl AnnotationTable,
 ) -> bool {
-    match edit {
-        AnnotationEdit::Unchanged => false,
-        AnnotationEdit::Append(part) => {
-            table.appended(append_to_annotation(object, annotation, &part));
+    // An edit made in place gives the text's new length; the others render the table again.
+    let in_place = match edit {
+        AnnotationEdit::Unchanged => return false,
+        AnnotationEdit::Append(part) => Some(append_to_annotation(object, annotation, &part)),
+        AnnotationEdit::Remove(member) => remove_from_annotation(object, annotation, &member),
+        AnnotationEdit::Splice(range) => splice_annotation(object, annotation, range),
+        AnnotationEdit::Rewrite => None,
+    };
+    match in_place {
+        Some(len) => {
+            table.appended(len);
             true
         }
-        AnnotationEdit::Remove(member) => match remove_from_annotation(object, annotation, &member) {
-            Some(len) => {
-                table.appended(len);
-                true
-            }
-            None => {
-                let text = table.render();
-                set_annotation(object, annotation, text.as_deref())
-            }
-        },
-        AnnotationEdit::Splice(range) => match splice_annotation(object, annotation, range) {
-            Some(len) => {
-                table.appended(len);
-                true
-            }
-            None => {
-                let text = table.render();
-                set_annotation(object, annotation, text.as_deref())
-            }
-        },
-        AnnotationEdit::Rewrite => {
+        None => {
             let text = table.render();
             set_annotation(object, annotation, text.as_deref())
         }
@@ -54,17 +41,7 @@ fn remove_from_annotation(object: &mut Value, annotation: &str, member: &str) ->
         Value::String(text) => text,
         _ => return None,
     };
-    let bytes = text.as_bytes();
-    let at = memchr::memmem::find_iter(bytes, member).find(|&at| {
-        let end = at + member.len();
-        at > 0 && matches!(bytes[at - 1], b'{' | b',') && matches!(bytes.get(end), Some(b',' | b'}'))
-    })?;
-    let end = at + member.len();
-    let range = match (bytes[at - 1], bytes[end]) {
-        (b',', _) => at - 1..end,
-        (b'{', b',') => at..end + 1,
-        _ => return None,
-    };
+    let range = index::separated_range(text, member, b'{', b'}')?;
     text.replace_range(range, "");
     Some(text.len())
 }
