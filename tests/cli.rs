@@ -13,9 +13,13 @@ fn worker() -> Command {
     Command::new(env!("CARGO_BIN_EXE_higress-route-worker"))
 }
 
-/// An object as the console sees it: without the worker's own annotations (`higress-route-worker.io/`).
+/// An object as the console sees it: without the worker's own annotations and labels
+/// (`higress-route-worker.io/`).
 fn as_console_sees(mut object: Value) -> Value {
     let metadata = object["metadata"].as_object_mut().unwrap();
+    if let Some(labels) = metadata.get_mut("labels").and_then(Value::as_object_mut) {
+        labels.retain(|key, _| !key.starts_with("higress-route-worker.io/"));
+    }
     if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut) {
         annotations.retain(|key, _| !key.starts_with("higress-route-worker.io/"));
         if annotations.is_empty() {
