@@ -1066,12 +1066,18 @@ async fn a_retirement_takes_an_ingress_created_after_its_read_before_the_key_aut
     assert_outcome(&retired, Outcome::Applied);
     assert!(cluster.get("ingresses", "ai-route-m.internal").is_none());
     assert_retired_route_stays_down(&cluster);
+    assert_deleted_before_key_auth(&cluster, audited, "ai-route-m.internal");
+}
+
+/// In the writes since the audit log held `audited` entries, `ingress` was deleted before key-auth was
+/// written: the route was never live without its rule.
+fn assert_deleted_before_key_auth(cluster: &Cluster, audited: usize, ingress: &str) {
     let after: Vec<(String, String)> = cluster.sim.audit()[audited..]
         .iter()
         .map(|w| (w.verb.clone(), format!("{}/{}", w.resource, w.name)))
         .collect();
     let at = |verb: &str, object: &str| after.iter().position(|(v, o)| v == verb && o == object);
-    let ingress_gone = at("delete", "ingresses/ai-route-m.internal").expect("the Ingress deleted");
+    let ingress_gone = at("delete", &format!("ingresses/{ingress}")).expect("the Ingress deleted");
     let rule_gone = at("update", "wasmplugins/key-auth.internal").expect("key-auth written");
     assert!(ingress_gone < rule_gone, "the rule went before the Ingress: {after:?}");
 }
@@ -1127,17 +1133,7 @@ async fn a_large_batch_of_retirements_takes_the_route_ingresses_it_did_not_label
             "{model}'s Ingress outlived its retirement"
         );
     }
-    let after: Vec<(String, String)> = cluster.sim.audit()[audited..]
-        .iter()
-        .map(|w| (w.verb.clone(), format!("{}/{}", w.resource, w.name)))
-        .collect();
-    let at = |verb: &str, object: &str| after.iter().position(|(v, o)| v == verb && o == object);
-    let late_gone = at("delete", "ingresses/ai-route-r01.internal").expect("the late Ingress deleted");
-    let rule_gone = at("update", "wasmplugins/key-auth.internal").expect("key-auth written");
-    assert!(
-        late_gone < rule_gone,
-        "the rule went before the late Ingress: {after:?}"
-    );
+    assert_deleted_before_key_auth(&cluster, audited, "ai-route-r01.internal");
 }
 
 /// Whether the result lists that operation on the object of that name.
